@@ -15,7 +15,13 @@ success rate), and writes
 * ``<out>/bench_online.png``: learning curves (return vs env steps; return vs labels).
 
 Defaults: ``mujoco/HalfCheetah-v5``, 100k steps, 500 labels (10 sessions of 50, one every 5000 steps after
-PEBBLE's 1000 seed + 9000 unsupervised steps), 3 seeds. Example::
+PEBBLE's 1000 seed + 9000 unsupervised steps), 3 seeds, two worker processes of one torch thread each.
+So that the default run fits about an hour on 2 CPU cores, the SAC-based runs (SAC, PEBBLE, QPA alike) use
+``BENCH_SAC_KWARGS`` (2 x 128 networks, batch 256, one gradient step every 2 env steps) instead of B-Pref's
+3 x 256 / batch 512 / one step per env step, which costs about 7x more CPU per step here; pass
+``--paper-sizes`` for the paper's sizes. Each finished run is saved under
+``<out>/runs/`` and ``--resume`` skips those; a run's live evaluation log is ``<out>/logs/<algo>_s<seed>/progress.csv``.
+Example::
 
     .venv/bin/python scripts/bench_online.py                                   # the full default run
     .venv/bin/python scripts/bench_online.py --task metaworld/button-press-v3 --steps 500000 --labels 10000
@@ -36,6 +42,9 @@ from tqdm.auto import tqdm
 
 ALGOS = ("SAC", "PEBBLE", "QPA", "PrefPPO")
 
+#: SAC sizes of the default benchmark (all SAC-based runs alike), chosen for 2 CPU cores; see the module docstring.
+BENCH_SAC_KWARGS = {"policy_kwargs": {"net_arch": [128, 128]}, "batch_size": 256, "train_freq": 2, "gradient_steps": 1}
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,10 +60,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--n-eval-episodes", type=int, default=5)
     p.add_argument("--segment-length", type=int, default=50)
-    p.add_argument("--learner-kwargs", default="{}", help="JSON overrides of the SB3 learner defaults (SAC runs)")
+    p.add_argument("--learner-kwargs", default=None,
+                   help="JSON overrides of the SB3 SAC defaults for the SAC-based runs (default BENCH_SAC_KWARGS)")
+    p.add_argument("--paper-sizes", action="store_true", help="use B-Pref's SAC sizes (ignore BENCH_SAC_KWARGS)")
     p.add_argument("--reward-model-kwargs", default="{}", help="JSON overrides of the reward model defaults")
     p.add_argument("--fit-epochs", type=int, default=200)
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
+    p.add_argument("--resume", action="store_true", help="reuse the runs already saved under <out>/runs/")
     p.add_argument("--out", default="results/bench_online")
     a = p.parse_args(argv)
     algos = [x.strip() for x in a.algos.split(",") if x.strip()]
@@ -62,15 +75,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     if bad:
         p.error(f"unknown algorithm(s) {bad}; choose from {ALGOS}")
     a.algos = algos
-    for name in ("steps", "labels", "seeds", "feedback_every", "eval_every", "n_eval_episodes", "segment_length"):
+    for name in ("steps", "labels", "seeds", "feedback_every", "eval_every", "n_eval_episodes", "segment_length",
+                 "workers", "threads"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     a.per_session = a.per_session or max(1, a.labels // 10)
     try:
-        a.learner_kwargs = json.loads(a.learner_kwargs)
+        if a.learner_kwargs is None:
+            a.learner_kwargs = {} if a.paper_sizes else dict(BENCH_SAC_KWARGS)
+        else:
+            a.learner_kwargs = json.loads(a.learner_kwargs)
         a.reward_model_kwargs = json.loads(a.reward_model_kwargs)
     except json.JSONDecodeError as e:
         p.error(f"--learner-kwargs / --reward-model-kwargs must be JSON objects ({e})")
+    if not isinstance(a.learner_kwargs, dict) or not isinstance(a.reward_model_kwargs, dict):
+        p.error("--learner-kwargs / --reward-model-kwargs must be JSON objects")
     from pbrl.envs.registry import check_task
 
     try:
@@ -82,7 +101,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run_one(algo: str, seed: int, a: argparse.Namespace) -> dict:
     """One training run; returns its evaluation history and timings."""
+    torch.set_num_threads(a.threads)
     from stable_baselines3 import SAC
+    from stable_baselines3.common.logger import configure
 
     from pbrl.agents.online_base import SAC_DEFAULTS
     from pbrl.agents.pebble import PEBBLE
@@ -93,6 +114,7 @@ def run_one(algo: str, seed: int, a: argparse.Namespace) -> dict:
     from pbrl.teachers import make_teacher
 
     eval_env = make_env(a.task, seed=10_000 + seed)
+    logger = configure(str(Path(a.out) / "logs" / f"{algo}_s{seed}"), ["csv"])
     t0 = time.perf_counter()
     c0 = time.process_time()  # CPU seconds of this process: comparable across runs on a shared machine
     timing = {}
@@ -100,6 +122,7 @@ def run_one(algo: str, seed: int, a: argparse.Namespace) -> dict:
         kw = {**SAC_DEFAULTS, **a.learner_kwargs}
         model = SAC("MlpPolicy", make_vec_env(a.task, 1, seed=seed), seed=seed, verbose=0, **kw)
         ev = PbrlEvalCallback(eval_env, a.eval_every, a.n_eval_episodes, seed=10_000 + seed)
+        model.set_logger(logger)
         model.learn(a.steps, callback=ev)
     else:
         cls = {"PEBBLE": PEBBLE, "QPA": QPA, "PrefPPO": PrefPPO}[algo]
@@ -111,6 +134,7 @@ def run_one(algo: str, seed: int, a: argparse.Namespace) -> dict:
             reward_model_kwargs=a.reward_model_kwargs, unsup_steps=unsup, fit_kwargs={"epochs": a.fit_epochs},
             eval_env=eval_env, eval_every=a.eval_every, n_eval_episodes=a.n_eval_episodes,
         )
+        agent.model.set_logger(logger)
         agent.learn(a.steps)
         ev = agent.eval_callback
         timing = dict(agent.callback.timing)
@@ -203,23 +227,71 @@ def plot(runs: list[dict], algos: list[str], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _job_order(algos: list[str], seeds: int) -> list[tuple[str, int]]:
+    """SAC and PEBBLE first (the acceptance pair), seed by seed, then the other agents."""
+    first = [x for x in algos if x in ("SAC", "PEBBLE")]
+    rest = [x for x in algos if x not in first]
+    return [(x, s) for s in range(seeds) for x in first] + [(x, s) for x in rest for s in range(seeds)]
+
+
+def _run_file(out: Path, algo: str, seed: int) -> Path:
+    return out / "runs" / f"{algo}_s{seed}.json"
+
+
+def _run_and_save(algo: str, seed: int, a: argparse.Namespace) -> dict:
+    from pbrl.preferences import atomic_write
+
+    r = run_one(algo, seed, a)
+    path = _run_file(Path(a.out), algo, seed)
+    with atomic_write(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(r, default=float))
+    return r
+
+
 def main(argv=None) -> dict:
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
     from pbrl.preferences import atomic_write
 
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    jobs = [(algo, seed) for seed in range(a.seeds) for algo in a.algos]
-    for algo, seed in tqdm(jobs, desc="bench_online runs", unit="run"):
-        r = run_one(algo, seed, a)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    jobs = _job_order(a.algos, a.seeds)
+    runs: list[dict] = []
+    todo = []
+    for algo, seed in jobs:
+        f = _run_file(out, algo, seed)
+        if a.resume and f.exists():
+            runs.append(json.loads(f.read_text()))
+        else:
+            todo.append((algo, seed))
+    if runs:
+        print(f"resuming: {len(runs)} run(s) already saved under {out / 'runs'}")
+
+    def report(r: dict) -> None:
         runs.append(r)
-        tqdm.write(f"{algo} seed {seed}: final return {r['final_return']:.1f}, success {r['final_success']:.2f}, "
-                   f"{r['train_steps_per_s']:.1f} steps/s, wall {r['wall_s']:.0f} s")
+        tqdm.write(f"{r['algo']} seed {r['seed']}: final return {r['final_return']:.1f}, success "
+                   f"{r['final_success']:.2f}, {r['train_steps_per_s']:.1f} steps/s, wall {r['wall_s']:.0f} s")
+
+    bar = tqdm(total=len(todo), desc="bench_online runs", unit="run")
+    if a.workers == 1 or len(todo) <= 1:
+        for algo, seed in todo:
+            report(_run_and_save(algo, seed, a))
+            bar.update()
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(a.workers, mp_context=mp.get_context("spawn")) as pool:
+            futs = [pool.submit(_run_and_save, algo, seed, a) for algo, seed in todo]
+            for fut in as_completed(futs):
+                report(fut.result())
+                bar.update()
+    bar.close()
+    order = {job: i for i, job in enumerate(jobs)}
+    runs.sort(key=lambda r: order[(r["algo"], r["seed"])])
     table = summarise(runs, a.algos)
     cfg = {k: v for k, v in vars(a).items()}
-    result = {"config": cfg, "table": table, "runs": runs, "torch_threads": torch.get_num_threads()}
+    result = {"config": cfg, "table": table, "runs": runs, "torch_threads": a.threads, "workers": a.workers}
     with atomic_write(out / "bench_online.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(result, indent=1, default=float))
     plot(runs, a.algos, out / "bench_online.png", f"{a.task}, {a.steps} steps, {a.labels} labels")
