@@ -25,26 +25,36 @@ convention (1.0 = segment b preferred); a 0.5 label averages the two orderings.
 
 Defaults follow the paper's experiments: ``alpha = 0.1``, ``lambda = 0.5`` and undiscounted segment sums
 (``gamma = 1``: the reference implementation sums ``alpha log pi`` over the segment without discounting;
-set ``discount < 1`` for the paper's ``gamma^t`` weighting). The policy is a Gaussian with a tanh-squashed
-mean and state-independent log std, with dropout 0.25 in the hidden layers, as in the paper's
-state-based experiments.
+set ``discount < 1`` for the paper's ``gamma^t`` weighting). The default policy is a Gaussian with a
+tanh-squashed mean and state-independent log std, with dropout 0.25 in the hidden layers, as in the paper's
+state-based experiments. ``policy="deterministic"`` uses a tanh MLP instead, with
+``log pi(a|s) = -||mu(s) - a||^2`` (a unit-variance Gaussian up to a constant and a factor 2), which is
+what the authors' code does for its deterministic actors.
+
+The authors' state-based Meta-World recipe is: deterministic actor, behaviour cloning on all the data for
+the first 40 % of the updates (``bc_steps``, ``bc_data="dataset"``), a fresh Adam when the CPL phase
+starts, lr 1e-4. ``scripts/bench_offline.py`` runs CPL with it (``policy="deterministic", bc_steps=0.4 *
+steps, bc_data="dataset", lr=1e-4``).
 
 Variants in this file:
 
 * :class:`CPL`: the conservative CPL loss, with optional behaviour-cloning pre-training for ``bc_steps``
-  updates (the paper pre-trains with BC before the CPL phase) and an optional BC term ``bc_coeff``.
+  updates (after which the optimiser is reset, as in the reference) and an optional BC term ``bc_coeff``.
 * :class:`CPLBC`: "CPL-BC", the CPL loss plus a behaviour-cloning regulariser (the authors' other way,
   besides ``lambda < 1``, of keeping the policy on the data), ``L = L_CPL_lambda + beta_BC * E[-log pi(a|s)]``
   with ``beta_BC = bc_coeff = 1.0`` and, by default, BC on minibatches of the whole offline dataset
   (``bc_data="dataset"``; ``"preferred"`` / ``"segments"`` restrict it to the labelled segments).
 
-Measured (``pbrl`` on one CPU thread, Meta-World button-press, 10k steps of the noisy scripted policy with
-noise 0.1-1.0, 300 oracle pairs of 50 steps, 1,500 updates, 5 evaluation episodes, seed 0): IQL on the true
-reward 525 return / 100 % success; CPL 108 / 0 %; CPL after 500 BC steps on the segments 38 / 0 %; CPL
-after 750 BC steps on the dataset 70 / 0 %; CPL-BC on the preferred segments 56 / 0 %; CPL-BC on the
-dataset 432 / 80 %. With data this noisy the log-likelihoods stay negative, ``lambda S-`` exceeds ``S+``,
-the loss saturates and its push *away from* the dispreferred actions dominates; the dataset-wide BC term
-is what keeps the policy usable at small update budgets, hence ``CPLBC``'s default.
+A limitation worth knowing (measured here, one seed, 500 oracle pairs of 50 steps, 1,500 updates): CPL's
+preference model is *regret*-based (segments compared by their optimal advantages, i.e. by their actions),
+while B-Pref's scripted teachers label by partial *return*. When the preferred and dispreferred segments
+of a pair come from the same noisy behaviour and differ mainly in their states (D4RL-style medium-replay
+locomotion), the CPL loss can only order them by moving the policy away from the dispreferred actions,
+and with few sparse pairs that extrapolation leaves the data: on Hopper medium-replay BC alone scores 24.8
+(normalised) and IQL on the true reward 33.0, while CPL after the BC phase collapses to -3.5 with either
+policy, lr 1e-4 or 3e-4 and lambda 0.5 or 1.0. On noisy scripted Meta-World data, where the better
+segments differ by their actions, the recipe keeps BC's 100 % success on button-press. The dataset-wide BC
+term of :class:`CPLBC` is the remedy the authors give; ``scripts/bench_offline.py`` runs both.
 """
 
 from __future__ import annotations
@@ -55,13 +65,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pbrl.agents.offline_base import GaussianPolicy, OfflineAgent
+from pbrl.agents.offline_base import DeterministicPolicy, GaussianPolicy, OfflineAgent
 from pbrl.preferences import PreferenceDataset
 
-__all__ = ["CPL", "CPLBC", "cpl_segment_scores", "cpl_loss", "bc_nll", "BC_DATA"]
+__all__ = ["CPL", "CPLBC", "cpl_segment_scores", "cpl_loss", "bc_nll", "BC_DATA", "POLICIES"]
 
 #: where behaviour cloning (pre-training and the CPL-BC term) takes its state-action pairs
 BC_DATA = ("preferred", "segments", "dataset")
+#: policy parameterisations: a Gaussian (``log pi`` exact) or a deterministic policy (``log pi = -||mu(s) - a||^2``)
+POLICIES = ("gaussian", "deterministic")
 
 
 # ---------------------------------------------------------------------------------------------- losses
@@ -165,6 +177,7 @@ class CPL(OfflineAgent):
         pair_batch_size: int = 32,
         dropout: float = 0.25,
         state_dependent_std: bool = False,
+        policy: str = "gaussian",
         **common: Any,
     ):
         if not (isinstance(alpha, (int, float)) and alpha > 0):
@@ -183,6 +196,9 @@ class CPL(OfflineAgent):
             raise ValueError(f"pair_batch_size must be a positive integer, got {pair_batch_size!r}")
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        self.policy_kind = policy
         self.alpha, self.bias, self.discount = float(alpha), float(bias), float(discount)
         self.bc_steps, self.bc_coeff, self.bc_data = int(bc_steps), float(bc_coeff), bc_data
         self.pair_batch_size = int(pair_batch_size)
@@ -197,17 +213,21 @@ class CPL(OfflineAgent):
             pair_batch_size=self.pair_batch_size,
             dropout=self.dropout,
             state_dependent_std=self.state_dependent_std,
+            policy=self.policy_kind,
         )
         super().__init__(obs_dim, act_dim, **common)
 
     def _build(self) -> None:
-        policy = GaussianPolicy(
-            self.obs_dim,
-            self.act_dim,
-            self.hidden,
-            state_dependent_std=self.state_dependent_std,
-            dropout=self.dropout,
-        )
+        if self.policy_kind == "deterministic":
+            policy = DeterministicPolicy(self.obs_dim, self.act_dim, self.hidden, dropout=self.dropout)
+        else:
+            policy = GaussianPolicy(
+                self.obs_dim,
+                self.act_dim,
+                self.hidden,
+                state_dependent_std=self.state_dependent_std,
+                dropout=self.dropout,
+            )
         self.nets = {"policy": policy}
         self.optims = {"policy": torch.optim.Adam(policy.parameters(), lr=self.lr)}
 
@@ -233,12 +253,16 @@ class CPL(OfflineAgent):
     def _losses(self, batch: dict[str, torch.Tensor], with_cpl: bool) -> dict[str, torch.Tensor]:
         """CPL and BC losses of one batch of pairs (tensors with gradients)."""
         policy = self.nets["policy"]
+        out: dict[str, torch.Tensor] = {}
+        if not with_cpl and self.bc_data == "dataset":  # BC pre-training on the dataset: no segment pass needed
+            tr = self.sample_transitions(self.data)
+            out["bc_loss"] = bc_nll(policy.log_prob(tr["observations"], tr["actions"]))
+            return out
         B = batch["label"].shape[0]
         obs = torch.cat([batch["obs_a"], batch["obs_b"]], 0)  # [2B, H, obs_dim]
         act = torch.cat([batch["act_a"], batch["act_b"]], 0)
         lp = policy.log_prob(obs, act)  # [2B, H]
         label = batch["label"]
-        out: dict[str, torch.Tensor] = {}
         if with_cpl:
             scores = cpl_segment_scores(lp, self.alpha, self.discount)
             s_a, s_b = scores[:B], scores[B:]
@@ -248,6 +272,8 @@ class CPL(OfflineAgent):
                 correct = ((s_b > s_a) == (label > 0.5))[strict].float().mean()
                 out["accuracy"] = correct.detach()
         if self.bc_data == "dataset":
+            if with_cpl and self.bc_coeff == 0:
+                return out  # the dataset BC term is not part of the loss now: skip its forward pass
             tr = self.sample_transitions(self.data)
             out["bc_loss"] = bc_nll(policy.log_prob(tr["observations"], tr["actions"]))
         elif self.bc_data == "preferred":
@@ -273,6 +299,9 @@ class CPL(OfflineAgent):
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        if self.num_updates + 1 == self.bc_steps:
+            # the reference resets the optimiser when the CPL phase starts: BC's Adam moments do not carry over
+            self.optims["policy"] = torch.optim.Adam(self.nets["policy"].parameters(), lr=self.lr)
         return {k: float(v.detach()) for k, v in losses.items()}
 
 

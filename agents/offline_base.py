@@ -194,6 +194,14 @@ class DeterministicPolicy(nn.Module):
         """The action (the same with or without ``deterministic``)."""
         return self.forward(obs)
 
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """``-||f(s) - a||^2`` summed over action dims, shape ``obs.shape[:-1]``.
+
+        The log-density of a unit-variance Gaussian around the action up to a constant and a factor 2: the
+        surrogate ``log pi`` that CPL's reference experiments use for deterministic policies.
+        """
+        return -(self.forward(obs) - act).pow(2).sum(-1)
+
 
 class GaussianPolicy(nn.Module):
     """Gaussian policy with a tanh-squashed mean: ``pi(a|s) = N(tanh(f(s)), diag(sigma^2))``.

@@ -32,13 +32,17 @@ Datasets are the files written by ``scripts/make_datasets.py`` (the ``<task>/<ki
 ``collect:<task>:<policy>:<n_steps>`` specs collected on the spot (``policy`` as in
 ``pbrl.envs.datasets.collect``; the scripted Meta-World policy gets noise levels 0, 0.5 and 1).
 
-Default budget: 2 MuJoCo medium-replay + 3 Meta-World datasets x 7 agents x 3 seeds = 105 runs of 1,500
-updates on 2 worker processes. Measured CPU time per 1k updates, default networks, one torch thread
-(Meta-World button-press, 500 pairs of 50 steps): IQL 20 s, MR+IQL 27 s (+35 s reward-model fit), IPL 60 s,
-CPL 51 s, CPL-BC 53 s, OPPO 35 s, PEARL 24 s; with evaluation that is about 520 CPU-s per dataset and
-seed, so about an hour on 2 free cores, *plus* PEARL's one-off label transfer and reward-model fits, which
-took 170-615 s wall per run in a smoke run on a shared machine (200 source pairs): with PEARL included
-expect 1.5-2 hours, or drop it with ``--agents iql_true mriql ipl cpl cplbc oppo``.
+Default budget: 2 MuJoCo medium-replay + 3 Meta-World datasets x 6 agents (``DEFAULT_AGENTS``: PEARL is
+opt-in) x 3 seeds = 90 runs of 1,500 updates on 2 worker processes. Measured CPU time per 1k updates,
+default networks, one torch thread (Meta-World button-press, 500 pairs of 50 steps): IQL 20 s, MR+IQL 27 s
+(+35 s reward-model fit), IPL 60 s, CPL 51 s (its BC pre-training steps are cheaper), CPL-BC 53 s, OPPO
+35 s, PEARL 24 s; with evaluation that is about 460 CPU-s per dataset and seed, so about an hour on 2 free
+cores. ``--agents ... pearl`` adds PEARL, whose one-off label transfer and reward-model fits took 170-615 s
+wall per run in a smoke run on a shared machine (200 source pairs).
+
+CPL runs with its state-based reference recipe (``DEFAULT_AGENT_KWARGS["cpl"]``): a deterministic policy,
+BC pre-training on the whole dataset for ``CPL_BC_FRACTION`` = 40 % of the updates, then the conservative
+CPL loss at lr 1e-4.
 
     python scripts/bench_offline.py                                  # defaults: about an hour on 2 CPU cores
     python scripts/bench_offline.py --steps 100000 --seeds 0 1 2 3 4 # larger budget
@@ -81,7 +85,14 @@ DEFAULT_KINDS = ("medium-replay", "scripted-noisy")
 DEFAULT_AGENT_KWARGS: dict[str, dict[str, Any]] = {
     "mriql": {"reward_epochs": 100},
     "pearl": {"reward_epochs": 100},
+    # CPL's state-based reference recipe (Hejna et al. 2024 code): deterministic tanh policy (log pi = -||mu - a||^2),
+    # BC pre-training on all the data for 40 % of the updates (``CPL_BC_FRACTION``), then the CPL loss at lr 1e-4
+    "cpl": {"policy": "deterministic", "bc_data": "dataset", "lr": 1e-4},
 }
+#: share of CPL's updates spent on BC pre-training (the reference's 200k of 500k), unless --agent-kwargs sets bc_steps
+CPL_BC_FRACTION = 0.4
+#: agents run by default: PEARL's label transfer and reward fits cost 3-10 minutes per run, so it is opt-in
+DEFAULT_AGENTS = ("iql_true", "mriql", "ipl", "cpl", "cplbc", "oppo")
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -95,7 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kinds", nargs="+", default=list(DEFAULT_KINDS),
                    help="which of make_datasets' <task>/<kind>.hdf5 files to use when --datasets is not given "
                         "('all' for every file)")
-    p.add_argument("--agents", nargs="+", default=list(AGENTS), help=f"subset of {list(AGENTS)}")
+    p.add_argument("--agents", nargs="+", default=list(DEFAULT_AGENTS),
+                   help=f"subset of {list(AGENTS)} (default {list(DEFAULT_AGENTS)}; add pearl for PEARL)")
     p.add_argument("--steps", type=int, default=1500, help="gradient updates per agent and seed")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n-pairs", type=int, default=500, help="labelled pairs per dataset and seed")
@@ -153,6 +165,14 @@ def check_args(args: argparse.Namespace) -> None:
                 raise SystemExit(f"error: bad dataset spec '{spec}'; use collect:<task>:<policy>:<n_steps>")
         elif spec.endswith((".hdf5", ".h5")) and not Path(spec).exists():
             raise SystemExit(f"error: dataset file {spec} does not exist")
+
+
+def agent_kwargs(agent: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark's defaults for ``agent`` with ``--agent-kwargs`` merged over them."""
+    kw = {**DEFAULT_AGENT_KWARGS.get(agent, {}), **args.agent_kwargs_dict.get(agent, {})}
+    if agent == "cpl":
+        kw.setdefault("bc_steps", int(CPL_BC_FRACTION * args.steps))
+    return kw
 
 
 def load_one(spec: str, seed: int = 0):
@@ -399,7 +419,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jobs, skipped = [], []
     for i, ds in enumerate(datasets):
         for a in args.agents:
-            kw = {**DEFAULT_AGENT_KWARGS.get(a, {}), **args.agent_kwargs_dict.get(a, {})}
+            kw = agent_kwargs(a, args)
             if args.hidden is not None:
                 kw.setdefault("hidden", tuple(args.hidden))
             src = None
@@ -416,7 +436,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "metric": metric_of(ds), "pearl_source": names[src] if src is not None else None})
     # finished runs are saved after each one (atomically), so a killed benchmark resumes with --resume
     settings = {k: getattr(args, k) for k in ("steps", "n_pairs", "segment_length", "teacher", "eval_episodes", "hidden")}
-    settings["agent_kwargs"] = {a: {**DEFAULT_AGENT_KWARGS.get(a, {}), **args.agent_kwargs_dict.get(a, {})} for a in AGENTS}
+    settings["agent_kwargs"] = {a: agent_kwargs(a, args) for a in AGENTS}
     partial = out / "bench_offline.partial.json"
     runs: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
@@ -453,7 +473,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "datasets": args.datasets, "agents": args.agents, "steps": args.steps, "seeds": args.seeds,
             "n_pairs": args.n_pairs, "segment_length": args.segment_length, "teacher": args.teacher,
             "eval_episodes": args.eval_episodes, "hidden": args.hidden,
-            "agent_kwargs": {a: {**DEFAULT_AGENT_KWARGS.get(a, {}), **args.agent_kwargs_dict.get(a, {})} for a in args.agents},
+            "agent_kwargs": {a: agent_kwargs(a, args) for a in args.agents},
             "workers": args.workers, "torch_threads_per_run": 1,
         },
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},

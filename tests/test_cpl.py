@@ -118,6 +118,37 @@ def test_bc_pretraining_then_cpl_and_cplbc():
     assert bc.predict(probe)[0].mean() > 0.3
 
 
+def test_deterministic_policy_log_prob_is_negative_squared_error_and_learns():
+    from pbrl.agents.offline_base import DeterministicPolicy
+
+    torch.manual_seed(0)
+    pi = DeterministicPolicy(3, 2, hidden=(8,))
+    obs, act = torch.randn(4, 5, 3), torch.rand(4, 5, 2) * 2 - 1
+    want = -((pi(obs) - act) ** 2).sum(-1)
+    torch.testing.assert_close(pi.log_prob(obs, act), want)
+    assert pi.log_prob(obs, act).shape == (4, 5)
+    with pytest.raises(ValueError, match="policy must be one of"):
+        CPL(3, 1, policy="beta")
+    # the deterministic form orders the toy preferences too, and both label orders teach opposite actions
+    ds, prefs = toy_problem()
+    probe = np.random.default_rng(1).normal(size=(64, 3)).astype(np.float32)
+    agent = CPL.from_dataset(ds, seed=0, lr=1e-3, policy="deterministic", **SMALL)
+    info = agent.fit(ds, prefs, steps=300, progress=False)
+    assert info["losses"]["accuracy"] > 0.9 and agent.predict(probe)[0].mean() > 0.3
+    flipped = CPL.from_dataset(ds, seed=0, lr=1e-3, policy="deterministic", **SMALL)
+    flipped.fit(ds, PreferenceDataset(prefs.a, prefs.b, 1.0 - prefs.label), steps=300, progress=False)
+    assert flipped.predict(probe)[0].mean() < -0.3
+
+
+def test_optimiser_is_reset_when_the_cpl_phase_starts():
+    ds, prefs = toy_problem()
+    agent = CPL.from_dataset(ds, seed=0, lr=1e-3, bc_steps=20, **SMALL)
+    opts = []
+    agent.fit(ds, prefs, steps=25, progress=False, callback=lambda ag, step, losses: opts.append(ag.optims["policy"]))
+    assert all(o is opts[0] for o in opts[:19]) and all(o is opts[19] for o in opts[19:]) and opts[19] is not opts[0]
+    assert agent.optims["policy"].state_dict()["state"][0]["step"] == 5  # only the 5 CPL steps are in the new Adam
+
+
 # ---------------------------------------------------------------------------------------------- live task
 
 
