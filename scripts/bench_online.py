@@ -227,6 +227,21 @@ def plot(runs: list[dict], algos: list[str], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def markdown_table(table: dict, task: str) -> str:
+    """The summary as a Markdown table (the README's), one row per algorithm."""
+    lines = [f"| {task} | final return (mean ± std over seeds) | per seed | vs SAC | CPU-min per run | CPU vs SAC | labels used |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    for algo, row in table.items():
+        ratio = row.get("return_ratio_to_SAC")
+        per_seed = ", ".join(f"{v:.0f}" for v in row["final_return_per_seed"])
+        lines.append(
+            f"| {algo} | {row['final_return_mean']:.0f} ± {row['final_return_std']:.0f} | {per_seed} | "
+            f"{'-' if ratio is None else f'{100 * ratio:.0f} %'} | {row['cpu_s_mean'] / 60:.1f} | "
+            f"{row.get('cpu_overhead_vs_SAC', float('nan')):.2f}x | {row.get('labels_used_mean', 0):.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def _job_order(algos: list[str], seeds: int) -> list[tuple[str, int]]:
     """SAC and PEBBLE first (the acceptance pair), seed by seed, then the other agents."""
     first = [x for x in algos if x in ("SAC", "PEBBLE")]
@@ -296,6 +311,7 @@ def main(argv=None) -> dict:
         tmp.write_text(json.dumps(result, indent=1, default=float))
     plot(runs, a.algos, out / "bench_online.png", f"{a.task}, {a.steps} steps, {a.labels} labels")
     print(json.dumps(table, indent=1, default=float))
+    print(markdown_table(table, a.task))
     print(f"wrote {out / 'bench_online.json'} and {out / 'bench_online.png'}")
     return result
 

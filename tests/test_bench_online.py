@@ -55,6 +55,8 @@ def test_tiny_run_with_two_workers_then_resume(bench, tmp_path, monkeypatch):
     assert [h["step"] for h in pebble["history"]] == [300, 600]
     assert (tmp_path / "runs" / "SAC_s0.json").exists() and (tmp_path / "bench_online.png").stat().st_size > 0
     assert (tmp_path / "logs" / "PEBBLE_s0" / "progress.csv").read_text().count("eval/mean_return") == 1
+    md = bench.markdown_table(table, "mujoco/Reacher-v5").splitlines()
+    assert len(md) == 4 and md[2].startswith("| SAC |") and md[3].startswith("| PEBBLE |")
     saved = json.loads((tmp_path / "bench_online.json").read_text())
     assert saved["table"]["PEBBLE"]["final_return_mean"] == pytest.approx(table["PEBBLE"]["final_return_mean"])
 
