@@ -52,8 +52,8 @@ of a pair come from the same noisy behaviour and differ mainly in their states (
 locomotion), the CPL loss can only order them by moving the policy away from the dispreferred actions.
 With few sparse pairs most states lie in one segment only, and for a state seen only in a dispreferred
 segment the deterministic loss term ``-lambda alpha ||mu(s) - a||^2`` has no minimum: it pushes the action
-to the tanh bounds until the pair's loss saturates. That extrapolation leaves the data: on Hopper medium-replay BC alone scores 24.8
-(normalised) and IQL on the true reward 33.0, while CPL after the BC phase collapses to -3.5 with either
+to the tanh bounds until the pair's loss saturates. That extrapolation leaves the data: on Hopper
+medium-replay BC alone scores 24.8 (normalised) and IQL on the true reward 33.0, while CPL after the BC phase collapses to -3.5 with either
 policy, lr 1e-4 or 3e-4, lambda 0.5 or 1.0 and alpha 0.1 or 1.0. ``scripts/bench_offline.py`` at its
 defaults (3 seeds) measured the reference recipe at 93 % success on button-press (IQL on the true reward:
 100 %), but 0 % on door-open and 13 % on drawer-open (IQL: 100 %), where IPL reaches 100 % and 60 %. The
@@ -254,13 +254,17 @@ class CPL(OfflineAgent):
         idx = torch.as_tensor(self.rng.integers(0, n, size=self.pair_batch_size), device=self.device)
         return {k: self.pref[k][idx] for k in ("obs_a", "obs_b", "act_a", "act_b", "label")}
 
+    def _dataset_bc_loss(self) -> torch.Tensor:
+        """:func:`bc_nll` on ``batch_size`` transitions drawn from the whole offline dataset."""
+        tr = self.sample_transitions(self.data)
+        return bc_nll(self.nets["policy"].log_prob(tr["observations"], tr["actions"]))
+
     def _losses(self, batch: dict[str, torch.Tensor], with_cpl: bool) -> dict[str, torch.Tensor]:
         """CPL and BC losses of one batch of pairs (tensors with gradients)."""
         policy = self.nets["policy"]
         out: dict[str, torch.Tensor] = {}
         if not with_cpl and self.bc_data == "dataset":  # BC pre-training on the dataset: no segment pass needed
-            tr = self.sample_transitions(self.data)
-            out["bc_loss"] = bc_nll(policy.log_prob(tr["observations"], tr["actions"]))
+            out["bc_loss"] = self._dataset_bc_loss()
             return out
         B = batch["label"].shape[0]
         obs = torch.cat([batch["obs_a"], batch["obs_b"]], 0)  # [2B, H, obs_dim]
@@ -276,10 +280,8 @@ class CPL(OfflineAgent):
                 correct = ((s_b > s_a) == (label > 0.5))[strict].float().mean()
                 out["accuracy"] = correct.detach()
         if self.bc_data == "dataset":
-            if with_cpl and self.bc_coeff == 0:
-                return out  # the dataset BC term is not part of the loss now: skip its forward pass
-            tr = self.sample_transitions(self.data)
-            out["bc_loss"] = bc_nll(policy.log_prob(tr["observations"], tr["actions"]))
+            if self.bc_coeff > 0:  # otherwise the dataset BC term is not part of the loss: skip its pass
+                out["bc_loss"] = self._dataset_bc_loss()
         elif self.bc_data == "preferred":
             out["bc_loss"] = bc_nll(lp, torch.cat([1.0 - label, label], 0))
         else:
