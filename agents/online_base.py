@@ -21,6 +21,7 @@ sampling RNG state and recorded episodes; continue with ``learn(steps, reset_num
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
@@ -283,7 +284,9 @@ class OnlinePrefAgent:
         return venv, int(ep)
 
     def _learner_kwargs(self, overrides: dict) -> dict:
-        kw = {**self.default_learner_kwargs, **overrides}
+        # deep copy: SB3 writes into the nested policy_kwargs it is given (e.g. "use_sde"), which must not
+        # leak into the module-level defaults or the caller's dict
+        kw = copy.deepcopy({**self.default_learner_kwargs, **overrides})
         if self.is_off_policy:
             kw["replay_buffer_class"] = PbrlReplayBuffer
             kw["replay_buffer_kwargs"] = {**kw.get("replay_buffer_kwargs", {}), **self._buffer_kwargs()}

@@ -67,3 +67,6 @@ def test_tiny_run_with_two_workers_then_resume(bench, tmp_path, monkeypatch):
     again = bench.main(argv + ["--resume"])
     assert again["table"]["PEBBLE"]["final_return_mean"] == pytest.approx(table["PEBBLE"]["final_return_mean"])
     assert [(r["algo"], r["seed"]) for r in again["runs"]] == [("SAC", 0), ("PEBBLE", 0)]
+    # a saved run made with other settings is refused, not mixed into the table
+    with pytest.raises(SystemExit, match="other settings.*labels"):
+        bench.main([x if x != "20" else "30" for x in argv] + ["--resume"])

@@ -187,3 +187,18 @@ def test_pref_ppo_pretrains_on_state_entropy_then_switches_to_learned_reward():
     agent.learn(4 * EP, reset_num_timesteps=False)  # continues the same schedule
     assert agent.callback.asked > 0 and agent.env.mode == "model"
     assert agent.callback.history[0]["step"] == 4 * EP
+
+
+def test_learner_defaults_are_not_mutated_by_sb3():
+    import copy
+
+    from pbrl.agents.online_base import SAC_DEFAULTS
+    from pbrl.agents.pebble import PEBBLE
+    from pbrl.teachers import make_teacher
+
+    before = copy.deepcopy(SAC_DEFAULTS)
+    overrides = {"policy_kwargs": {"net_arch": [8]}}
+    agent = PEBBLE("mujoco/Reacher-v5", make_teacher("oracle"), 10, 5, 100, segment_length=25,
+                   learner_kwargs=overrides)
+    assert agent.model.policy_kwargs.get("use_sde") is False  # SB3 did write into the dict it was given...
+    assert SAC_DEFAULTS == before and overrides == {"policy_kwargs": {"net_arch": [8]}}  # ...a copy of ours
