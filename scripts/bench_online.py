@@ -144,6 +144,7 @@ def run_one(algo: str, seed: int, a: argparse.Namespace) -> dict:
         timing["labels_asked"] = agent.callback.asked
         timing["labels_used"] = agent.callback.labels_used
     wall = time.perf_counter() - t0
+    logger.close()  # a worker process runs several jobs: do not keep each run's CSV open
     cpu = time.process_time() - c0
     train = wall - ev.eval_seconds
     return {
@@ -285,12 +286,13 @@ def main(argv=None) -> dict:
     jobs = _job_order(a.algos, a.seeds)
     runs: list[dict] = []
     todo = []
+    settings = _settings(a)
     for algo, seed in jobs:
         f = _run_file(out, algo, seed)
         if a.resume and f.exists():
             saved = json.loads(f.read_text())
-            if "settings" in saved and saved["settings"] != _settings(a):
-                diff = sorted(k for k in RUN_SETTINGS if saved["settings"].get(k) != _settings(a)[k])
+            if "settings" in saved and saved["settings"] != settings:
+                diff = sorted(k for k in RUN_SETTINGS if saved["settings"].get(k) != settings[k])
                 raise SystemExit(f"error: {f} was run with other settings ({', '.join(diff)}); "
                                  "use another --out or the same flags")
             runs.append(saved)
