@@ -5,10 +5,11 @@ teacher by default, ``--n-pairs`` pairs of ``--segment-length`` steps, seeded by
 trains on the same dataset and labels for the same number of gradient updates with the same seed:
 
 * ``iql_true``: IQL on the dataset's true reward, the upper bound (no labels);
+* ``bc``: behaviour cloning on all the data (no labels), the reference a preference agent has to beat;
 * ``mriql``: MR + IQL (reward ensemble from the labels, then IQL);
 * ``ipl``: Inverse Preference Learning on the IQL backbone;
 * ``cpl``: Contrastive Preference Learning (policy only);
-* ``cplbc``: CPL-BC (CPL plus behaviour cloning on the dataset);
+* ``cplbc``: CPL-BC (CPL plus behaviour cloning on the dataset, weight 10);
 * ``oppo``: OPPO (context encoder, HIM, optimal context);
 * ``pearl``: PEARL, zero target labels: its labels come from a *source* dataset (the next dataset of the
   same domain, Meta-World or locomotion, with a different task) transferred by Gromov-Wasserstein; skipped
@@ -32,17 +33,20 @@ Datasets are the files written by ``scripts/make_datasets.py`` (the ``<task>/<ki
 ``collect:<task>:<policy>:<n_steps>`` specs collected on the spot (``policy`` as in
 ``pbrl.envs.datasets.collect``; the scripted Meta-World policy gets noise levels 0, 0.5 and 1).
 
-Default budget: 2 MuJoCo medium-replay + 3 Meta-World datasets x 6 agents (``DEFAULT_AGENTS``: PEARL is
-opt-in) x 3 seeds = 90 runs of 1,500 updates on 2 worker processes. Measured CPU time per 1k updates,
-default networks, one torch thread (Meta-World button-press, 500 pairs of 50 steps): IQL 20 s, MR+IQL 27 s
-(+35 s reward-model fit), IPL 60 s, CPL 51 s (its BC pre-training steps are cheaper), CPL-BC 53 s, OPPO
-35 s, PEARL 24 s; with evaluation that is about 460 CPU-s per dataset and seed, so about an hour on 2 free
-cores. ``--agents ... pearl`` adds PEARL, whose one-off label transfer and reward-model fits took 170-615 s
-wall per run in a smoke run on a shared machine (200 source pairs).
+Default budget: 2 MuJoCo medium-replay + 3 Meta-World datasets x 7 agents (``DEFAULT_AGENTS``: PEARL is
+opt-in) x 3 seeds = 105 runs of 1,500 updates on 2 worker processes. Measured CPU time per 1k updates,
+default networks, one torch thread (all five datasets, 500 pairs of 50 steps): IQL 20 s, MR+IQL 20 s
+(+ the reward-model fit), IPL 60 s, CPL 39 s and CPL-BC 66 s (their BC pre-training steps are cheaper),
+OPPO 40 s, BC about 10 s, PEARL 24 s (Meta-World); with evaluation that is about 8 CPU-min per dataset and
+seed, so an hour to an hour and a half on 2 free cores. ``--agents ... pearl`` adds PEARL, whose one-off
+label transfer and reward-model fits took 170-615 s wall per run in a smoke run on a shared machine (200
+source pairs).
 
 CPL runs with its state-based reference recipe (``DEFAULT_AGENT_KWARGS["cpl"]``): a deterministic policy,
 BC pre-training on the whole dataset for ``CPL_BC_FRACTION`` = 40 % of the updates, then the conservative
-CPL loss at lr 1e-4.
+CPL loss at lr 1e-4. CPL-BC runs the same recipe with the dataset BC term kept at weight 10 in the CPL
+phase. ``bc`` is that BC pre-training run for all the updates, so the table shows what the contrastive
+phase adds to it.
 
     python scripts/bench_offline.py                                  # defaults: about an hour on 2 CPU cores
     python scripts/bench_offline.py --steps 100000 --seeds 0 1 2 3 4 # larger budget
@@ -69,6 +73,7 @@ import numpy as np
 #: agent key -> (module, class, needs labels, display name)
 AGENTS: dict[str, tuple[str, str, bool, str]] = {
     "iql_true": ("pbrl.agents.iql", "IQL", False, "IQL (true reward)"),
+    "bc": ("pbrl.agents.bc", "BC", False, "BC (no labels)"),
     "mriql": ("pbrl.agents.iql", "MRIQL", True, "MR + IQL"),
     "ipl": ("pbrl.agents.ipl", "IPL", True, "IPL"),
     "cpl": ("pbrl.agents.cpl", "CPL", True, "CPL"),
@@ -88,11 +93,18 @@ DEFAULT_AGENT_KWARGS: dict[str, dict[str, Any]] = {
     # CPL's state-based reference recipe (Hejna et al. 2024 code): deterministic tanh policy (log pi = -||mu - a||^2),
     # BC pre-training on all the data for 40 % of the updates (``CPL_BC_FRACTION``), then the CPL loss at lr 1e-4
     "cpl": {"policy": "deterministic", "bc_data": "dataset", "lr": 1e-4},
+    # CPL-BC: the same recipe plus the dataset BC term at weight 10 during the CPL phase (the reference's bc_coeff
+    # is 1.0; at this budget and with 500 return-labelled pairs, 1 and 3 still lost door-open: see the README)
+    "cplbc": {"policy": "deterministic", "bc_data": "dataset", "lr": 1e-4, "bc_coeff": 10.0},
+    # BC on all the data with CPL's network and learning rate: CPL's pre-training phase run for every update,
+    # the reference that shows what the contrastive phase adds
+    "bc": {"policy": "deterministic", "dropout": 0.25, "lr": 1e-4},
 }
-#: share of CPL's updates spent on BC pre-training (the reference's 200k of 500k), unless --agent-kwargs sets bc_steps
+#: share of CPL's and CPL-BC's updates spent on BC pre-training (the reference's 200k of 500k), unless
+#: --agent-kwargs sets bc_steps
 CPL_BC_FRACTION = 0.4
 #: agents run by default: PEARL's label transfer and reward fits cost 3-10 minutes per run, so it is opt-in
-DEFAULT_AGENTS = ("iql_true", "mriql", "ipl", "cpl", "cplbc", "oppo")
+DEFAULT_AGENTS = ("iql_true", "bc", "mriql", "ipl", "cpl", "cplbc", "oppo")
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -170,7 +182,7 @@ def check_args(args: argparse.Namespace) -> None:
 def agent_kwargs(agent: str, args: argparse.Namespace) -> dict[str, Any]:
     """The benchmark's defaults for ``agent`` with ``--agent-kwargs`` merged over them."""
     kw = {**DEFAULT_AGENT_KWARGS.get(agent, {}), **args.agent_kwargs_dict.get(agent, {})}
-    if agent == "cpl":
+    if agent in ("cpl", "cplbc"):
         kw.setdefault("bc_steps", int(CPL_BC_FRACTION * args.steps))
     return kw
 
@@ -377,10 +389,13 @@ def plot(summary: dict[str, Any], agents: list[str], names: list[str], path: Pat
     ax = axes[(n - 1) // ncol][(n - 1) % ncol]
     t = summary["timing_s_per_1k_updates"]
     present = [a for a in agents if a in t]
-    ax.bar(np.arange(len(present)), [t[a]["mean"] for a in present], yerr=[t[a]["std"] for a in present], capsize=3,
+    # CPU time when every agent has it: unlike wall time it does not grow when other work shares the machine
+    use_cpu = bool(present) and all(t[a].get("cpu_mean") is not None for a in present)
+    heights = [t[a]["cpu_mean"] if use_cpu else t[a]["mean"] for a in present]
+    ax.bar(np.arange(len(present)), heights, yerr=None if use_cpu else [t[a]["std"] for a in present], capsize=3,
            color=[colors[agents.index(a) % len(colors)] for a in present])
     ax.set_xticks(np.arange(len(present)), present, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("wall s per 1k updates")
+    ax.set_ylabel("CPU s per 1k updates" if use_cpu else "wall s per 1k updates")
     ax.set_title("update speed (1 torch thread)", fontsize=9)
     for k in range(n, nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")

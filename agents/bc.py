@@ -1,0 +1,79 @@
+"""Behaviour cloning (BC): the supervised baseline that uses neither rewards nor preferences.
+
+BC fits the policy to every state-action pair of the offline dataset by maximum likelihood::
+
+    L_BC(pi) = E_{(s, a) ~ D} [ -log pi(a | s) ]                                   -> pbrl.agents.cpl.bc_nll
+
+(Pomerleau, "Efficient Training of Artificial Neural Networks for Autonomous Navigation", Neural
+Computation 1991; the "SFT" baseline of the CPL paper, Hejna et al., ICLR 2024, Sec. 4). With the default
+deterministic tanh policy, ``log pi(a|s) = -||mu(s) - a||^2`` and the loss is the mean squared error summed
+over action dimensions; ``policy="gaussian"`` fits a Gaussian with a tanh-squashed mean and a learned,
+state-independent log std instead.
+
+BC is the reference every preference agent should be read against: on datasets whose average behaviour
+already solves the task it is strong, and a preference agent is only worth its labels where it beats it.
+It is also exactly what :class:`pbrl.agents.cpl.CPL` does during its ``bc_steps`` pre-training, so
+``BC(policy="deterministic", dropout=0.25, lr=1e-4)`` run for the same number of updates shows how much of
+CPL's score its contrastive phase adds (or removes). ``scripts/bench_offline.py`` runs it as ``bc``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from pbrl.agents.cpl import POLICIES, bc_nll
+from pbrl.agents.offline_base import DeterministicPolicy, GaussianPolicy, OfflineAgent
+
+__all__ = ["BC"]
+
+
+class BC(OfflineAgent):
+    """Behaviour cloning on the whole offline dataset (no rewards, no labels).
+
+    Each update draws ``batch_size`` transitions uniformly from the dataset and takes one Adam step on
+    :func:`~pbrl.agents.cpl.bc_nll` of the policy's log-likelihood of their actions.
+
+    Args:
+        obs_dim, act_dim: sizes.
+        policy: ``"deterministic"`` (default; tanh MLP, ``log pi = -||mu(s) - a||^2``) or ``"gaussian"``.
+        dropout: dropout after the policy's hidden layers (default 0.0; CPL's policy uses 0.25).
+        **common: ``hidden`` (256, 256), ``lr`` (3e-4), ``batch_size`` (256), ``normalize_obs``,
+            ``action_low``/``action_high``, ``seed``, ``device``: see
+            :class:`pbrl.agents.offline_base.OfflineAgent`.
+
+    ``fit(dataset, preferences=None, steps)`` ignores preferences when given.
+    """
+
+    requires_preferences = False
+
+    def __init__(self, obs_dim: int, act_dim: int, policy: str = "deterministic", dropout: float = 0.0, **common: Any):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.policy_kind, self.dropout = policy, float(dropout)
+        self._register_config(policy=policy, dropout=self.dropout)
+        super().__init__(obs_dim, act_dim, **common)
+
+    def _build(self) -> None:
+        if self.policy_kind == "deterministic":
+            policy = DeterministicPolicy(self.obs_dim, self.act_dim, self.hidden, dropout=self.dropout)
+        else:
+            policy = GaussianPolicy(self.obs_dim, self.act_dim, self.hidden, dropout=self.dropout)
+        self.nets = {"policy": policy}
+        self.optims = {"policy": torch.optim.Adam(policy.parameters(), lr=self.lr)}
+
+    def _update(self) -> dict[str, float]:
+        tr = self.sample_transitions()
+        # dropout draws from torch's global RNG: seed it from the agent's generator so runs repeat exactly
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.rng.integers(2**62)))
+            loss = bc_nll(self.nets["policy"].log_prob(tr["observations"], tr["actions"]))
+        opt = self.optims["policy"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"bc_loss": float(loss.detach())}
+
