@@ -5,7 +5,7 @@ Two kinds:
 
 * :class:`OnlineConfig`: an online PbRL agent (PEBBLE, PrefPPO, SURF, QPA, RUNE) learning on a live task
   while a teacher labels segment pairs;
-* :class:`OfflineConfig`: an offline agent (MR+IQL, IQL, IPL, CPL, OPPO, PEARL) trained from a fixed
+* :class:`OfflineConfig`: an offline agent (MR+IQL, IQL, IPL, CPL, CPL-BC, OPPO, PEARL, BC) trained from a fixed
   dataset whose segment pairs a teacher labels once.
 
 A config file is a YAML or JSON mapping; its optional ``kind`` key (``online`` / ``offline``) picks the
@@ -56,10 +56,13 @@ OFFLINE_AGENTS: dict[str, str] = {
     "iql": "pbrl.agents.iql:IQL",
     "ipl": "pbrl.agents.ipl:IPL",
     "cpl": "pbrl.agents.cpl:CPL",
+    "cplbc": "pbrl.agents.cpl:CPLBC",
     "oppo": "pbrl.agents.oppo:OPPO",
     "pearl": "pbrl.agents.pearl:PEARL",
+    "bc": "pbrl.agents.bc:BC",
 }
-"""Offline agent name -> ``module:Class`` (``iql`` trains on the dataset's true reward: the upper bound)."""
+"""Offline agent name -> ``module:Class`` (``iql`` trains on the dataset's true reward, the upper bound;
+``bc`` clones the dataset's actions, the baseline; neither uses labels)."""
 
 _SB3_LEARNER = {"pref_ppo": "PPO"}  # every other online agent learns with SAC
 

@@ -86,3 +86,16 @@ def test_same_seed_same_numbers_and_bad_input():
         BC(2, 1, dropout=1.0)
     with pytest.raises(ValueError, match="obs_dim=2"):
         BC(3, 1).fit(ds, steps=5, progress=False)
+
+
+def test_bc_runs_through_the_run_directory_without_labels(tmp_path):
+    import json
+
+    from pbrl.sweep import run_point
+
+    cfg = {"kind": "offline", "agent": "bc", "task": "mujoco/Hopper-v5", "steps": 30, "eval_every": 30,
+           "checkpoint_every": 30, "n_eval_episodes": 1, "collect_steps": 300,
+           "agent_kwargs": {"hidden": [16, 16], "batch_size": 32}}
+    metrics = run_point(cfg, str(tmp_path / "bc_run"))
+    assert metrics["agent"] == "bc" and metrics["steps"] == 30 and metrics["labels"] == 0
+    assert json.loads((tmp_path / "bc_run" / "metrics.json").read_text())["steps"] == 30

@@ -55,7 +55,7 @@ def test_online_errors_name_the_key(data, pattern):
 @pytest.mark.parametrize(
     "data, pattern",
     [
-        ({"agent": "pebble"}, r"unknown agent 'pebble' for offline training \(config key 'agent'\); allowed values: cpl, ipl, iql, mriql, oppo, pearl"),
+        ({"agent": "pebble"}, r"unknown agent 'pebble' for offline training \(config key 'agent'\); allowed values: bc, cpl, cplbc, ipl, iql, mriql, oppo, pearl"),
         ({"total_feedback": -3}, r"total_feedback must be >= 1, got -3"),
         ({"dataset": "/nonexistent/hopper.hdf5"}, r"dataset file '/nonexistent/hopper.hdf5' does not exist"),
         ({"total_timesteps": 5}, r"unknown config key 'total_timesteps' for an offline run; allowed keys: .*steps"),
