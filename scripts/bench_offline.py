@@ -34,13 +34,12 @@ Datasets are the files written by ``scripts/make_datasets.py`` (the ``<task>/<ki
 ``pbrl.envs.datasets.collect``; the scripted Meta-World policy gets noise levels 0, 0.5 and 1).
 
 Default budget: 2 MuJoCo medium-replay + 3 Meta-World datasets x 7 agents (``DEFAULT_AGENTS``: PEARL is
-opt-in) x 3 seeds = 105 runs of 1,500 updates on 2 worker processes. Measured CPU time per 1k updates,
-default networks, one torch thread (all five datasets, 500 pairs of 50 steps): IQL 20 s, MR+IQL 20 s
-(+ the reward-model fit), IPL 60 s, CPL 39 s and CPL-BC 66 s (their BC pre-training steps are cheaper),
-OPPO 40 s, BC about 10 s, PEARL 24 s (Meta-World); with evaluation that is about 8 CPU-min per dataset and
-seed, so an hour to an hour and a half on 2 free cores. ``--agents ... pearl`` adds PEARL, whose one-off
-label transfer and reward-model fits took 170-615 s wall per run in a smoke run on a shared machine (200
-source pairs).
+opt-in) x 3 seeds = 105 runs of 1,500 updates on 2 worker processes: 45 minutes wall on 2 free CPU cores.
+Measured CPU time per 1k updates, default networks, one torch thread, mean over the five datasets (500
+pairs of 50 steps): IQL 18 s, BC 7 s, MR+IQL 18 s (+ the reward-model fit), IPL 55 s, CPL 36 s and
+CPL-BC 37 s (their BC pre-training steps are cheaper), OPPO 35 s; PEARL about 24 s on Meta-World.
+``--agents ... pearl`` adds PEARL, whose one-off label transfer and reward-model fits took 170-615 s wall
+per run in a smoke run on a shared machine (200 source pairs).
 
 CPL runs with its state-based reference recipe (``DEFAULT_AGENT_KWARGS["cpl"]``): a deterministic policy,
 BC pre-training on the whole dataset for ``CPL_BC_FRACTION`` = 40 % of the updates, then the conservative
