@@ -158,6 +158,12 @@ def test_mriql_learns_the_better_action_from_preferences_only(toy):
     r_bad = agent.reward_model.predict(np.zeros((1, 3), np.float32), np.full((1, 1), -0.8, np.float32))
     assert r_good[0] > r_bad[0]
     assert _mean_action(agent) > 0.4
+    # learned rewards are shifted to [0, 1] before IQL (no termination bias from negative rewards)
+    r = agent.data["rewards"]
+    assert agent.reward_normalization == "minmax" and float(r.min()) == 0.0 and float(r.max()) == pytest.approx(1.0)
+    other = MRIQL.from_dataset(blind, **FAST, reward_epochs=2, reward_normalization="episode_range")
+    other.fit(blind, prefs, steps=1, progress=False)
+    assert float(other.data["rewards"].min()) < 0.0  # the tanh-output reward keeps its sign without the shift
 
 
 def test_fit_evaluates_on_the_live_task_and_predict_works_with_sb3_evaluate_policy(reacher):
