@@ -36,7 +36,7 @@ Datasets are the files written by ``scripts/make_datasets.py`` (the ``<task>/<ki
 Default budget: 2 MuJoCo medium-replay + 3 Meta-World datasets x 7 agents (``DEFAULT_AGENTS``: PEARL is
 opt-in) x 3 seeds = 105 runs of 1,500 updates on 2 worker processes: 45 minutes wall on 2 free CPU cores.
 Measured CPU time per 1k updates, default networks, one torch thread, mean over the five datasets (500
-pairs of 50 steps): IQL 18 s, BC 7 s, MR+IQL 18 s (+ the reward-model fit), IPL 55 s, CPL 36 s and
+pairs of 50 steps): IQL 18 s, BC 7 s, MR+IQL 20 s (+ the reward-model fit), IPL 55 s, CPL 36 s and
 CPL-BC 37 s (their BC pre-training steps are cheaper), OPPO 35 s; PEARL about 24 s on Meta-World.
 ``--agents ... pearl`` adds PEARL, whose one-off label transfer and reward-model fits took 170-615 s wall
 per run in a smoke run on a shared machine (200 source pairs).
