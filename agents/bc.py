@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from pbrl.agents.cpl import POLICIES, bc_nll
-from pbrl.agents.offline_base import DeterministicPolicy, GaussianPolicy, OfflineAgent
+from pbrl.agents.cpl import POLICIES, bc_nll, make_policy
+from pbrl.agents.offline_base import OfflineAgent
 
 __all__ = ["BC"]
 
@@ -58,10 +58,7 @@ class BC(OfflineAgent):
         super().__init__(obs_dim, act_dim, **common)
 
     def _build(self) -> None:
-        if self.policy_kind == "deterministic":
-            policy = DeterministicPolicy(self.obs_dim, self.act_dim, self.hidden, dropout=self.dropout)
-        else:
-            policy = GaussianPolicy(self.obs_dim, self.act_dim, self.hidden, dropout=self.dropout)
+        policy = make_policy(self.policy_kind, self.obs_dim, self.act_dim, self.hidden, self.dropout)
         self.nets = {"policy": policy}
         self.optims = {"policy": torch.optim.Adam(policy.parameters(), lr=self.lr)}
 

@@ -77,7 +77,7 @@ import torch.nn.functional as F
 from pbrl.agents.offline_base import DeterministicPolicy, GaussianPolicy, OfflineAgent
 from pbrl.preferences import PreferenceDataset
 
-__all__ = ["CPL", "CPLBC", "cpl_segment_scores", "cpl_loss", "bc_nll", "BC_DATA", "POLICIES"]
+__all__ = ["CPL", "CPLBC", "cpl_segment_scores", "cpl_loss", "bc_nll", "make_policy", "BC_DATA", "POLICIES"]
 
 #: where behaviour cloning (pre-training and the CPL-BC term) takes its state-action pairs
 BC_DATA = ("preferred", "segments", "dataset")
@@ -142,6 +142,15 @@ def bc_nll(log_probs: torch.Tensor, weights: torch.Tensor | None = None) -> torc
         return -log_probs.mean()
     per_row = log_probs.reshape(log_probs.shape[0], -1).mean(-1)
     return -(weights * per_row).sum() / weights.sum().clamp_min(1e-8)
+
+
+def make_policy(
+    kind: str, obs_dim: int, act_dim: int, hidden: tuple[int, ...], dropout: float, state_dependent_std: bool = False
+) -> torch.nn.Module:
+    """The policy network of :data:`POLICIES` ``kind``: a :class:`DeterministicPolicy` or a :class:`GaussianPolicy`."""
+    if kind == "deterministic":
+        return DeterministicPolicy(obs_dim, act_dim, hidden, dropout=dropout)
+    return GaussianPolicy(obs_dim, act_dim, hidden, state_dependent_std=state_dependent_std, dropout=dropout)
 
 
 # ---------------------------------------------------------------------------------------------- agent
@@ -227,16 +236,8 @@ class CPL(OfflineAgent):
         super().__init__(obs_dim, act_dim, **common)
 
     def _build(self) -> None:
-        if self.policy_kind == "deterministic":
-            policy = DeterministicPolicy(self.obs_dim, self.act_dim, self.hidden, dropout=self.dropout)
-        else:
-            policy = GaussianPolicy(
-                self.obs_dim,
-                self.act_dim,
-                self.hidden,
-                state_dependent_std=self.state_dependent_std,
-                dropout=self.dropout,
-            )
+        policy = make_policy(self.policy_kind, self.obs_dim, self.act_dim, self.hidden, self.dropout,
+                             state_dependent_std=self.state_dependent_std)
         self.nets = {"policy": policy}
         self.optims = {"policy": torch.optim.Adam(policy.parameters(), lr=self.lr)}
 
