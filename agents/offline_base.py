@@ -325,6 +325,8 @@ class OfflineAgent(ABC):
         config: every constructor argument, as saved with the agent.
     """
 
+    #: ``"offline"``: learns from a fixed dataset (see :mod:`pbrl.agents.registry`)
+    kind: str = "offline"
     #: whether ``fit`` needs a non-empty ``PreferenceDataset`` (False only for agents on the true reward)
     requires_preferences: bool = True
     #: default ``fit(eval_every=...)`` when an ``eval_env`` is given

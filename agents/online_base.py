@@ -115,6 +115,10 @@ class OnlinePrefAgent:
         verbose: SB3 verbosity.
     """
 
+    #: ``"online"``: learns on a live task (see :mod:`pbrl.agents.registry`)
+    kind: str = "online"
+    #: every online agent learns from a teacher's labels
+    requires_preferences: bool = True
     learner_cls: type[BaseAlgorithm] = SAC
     default_learner_kwargs: dict[str, Any] = SAC_DEFAULTS
     default_unsup_steps: int = 9000
