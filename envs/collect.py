@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from pbrl.envs.datasets import OfflineDataset
+from pbrl.envs.dataset import OfflineDataset
 from pbrl.envs.registry import check_task, episode_length, is_metaworld, make_env
 
 __all__ = [
