@@ -45,7 +45,7 @@ from pbrl.agents.offline_base import (
 )
 from pbrl.preferences import PreferenceDataset
 
-__all__ = ["IQL", "MRIQL", "iql_value_loss", "iql_q_loss", "awr_policy_loss", "normalize_rewards", "REWARD_NORMALIZATIONS"]
+__all__ = ["IQL", "MRIQL", "iql_value_loss", "iql_q_loss", "awr_policy_loss", "normalize_rewards", "REWARD_NORMALIZATIONS", "REWARD_MODELS"]
 
 REWARD_NORMALIZATIONS = ("none", "episode_range", "standard", "minmax")
 
@@ -95,6 +95,10 @@ def awr_policy_loss(
     """
     loss = -torch.exp(beta * advantage).clamp(max=max_weight).detach() * log_prob
     return loss.mean() if reduction == "mean" else loss
+
+
+#: reward models MRIQL can learn (``MRIQL(reward_model=...)``)
+REWARD_MODELS = ("ensemble", "transformer")
 
 
 def normalize_rewards(
@@ -265,16 +269,23 @@ class IQL(OfflineAgent):
 
 
 class MRIQL(IQL):
-    """MR + IQL: a Bradley-Terry :class:`~pbrl.reward_models.RewardEnsemble` learned from the preferences
-    relabels the dataset, then IQL (Kostrikov et al. 2022, Eq. 5-7) trains on the learned reward.
+    """MR + IQL (or PT + IQL): a reward model learned from the preferences relabels the dataset, then IQL
+    (Kostrikov et al. 2022, Eq. 5-7) trains on the learned reward.
 
-    The reward model follows PEBBLE / the preference-transformer paper's MR baseline (Kim et al., ICLR 2023):
-    an ensemble of MLPs, Bradley-Terry cross-entropy over segment sums; its mean prediction is the reward.
+    ``reward_model="ensemble"`` (default) is the preference-transformer paper's MR baseline (Kim et al.,
+    ICLR 2023), as in PEBBLE: a :class:`~pbrl.reward_models.RewardEnsemble` of MLPs, Bradley-Terry
+    cross-entropy over segment sums; its mean prediction is the reward. ``reward_model="transformer"`` is
+    that paper's PT + IQL: a :class:`~pbrl.preference_transformer.PreferenceTransformer`, and every step is
+    relabelled with the per-step reward PT predicts at the last position of the window of
+    ``context_length`` steps ending at it (:meth:`PreferenceTransformer.relabel`, the authors' relabelling).
 
     Args:
-        reward_model_kwargs: passed to ``RewardEnsemble(obs_dim, act_dim, seed=seed, **kw)``
-            (defaults: 3 members, 256 x 3, tanh output).
-        reward_epochs: epochs of ``RewardEnsemble.fit`` (default 300; it stops early at 97 % accuracy).
+        reward_model: ``"ensemble"`` (default) or ``"transformer"``.
+        reward_model_kwargs: passed to the model's constructor with ``seed=seed``: ``RewardEnsemble(obs_dim,
+            act_dim, **kw)`` (defaults: 3 members, 256 x 3, tanh output) or ``PreferenceTransformer(obs_dim,
+            act_dim, **kw)`` (defaults: ``size="small"``; ``size="paper"`` for the paper's sizes).
+        reward_epochs: epochs of the reward model's ``fit`` (default 300; the ensemble stops early at 97 %
+            training accuracy, the transformer at 99 %).
         reward_batch_size: pairs per reward-model minibatch (default 128).
         reward_normalization: how the learned rewards are rescaled before IQL (default ``"minmax"``, to
             ``[0, 1]``; see :func:`normalize_rewards`). A learned reward has no meaningful sign, and on data
@@ -299,14 +310,18 @@ class MRIQL(IQL):
         self,
         obs_dim: int,
         act_dim: int,
+        reward_model: str = "ensemble",
         reward_model_kwargs: dict | None = None,
         reward_epochs: int = 300,
         reward_batch_size: int = 128,
         reward_normalization: str = "minmax",
         **iql: Any,
     ):
-        from pbrl.reward_models import RewardEnsemble
-
+        if reward_model not in REWARD_MODELS:
+            raise ValueError(f"unknown reward_model '{reward_model}'; choose one of {REWARD_MODELS}")
+        if reward_model_kwargs is not None and not isinstance(reward_model_kwargs, dict):
+            raise TypeError(f"reward_model_kwargs must be a dict, got {type(reward_model_kwargs).__name__}")
+        self.reward_model_name = reward_model
         self.reward_model_kwargs = dict(reward_model_kwargs or {})
         if not isinstance(reward_epochs, int) or reward_epochs < 1:
             raise ValueError(f"reward_epochs must be a positive integer, got {reward_epochs!r}")
@@ -314,10 +329,17 @@ class MRIQL(IQL):
             raise ValueError(f"reward_batch_size must be a positive integer, got {reward_batch_size!r}")
         self.reward_epochs, self.reward_batch_size = reward_epochs, reward_batch_size
         self._register_config(
-            reward_model_kwargs=self.reward_model_kwargs, reward_epochs=reward_epochs, reward_batch_size=reward_batch_size
+            reward_model=reward_model,
+            reward_model_kwargs=self.reward_model_kwargs,
+            reward_epochs=reward_epochs,
+            reward_batch_size=reward_batch_size,
         )
         super().__init__(obs_dim, act_dim, reward_normalization=reward_normalization, **iql)
-        self.reward_model = self._make_reward_model(RewardEnsemble)
+        if reward_model == "transformer":
+            from pbrl.preference_transformer import PreferenceTransformer as klass
+        else:
+            from pbrl.reward_models import RewardEnsemble as klass
+        self.reward_model = self._make_reward_model(klass)
         self.reward_fit_info: dict[str, Any] = {}
         self.reward_fitted = False
 
@@ -330,10 +352,18 @@ class MRIQL(IQL):
         every transition with its mean prediction."""
         assert preferences is not None  # _check_inputs guarantees it
         if not self.reward_fitted:
+            kw = {"early_stop_accuracy": 0.99} if self.reward_model_name == "transformer" else {}
             self.reward_fit_info = self.reward_model.fit(
-                preferences, epochs=self.reward_epochs, batch_size=self.reward_batch_size
+                preferences, epochs=self.reward_epochs, batch_size=self.reward_batch_size, **kw
             )
             self.reward_fitted = True
+        return self.learned_rewards(dataset)
+
+    def learned_rewards(self, dataset: Any) -> np.ndarray:
+        """The fitted reward model's per-step rewards ``[T]`` (float32) for the dataset's flat arrays, before
+        normalisation: the ensemble's mean ``r(s, a)``, or the transformer's sliding-window relabelling."""
+        if self.reward_model_name == "transformer":
+            return self.reward_model.relabel(dataset)
         return np.asarray(self.reward_model.predict(dataset.observations, dataset.actions), dtype=np.float32)
 
     def _extra_state(self) -> dict[str, Any]:
