@@ -1,16 +1,19 @@
-"""The task registry: one id scheme for gymnasium's MuJoCo tasks and every Meta-World MT50 task.
+"""The task registry: one id scheme for gymnasium's MuJoCo tasks, every Meta-World MT50 task and DMC.
 
 Ids:
 
 * ``mujoco/<Name>-v5`` and ``mujoco/<Name>-v4`` for gymnasium's MuJoCo tasks (``mujoco/HalfCheetah-v5``);
-* ``metaworld/<task>-v3`` for the 50 Meta-World tasks (``metaworld/button-press-v3``).
+* ``metaworld/<task>-v3`` for the 50 Meta-World tasks (``metaworld/button-press-v3``);
+* ``dmc/<domain>-<task>`` for the DeepMind Control Suite (``dmc/walker-walk``, ``dmc/cheetah-run``,
+  ``dmc/quadruped-walk``; see :mod:`pbrl.envs.dmc`), listed when the ``dmc`` extra is installed.
 
 Every env made here
 
 * returns float32 observations,
-* reports ``info["success"]`` as a bool at every step (Meta-World's signal; always False for locomotion),
+* reports ``info["success"]`` as a bool at every step (Meta-World's signal; always False for locomotion and DMC),
 * reports the simulator state ``info["qpos"]``, ``info["qvel"]`` (for rendering clips of segments),
-* has a fixed episode length (MuJoCo: gymnasium's time limit, 1000 steps for locomotion; Meta-World: 500),
+* has a fixed episode length (MuJoCo: gymnasium's time limit, 1000 steps for locomotion; Meta-World: 500;
+  DMC: 1000),
 * randomises Meta-World goals between episodes (the benchmark protocol), drawn from the env's seeded RNG,
 * is reproducible from its seed: ``make_env(id, seed=s)`` then ``reset()`` gives the same episode.
 """
@@ -25,7 +28,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["make_env", "make_vec_env", "list_tasks", "PbrlInfoWrapper", "episode_length", "is_metaworld"]
+from pbrl.envs.dmc import DMC_EPISODE_LENGTH, INSTALL_HINT, dmc_available, dmc_tasks, make_dmc
+
+__all__ = ["make_env", "make_vec_env", "list_tasks", "PbrlInfoWrapper", "episode_length", "is_metaworld", "is_dmc"]
 
 MUJOCO_NAMES = (
     "Ant",
@@ -52,10 +57,18 @@ def _metaworld_tasks() -> tuple[str, ...]:
     return tuple(sorted(metaworld.ALL_V3_ENVIRONMENTS))
 
 
-def list_tasks(prefix: str | None = None) -> list[str]:
-    """All registered task ids, optionally only those starting with ``prefix`` (``"mujoco"``, ``"metaworld"``)."""
+@lru_cache(maxsize=1)
+def _base_tasks() -> frozenset[str]:
     ids = [f"mujoco/{n}-{v}" for v in ("v5", "v4") for n in MUJOCO_NAMES if (n, v) not in _UNSUPPORTED]
-    ids += [f"metaworld/{t}" for t in _metaworld_tasks()]
+    return frozenset(ids + [f"metaworld/{t}" for t in _metaworld_tasks()])
+
+
+def list_tasks(prefix: str | None = None) -> list[str]:
+    """All registered task ids, optionally only those starting with ``prefix`` (``"mujoco"``, ``"metaworld"``,
+    ``"dmc"``). DMC ids are listed when dm_control is installed (the ``dmc`` extra)."""
+    ids = set(_base_tasks())
+    if not prefix or "dmc/".startswith(prefix) or prefix.startswith("dmc/"):  # else skip importing dm_control
+        ids.update(f"dmc/{d}-{t}" for d, t in dmc_tasks())
     ids = sorted(ids)
     if prefix:
         ids = [i for i in ids if i.startswith(prefix)]
@@ -66,10 +79,19 @@ def is_metaworld(task_id: str) -> bool:
     return task_id.startswith("metaworld/")
 
 
+def is_dmc(task_id: str) -> bool:
+    """Whether ``task_id`` names a DeepMind Control Suite task (``dmc/<domain>-<task>``)."""
+    return task_id.startswith("dmc/")
+
+
 def check_task(task_id: str) -> str:
     """Return ``task_id`` if registered; otherwise raise a ValueError naming the closest ids."""
     if not isinstance(task_id, str):
         raise TypeError(f"task id must be a string like 'mujoco/HalfCheetah-v5', got {type(task_id).__name__}")
+    if task_id in _base_tasks():
+        return task_id
+    if is_dmc(task_id) and not dmc_available():
+        raise ValueError(f"'{task_id}' is a DeepMind Control task; {INSTALL_HINT}")
     tasks = list_tasks()
     if task_id in tasks:
         return task_id
@@ -86,6 +108,8 @@ def episode_length(task_id: str) -> int:
     check_task(task_id)
     if is_metaworld(task_id):
         return METAWORLD_EPISODE_LENGTH
+    if is_dmc(task_id):
+        return DMC_EPISODE_LENGTH
     spec = gym.spec(task_id.split("/", 1)[1])
     return int(spec.max_episode_steps or 1000)
 
@@ -146,10 +170,12 @@ def make_env(task_id: str, seed: int | None = None, render_mode: str | None = No
     """Make one environment of the registry.
 
     Args:
-        task_id: ``mujoco/<Name>-v5`` / ``-v4`` or ``metaworld/<task>-v3`` (see :func:`list_tasks`).
+        task_id: ``mujoco/<Name>-v5`` / ``-v4``, ``metaworld/<task>-v3`` or ``dmc/<domain>-<task>``
+            (see :func:`list_tasks`).
         seed: seeds the env's RNG now (the first ``reset()`` uses it) and its action space.
         render_mode: ``None`` or ``"rgb_array"`` (offscreen; set ``MUJOCO_GL=osmesa`` without a GPU).
-        **kwargs: passed to ``gymnasium.make`` for MuJoCo tasks (``width``, ``height``, ...).
+        **kwargs: passed to ``gymnasium.make`` for MuJoCo tasks (``width``, ``height``, ...); DMC tasks take
+            ``width``, ``height``, ``camera_id`` and ``max_episode_steps``.
 
     Returns:
         A ``gymnasium.Env`` wrapped by :class:`PbrlInfoWrapper`.
@@ -161,6 +187,8 @@ def make_env(task_id: str, seed: int | None = None, render_mode: str | None = No
         env = _make_metaworld(task_id.split("/", 1)[1], seed, render_mode, kwargs.pop("camera_name", None))
         if kwargs:
             raise TypeError(f"unexpected arguments for a Meta-World task: {sorted(kwargs)}")
+    elif is_dmc(task_id):
+        env = make_dmc(task_id.split("/", 1)[1], render_mode=render_mode, **kwargs)
     else:
         env = gym.make(task_id.split("/", 1)[1], render_mode=render_mode, **kwargs)
     env = PbrlInfoWrapper(env, task_id)

@@ -38,7 +38,7 @@ def test_every_task_steps_and_reports_success(task):
         assert isinstance(info["success"], bool)
         assert np.isfinite(r)
         assert info["qpos"].shape == (env.unwrapped.model.nq,)
-    if task.startswith("mujoco/"):
+    if task.startswith(("mujoco/", "dmc/")):
         assert info["success"] is False
     env.close()
 
@@ -78,3 +78,12 @@ def test_make_vec_env_passes_info():
     assert all("success" in i and "qpos" in i for i in infos)
     with pytest.raises(ValueError, match="n_envs"):
         make_vec_env("mujoco/HalfCheetah-v5", n_envs=0)
+
+
+def test_dmc_ids_without_dm_control_name_the_extra(monkeypatch):
+    import pbrl.envs.registry as registry
+
+    monkeypatch.setattr(registry, "dmc_available", lambda: False)
+    with pytest.raises(ValueError, match=r"DeepMind Control task; DMC tasks need dm-control: pip install 'pbrl\[dmc\]'"):
+        make_env("dmc/walker-walk")
+    assert episode_length("mujoco/Hopper-v5") == 1000  # other tasks never import dm_control
