@@ -111,6 +111,22 @@ def test_beats_a_constant_predictor_on_held_out_pairs(pairs):
     assert probs.shape == (300,) and np.all((probs > 0) & (probs < 1))
 
 
+def test_learns_a_non_markovian_teacher_that_a_markovian_ensemble_cannot():
+    """The teacher judges only each segment's last step: PT attends there; a sum of r(s, a) cannot."""
+    from pbrl.reward_models import RewardEnsemble, evaluate_reward_model
+
+    train, test = synthetic(600, H=5, seed=0, last_only=True), synthetic(300, H=5, seed=1, last_only=True)
+    model = PreferenceTransformer(4, 2, lr=1e-3, seed=0)
+    model.fit(train, epochs=20)
+    ev = model.evaluate_pairs(test)
+    assert ev["accuracy"] >= 0.85, ev
+    w = model.attention_weights(test.a.obs, test.a.act).mean(axis=0)
+    assert w[-1] > 0.5 and w.argmax() == 4, w
+    mr = RewardEnsemble(4, 2, n_members=1, hidden=(64, 64), lr=1e-3, seed=0)
+    mr.fit(train, epochs=30)
+    assert evaluate_reward_model(mr, test)["label_accuracy"] < 0.7
+
+
 def test_fit_is_seeded_and_reports_validation(pairs):
     train, _ = pairs
     a = PreferenceTransformer(4, 2, **TINY, seed=3)
