@@ -284,9 +284,11 @@ class MRIQL(IQL):
         reward_model_kwargs: passed to the model's constructor with ``seed=seed``: ``RewardEnsemble(obs_dim,
             act_dim, **kw)`` (defaults: 3 members, 256 x 3, tanh output) or ``PreferenceTransformer(obs_dim,
             act_dim, **kw)`` (defaults: ``size="small"``; ``size="paper"`` for the paper's sizes).
-        reward_epochs: epochs of the reward model's ``fit`` (default 300; the ensemble stops early at 97 %
-            training accuracy, the transformer at 99 %).
-        reward_batch_size: pairs per reward-model minibatch (default 128).
+        reward_epochs: epochs of the reward model's ``fit``; None (default) is the model's own: 300 for the
+            ensemble, the size's for the transformer (100 ``"small"``, 10,000 ``"paper"``). Training stops
+            early at 97 % (ensemble) or 99 % (transformer) training accuracy.
+        reward_batch_size: pairs per reward-model minibatch; None (default): 128 for the ensemble, the
+            size's for the transformer (64 ``"small"``, 256 ``"paper"``).
         reward_normalization: how the learned rewards are rescaled before IQL (default ``"minmax"``, to
             ``[0, 1]``; see :func:`normalize_rewards`). A learned reward has no meaningful sign, and on data
             with terminal states a negative per-step reward makes ending the episode early look good to the
@@ -312,8 +314,8 @@ class MRIQL(IQL):
         act_dim: int,
         reward_model: str = "ensemble",
         reward_model_kwargs: dict | None = None,
-        reward_epochs: int = 300,
-        reward_batch_size: int = 128,
+        reward_epochs: int | None = None,
+        reward_batch_size: int | None = None,
         reward_normalization: str = "minmax",
         **iql: Any,
     ):
@@ -323,10 +325,12 @@ class MRIQL(IQL):
             raise TypeError(f"reward_model_kwargs must be a dict, got {type(reward_model_kwargs).__name__}")
         self.reward_model_name = reward_model
         self.reward_model_kwargs = dict(reward_model_kwargs or {})
-        if not isinstance(reward_epochs, int) or reward_epochs < 1:
-            raise ValueError(f"reward_epochs must be a positive integer, got {reward_epochs!r}")
-        if not isinstance(reward_batch_size, int) or reward_batch_size < 1:
-            raise ValueError(f"reward_batch_size must be a positive integer, got {reward_batch_size!r}")
+        for name, v in (("reward_epochs", reward_epochs), ("reward_batch_size", reward_batch_size)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be a positive integer (or None for the reward model's default), got {v!r}")
+        if reward_model == "ensemble":  # the ensemble's defaults; the transformer resolves None from its size
+            reward_epochs = 300 if reward_epochs is None else reward_epochs
+            reward_batch_size = 128 if reward_batch_size is None else reward_batch_size
         self.reward_epochs, self.reward_batch_size = reward_epochs, reward_batch_size
         self._register_config(
             reward_model=reward_model,

@@ -301,7 +301,11 @@ def test_mriql_reward_model_option_is_validated_and_reaches_the_offline_config()
 
     default = MRIQL(3, 1)  # the ensemble stays the default
     assert isinstance(default.reward_model, RewardEnsemble) and default.config["reward_model"] == "ensemble"
+    assert (default.reward_epochs, default.reward_batch_size) == (300, 128)  # the ensemble's defaults, as before
+    with pytest.raises(ValueError, match="reward_epochs must be a positive integer"):
+        MRIQL(3, 1, reward_model="transformer", reward_epochs=0)
     cfg = load_config(overrides=parse_overrides(["agent=mriql", "agent_kwargs.reward_model=transformer",
                                                  "agent_kwargs.reward_model_kwargs.size=paper"]), kind="offline")
     agent = MRIQL(3, 1, **cfg.agent_kwargs)
     assert isinstance(agent.reward_model, PreferenceTransformer) and agent.reward_model.embed_dim == 256
+    assert agent.reward_epochs is None and agent.reward_model.epochs == 10_000  # the paper's epochs and batch
