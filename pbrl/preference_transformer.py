@@ -526,7 +526,8 @@ class PreferenceTransformer:
         (default: the model's, i.e. the training segment length), step t of an episode gets ``r`` at
         the last position of the window of the H steps ending at t; a step with fewer than H - 1
         predecessors in its episode gets ``r`` at its own position of the episode's first window. Windows
-        never cross an episode boundary (see :func:`relabel_windows`).
+        never cross an episode boundary (see :func:`relabel_windows`). The cost is one forward pass of an
+        H-step window per step of the dataset (about T windows), in chunks of ``predict_chunk`` windows.
         """
         H = context_length if context_length is not None else self.context_length
         if H is None:
@@ -542,24 +543,22 @@ class PreferenceTransformer:
                              f"got {obs.shape} and {act.shape}")
         starts, ends = dataset.episode_bounds
         plan = relabel_windows(starts, ends, int(H))
+        H, c = int(H), self.predict_chunk
         out = np.zeros(len(obs), np.float32)
-        steps = np.arange(int(H))
-        # each episode's first window: the rewards of its first min(H, L) steps
-        first = plan["first"]
-        chunks = range(0, len(first), self.predict_chunk)
-        late = plan["last"]
+        steps = np.arange(H)
+        first, first_len, first_end, late = plan["first"], plan["first_len"], plan["first_end"], plan["last"]
         bar = tqdm(total=len(first) + len(late), disable=not progress, desc="relabel", unit="window")
-        for s in chunks:
-            st, en, n = first[s : s + self.predict_chunk], plan["first_end"][s : s + self.predict_chunk], plan["first_len"][s : s + self.predict_chunk]
-            idx = np.minimum(st[:, None] + steps[None, :], en[:, None])  # a short episode repeats its last step
-            r = self._forward_windows(obs[idx], act[idx], ("reward",))["reward"]
-            keep = steps[None, :] < n[:, None]
+        # each episode's first window gives the rewards of its first min(H, L) steps, at their own positions
+        for s in range(0, len(first), c):
+            idx = np.minimum(first[s : s + c, None] + steps, first_end[s : s + c, None])  # a short episode
+            r = self._forward_windows(obs[idx], act[idx], ("reward",))["reward"]  # repeats its last step
+            keep = steps < first_len[s : s + c, None]  # (causal: the repeats never reach a kept position)
             out[idx[keep]] = r[keep]
-            bar.update(len(st))
-        # every later step: the last position of the window ending at it
-        for s in range(0, len(late), self.predict_chunk):
-            t = late[s : s + self.predict_chunk]
-            idx = t[:, None] - (int(H) - 1) + steps[None, :]
+            bar.update(len(idx))
+        # every later step: the last position of the window of the H steps ending at it
+        for s in range(0, len(late), c):
+            t = late[s : s + c]
+            idx = t[:, None] - (H - 1) + steps
             out[t] = self._forward_windows(obs[idx], act[idx], ("reward",))["reward"][:, -1]
             bar.update(len(t))
         bar.close()
