@@ -2,8 +2,16 @@
 
 An agent is a thin object over an ordinary SB3 learner: ``agent.model`` is the SB3 model (so SB3's
 ``save``/``load``, callbacks, loggers and ``evaluate_policy`` work), trained by ONE ``learn()`` call on
-a :class:`~pbrl.sb3.LearnedRewardVecEnv` with a :class:`~pbrl.sb3.PreferenceCallback` (and an optional
-:class:`~pbrl.sb3.PbrlEvalCallback`). Subclasses choose the learner and the hooks.
+a :class:`~pbrl.online.LearnedRewardVecEnv` with a :class:`~pbrl.online.PreferenceCallback` (and an
+optional :class:`~pbrl.online.PbrlEvalCallback`). A subclass is an algorithm: it chooses the learner and
+its defaults, and supplies its own parts through four methods:
+
+* ``_make_pool()``: the :class:`~pbrl.online.QueryPool` candidates come from (default: all episodes);
+* ``_loss_terms()``: the reward objective (default: Bradley-Terry, :mod:`pbrl.reward_models.training`);
+* ``_make_hooks()``: :class:`~pbrl.online.FeedbackHook` objects around each refit;
+* ``_setup()``: anything else, once the learner exists (PEBBLE's entropy pre-training, QPA's replay).
+
+The base class itself runs no pre-training: the learned reward is on from the first step.
 
 Example::
 
@@ -32,17 +40,19 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from pbrl.preferences import PreferenceDataset
-from pbrl.reward_models import RewardEnsemble
-from pbrl.sb3 import (
+from pbrl.online import (
+    FeedbackHook,
     LearnedRewardVecEnv,
     PbrlEvalCallback,
     PbrlReplayBuffer,
     PreferenceCallback,
-    StateEntropyReward,
 )
+from pbrl.online.feedback import AllEpisodes, QueryPool
+from pbrl.preferences import PreferenceDataset
+from pbrl.reward_models import RewardEnsemble, RewardTrainer
+from pbrl.validation import check_int
 
-__all__ = ["OnlinePrefAgent", "SAC_DEFAULTS", "PPO_DEFAULTS", "REWARD_MODEL_DEFAULTS"]
+__all__ = ["OnlinePrefAgent", "PhaseHook", "SAC_DEFAULTS", "REWARD_MODEL_DEFAULTS"]
 
 #: B-Pref's SAC settings for Meta-World (Lee et al. 2021, Appendix): 3 x 256 networks, batch 512, lr 3e-4,
 #: initial temperature 0.1 (learned), tau 0.005, gamma 0.99, 1000 random seed steps, one update per step.
@@ -59,29 +69,14 @@ SAC_DEFAULTS: dict[str, Any] = {
     "policy_kwargs": {"net_arch": [256, 256, 256]},
 }
 
-#: B-Pref's PrefPPO settings (Lee et al. 2021): lr 3e-4, minibatch 128, GAE lambda 0.92, clip 0.4, no entropy
-#: bonus, 10 epochs, 3 x 256 networks. B-Pref runs 16 envs x 250 steps per rollout; with one env we keep SB3's
-#: n_steps=2048.
-PPO_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 3e-4,
-    "n_steps": 2048,
-    "batch_size": 128,
-    "n_epochs": 10,
-    "gamma": 0.99,
-    "gae_lambda": 0.92,
-    "clip_range": 0.4,
-    "ent_coef": 0.0,
-    "policy_kwargs": {"net_arch": [256, 256, 256]},
+#: PEBBLE / B-Pref reward model: an ensemble of 3 MLPs, 3 x 256 hidden units, tanh output, Adam lr 3e-4, and no
+#: input normalisation (B-Pref's reward model reads raw ``concat(obs, act)``).
+REWARD_MODEL_DEFAULTS: dict[str, Any] = {
+    "n_members": 3, "hidden": (256, 256, 256), "lr": 3e-4, "output": "tanh", "normalize": False,
 }
 
-#: PEBBLE / B-Pref reward model: an ensemble of 3 MLPs, 3 x 256 hidden units, tanh output, Adam lr 3e-4.
-REWARD_MODEL_DEFAULTS: dict[str, Any] = {"n_members": 3, "hidden": (256, 256, 256), "lr": 3e-4, "output": "tanh"}
 
-
-def _check_int(name: str, v: Any, low: int) -> int:
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-    return int(v)
+_check_int = check_int  # the shared validation helper (kept under its old name for subclasses)
 
 
 class OnlinePrefAgent:
@@ -95,14 +90,15 @@ class OnlinePrefAgent:
         feedback_per_session: queries per session, >= 1.
         feedback_every: env steps between sessions, >= 1.
         segment_length: H, steps per segment (default 50).
-        selector: query selector name or object (default ``"disagreement"``).
+        selector: query selector name or object (default: the class's ``default_selector``, ``"disagreement"``).
         seed: seeds the learner, the env, the reward model and query sampling.
-        learner_kwargs: overrides of the SB3 learner's defaults (``SAC_DEFAULTS`` / ``PPO_DEFAULTS``).
-        reward_model_kwargs: overrides of ``REWARD_MODEL_DEFAULTS`` (``RewardEnsemble`` arguments).
-        unsup_steps: steps of unsupervised (state-entropy) pre-training before the first session.
+        learner_kwargs: overrides of the SB3 learner's defaults (the class's ``default_learner_kwargs``).
+        reward_model_kwargs: overrides of the class's reward-model defaults (``RewardEnsemble`` arguments).
+        unsup_steps: steps of unsupervised pre-training before the first session (default: the class's).
         large_batch: candidate pool = ``large_batch * queries`` (default 10, B-Pref).
         reset_updates: SAC gradient steps right after PEBBLE's critic reset (default 100, B-Pref's ``reset_update``).
-        fit_kwargs: passed to ``reward_model.fit`` (default 200 epochs, early stop at 97 % accuracy).
+        fit_kwargs: :class:`~pbrl.reward_models.RewardTrainer` arguments (default 200 epochs, batch 128,
+            early stop at 97 % accuracy).
         eval_env: env or task id for evaluation while training (default: a fresh env of the task).
         eval_every: env steps between evaluations (``None``: no evaluation callback).
         n_eval_episodes: episodes per evaluation (default 10).
@@ -121,8 +117,10 @@ class OnlinePrefAgent:
     requires_preferences: bool = True
     learner_cls: type[BaseAlgorithm] = SAC
     default_learner_kwargs: dict[str, Any] = SAC_DEFAULTS
-    default_unsup_steps: int = 9000
-    default_selector: str | None = None  # None: keep the constructor's default
+    default_reward_model_kwargs: dict[str, Any] = REWARD_MODEL_DEFAULTS
+    #: steps of unsupervised pre-training before the first session (the base class has none)
+    default_unsup_steps: int = 0
+    default_selector: str = "disagreement"
 
     def __init__(
         self,
@@ -132,7 +130,7 @@ class OnlinePrefAgent:
         feedback_per_session: int,
         feedback_every: int,
         segment_length: int = 50,
-        selector: Any = "disagreement",
+        selector: Any = None,
         seed: int = 0,
         learner_kwargs: dict | None = None,
         reward_model_kwargs: dict | None = None,
@@ -181,7 +179,7 @@ class OnlinePrefAgent:
         for bad in ("env", "policy", "seed", "replay_buffer_class"):
             if bad in learner_kwargs:
                 raise ValueError(f"learner_kwargs may not set '{bad}'; the agent sets it (pass it to the agent instead)")
-        selector_obj = make_selector(selector)  # raises a clear error for unknown names
+        selector_obj = make_selector(self.default_selector if selector is None else selector)  # clear error if unknown
         self._check_extra(int(segment_length))
 
         self.task_id = task_id_or_env if isinstance(task_id_or_env, str) else None
@@ -206,14 +204,16 @@ class OnlinePrefAgent:
         self.obs_dim, self.act_dim = obs_dim, act_dim
 
         # ---------------------------------------------------------------- reward model and wrapper
-        rm_kwargs = {**REWARD_MODEL_DEFAULTS, "seed": self.seed, "device": device, **(reward_model_kwargs or {})}
+        rm_kwargs = {**self.default_reward_model_kwargs, "seed": self.seed, "device": device, **(reward_model_kwargs or {})}
         self.reward_model = RewardEnsemble(obs_dim, act_dim, **rm_kwargs)
         self.env = LearnedRewardVecEnv(venv, self.reward_model, max_episodes=max_episodes)
+        self.reset_updates = int(reset_updates)
+        learner_env = self._learner_env(self.env)
 
         # ---------------------------------------------------------------- SB3 learner
         kw = self._learner_kwargs(learner_kwargs)
         self.model = self.learner_cls(
-            "MlpPolicy", self.env, seed=self.seed, device=device, tensorboard_log=tensorboard_log,
+            "MlpPolicy", learner_env, seed=self.seed, device=device, tensorboard_log=tensorboard_log,
             verbose=verbose, **kw
         )
         self.learner_kwargs = kw
@@ -231,15 +231,13 @@ class OnlinePrefAgent:
             episode_length=self.episode_length,
             first_feedback_step=self.seed_steps + self.unsup_steps,
             large_batch=large_batch,
+            pool=self._make_pool(),
+            trainer=RewardTrainer(self._loss_terms(), **self._fit_kwargs(fit_kwargs)),
             relabel=self.is_off_policy,
-            reset_critic=self.is_off_policy and self.unsup_steps > 0,
-            reset_updates=reset_updates,
-            fit_kwargs=self._fit_kwargs(fit_kwargs),
-            on_first_update=self._on_first_update,
+            hooks=self._make_hooks(),
             seed=self.seed,
             progress=progress,
             verbose=verbose,
-            **self._callback_kwargs(),
         )
         meta = {"task_id": self.task_id, "agent": type(self).__name__, "teacher": getattr(teacher, "name", "")}
         self.callback.preferences = PreferenceDataset.empty(self.segment_length, obs_dim, act_dim, metadata=meta)
@@ -255,7 +253,8 @@ class OnlinePrefAgent:
                 eval_env, eval_every, n_eval_episodes, preference_callback=self.callback, seed=self.seed + 10_000
             )
         self.progress = bool(progress)
-        self._start_unsupervised()
+        self.entropy = None  #: the state-entropy estimator of agents that pre-train on it (checkpointed)
+        self._setup()
 
     # ------------------------------------------------------------------ construction helpers
     @property
@@ -293,50 +292,54 @@ class OnlinePrefAgent:
         kw = copy.deepcopy({**self.default_learner_kwargs, **overrides})
         if self.is_off_policy:
             kw["replay_buffer_class"] = PbrlReplayBuffer
-            kw["replay_buffer_kwargs"] = {**kw.get("replay_buffer_kwargs", {}), **self._buffer_kwargs()}
         return kw
 
-    def _buffer_kwargs(self) -> dict:
-        return {}
+    def _learner_env(self, env: LearnedRewardVecEnv) -> VecEnv:
+        """The env the SB3 learner sees (PrefPPO adds observation normalisation on top of the wrapper)."""
+        return env
 
     def _check_extra(self, segment_length: int) -> None:
         """Subclass validation of their own options (runs before any work)."""
 
     def _fit_kwargs(self, overrides: dict | None) -> dict:
-        return {"epochs": 200, "batch_size": 128, "early_stop_accuracy": 0.97, **(overrides or {})}
+        """Arguments of the :class:`~pbrl.reward_models.RewardTrainer` (B-Pref: up to 200 epochs of batch
+        128, early stop at 97 % training accuracy)."""
+        kw = {"epochs": 200, "batch_size": 128, "early_stop_accuracy": 0.97, **(overrides or {})}
+        allowed = {"epochs", "batch_size", "early_stop_accuracy", "val_fraction", "progress"}
+        bad = sorted(set(kw) - allowed)
+        if bad:
+            raise ValueError(f"unknown fit_kwargs {bad}; allowed keys: {', '.join(sorted(allowed))}")
+        return kw
 
-    def _callback_kwargs(self) -> dict:
-        return {}
+    # ------------------------------------------------------------------ the algorithm's own parts
+    def _make_pool(self) -> QueryPool:
+        """Where candidate queries come from (default: every recorded episode)."""
+        return AllEpisodes()
 
-    # ------------------------------------------------------------------ phases
-    def _start_unsupervised(self) -> None:
-        """Turn on the state-entropy reward for the first ``unsup_steps`` (PEBBLE Sec. 4.1)."""
-        if self.unsup_steps <= 0:
-            self._set_learned_reward()
-            return
-        if self.is_off_policy:
-            buf: PbrlReplayBuffer = self.model.replay_buffer
-            ent = StateEntropyReward(k=5, max_ref=10000, ref_includes_query=True)
-            self.entropy = ent
+    def _loss_terms(self) -> list | None:
+        """The reward objective (``None``: Bradley-Terry plus the reward model's own terms)."""
+        return None
 
-            def entropy_reward(obs, act, next_obs, reward):
-                return ent(next_obs, buf.filled_next_observations(ent.max_ref))
+    def _make_hooks(self) -> list[FeedbackHook]:
+        """Hooks around each refit (default: :class:`PhaseHook`, which ends pre-training at the first update)."""
+        return [PhaseHook(self)]
 
-            buf.sample_reward = entropy_reward
-        else:
-            self.entropy = self.env.entropy
-            self.env.set_mode("entropy")
+    def _setup(self) -> None:
+        """Called once the learner and callback exist (default: the learned reward from the first step)."""
+        self._set_learned_reward()
 
     def _set_learned_reward(self) -> None:
-        """The reward source after the unsupervised phase (subclasses add bonuses)."""
+        """The reward source after pre-training (subclasses add bonuses through ``_sample_reward_fn``)."""
         self.env.set_mode("model")
         if self.is_off_policy:
             self.model.replay_buffer.sample_reward = self._sample_reward_fn()
 
     def _sample_reward_fn(self):
+        """A sample-time reward for SAC batches after pre-training (``None``: the stored rewards)."""
         return None
 
     def _on_first_update(self, callback: PreferenceCallback) -> None:
+        """The first reward update ends pre-training."""
         self._set_learned_reward()
 
     # ------------------------------------------------------------------ public API
@@ -361,14 +364,36 @@ class OnlinePrefAgent:
         return self
 
     def predict(self, obs, state=None, episode_start=None, deterministic: bool = True):
-        """SB3's ``predict`` of the trained policy."""
+        """SB3's ``predict`` of the trained policy (observations normalised first when the learner's env
+        normalises them, as PrefPPO's does)."""
+        vn = self.model.get_vec_normalize_env()
+        if vn is not None:
+            obs = vn.normalize_obs(np.asarray(obs, np.float32))
         return self.model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Agent state that a run checkpoint saves beside the SB3 model and the callback (subclasses extend)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(task={self.task_id!r}, learner={self.learner_cls.__name__}, "
             f"total_feedback={self.total_feedback}, labels={len(self.preferences)}, seed={self.seed})"
         )
+
+
+class PhaseHook(FeedbackHook):
+    """Calls the agent's ``_on_first_update`` after the first reward update (the end of pre-training)."""
+
+    def __init__(self, agent: OnlinePrefAgent):
+        self.agent = agent
+
+    def after_update(self, callback: PreferenceCallback, first: bool) -> None:
+        if first:
+            self.agent._on_first_update(callback)
 
 
 def _reports_success(env: gym.Env) -> bool:

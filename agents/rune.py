@@ -7,6 +7,8 @@ The policy maximises ``r_total(s, a) = r_hat(s, a) + beta_t * r_int(s, a)`` (Eq.
 ensemble's mean reward, ``r_int(s, a) = std`` of the ensemble members' rewards (Eq. 3) and
 ``beta_t = beta_0 * (1 - rho)^t`` decays with the env step ``t`` (Eq. 5). The bonus is added to each SAC batch
 at sample time (the stored rewards are PEBBLE's relabelled ``r_hat``), with ``t`` = the current env step.
+During PEBBLE's pre-training the intrinsic reward is PEBBLE's state entropy; the bonus starts with the
+first reward update. What makes RUNE is :meth:`RUNE._sample_reward_fn`; everything else is PEBBLE's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from pbrl.agents.pebble import PEBBLE
-from pbrl.sb3 import unscale_action
+from pbrl.online import unscale_action
 
 __all__ = ["RUNE"]
 

@@ -39,6 +39,7 @@ def evaluate_policy_episodes(
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
     if isinstance(env, str):
         env = make_env(env, seed=seed)
+    policy = _normalising(policy)
     trajs = rollout(env, policy, n_episodes=n_episodes, seed=seed, deterministic=deterministic)
     returns = np.array([t.ret for t in trajs], dtype=np.float64)
     successes = np.array([bool(t.success is not None and t.success.any()) for t in trajs])
@@ -50,3 +51,20 @@ def evaluate_policy_episodes(
         "returns": returns,
         "successes": successes,
     }
+
+
+class _NormalisedPolicy:
+    """An SB3 model trained behind ``VecNormalize`` (PrefPPO), fed raw observations: normalise, then predict."""
+
+    def __init__(self, model: Any, vec_normalize: Any):
+        self.model, self.vn = model, vec_normalize
+
+    def predict(self, obs, state=None, episode_start=None, deterministic: bool = True):
+        obs = self.vn.normalize_obs(np.asarray(obs, np.float32))
+        return self.model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+
+
+def _normalising(policy: Any) -> Any:
+    get = getattr(policy, "get_vec_normalize_env", None)
+    vn = get() if callable(get) else None
+    return policy if vn is None else _NormalisedPolicy(policy, vn)

@@ -131,10 +131,10 @@ def throughput(ds: PreferenceDataset, n_members: int, hidden, n_steps: int, batc
     batched.in_std = x.reshape(-1, x.shape[-1]).std(0).clamp_min(1e-6)
 
     def batched_step(i):
-        logits, extra = batched._pair_logits(x[i], sample=True)
-        lp = torch.log_softmax(logits, -1)
+        rewards, _ = batched._pair_rewards(x[i], sample=True)
+        lp = torch.log_softmax(rewards.sum(-1), -1)
         yb = y[i]
-        loss = -((1 - yb) * lp[..., 0] + yb * lp[..., 1]).mean(1).sum() + extra
+        loss = -((1 - yb) * lp[..., 0] + yb * lp[..., 1]).mean(1).sum()
         batched.optimizer.zero_grad()
         loss.backward()
         batched.optimizer.step()

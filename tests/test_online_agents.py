@@ -16,7 +16,7 @@ from pbrl.agents.qpa import QPA
 from pbrl.agents.rune import RUNE
 from pbrl.agents.surf import SURF
 from pbrl.envs import make_env
-from pbrl.sb3 import PbrlReplayBuffer
+from pbrl.online import PbrlReplayBuffer
 from pbrl.teachers import make_teacher
 
 torch.set_num_threads(1)
@@ -36,13 +36,13 @@ def _env(task: str):
     return gym.wrappers.TimeLimit(make_env(task, seed=0), EP), EP  # Meta-World, episodes cut to EP steps
 
 
-def _agent(name: str, task: str, total_feedback: int = 12, **kw):
+def _agent(name: str, task: str, total_feedback: int = 12, reward_model_kwargs=None, **kw):
     env, ep = _env(task)
     cls = AGENTS[name]
     return cls(
         env, make_teacher("oracle", seed=0), total_feedback=total_feedback, feedback_per_session=4,
         feedback_every=EP, segment_length=H, seed=0,
-        learner_kwargs=PPO_KW if cls is PrefPPO else SAC_KW, reward_model_kwargs=RM_KW,
+        learner_kwargs=PPO_KW if cls is PrefPPO else SAC_KW, reward_model_kwargs=reward_model_kwargs or RM_KW,
         episode_length=ep,
         **{"unsup_steps": EP, "fit_kwargs": {"epochs": 5}, "reset_updates": 5, **EXTRA.get(name, {}), **kw},
     )
@@ -81,7 +81,7 @@ def test_agent_short_learn_and_save_load(name, task, tmp_path):
 
 
 def test_pebble_critic_is_reset_after_first_update_only(monkeypatch):
-    import pbrl.sb3 as sb3
+    import pbrl.agents.pebble as sb3
 
     agent = _agent("PEBBLE", "mujoco/HalfCheetah-v5")
     resets = []
@@ -130,16 +130,57 @@ def test_rune_bonus_decays():
 
 
 def test_qpa_pool_and_hybrid_replay_and_surf_pool():
+    from pbrl.agents.qpa import HybridReplay, RecentEpisodes
+    from pbrl.agents.surf import SemiSupervisedLoss, UnlabelledPool
+    from pbrl.reward_models import BradleyTerryLoss
+
     qpa = _agent("QPA", "mujoco/HalfCheetah-v5")
-    assert qpa.callback.selector.name == "uniform" and qpa.callback.recent_episodes == 2
-    buf = qpa.model.replay_buffer
-    assert buf.her_ratio == 0.5 and buf.recent_window == 2 * EP
-    assert qpa.callback.fit_kwargs["crop_range"] == 2
+    cb = qpa.callback
+    assert cb.selector.name == "uniform" and isinstance(cb.pool, RecentEpisodes) and cb.pool.k == 2
+    sampler = qpa.model.replay_buffer.sampler
+    assert isinstance(sampler, HybridReplay) and sampler.her_ratio == 0.5 and sampler.window == 2 * EP
+    assert isinstance(cb.trainer.losses[0], BradleyTerryLoss) and cb.trainer.losses[0].crop.crop_range == 2
     surf = _agent("SURF", "mujoco/HalfCheetah-v5", unlabelled_ratio=3)
     surf.learn(4 * EP)
-    ua, ub = surf.callback.unlabelled
-    assert len(ua) == len(ub) == surf.callback.sessions * 3 * 4
-    assert surf.callback.fit_kwargs["threshold_u"] == 0.99
+    pool = surf.unlabelled_pool
+    assert isinstance(pool, UnlabelledPool) and pool in surf.callback.hooks
+    assert len(pool) == surf.callback.sessions * 3 * 4
+    terms = surf.callback.trainer.losses
+    assert isinstance(terms[1], SemiSupervisedLoss) and terms[1].threshold_u == 0.99 and terms[1].mu == 4
+    assert "pseudo_fraction" in surf.callback.last_fit
+
+
+def test_qpa_replays_uniformly_during_pretraining_and_uses_the_authors_defaults():
+    qpa = _agent("QPA", "mujoco/HalfCheetah-v5", recent_episodes=None, reward_model_kwargs={"hidden": (16,)})
+    sampler = qpa.model.replay_buffer.sampler
+    assert qpa.recent_episodes == 10 and qpa.reward_model.n_members == 1  # DMC/MuJoCo K, one network
+    qpa.learn(EP + EP // 2)  # seed + part of pre-training: no reward update yet
+    assert qpa.callback.updates == 0 and not sampler.active()  # plain entropy updates, no hybrid replay
+    qpa.learn(3 * EP, reset_num_timesteps=False)
+    assert qpa.callback.updates > 0 and qpa.callback.collecting == sampler.active()
+    mw = QPA("metaworld/reach-v3", make_teacher("oracle"), 10, 5, 1000, learner_kwargs=SAC_KW)
+    assert mw.recent_episodes == 30
+
+
+def test_pref_ppo_defaults_are_b_prefs():
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from pbrl.agents.pref_ppo import PPO_CPU_PRESET, LinearSchedule
+
+    agent = PrefPPO("mujoco/HalfCheetah-v5", make_teacher("oracle"), 100, 10, 1000)
+    m = agent.model
+    assert agent.n_envs == 16 and m.n_steps == 250 and m.n_epochs == 20 and m.batch_size == 128
+    assert m.use_sde and m.sde_sample_freq == 4 and m.gae_lambda == 0.92 and m.ent_coef == 0.0
+    assert isinstance(m.clip_range, LinearSchedule) or m.clip_range(1.0) == pytest.approx(0.4)
+    assert m.clip_range(1.0) == pytest.approx(0.4) and m.clip_range(0.25) == pytest.approx(0.1)
+    assert isinstance(m.get_env(), VecNormalize) and not m.get_env().norm_reward
+    assert agent.unsup_steps == 32000
+    obs = np.zeros((1, agent.obs_dim), np.float32)
+    agent.predict(obs)  # raw observations are normalised before the policy
+    state = agent.state_dict()
+    assert set(state["obs_rms"]) == {"mean", "var", "count"}
+    cpu = PrefPPO("mujoco/HalfCheetah-v5", make_teacher("oracle"), 100, 10, 1000, **PPO_CPU_PRESET)
+    assert cpu.n_envs == 1 and cpu.model.n_steps == 2048
 
 
 def test_eval_callback_logs_return_vs_steps_and_labels(tmp_path):

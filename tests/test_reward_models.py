@@ -10,11 +10,14 @@ from pbrl.envs import make_env, rollout
 from pbrl.preferences import PreferenceDataset
 from pbrl.reward_models import (
     BatchedMLP,
+    BradleyTerryLoss,
     GaussianRewardModel,
     RewardEnsemble,
+    TemporalCrop,
     evaluate_reward_model,
     load_reward_model,
 )
+from pbrl.reward_models.training import soft_cross_entropy
 from pbrl.segments import Segments, sample_segment_pairs
 from pbrl.teachers import ScriptedTeacher
 
@@ -231,9 +234,8 @@ def test_early_stop_and_validation_split():
     assert len(info["history"]["loss"]) == info["epochs"]
 
 
-def test_surf_crop_mask_lengths_and_independent_starts():
-    model = RewardEnsemble(4, 2, n_members=3, hidden=(8,), seed=0)
-    mask = model._crop_mask((3, 500), H=20, crop_range=3).numpy()  # [M, B, 2, H]
+def test_temporal_crop_mask_lengths_and_independent_starts():
+    mask = TemporalCrop(3).mask(np.random.default_rng(0), 3, 500, 20).numpy()  # [M, B, 2, H]
     lengths = mask.sum(-1)
     assert lengths.min() >= 20 - 6 and lengths.max() <= 20
     np.testing.assert_array_equal(lengths[..., 0], lengths[..., 1])  # same crop length in a pair
@@ -245,20 +247,99 @@ def test_surf_crop_mask_lengths_and_independent_starts():
     assert (starts[..., 0] != starts[..., 1]).mean() > 0.5
 
 
+def _surf_terms(unl, threshold_u=0.99, mu=4, crop=2):
+    from pbrl.agents.surf import SemiSupervisedLoss
+
+    pool = type("Pool", (), {"pairs": (unl.a, unl.b)})()
+    return [BradleyTerryLoss(TemporalCrop(crop)), SemiSupervisedLoss(pool, threshold_u, 1.0, mu, TemporalCrop(crop))]
+
+
 def test_surf_pseudo_labels_and_cropping_train():
     ds = synthetic(n=64, H=12, seed=8)
     unl = synthetic(n=200, H=12, seed=9)
     model = RewardEnsemble(4, 2, n_members=2, hidden=(32,), lr=3e-3, seed=0)
-    info = model.fit(ds, epochs=30, unlabelled=(unl.a, unl.b), crop_range=2, threshold_u=0.5,
-                     lambda_u=1.0, unlabelled_ratio=2, early_stop_accuracy=None)
+    info = model.fit(ds, epochs=30, losses=_surf_terms(unl, threshold_u=0.5, mu=2), early_stop_accuracy=None)
     # threshold 0.5: every unlabelled pair is confident enough
     assert info["pseudo_fraction"] == pytest.approx(1.0)
     test = synthetic(n=200, H=12, seed=10)
     assert evaluate_reward_model(model, test)["ordering_agreement"] > 0.8
     # an impossible threshold keeps (almost) nothing
     model2 = RewardEnsemble(4, 2, n_members=2, hidden=(32,), lr=3e-3, seed=0)
-    info2 = model2.fit(ds, epochs=2, unlabelled=(unl.a, unl.b), threshold_u=1.0, early_stop_accuracy=None)
+    info2 = model2.fit(ds, epochs=2, losses=_surf_terms(unl, threshold_u=1.0), early_stop_accuracy=None)
     assert info2["pseudo_fraction"] < 0.05
+
+
+def test_surf_unlabelled_gradient_is_comparable_to_the_labelled_one():
+    """Pseudo-labels come from the un-augmented view and the loss from a cropped one (SURF Sec. 4): the
+    unlabelled term moves the model. (Labelling and training on the same cropped view, as pbrl did before,
+    gives confident pairs a loss of at most -log(tau) and a gradient ~100x smaller.)"""
+    from pbrl.reward_models import PairBatch
+
+    ds = synthetic(n=64, H=12, seed=20)
+    unl = synthetic(n=256, H=12, seed=21)
+    model = RewardEnsemble(4, 2, n_members=1, hidden=(32,), lr=3e-3, seed=0, normalize=False, output="linear")
+    model.fit(ds, epochs=200, early_stop_accuracy=None)  # a model confident on many unlabelled pairs
+    bt, surf = _surf_terms(unl, threshold_u=0.99, mu=4)  # SURF's tau and mu
+    for t in (bt, surf):
+        t.start(model, ds)
+    x = model._pair_inputs(ds.a, ds.b)[None]
+    y = torch.as_tensor(ds.label)[None]
+
+    def same_view(model, batch):  # the old rule: pseudo-label the very crop that is trained
+        xu = surf._xu[torch.as_tensor(model.rng.integers(0, len(surf._xu), size=(1, 256)))]
+        r, _ = model._pair_rewards(xu)
+        logits = (r * TemporalCrop(2).mask(model.rng, 1, 256, 12)).sum(-1)
+        p_b = torch.softmax(logits.detach(), -1)[..., 1]
+        keep = (torch.maximum(p_b, 1 - p_b) >= 0.99).float()
+        return (keep * soft_cross_entropy(logits, (p_b > 0.5).float())).mean(1)
+
+    norms = []
+    for term in (bt, surf, same_view):
+        model.net.zero_grad()
+        term(model, PairBatch(x=x, y=y)).sum().backward()
+        norms.append(float(torch.sqrt(sum((p.grad ** 2).sum() for p in model.net.parameters()))))
+    assert surf.summary()["pseudo_fraction"] > 0.3
+    assert norms[1] > 0.2 * norms[0], norms  # comparable to the labelled term's (measured: 0.33x)
+    assert norms[1] > 10 * norms[2], norms  # the same-view rule's is ~30x smaller
+
+
+def test_surf_unlabelled_pool_changes_held_out_agreement_with_scarce_labels():
+    ds = synthetic(n=12, H=12, seed=30)
+    unl = synthetic(n=400, H=12, seed=31)
+    test = synthetic(n=400, H=12, seed=32)
+    plain = RewardEnsemble(4, 2, n_members=1, hidden=(32,), lr=3e-3, seed=0)
+    plain.fit(ds, epochs=60, losses=[BradleyTerryLoss(TemporalCrop(2))], early_stop_accuracy=None)
+    semi = RewardEnsemble(4, 2, n_members=1, hidden=(32,), lr=3e-3, seed=0)
+    semi.fit(ds, epochs=60, losses=_surf_terms(unl, threshold_u=0.9), early_stop_accuracy=None)
+    p_plain = plain.predict(test.a.obs, test.a.act).ravel()
+    p_semi = semi.predict(test.a.obs, test.a.act).ravel()
+    assert np.corrcoef(p_plain, p_semi)[0, 1] < 0.999  # the unlabelled term changed the model (old: 0.9999)
+    agree = [evaluate_reward_model(m, test)["ordering_agreement"] for m in (plain, semi)]
+    assert abs(agree[1] - agree[0]) >= 0.01, agree
+
+
+def test_refits_renormalise_a_feature_that_starts_constant_and_later_moves():
+    """Meta-World object poses barely move under random actions (std ~1e-6), then move. The online
+    reward model follows B-Pref (raw inputs); RewardEnsemble's normalisation is re-estimated at every fit."""
+    from pbrl.agents.online_base import REWARD_MODEL_DEFAULTS
+
+    assert REWARD_MODEL_DEFAULTS["normalize"] is False
+    early = synthetic(n=64, seed=40)
+    early.a.obs[..., 3] = 0.5 + 1e-6 * np.random.default_rng(0).standard_normal(early.a.obs.shape[:2])
+    early.b.obs[..., 3] = 0.5 + 1e-6 * np.random.default_rng(1).standard_normal(early.b.obs.shape[:2])
+    model = RewardEnsemble(4, 2, n_members=2, hidden=(16,), seed=0)
+    model.fit(early, epochs=5)
+    assert float(model.in_std[3]) == 1.0  # below MIN_STD: only centred, never divided by 1e-6
+    late = synthetic(n=64, seed=41)  # the feature now moves (std ~1)
+    model.fit(late, epochs=5)
+    assert 0.5 < float(model.in_std[3]) < 2.0  # re-estimated at the refit
+    raw = RewardEnsemble(4, 2, **{k: v for k, v in REWARD_MODEL_DEFAULTS.items() if k != "hidden"}, hidden=(16,))
+    raw.fit(early, epochs=5)
+    o, a = late.a.obs[:, :1].copy(), late.a.act[:, :1]
+    shifted = o.copy()
+    shifted[..., 3] += 0.1
+    jump = np.abs(raw.predict(shifted, a) - raw.predict(o, a)).max()
+    assert jump < 0.5, jump
 
 
 # --------------------------------------------------------------------------------------- persistence

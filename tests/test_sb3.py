@@ -11,15 +11,16 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from pbrl.agents.pebble import reset_sac_critic
+from pbrl.agents.qpa import HybridReplay
 from pbrl.envs import make_env
-from pbrl.sb3 import (
+from pbrl.online import (
     LearnedRewardVecEnv,
     PbrlReplayBuffer,
     PreferenceCallback,
     StateEntropyReward,
     knn_state_entropy,
     relabel_replay_buffer,
-    reset_sac_critic,
 )
 from pbrl.teachers import ScriptedTeacher, Teacher
 
@@ -211,10 +212,10 @@ def test_wrapper_entropy_mode_rewards_novelty():
 
 
 # ---------------------------------------------------------------------------------------- replay buffer
-def _filled_pbrl_buffer(her_ratio: float, n: int = 100) -> PbrlReplayBuffer:
+def _filled_pbrl_buffer(n: int = 100) -> PbrlReplayBuffer:
     obs_space = spaces.Box(-np.inf, np.inf, (1,), np.float32)
     act_space = spaces.Box(-1, 1, (1,), np.float32)
-    buf = PbrlReplayBuffer(200, obs_space, act_space, device="cpu", her_ratio=her_ratio, recent_window=10)
+    buf = PbrlReplayBuffer(200, obs_space, act_space, device="cpu")
     for i in range(n):
         buf.add(np.array([[i]]), np.array([[i + 1]]), np.zeros((1, 1)), np.array([float(i)]), np.zeros(1), [{}])
     return buf
@@ -222,22 +223,47 @@ def _filled_pbrl_buffer(her_ratio: float, n: int = 100) -> PbrlReplayBuffer:
 
 def test_hybrid_buffer_draws_her_ratio_from_recent_transitions():
     np.random.seed(0)  # noqa: NPY002 - SB3 buffers sample with the global RNG
-    buf = _filled_pbrl_buffer(0.5)
-    buf.hybrid_active = True
+    buf = _filled_pbrl_buffer()
+    on = {"v": True}
+    buf.sampler = HybridReplay(0.5, window=10, active=lambda: on["v"])
     idx = buf.sample(1000).observations.numpy().ravel()
     recent = idx >= 90  # the 10 most recent transitions are 90..99
     assert 0.5 <= recent.mean() <= 0.6  # 50 % forced + ~10 % of the uniform half
     assert recent[500:].all()  # the recent share is the tail of the batch
-    buf.hybrid_active = False  # feedback done: uniform again
+    on["v"] = False  # feedback done: uniform again
     idx = buf.sample(2000).observations.numpy().ravel()
     assert 0.05 <= (idx >= 90).mean() <= 0.15
     with pytest.raises(ValueError, match="her_ratio"):
-        _filled_pbrl_buffer(1.5)
+        HybridReplay(1.5, 10, lambda: True)
+
+
+def test_buffer_knows_the_flat_row_of_every_sampled_transition():
+    np.random.seed(2)  # noqa: NPY002
+    buf = _filled_pbrl_buffer()
+    s = buf.sample(50)
+    np.testing.assert_array_equal(s.observations.numpy().ravel(), buf.last_batch_rows.astype(np.float32))
+
+
+def test_knn_entropy_skips_the_state_itself_only_when_the_reference_holds_it():
+    """A subsampled buffer may miss the batch's own state: the k-th neighbour among the OTHER states is
+    used either way (the old rule took the (k+1)-th unconditionally, one neighbour too far when missed)."""
+    rng = np.random.default_rng(3)
+    states = rng.normal(size=(200, 3)).astype(np.float32)
+    x = states[:1]
+    others = states[1:]
+    d = np.sqrt(((x[:, None] - others[None]) ** 2).sum(-1))
+    want = np.sort(d, 1)[:, 4]  # 5th neighbour among the other states
+    with_self = knn_state_entropy(x, states, k=5, exclude_self=True)
+    without_self = knn_state_entropy(x, others, k=5, exclude_self=True)
+    np.testing.assert_allclose(with_self, want, rtol=1e-5)
+    np.testing.assert_allclose(without_self, want, rtol=1e-5)
+    ent = StateEntropyReward(k=5, ref_includes_query=True)
+    np.testing.assert_allclose(ent.raw(x, others), np.log1p(want), rtol=1e-5)
 
 
 def test_sample_time_reward_hook_replaces_batch_rewards_only():
     np.random.seed(1)  # noqa: NPY002 - SB3 buffers sample with the global RNG
-    buf = _filled_pbrl_buffer(0.0)
+    buf = _filled_pbrl_buffer()
     buf.sample_reward = lambda o, a, no, r: r + 1000.0 * no[:, 0]
     s = buf.sample(64)
     np.testing.assert_allclose(s.rewards.numpy().ravel(), s.observations.numpy().ravel() + 1000.0 * s.next_observations.numpy().ravel())
@@ -291,13 +317,45 @@ def test_budget_never_exceeded_and_skipped_queries_count():
     for seg_r in a.reward[:3]:
         hits = np.flatnonzero(np.isclose(rewards, seg_r[0]))
         assert any(np.allclose(rewards[h : h + 10], seg_r) for h in hits)
-    # the replay buffer was relabelled with the model (except the transition stored after the last session)
+    # the replay buffer was relabelled with the model
     buf = model.replay_buffer
     n = buf.pos
     pred = rm.predict(buf.observations[:n, 0], buf.actions[:n, 0])
     assert np.mean(np.isclose(buf.rewards[:n, 0], pred, atol=1e-4)) > 0.99
-    # feedback done: hybrid sampling is off
-    assert buf.hybrid_active is False
+
+
+class ShiftingReward(LinearReward):
+    """Each fit shifts every reward by +100, so a row written with an older model stands out."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.offset = 0.0
+
+    def predict(self, obs, act):
+        return super().predict(obs, act) + self.offset
+
+    def fit(self, dataset, **kw):
+        self.offset += 100.0
+        return super().fit(dataset, **kw)
+
+
+def test_the_transition_of_the_refit_step_is_stored_with_the_new_reward():
+    """SB3 stores a step's transition after the callbacks ran: the refit step's row must not keep the
+    old model's reward (before the fix it was 100 below every other relabelled row)."""
+    rm = ShiftingReward(17, 6)
+    env = LearnedRewardVecEnv(_venv(1), rm)
+    cb = PreferenceCallback(rm, HalfSkipTeacher(), "uniform", total_feedback=10, feedback_per_session=10,
+                            feedback_every=EP, segment_length=10, episode_length=EP, first_feedback_step=EP)
+    model = SAC("MlpPolicy", env, learning_starts=10 * EP, buffer_size=1000, policy_kwargs={"net_arch": [8]},
+                seed=0, replay_buffer_class=PbrlReplayBuffer)
+    model.learn(EP + 5, callback=cb)
+    assert cb.updates == 1
+    buf = model.replay_buffer
+    n = buf.pos
+    from pbrl.online import unscale_action
+
+    pred = rm.predict(buf.observations[:n, 0], unscale_action(buf.actions[:n, 0], model.action_space))
+    np.testing.assert_allclose(buf.rewards[:n, 0], pred, atol=1e-3)
 
 
 def test_callback_state_dict_round_trip_continues_identically():

@@ -1,0 +1,53 @@
+"""Reward models learned from preferences.
+
+* :class:`RewardEnsemble` (:mod:`.ensemble`): M Bradley-Terry reward MLPs as one batched network (PEBBLE);
+* :class:`GaussianRewardModel` (:mod:`.gaussian`): the robust Gaussian reward of PEARL, with its KL term;
+* :class:`PreferenceTransformer` (:mod:`pbrl.preference_transformer`): the non-Markovian model of Kim et
+  al. 2023 (imported on first use);
+* :mod:`.training`: :class:`RewardTrainer` and the loss terms (:class:`BradleyTerryLoss`,
+  :class:`TemporalCrop`; SURF's pseudo-label term lives in :mod:`pbrl.agents.surf`);
+* :mod:`.networks`: :class:`BatchedMLP`, the one batched ensemble MLP;
+* :func:`evaluate_reward_model` (:mod:`.metrics`), :func:`load_reward_model`.
+
+Label convention (pbrl-wide): ``1.0`` = ``b`` preferred, ``0.0`` = ``a`` preferred, ``0.5`` = equal.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pbrl.reward_models.ensemble import MODEL_CLASSES, RewardEnsemble
+from pbrl.reward_models.gaussian import GaussianKL, GaussianRewardModel
+from pbrl.reward_models.metrics import evaluate_reward_model
+from pbrl.reward_models.networks import BatchedMLP
+from pbrl.reward_models.training import BradleyTerryLoss, LossTerm, PairBatch, RewardTrainer, TemporalCrop
+
+__all__ = [
+    "BatchedMLP",
+    "RewardEnsemble",
+    "GaussianRewardModel",
+    "GaussianKL",
+    "PreferenceTransformer",
+    "RewardTrainer",
+    "LossTerm",
+    "PairBatch",
+    "BradleyTerryLoss",
+    "TemporalCrop",
+    "MODEL_CLASSES",
+    "evaluate_reward_model",
+    "load_reward_model",
+]
+
+
+def load_reward_model(path: str | os.PathLike, device: str = "cpu") -> RewardEnsemble:
+    """Load any pbrl reward model saved with ``.save(path)``."""
+    return RewardEnsemble.load(path, device=device)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PreferenceTransformer":
+        from pbrl.preference_transformer import PreferenceTransformer
+
+        return PreferenceTransformer
+    raise AttributeError(f"module 'pbrl.reward_models' has no attribute {name!r}")

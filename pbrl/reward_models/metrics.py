@@ -1,0 +1,58 @@
+"""Metrics of a learned reward on held-out labelled pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pbrl.preferences import PreferenceDataset
+from pbrl.reward_models.ensemble import RewardEnsemble
+from pbrl.reward_models.training import soft_cross_entropy
+
+__all__ = ["evaluate_reward_model"]
+
+
+def evaluate_reward_model(model: RewardEnsemble, test: PreferenceDataset) -> dict[str, float]:
+    """Metrics of a learned reward on held-out labelled pairs.
+
+    Returns a dict with
+
+    * ``label_accuracy``: fraction of non-tied test labels whose preferred segment has the higher
+      mean-over-members predicted return;
+    * ``pearson``: Pearson correlation between predicted (mean) and true per-step reward over every
+      transition of the test segments (``nan`` if the true reward is constant, e.g. imported data
+      without rewards);
+    * ``ordering_agreement``: fraction of test pairs with different true returns that the learned
+      return orders the same way as the true return (labels are not used);
+    * ``loss``: mean member Bradley-Terry cross-entropy on the labels; ``n_pairs``.
+    """
+    if not isinstance(test, PreferenceDataset):
+        raise TypeError(f"test must be a PreferenceDataset, got {type(test).__name__}")
+    if len(test) == 0:
+        raise ValueError("cannot evaluate on an empty PreferenceDataset")
+    model._check_segments(test.a, "test.a")
+    rew_a = model.member_rewards(test.a.obs, test.a.act)  # [M, N, H]
+    rew_b = model.member_rewards(test.b.obs, test.b.act)
+    ra, rb = rew_a.sum(-1), rew_b.sum(-1)  # [M, N]
+    la = torch.as_tensor(np.stack([ra, rb], -1))
+    lab = torch.as_tensor(test.label)
+    loss = float(soft_cross_entropy(la, lab).mean())
+    mean_diff = (rb - ra).mean(0)
+    decided = test.label != 0.5
+    label_acc = float(((mean_diff > 0) == (test.label > 0.5))[decided].mean()) if decided.any() else float("nan")
+    true_diff = test.b.returns() - test.a.returns()
+    differ = true_diff != 0
+    order = float((np.sign(mean_diff) == np.sign(true_diff))[differ].mean()) if differ.any() else float("nan")
+    pred = np.concatenate([rew_a.mean(0).ravel(), rew_b.mean(0).ravel()]).astype(np.float64)
+    true = np.concatenate([test.a.reward.ravel(), test.b.reward.ravel()]).astype(np.float64)
+    if pred.std() > 0 and true.std() > 0:
+        pearson = float(np.corrcoef(pred, true)[0, 1])
+    else:
+        pearson = float("nan")
+    return {
+        "label_accuracy": label_acc,
+        "pearson": pearson,
+        "ordering_agreement": order,
+        "loss": loss,
+        "n_pairs": int(len(test)),
+    }
