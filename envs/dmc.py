@@ -132,7 +132,8 @@ class DmcEnv(gym.Env):
         self.dt = float(self._dmc.control_timestep())
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.dt))}
         self.spec = gym.envs.registration.EnvSpec(
-            id=f"dmc/{domain}-{task}", entry_point="pbrl.envs.dmc:DmcEnv", max_episode_steps=DMC_EPISODE_LENGTH
+            id=f"dmc/{domain}-{task}", entry_point="pbrl.envs.dmc:DmcEnv", max_episode_steps=DMC_EPISODE_LENGTH,
+            kwargs={"domain": domain, "task": task},
         )
         aspec = self._dmc.action_spec()
         self.action_space = gym.spaces.Box(

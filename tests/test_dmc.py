@@ -75,6 +75,14 @@ def test_step_reset_semantics_and_random_returns(task):
     env2.close()
 
 
+def test_passes_gymnasiums_env_checker():
+    from gymnasium.utils.env_checker import check_env
+
+    env = make_env("dmc/walker-walk", render_mode="rgb_array", width=32, height=32)
+    check_env(env.unwrapped)  # reset/step API, seeding, spaces, and gym.make(env.spec) recreates it
+    env.close()
+
+
 def test_determinism_under_a_seed():
     for task in ("dmc/walker-walk", "dmc/quadruped-walk"):
         runs = []
