@@ -33,7 +33,7 @@ import numpy as np
 
 from pbrl.segments import Segments
 
-__all__ = ["Teacher", "ScriptedTeacher", "RegretTeacher", "TEACHER_PRESETS", "make_teacher"]
+__all__ = ["Teacher", "ScriptedTeacher", "RegretTeacher", "TEACHER_PRESETS", "TEACHERS", "make_teacher", "teacher_names"]
 
 TEACHER_PRESETS: dict[str, dict[str, float]] = {
     "oracle": {},
@@ -251,15 +251,33 @@ class RegretTeacher(Teacher):
         return lab.astype(np.float32)
 
 
+#: Teacher kinds by name -> ``"module:Class"`` (imported on first use, so that ``pbrl.teachers`` never imports
+#: the labelling server and ``pbrl.label.teacher`` may import this module without a cycle). The B-Pref presets
+#: (:data:`TEACHER_PRESETS`) are ``ScriptedTeacher`` settings on top of these.
+TEACHERS: dict[str, str] = {
+    "scripted": "pbrl.teachers:ScriptedTeacher",
+    "regret": "pbrl.teachers:RegretTeacher",
+    "human": "pbrl.label.teacher:HumanTeacher",
+}
+
+
+def teacher_names() -> list[str]:
+    """Every name :func:`make_teacher` accepts: the B-Pref presets and the teacher kinds."""
+    return sorted([*TEACHER_PRESETS, *TEACHERS])
+
+
 def make_teacher(name: str, seed: int = 0, **kwargs) -> Teacher:
-    """Build a teacher by name: a B-Pref preset (``oracle, stoc, mistake, skip, myopic, equal``) or
-    ``scripted`` with explicit keyword arguments, or ``human`` (``url=...``; needs the label extra)."""
+    """Build a teacher by name: a B-Pref preset (``oracle, stoc, mistake, skip, myopic, equal``),
+    ``scripted`` with explicit keyword arguments, ``regret`` (``value_fn=...``), or ``human`` (``url=...``;
+    needs the label extra). The registry is :data:`TEACHERS`."""
+    import importlib
+
     if name in TEACHER_PRESETS:
         return ScriptedTeacher.preset(name, seed=seed, **kwargs)
-    if name == "scripted":
-        return ScriptedTeacher(seed=seed, **kwargs)
+    if name not in TEACHERS:
+        raise ValueError(f"unknown teacher '{name}'; choose one of {teacher_names()}")
+    mod, cls = TEACHERS[name].split(":")
+    klass = getattr(importlib.import_module(mod), cls)
     if name == "human":
-        from pbrl.label.teacher import HumanTeacher  # optional: the labelling server
-
-        return HumanTeacher(**kwargs)
-    raise ValueError(f"unknown teacher '{name}'; choose one of {sorted([*TEACHER_PRESETS, 'scripted', 'human'])}")
+        return klass(**kwargs)
+    return klass(seed=seed, **kwargs)

@@ -445,3 +445,22 @@ def test_benchmark_script_quick_run_writes_table_json_and_plot(tmp_path):
     assert all(r["ratio"] > 0 for r in res["throughput"].values())
     assert (tmp_path / "bench_reward_models.png").stat().st_size > 10_000
     assert "| uniform |" in proc.stdout
+
+
+def test_gaussian_kl_term_counts_only_the_cropped_steps():
+    """The KL regulariser of the Gaussian reward averages over the steps the Bradley-Terry term scored
+    (before, it averaged over every step of the segment, cropped or not)."""
+    from pbrl.reward_models import GaussianKL, PairBatch
+
+    ds = synthetic(n=16, H=10, seed=50)
+    model = GaussianRewardModel(4, 2, n_members=2, hidden=(8,), seed=0, kl_weight=1.0)
+    x = model._pair_inputs(ds.a, ds.b)[None].expand(2, -1, -1, -1, -1)
+    y = torch.as_tensor(ds.label)[None].expand(2, -1)
+    batch = PairBatch(x=x, y=y)
+    BradleyTerryLoss(TemporalCrop(3))(model, batch)
+    reg, mask = batch.cache["reg"], batch.cache["mask"]
+    kl = GaussianKL()(model, batch)
+    want = (reg * mask).sum((1, 2, 3)) / mask.sum((1, 2, 3))
+    torch.testing.assert_close(kl, want)
+    assert not torch.allclose(kl, reg.mean((1, 2, 3)))  # the old, unmasked mean differs
+    assert [type(t).__name__ for t in model.default_loss_terms()] == ["GaussianKL"]
