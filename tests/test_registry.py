@@ -36,7 +36,20 @@ def test_registry_entries_agree_with_their_classes():
 
 def test_package_level_imports_and_clear_errors():
     from pbrl.agents import (  # noqa: F401 - the import is the test
-        BC, CPL, CPLBC, IPL, IPLAWAC, IQL, MRIQL, OPPO, PEARL, PEBBLE, QPA, RUNE, SURF, PrefPPO,
+        BC,
+        CPL,
+        CPLBC,
+        IPL,
+        IPLAWAC,
+        IQL,
+        MRIQL,
+        OPPO,
+        PEARL,
+        PEBBLE,
+        QPA,
+        RUNE,
+        SURF,
+        PrefPPO,
     )
 
     assert PEBBLE is get_agent("pebble") and CPLBC is get_agent("cplbc", "offline")
