@@ -1,4 +1,4 @@
-"""The common interface of pbrl's offline preference-based agents, and the networks they share.
+"""The common interface of pbrl's offline preference-based agents (their networks: :mod:`pbrl.agents.networks`).
 
 Every offline agent (``MRIQL``, ``IQL``, ``IPL``, ``CPL``, ``OPPO``, ``PEARL``) subclasses
 :class:`OfflineAgent` and is used the same way::
@@ -37,7 +37,6 @@ minibatches, sampled actions) comes from ``seed``: the same seed gives the same 
 from __future__ import annotations
 
 import importlib
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -49,11 +48,24 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from pbrl.agents.networks import (  # re-exported: the networks lived here before agents/networks.py
+    DeterministicPolicy,
+    EnsembleLinear,
+    EnsembleMLP,
+    GaussianPolicy,
+    TwinQ,
+    ValueNet,
+    expectile_loss,
+    mlp,
+    orthogonal_init,
+    soft_update,
+)
 from pbrl.preferences import PreferenceDataset, atomic_write
 
 __all__ = [
     "OfflineAgent",
     "mlp",
+    "orthogonal_init",
     "EnsembleLinear",
     "EnsembleMLP",
     "TwinQ",
@@ -67,220 +79,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "pbrl.offline_agent"
 _CHECKPOINT_VERSION = 1
-
-# ---------------------------------------------------------------------------------------------- networks
-
-
-def mlp(
-    in_dim: int,
-    out_dim: int,
-    hidden: Sequence[int] = (256, 256),
-    activation: type[nn.Module] = nn.ReLU,
-    layer_norm: bool = False,
-    dropout: float = 0.0,
-) -> nn.Sequential:
-    """A fully connected network ``in_dim -> hidden... -> out_dim`` (no output activation).
-
-    Works on any leading shape: ``[..., in_dim] -> [..., out_dim]``. ``layer_norm`` adds LayerNorm after
-    every hidden linear layer, ``dropout`` a Dropout after every hidden activation.
-    """
-    layers: list[nn.Module] = []
-    d = in_dim
-    for h in hidden:
-        layers.append(nn.Linear(d, h))
-        if layer_norm:
-            layers.append(nn.LayerNorm(h))
-        layers.append(activation())
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        d = h
-    layers.append(nn.Linear(d, out_dim))
-    return nn.Sequential(*layers)
-
-
-class EnsembleLinear(nn.Module):
-    """``E`` independent linear layers applied in one batched matmul: ``[E, B, in] -> [E, B, out]``.
-
-    Each member is initialised like ``nn.Linear`` (uniform in ``+-1/sqrt(in)``).
-    """
-
-    def __init__(self, n_members: int, in_dim: int, out_dim: int):
-        super().__init__()
-        bound = 1.0 / math.sqrt(in_dim)
-        self.weight = nn.Parameter(torch.empty(n_members, in_dim, out_dim).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(n_members, 1, out_dim).uniform_(-bound, bound))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
-
-
-class EnsembleMLP(nn.Module):
-    """``n_members`` MLPs evaluated together (no Python loop over members).
-
-    ``forward(x)``: ``x [B, in_dim]`` (shared by all members) or ``[E, B, in_dim]`` -> ``[E, B, out_dim]``.
-    """
-
-    def __init__(
-        self,
-        n_members: int,
-        in_dim: int,
-        out_dim: int,
-        hidden: Sequence[int] = (256, 256),
-        activation: type[nn.Module] = nn.ReLU,
-        layer_norm: bool = False,
-    ):
-        super().__init__()
-        self.n_members = n_members
-        layers: list[nn.Module] = []
-        d = in_dim
-        for h in hidden:
-            layers.append(EnsembleLinear(n_members, d, h))
-            if layer_norm:
-                layers.append(nn.LayerNorm(h))
-            layers.append(activation())
-            d = h
-        layers.append(EnsembleLinear(n_members, d, out_dim))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.n_members, *x.shape)
-        return self.net(x)
-
-
-class TwinQ(nn.Module):
-    """Two Q-functions ``Q_1, Q_2 (s, a)`` (clipped double Q), vectorised as one ensemble.
-
-    ``forward(obs [..., obs_dim], act [..., act_dim]) -> [2, ...]``; :meth:`min` gives ``[...]``.
-    Default 2 hidden layers of 256 units (IQL's critic).
-    """
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), layer_norm: bool = False):
-        super().__init__()
-        self.net = EnsembleMLP(2, obs_dim + act_dim, 1, hidden, layer_norm=layer_norm)
-
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        lead = obs.shape[:-1]
-        x = torch.cat([obs, act], dim=-1).reshape(-1, obs.shape[-1] + act.shape[-1])
-        return self.net(x).reshape(2, *lead)
-
-    def min(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """``min(Q_1, Q_2)``, shape ``obs.shape[:-1]``."""
-        return self.forward(obs, act).min(dim=0).values
-
-
-class ValueNet(nn.Module):
-    """State value ``V(s)``: ``[..., obs_dim] -> [...]`` (IQL's value network, 2 x 256 by default)."""
-
-    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256), layer_norm: bool = False):
-        super().__init__()
-        self.net = mlp(obs_dim, 1, hidden, layer_norm=layer_norm)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs).squeeze(-1)
-
-
-class DeterministicPolicy(nn.Module):
-    """``a = tanh(f(s))`` in ``[-1, 1]^act_dim``: ``[..., obs_dim] -> [..., act_dim]``."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), dropout: float = 0.0):
-        super().__init__()
-        self.net = mlp(obs_dim, act_dim, hidden, dropout=dropout)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(obs))
-
-    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The action (the same with or without ``deterministic``)."""
-        return self.forward(obs)
-
-    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """``-||f(s) - a||^2`` summed over action dims, shape ``obs.shape[:-1]``.
-
-        The log-density of a unit-variance Gaussian around the action up to a constant and a factor 2: the
-        surrogate ``log pi`` that CPL's reference experiments use for deterministic policies.
-        """
-        return -(self.forward(obs) - act).pow(2).sum(-1)
-
-
-class GaussianPolicy(nn.Module):
-    """Gaussian policy with a tanh-squashed mean: ``pi(a|s) = N(tanh(f(s)), diag(sigma^2))``.
-
-    This is the policy parameterisation of IQL's and CPL's reference experiments: the mean lies in
-    ``[-1, 1]``, the log-density is evaluated on dataset actions directly (no change of variables, so
-    actions at the bounds are fine), and sampled actions are clipped to ``[-1, 1]``.
-
-    Args:
-        obs_dim, act_dim: sizes.
-        hidden: hidden layers (default 256 x 256).
-        state_dependent_std: if True the network also outputs ``log sigma(s)``; otherwise ``log sigma`` is
-            one learned vector (IQL's choice, the default).
-        log_std_min, log_std_max: clamp of ``log sigma`` (default -5, 2).
-        dropout: dropout after hidden layers (0 by default).
-
-    ``log_prob(obs [..., obs_dim], act [..., act_dim]) -> [...]`` (summed over action dims);
-    ``act(obs, deterministic)`` -> ``[..., act_dim]`` (the mean when deterministic).
-    """
-
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        hidden: Sequence[int] = (256, 256),
-        state_dependent_std: bool = False,
-        log_std_min: float = -5.0,
-        log_std_max: float = 2.0,
-        dropout: float = 0.0,
-    ):
-        super().__init__()
-        self.act_dim = act_dim
-        self.state_dependent_std = state_dependent_std
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
-        self.net = mlp(obs_dim, 2 * act_dim if state_dependent_std else act_dim, hidden, dropout=dropout)
-        if not state_dependent_std:
-            self.log_std = nn.Parameter(torch.zeros(act_dim))
-
-    def mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean ``[..., act_dim]`` in ``[-1, 1]`` and clamped ``log sigma`` ``[..., act_dim]``."""
-        out = self.net(obs)
-        if self.state_dependent_std:
-            mu, log_std = out.split(self.act_dim, dim=-1)
-        else:
-            mu, log_std = out, self.log_std.expand_as(out)
-        return torch.tanh(mu), log_std.clamp(self.log_std_min, self.log_std_max)
-
-    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """``log pi(a|s)`` summed over action dimensions, shape ``obs.shape[:-1]``."""
-        mu, log_std = self.mean_log_std(obs)
-        z = (act - mu) * torch.exp(-log_std)
-        return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-
-    def act(self, obs: torch.Tensor, deterministic: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The mean action (deterministic) or a sample clipped to ``[-1, 1]``."""
-        mu, log_std = self.mean_log_std(obs)
-        if deterministic:
-            return mu
-        noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-        return (mu + noise * log_std.exp()).clamp(-1.0, 1.0)
-
-
-def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """Polyak averaging ``theta_target <- (1 - tau) theta_target + tau theta_source`` (in place)."""
-    with torch.no_grad():
-        for t, s in zip(target.parameters(), source.parameters()):
-            t.lerp_(s, tau)
-
-
-def expectile_loss(diff: torch.Tensor, expectile: float, reduction: str = "mean") -> torch.Tensor:
-    """Asymmetric squared loss ``L_2^tau(u) = |tau - 1(u < 0)| u^2``.
-
-    Kostrikov, Nair & Levine, "Offline Reinforcement Learning with Implicit Q-Learning", ICLR 2022,
-    Eq. (5) (with ``u = Q(s, a) - V(s)``). ``diff`` any shape; ``reduction="mean"`` returns a scalar,
-    ``"none"`` the per-element losses.
-    """
-    loss = torch.where(diff < 0, 1.0 - expectile, expectile) * diff.pow(2)
-    return loss.mean() if reduction == "mean" else loss
-
 
 # ---------------------------------------------------------------------------------------------- base agent
 
@@ -539,15 +337,55 @@ class OfflineAgent(ABC):
         idx = torch.as_tensor(self.rng.integers(0, n, size=batch_size or self.batch_size), device=self.device)
         return {k: v[idx] for k, v in data.items()}
 
+    @staticmethod
+    def segment_rows(seg: Any, dataset: Any) -> np.ndarray:
+        """The flat dataset row of every step of ``seg``: ``[N, H]`` int64, ``-1`` where it cannot be found.
+
+        Segments carry only their first row (``Segments.index``). Two layouts exist: segments cut from the
+        flat arrays (:func:`pbrl.envs.datasets.segments_at`) occupy rows ``index .. index + H - 1``; segments
+        imported from index-style label files (:func:`pbrl.envs.datasets.import_index_labels`) occupy ``H``
+        consecutive rows of D4RL's q-learning view, which skips every dropped time-out step, so their rows
+        jump over an episode boundary wherever one falls inside. Each layout is accepted only if the dataset's
+        observations at its first and last rows equal the segment's own, so a segment is never matched to
+        the wrong rows; a segment that fits neither (or has no ``index``) gets ``-1``.
+        """
+        N, H = seg.obs.shape[:2]
+        rows = np.full((N, H), -1, np.int64)
+        if seg.index is None or dataset is None:
+            return rows
+        obs = np.asarray(dataset.observations)
+        T = len(obs)
+        start = np.asarray(seg.index, np.int64)
+
+        def fits(cand: np.ndarray) -> np.ndarray:
+            ok = (cand[:, 0] >= 0) & (cand[:, -1] < T) & (cand[:, 0] < T)
+            c = np.clip(cand, 0, T - 1)
+            ok &= np.all(obs[c[:, 0]] == seg.obs[:, 0], axis=-1) & np.all(obs[c[:, -1]] == seg.obs[:, -1], axis=-1)
+            return ok
+
+        flat = start[:, None] + np.arange(H)[None, :]
+        ok = fits(flat)
+        rows[ok] = flat[ok]
+        if not ok.all() and hasattr(dataset, "qlearning_view"):
+            q_index = np.asarray(dataset.qlearning_view()["index"])  # D4RL's rows: what index files address
+            pos = np.searchsorted(q_index, start)
+            in_view = (pos + H <= len(q_index)) & (q_index[np.minimum(pos, len(q_index) - 1)] == start)
+            cand = q_index[np.minimum(pos[:, None] + np.arange(H)[None, :], len(q_index) - 1)]
+            use = ~ok & in_view & fits(cand)
+            rows[use] = cand[use]
+        return rows
+
     def preference_tensors(self, preferences: PreferenceDataset, dataset: Any | None = None) -> dict[str, torch.Tensor]:
         """Preference pairs as tensors.
 
         Returns ``obs_a, obs_b [N, H, obs_dim]`` (normalised), ``act_a, act_b [N, H, act_dim]`` (``[-1, 1]``),
         ``label [N]`` (1.0 = b preferred), and, for agents that need successor states, ``next_a, next_b
         [N, H, obs_dim]``, ``done_a, done_b [N, H]`` and ``mask_a, mask_b [N, H]``. Step ``t``'s successor
-        is ``obs[t + 1]`` inside the segment; for the last step it is ``Segments.next_obs`` when known
-        (``done`` from ``dataset.terminals[index + H - 1]`` when the segments carry ``index`` and ``dataset`` is
-        given); otherwise the last step has ``mask = 0`` so that callers can drop it.
+        is ``obs[t + 1]`` inside the segment; for the last step it is ``Segments.next_obs`` when known,
+        otherwise the last step has ``mask = 0`` so that callers can drop it. With ``dataset`` given, the
+        steps' rows are found by :meth:`segment_rows`: ``done`` is the dataset's terminal flag of each step's
+        own row, and a step whose next row is not the following flat row (an index-style segment running
+        across a dropped time-out into the next episode) has ``mask = 0``, its successor being unknown.
         """
         out: dict[str, torch.Tensor] = {"label": self.tensor(preferences.label)}
         terminals = None if dataset is None else np.asarray(dataset.terminals, dtype=np.float32)
@@ -558,12 +396,14 @@ class OfflineAgent(ABC):
             mask = np.ones((N, H), np.float32)
             if seg.next_obs is not None:
                 nxt[:, -1] = seg.next_obs
-                if terminals is not None and seg.index is not None:
-                    last = seg.index + H - 1
-                    ok = (seg.index >= 0) & (last < len(terminals))
-                    done[ok, -1] = terminals[last[ok]]
             else:
                 mask[:, -1] = 0.0
+            if terminals is not None:
+                rows = self.segment_rows(seg, dataset)
+                known = rows >= 0
+                done[known] = terminals[rows[known]]
+                jump = known[:, :-1] & (rows[:, 1:] != rows[:, :-1] + 1) & (done[:, :-1] == 0)
+                mask[:, :-1][jump] = 0.0
             out[f"obs_{key}"] = self.tensor(self._norm_obs_np(seg.obs))
             out[f"act_{key}"] = self.tensor(self._act_to_unit(seg.act))
             out[f"next_{key}"] = self.tensor(self._norm_obs_np(nxt))

@@ -271,3 +271,32 @@ def test_bad_input_gives_one_clear_error_before_any_work(toy, reacher):
         agent.predict(np.zeros(5, np.float32))
     with pytest.raises(FileNotFoundError):
         IQL.load("/nonexistent/agent.pt")
+
+
+def test_terminal_flags_of_index_style_segments_come_from_their_own_rows():
+    """Index-style label files address D4RL's q-learning rows, which skip dropped time-outs: a segment that
+    runs over one ends on another flat row than ``index + H - 1``, and its step across the boundary has no
+    known successor."""
+    from pbrl.envs.datasets import import_index_labels
+
+    T = 15  # three episodes of 5: time-out at 4, terminal at 9, time-out at 14
+    obs = np.arange(T * 3, dtype=np.float32).reshape(T, 3)  # every row distinct
+    terminals, timeouts = np.zeros(T, bool), np.zeros(T, bool)
+    timeouts[[4, 14]], terminals[9] = True, True
+    ds = OfflineDataset(obs, np.zeros((T, 1), np.float32), np.zeros(T, np.float32), terminals, timeouts)
+    # q-learning rows: 0 1 2 3 5 6 7 8 9 10 11 12 13; the segment at q-row 3 spans flat rows 3, 5, 6, 7, 8, 9
+    prefs = import_index_labels(ds, [3], [0], [1], query_length=6)
+    agent = IQL(3, 1, **SMALL)
+    np.testing.assert_array_equal(agent.segment_rows(prefs.a, ds), [[3, 5, 6, 7, 8, 9]])
+    p = agent.preference_tensors(prefs, ds)
+    assert p["done_a"][0].tolist() == [0, 0, 0, 0, 0, 1]  # flat row 9 is the terminal (row 3 + 6 - 1 = 8 is not)
+    assert p["mask_a"][0].tolist() == [0, 1, 1, 1, 1, 1]  # 3 -> 5 crosses the dropped time-out at 4
+    # segments cut from the flat arrays keep their contiguous rows
+    np.testing.assert_array_equal(agent.segment_rows(prefs.b, ds), [[0, 1, 2, 3, 5, 6]])
+    from pbrl.envs.datasets import segments_at
+
+    seg = segments_at(ds, [5], 5)
+    np.testing.assert_array_equal(agent.segment_rows(seg, ds), [[5, 6, 7, 8, 9]])
+    # a segment whose data does not match the dataset's rows is not given another segment's flags
+    seg.obs[:, -1] += 1.0
+    assert (agent.segment_rows(seg, ds) == -1).all()
