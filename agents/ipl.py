@@ -92,10 +92,26 @@ def bradley_terry_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tenso
     return F.binary_cross_entropy_with_logits(logits, label.expand_as(logits))
 
 
-def chi2_regularizer(r: torch.Tensor, coeff: float) -> torch.Tensor:
+def chi2_regularizer(r: torch.Tensor, coeff: float, n_pref: int | None = None, replay_weight: float = 0.5) -> torch.Tensor:
     """The chi^2 regulariser of IPL (Hejna & Sadigh 2023, Sec. 4, the regularised preference objective):
-    ``c * E[r_Q(s, a)^2]``, the mean over all entries of ``r``."""
-    return coeff * r.pow(2).mean()
+    ``c * E_{D_p u D_o}[r_Q(s, a)^2]``. This is the function IPL's critic update calls.
+
+    Args:
+        r: ``[E, B]`` implicit rewards of each critic head (or ``[B]``); squares are averaged over the heads.
+        coeff: ``c``.
+        n_pref: the first ``n_pref`` of the ``B`` transitions come from the preference segments (``D_p``),
+            the rest from the unlabelled data (``D_o``). ``None``: a plain mean over every entry.
+        replay_weight: ``w``, the expectation over ``D_p u D_o`` is ``(1 - w) mean_{D_p} + w mean_{D_o}``
+            (the paper's released code mixes the two sources 50/50, the default).
+
+    Returns:
+        scalar.
+    """
+    sq = r.pow(2)
+    if n_pref is None:
+        return coeff * sq.mean()
+    per = sq.reshape(-1, sq.shape[-1]).mean(0)  # per transition, averaged over heads
+    return coeff * _mix(per[:n_pref], per[n_pref:], replay_weight)
 
 
 def _mix(loss_fb: torch.Tensor, loss_replay: torch.Tensor | None, weight: float) -> torch.Tensor:
@@ -209,8 +225,7 @@ class IPL(IQL):
         r_b = r[:, N * L : n_fb].reshape(-1, N, L)
         logits = segment_logits(r_a, r_b, p["mask_a"], p["mask_b"])
         pref_loss = bradley_terry_loss(logits, p["label"])
-        sq = r.pow(2).mean(0)  # per transition, averaged over heads
-        chi2 = self.chi2_coeff * _mix(sq[:n_fb], sq[n_fb:], self.replay_weight)
+        chi2 = chi2_regularizer(r, self.chi2_coeff, n_pref=n_fb, replay_weight=self.replay_weight)
         with torch.no_grad():
             acc = ((logits.mean(0) > 0).float() == (p["label"] > 0.5).float())[p["label"] != 0.5].float().mean()
         logs = {

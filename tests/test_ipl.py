@@ -93,6 +93,30 @@ def test_chi2_regularizer_is_c_times_mean_square():
     assert float(chi2_regularizer(r, 0.5)) == pytest.approx(0.5 * (1 + 4 + 0.25 + 0) / 4)
 
 
+def test_chi2_regularizer_mixes_preference_and_unlabelled_transitions():
+    r = torch.tensor([[1.0, -2.0, 3.0], [1.0, 0.0, 1.0]])  # 2 heads, 3 transitions; per transition 1, 2, 5
+    got = chi2_regularizer(r, 0.5, n_pref=2, replay_weight=0.25)
+    assert float(got) == pytest.approx(0.5 * (0.75 * (1 + 2) / 2 + 0.25 * 5))
+
+
+def test_training_calls_the_tested_chi2_regularizer(toy, monkeypatch):
+    """The critic update goes through :func:`chi2_regularizer` itself (not a copy of its formula)."""
+    import pbrl.agents.ipl as ipl_mod
+
+    calls = []
+
+    def spy(r, coeff, n_pref=None, replay_weight=0.5):
+        calls.append((tuple(r.shape), coeff, n_pref, replay_weight))
+        return 0.0 * r.sum() + 123.0
+
+    ds, prefs = toy
+    agent = IPL.from_dataset(ds, **SMALL, segment_crop=4, replay_weight=0.25, chi2_coeff=0.5, seed=0)
+    monkeypatch.setattr(ipl_mod, "chi2_regularizer", spy)
+    info = agent.fit(ds, prefs, steps=3, progress=False)
+    assert len(calls) == 3 and calls[0] == ((2, 128), 0.5, 64, 0.25)
+    assert info["losses"]["chi2_loss"] == pytest.approx(123.0)
+
+
 def test_critic_objective_equals_the_hand_computed_ipl_loss(toy):
     ds, prefs = toy
     agent = IPL.from_dataset(ds, **SMALL, segment_crop=4, replay_weight=0.25, chi2_coeff=0.5, seed=0)
