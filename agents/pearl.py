@@ -17,21 +17,27 @@ over to an unlabelled *target* task:
 
        P(y_j > y_l) = sum_{(i,k)} T*_{ij} T*_{kl} P(x_i > x_k) / sum_{(i,k)} T*_{ij} T*_{kl},
 
-   summed over source pairs ``(i, k)``. PEARL's source task knows its preference between every pair of
-   source trajectories; a ``PreferenceDataset`` holds only some pairs, so by default the missing ones
-   are completed by a Bradley-Terry reward model fitted on the source labels (labelled pairs keep their
-   labels; :func:`complete_source_preferences`, :func:`source_preference_matrix`).
-                                                                              -> :func:`transfer_labels`
+   summed over source pairs ``(i, k)``.                                      -> :func:`transfer_labels`
+
+   *pbrl's addition, not the paper's:* the paper's source task has a preference for every pair of source
+   segments (its source labels come from a scripted teacher on the source reward). A
+   ``PreferenceDataset`` holds only some pairs, so by default the missing entries of the source preference
+   matrix are completed by a Bradley-Terry reward model fitted on the source labels (labelled pairs keep
+   their labels; :func:`complete_source_preferences`, :func:`source_preference_matrix`).
+   ``complete_source=False`` lets only the labelled source pairs vote, as the formula above reads.
 2. **Robust reward learning (RRL)**, Sec. 4.2: a reward model whose per-step reward is Gaussian
    ``N(mu(s,a), sigma^2(s,a))`` (reparameterised samples inside the Bradley-Terry loss, plus a KL term),
    :class:`pbrl.reward_models.GaussianRewardModel`, is fitted on the transferred labels, so that noisy
    transferred labels are absorbed by the learned variance; its mean relabels the target dataset.
 3. Offline RL with IQL on the relabelled target dataset (:class:`pbrl.agents.iql.IQL`).
 
-``PreferenceDataset`` stores labels in {0, 0.5, 1}, so the transferred probabilities are discretised:
-``P > 0.5 + label_margin`` -> 1 (b preferred), ``P < 0.5 - label_margin`` -> 0, otherwise 0.5 (equal).
-The raw probabilities are kept in ``agent.transferred_probs``. PEARL needs **no** target labels; a few
-(``target_preferences``) are simply added to the transferred ones (the paper's few-shot setting).
+The transferred labels stay soft end to end, as in the paper: the reward model is fitted on the CPA
+probabilities themselves (the Bradley-Terry cross-entropy takes a target ``P(b > a)`` in ``[0, 1]``), which
+is what the robust Gaussian reward is there to absorb. They are held in a :class:`TransferredPreferences`
+(a ``PreferenceDataset`` whose labels may be any probability; it is never written as human labels).
+``label_margin=m`` restores pbrl's former rounding to {0, 0.5, 1} (``P > 0.5 + m`` -> 1, ``P < 0.5 - m`` -> 0,
+else 0.5) as an opt-in ablation. PEARL needs **no** target labels; a few (``target_preferences``) are
+simply added to the transferred ones (the paper's few-shot setting).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from pbrl.segments import Segments
 
 __all__ = [
     "PEARL",
+    "TransferredPreferences",
     "source_preference_matrix",
     "complete_source_preferences",
     "segment_features",
@@ -57,6 +64,23 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------- CPA pieces
+
+
+class TransferredPreferences(PreferenceDataset):
+    """Pairs labelled by CPA with *soft* labels: ``label [N]`` = ``P(b preferred)`` in ``[0, 1]``.
+
+    A :class:`~pbrl.preferences.PreferenceDataset` checks that labels are human answers in {0, 0.5, 1};
+    transferred labels are probabilities, so this subclass validates ``[0, 1]`` instead. Reward models fit
+    it like any other pairs (their Bradley-Terry cross-entropy takes soft targets). It is PEARL's
+    intermediate data: save human labels, not these.
+    """
+
+    def __init__(self, a: Segments, b: Segments, probs: np.ndarray, metadata: dict | None = None):
+        p = np.asarray(probs, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(p)) or np.any(p < 0.0) or np.any(p > 1.0):
+            raise ValueError("transferred preference probabilities must be finite and in [0, 1]")
+        super().__init__(a, b, np.full(len(p), 0.5, np.float32), metadata=metadata)
+        self.label = p
 
 
 def segment_features(seg: Segments) -> np.ndarray:
@@ -208,7 +232,9 @@ class PEARL(MRIQL):
     Args:
         n_target_pairs: target segment pairs sampled from ``dataset`` and labelled by CPA (default 200).
         segment_length: length of the target segments (default: the source segments' length).
-        label_margin: transferred probabilities within ``0.5 +- label_margin`` become ties (default 0.1).
+        label_margin: ``None`` (default): the transferred probabilities are the labels (soft, the paper's).
+            A number ``m`` in ``[0, 0.5)`` rounds them to {0, 0.5, 1} (ties within ``0.5 +- m``): pbrl's
+            former behaviour, kept as an ablation.
         gw_max_iter: iterations of the GW solver (default 1000).
         complete_source: fill in the preferences between source segments that were not compared with a
             Bradley-Terry reward model fitted on the source labels (:func:`complete_source_preferences`;
@@ -220,7 +246,8 @@ class PEARL(MRIQL):
             ``beta=3.0``, ...).
 
     Attributes:
-        transferred: the ``PreferenceDataset`` of CPA-labelled target pairs (after ``fit``).
+        transferred: the :class:`TransferredPreferences` of CPA-labelled target pairs (after ``fit``); its
+            labels are the probabilities themselves unless ``label_margin`` is set.
         transferred_probs: ``[n_target_pairs]`` the raw CPA probabilities.
     """
 
@@ -230,7 +257,7 @@ class PEARL(MRIQL):
         act_dim: int,
         n_target_pairs: int = 200,
         segment_length: int | None = None,
-        label_margin: float = 0.1,
+        label_margin: float | None = None,
         gw_max_iter: int = 1000,
         complete_source: bool = True,
         **kw: Any,
@@ -239,12 +266,13 @@ class PEARL(MRIQL):
             raise ValueError(f"n_target_pairs must be a positive integer, got {n_target_pairs!r}")
         if segment_length is not None and (not isinstance(segment_length, int) or segment_length < 1):
             raise ValueError(f"segment_length must be a positive integer or None, got {segment_length!r}")
-        if not 0.0 <= label_margin < 0.5:
-            raise ValueError(f"label_margin must be in [0, 0.5), got {label_margin}")
+        if label_margin is not None and not 0.0 <= label_margin < 0.5:
+            raise ValueError(f"label_margin must be None (soft labels) or in [0, 0.5), got {label_margin}")
         if not isinstance(gw_max_iter, int) or gw_max_iter < 1:
             raise ValueError(f"gw_max_iter must be a positive integer, got {gw_max_iter!r}")
         self.n_target_pairs, self.segment_length = n_target_pairs, segment_length
-        self.label_margin, self.gw_max_iter = float(label_margin), gw_max_iter
+        self.label_margin = None if label_margin is None else float(label_margin)
+        self.gw_max_iter = gw_max_iter
         self.complete_source = bool(complete_source)
         self._register_config(
             n_target_pairs=n_target_pairs, segment_length=segment_length, label_margin=self.label_margin,
@@ -308,15 +336,20 @@ class PEARL(MRIQL):
             kw = {"hidden": tuple(self.reward_model_kwargs.get("hidden", (256, 256, 256)))}
             completion = complete_source_preferences(source, seed=self.seed, epochs=self.reward_epochs, **kw)
         probs, _ = cross_task_preference_alignment(source, ta, tb, completion=completion, max_iter=self.gw_max_iter)
-        label = np.where(probs > 0.5 + self.label_margin, 1.0, np.where(probs < 0.5 - self.label_margin, 0.0, 0.5))
+        if self.label_margin is None:  # soft labels end to end (the paper)
+            label = probs
+        else:  # pbrl's former rounding, opt-in
+            m = self.label_margin
+            label = np.where(probs > 0.5 + m, 1.0, np.where(probs < 0.5 - m, 0.0, 0.5))
         meta = {"task_id": (getattr(dataset, "metadata", None) or {}).get("task_id"), "teacher": "pearl-cpa",
                 "source_task_id": source.metadata.get("task_id")}
         self.transferred_probs = probs
-        self.transferred = PreferenceDataset(ta, tb, label.astype(np.float32), metadata=meta)
+        self.transferred = TransferredPreferences(ta, tb, label, metadata=meta)
         return self.transferred
 
     def transfer_accuracy(self) -> float | None:
-        """Fraction of non-tied transferred labels that agree with the target's true segment returns."""
+        """Fraction of transferred labels other than exactly 0.5 whose side (``P > 0.5``) agrees with the
+        target's true segment returns."""
         if self.transferred is None:
             return None
         t = self.transferred
@@ -324,7 +357,7 @@ class PEARL(MRIQL):
         keep = (t.label != 0.5) & (ret_a != ret_b)
         if not keep.any():
             return None
-        return float(np.mean((t.label[keep] == 1.0) == (ret_b[keep] > ret_a[keep])))
+        return float(np.mean((t.label[keep] > 0.5) == (ret_b[keep] > ret_a[keep])))
 
     def _training_rewards(self, dataset: Any, preferences: PreferenceDataset | None) -> np.ndarray:
         assert preferences is not None
@@ -333,7 +366,7 @@ class PEARL(MRIQL):
         train = self.transfer(dataset, preferences)
         tp = self._target_preferences
         if tp is not None and len(tp):
-            train = PreferenceDataset(train.a, train.b, train.label, metadata=train.metadata)
+            train = TransferredPreferences(train.a, train.b, train.label, metadata=train.metadata)
             train.append(tp.a, tp.b, tp.label)
         self.reward_fit_info = self.reward_model.fit(train, epochs=self.reward_epochs, batch_size=self.reward_batch_size)
         self.reward_fitted = True

@@ -153,7 +153,7 @@ def test_pearl_trains_on_another_tasks_labels_with_zero_target_labels(reacher, s
     info = agent.fit(swimmer, source, steps=60, progress=False)
     t = agent.transferred
     assert len(t) == 30 and t.segment_length == 10 and t.a.obs_dim == swimmer.obs_dim
-    assert set(np.unique(t.label)) <= {0.0, 0.5, 1.0}
+    np.testing.assert_allclose(t.label, agent.transferred_probs, rtol=1e-6)  # soft labels, not rounded
     assert agent.transferred_probs.shape == (30,) and np.all((agent.transferred_probs >= 0) & (agent.transferred_probs <= 1))
     assert info["transfer_accuracy"] is None or 0.0 <= info["transfer_accuracy"] <= 1.0
     assert isinstance(agent.reward_model, GaussianRewardModel)
@@ -186,3 +186,28 @@ def test_pearl_few_target_labels_and_errors(reacher, swimmer):
         PEARL(3, 1, n_target_pairs=0)
     with pytest.raises(ValueError, match="label_margin"):
         PEARL(3, 1, label_margin=0.7)
+
+
+def test_transferred_labels_stay_soft_into_the_robust_reward_fit(reacher, swimmer, monkeypatch):
+    """The Gaussian reward model is fitted on the CPA probabilities themselves (the paper), not on labels
+    rounded to {0, 0.5, 1}; rounding is an opt-in ablation (label_margin)."""
+    source = label_dataset(reacher, "oracle", 20, segment_length=10, seed=0)
+    seen = {}
+    for margin in (None, 0.1):
+        agent = PEARL.from_dataset(swimmer, **SMALL, n_target_pairs=20, seed=0, label_margin=margin)
+        fit = agent.reward_model.fit
+
+        def spy(dataset, *args, _fit=fit, _m=margin, **kw):
+            seen[_m] = np.array(dataset.label)
+            return _fit(dataset, *args, **kw)
+
+        monkeypatch.setattr(agent.reward_model, "fit", spy)
+        agent.fit(swimmer, source, steps=2, progress=False)
+        probs = agent.transferred_probs
+    assert not np.all(np.isin(probs, (0.0, 0.5, 1.0)))  # CPA gives probabilities strictly between the labels
+    np.testing.assert_allclose(seen[None], probs, rtol=1e-6)
+    assert set(np.unique(seen[0.1])) <= {0.0, 0.5, 1.0}
+    from pbrl.agents.pearl import TransferredPreferences
+
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        TransferredPreferences(source.a, source.b, np.full(len(source), 1.5))
