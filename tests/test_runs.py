@@ -123,7 +123,7 @@ def test_bad_config_fails_before_any_work(tmp_path):
     runner = CliRunner()
     for args, msg in [
         (["--set", "total_feedbak=10"], "unknown config key 'total_feedbak'"),
-        (["--total-feedback", "-3"], "total_feedback must be >= 0, got -3"),
+        (["--total-feedback", "-3"], "total_feedback must be >= 1, got -3"),
         (["--agent", "pebbel"], "unknown agent 'pebbel' for online training"),
     ]:
         d = tmp_path / "never"
@@ -165,11 +165,30 @@ def test_eval_reports_and_renders_video(reference, tmp_path):
     assert res.exit_code == 2 and "not a pbrl run directory" in res.output
 
 
-def test_a_failing_run_is_marked_failed(tmp_path):
+def test_a_failed_start_leaves_no_run_directory(tmp_path):
     bad = tmp_path / "broken.hdf5"
     bad.write_bytes(b"not hdf5 at all")
     cfg = config_from_dict({"kind": "offline", "dataset": str(bad), "steps": 10})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="broken.hdf5"):
         runs.train(cfg, tmp_path / "r", verbose=False)
+    assert not (tmp_path / "r").exists()  # the corrected command is not blocked by a half-made run
+
+
+def test_a_run_failing_after_a_checkpoint_is_marked_failed(tmp_path, monkeypatch):
+    import pbrl.train_online as to
+
+    calls = {"n": 0}
+    real = to.evaluate
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the evaluation at step 200, after the checkpoint at step 100
+            raise RuntimeError("simulated failure")
+        return real(*a, **k)
+
+    monkeypatch.setattr(to, "evaluate", flaky)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        runs.train(config_from_dict(dict(TINY)), tmp_path / "r", verbose=False)
     st = runs.RunDir(tmp_path / "r").status()
-    assert st["state"] == "failed" and "broken.hdf5" in st["error"]
+    assert st["state"] == "failed" and "simulated failure" in st["error"]
+    assert runs.RunDir(tmp_path / "r").latest_checkpoint() is not None  # still resumable

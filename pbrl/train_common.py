@@ -1,0 +1,164 @@
+"""What both training loops share: the SB3 logger of a run (TensorBoard purged past the checkpoint on
+resume), the SIGINT stop flag, evaluation on the true reward, the failure status and the final metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import numpy as np
+
+from pbrl.config import OnlineConfig, RunConfig
+from pbrl.run_dir import RunDir
+
+__all__ = ["StopFlag", "FailureStatus", "make_logger", "eval_env", "evaluate", "normalized", "final_metrics",
+           "online_env"]
+
+
+def make_logger(run: RunDir, session: int, verbose: bool = True, resume_step: int | None = None):
+    """SB3 logger writing ``log.txt``, ``progress[.resume<k>].csv`` and TensorBoard events under ``tb/``.
+
+    ``resume_step``: the step of the checkpoint a resumed session starts from. TensorBoard events the
+    killed session wrote after it are purged (``SummaryWriter(purge_step=...)``), so each (tag, step)
+    has one value, as with SB3's ``reset_num_timesteps=False``.
+    """
+    from stable_baselines3.common.logger import (
+        CSVOutputFormat,
+        HumanOutputFormat,
+        Logger,
+        TensorBoardOutputFormat,
+    )
+
+    formats = []
+    if verbose:
+        formats.append(HumanOutputFormat(sys.stdout))
+    log_fh = open(run.path / "log.txt", "a")  # noqa: SIM115 - closed with the logger
+    formats.append(HumanOutputFormat(log_fh))
+    name = "progress.csv" if session == 0 else f"progress.resume{session}.csv"
+    formats.append(CSVOutputFormat(str(run.path / name)))
+    try:
+        tb = TensorBoardOutputFormat(str(run.path / "tb"))
+        if resume_step is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb.writer.close()
+            tb.writer = SummaryWriter(log_dir=str(run.path / "tb"), purge_step=int(resume_step) + 1)
+        formats.append(tb)
+    except (ImportError, AssertionError):
+        pass
+    return Logger(str(run.path), formats)
+
+
+def online_env(cfg: OnlineConfig):
+    """The env (or task id) an online agent trains on: the task, with ``max_episode_steps`` if set."""
+    from pbrl.envs import make_env
+
+    if cfg.max_episode_steps is None:
+        return cfg.task
+    from pbrl.envs import is_metaworld
+
+    if not is_metaworld(cfg.task):
+        return make_env(cfg.task, seed=cfg.seed, max_episode_steps=cfg.max_episode_steps)
+    import gymnasium as gym
+
+    return gym.wrappers.TimeLimit(make_env(cfg.task, seed=cfg.seed), max_episode_steps=cfg.max_episode_steps)
+
+
+# ---------------------------------------------------------------------------- SIGINT
+class StopFlag:
+    """Turns the first SIGINT into a request to stop after the next checkpoint (a second one aborts)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: Any = None
+
+    def __enter__(self) -> StopFlag:
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: no handler
+            self._old = None
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\n[pbrl] SIGINT: stopping after the next checkpoint (Ctrl-C again to abort now)", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+class FailureStatus:
+    """Marks ``status.json`` as ``failed`` (with the error) when training raises; the latest checkpoint
+    stays valid, so the run can still be resumed after the cause is fixed."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run = RunDir(run_dir)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self.run.status_path.exists():
+            st = self.run.status()
+            st.pop("time", None)
+            st.pop("state", None)
+            st["error"] = f"{exc_type.__name__}: {exc}"
+            self.run.write_status("failed", **st)
+
+
+# ---------------------------------------------------------------------------- evaluation
+def eval_env(cfg: RunConfig):
+    from pbrl.envs import make_env
+
+    if isinstance(cfg, OnlineConfig) and cfg.max_episode_steps is not None:
+        import dataclasses
+
+        return online_env(dataclasses.replace(cfg, seed=10_000 + cfg.seed))
+    return make_env(cfg.task, seed=10_000 + cfg.seed)
+
+
+def normalized(task: str, returns) -> float | None:
+    try:
+        from pbrl.envs.datasets import normalized_score
+
+        return float(np.mean(normalized_score(task, np.asarray(returns, dtype=np.float64))))
+    except Exception:  # noqa: BLE001 - no reference returns for this task
+        return None
+
+
+def evaluate(policy: Any, env: Any, cfg: RunConfig, step: int, labels: int) -> dict[str, Any]:
+    from pbrl.evaluation import evaluate_policy_episodes
+
+    res = evaluate_policy_episodes(policy, env, cfg.n_eval_episodes, deterministic=True, seed=10_000 + cfg.seed)
+    return {
+        "step": int(step),
+        "labels": int(labels),
+        "mean_return": res["mean_return"],
+        "std_return": res["std_return"],
+        "success_rate": res["success_rate"],
+        "normalized_score": normalized(cfg.task, res["returns"]),
+    }
+
+
+def final_metrics(cfg: RunConfig, progress: dict, step: int, labels: int, wall: float, **extra) -> dict[str, Any]:
+    last = progress["curve"][-1]
+    progress["wall_time_s"] = float(progress.get("wall_time_s", 0.0)) + wall
+    return {
+        "kind": cfg.kind,
+        "task": cfg.task,
+        "agent": cfg.agent,
+        "teacher": cfg.teacher,
+        "seed": cfg.seed,
+        "budget": cfg.total_feedback,
+        "steps": step,
+        "labels": labels,
+        "final": {k: last[k] for k in ("mean_return", "std_return", "success_rate", "normalized_score")},
+        "n_eval_episodes": cfg.n_eval_episodes,
+        "wall_time_s": progress["wall_time_s"],
+        **extra,
+    }

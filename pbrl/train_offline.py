@@ -1,0 +1,158 @@
+"""The offline training loop of ``pbrl train offline``: dataset (loaded, or collected into the run
+directory), labels drawn once from the teacher and saved first (``labels.h5``), then ``fit`` with
+evaluations and checkpoints every ``eval_every`` / ``checkpoint_every`` updates, and exact resume.
+
+An offline checkpoint is ``checkpoints/step_<N>.pt`` (global RNGs, the evaluation curve, counters) beside
+``checkpoints/agent_<N>.pt`` (``OfflineAgent.save``: nets, optimisers, RNGs, update count).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from pbrl.checkpoint import global_rng_state, set_global_rng_state
+from pbrl.config import OfflineConfig, agent_class
+from pbrl.preferences import PreferenceDataset
+from pbrl.run_dir import RunDir
+from pbrl.train_common import StopFlag, eval_env, evaluate, final_metrics, make_logger
+
+__all__ = ["train_offline", "offline_data"]
+
+
+def offline_data(cfg: OfflineConfig, run: RunDir | None = None, reuse_local: bool = True):
+    """The run's dataset: ``cfg.dataset`` loaded, else the one collected into ``RUN_DIR/dataset.hdf5``
+    (reused on resume), else collected now (``collect_policy``, ``collect_steps``, seeded by ``seed``)."""
+    from pbrl.envs.datasets import load_d4rl, load_dataset, save_d4rl
+
+    if cfg.dataset is not None:
+        return load_dataset(cfg.dataset)
+    local = run.path / "dataset.hdf5" if run is not None else None
+    if local is not None and reuse_local and local.exists():
+        return load_d4rl(local)
+    from pbrl.envs.datasets import collect
+
+    ds = collect(cfg.task, policy=cfg.collect_policy, n_steps=cfg.collect_steps, seed=cfg.seed, **cfg.collect_kwargs)
+    if local is not None:
+        save_d4rl(ds, local)
+    return ds
+
+
+def _skip_refit(agent: Any) -> None:
+    """A resumed MR+IQL-style agent (reward model fitted once, at the start of ``fit``) reuses its saved
+    reward model instead of fitting it again, so the resumed run trains on the same rewards."""
+    rm = getattr(agent, "reward_model", None)
+    if rm is None or not hasattr(agent, "_training_rewards") or not hasattr(rm, "predict"):
+        return
+
+    def rewards(dataset: Any, preferences: Any) -> np.ndarray:
+        return np.asarray(rm.predict(dataset.observations, dataset.actions), dtype=np.float32)
+
+    agent._training_rewards = rewards
+
+
+def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool = False, verbose: bool = True,
+                  dataset: Any = None) -> dict[str, Any]:
+    """Train an offline agent into ``run_dir``. ``resume=True`` continues from the newest usable checkpoint
+    (temp files of writes killed mid-way are removed first; the saved labels and collected dataset are
+    reused); a new run never reads labels or a dataset an earlier run left. ``dataset``: the already
+    loaded dataset (``pbrl.runs.train`` loads it while validating)."""
+    from stable_baselines3.common.utils import set_random_seed
+
+    from pbrl.envs.datasets import label_dataset
+    from pbrl.teachers import make_teacher
+
+    run = RunDir(run_dir)
+    t0 = time.time()
+    if resume:
+        run.remove_temp_files()
+    torch.set_num_threads(cfg.torch_threads)
+    set_random_seed(cfg.seed)
+    ds = dataset if dataset is not None else offline_data(cfg, run, reuse_local=resume)
+    cls = agent_class("offline", cfg.agent)
+    needs_prefs = getattr(cls, "requires_preferences", True)
+    if resume and run.labels_path.exists():
+        prefs = PreferenceDataset.load(run.labels_path)
+    elif needs_prefs:
+        teacher = make_teacher(cfg.teacher, seed=cfg.seed, **cfg.teacher_kwargs)
+        prefs = label_dataset(ds, teacher, cfg.total_feedback, segment_length=cfg.segment_length, seed=cfg.seed,
+                              stratified=cfg.stratified)
+        prefs.save(run.labels_path)
+    else:
+        prefs = None
+    loaded = None
+    if resume:
+        loaded = run.checkpoints.load(then=lambda p: cls.load(run.ckpt_dir / f"agent_{int(p['step']):010d}.pt"))
+    progress: dict[str, Any] = {"curve": [], "next_eval": cfg.eval_every, "next_ckpt": cfg.checkpoint_every,
+                                "session": 0, "wall_time_s": 0.0}
+    if loaded is not None:
+        payload, agent = loaded
+        _skip_refit(agent)
+        set_global_rng_state(payload["rng"])
+        progress = payload["progress"]
+        progress["session"] = int(progress.get("session", 0)) + 1
+        run.write_curve(progress["curve"])
+    else:
+        agent = cls.from_dataset(ds, seed=cfg.seed, **cfg.agent_kwargs)
+    done = int(agent.num_updates)
+    logger = make_logger(run, progress["session"], verbose=False, resume_step=done if loaded is not None else None)
+    env = eval_env(cfg)
+    n_labels = len(prefs) if prefs is not None else 0
+    state = {"stopping": False}
+
+    def evaluate_now(step: int) -> None:
+        rec = evaluate(agent, env, cfg, step, n_labels)
+        if rec["normalized_score"] is None and hasattr(ds, "normalized_score"):
+            try:
+                rec["normalized_score"] = float(np.mean(ds.normalized_score(np.array([rec["mean_return"]]))))
+            except (ValueError, KeyError, TypeError):
+                pass
+        progress["curve"].append(rec)
+        run.write_curve(progress["curve"])
+        logger.record("eval/mean_return", rec["mean_return"])
+        logger.record("eval/success_rate", rec["success_rate"])
+        logger.dump(step)
+
+    def checkpoint(step: int) -> None:
+        agent.save(run.ckpt_dir / f"agent_{step:010d}.pt")
+        run.save_checkpoint(step, {"kind": "offline", "rng": global_rng_state(), "progress": copy.deepcopy(progress)})
+        for old in sorted(run.ckpt_dir.glob("agent_*.pt"))[:-2]:
+            old.unlink(missing_ok=True)
+        run.write_status("running", step=step, labels=n_labels, checkpoint=step)
+
+    def callback(ag, step: int, losses: dict[str, float]) -> bool:
+        if step % 100 == 0:
+            for k, v in losses.items():
+                logger.record(f"train/{k}", float(v))
+        if step >= progress["next_eval"]:
+            progress["next_eval"] = (step // cfg.eval_every + 1) * cfg.eval_every
+            evaluate_now(step)
+        if step >= progress["next_ckpt"] or stop.requested:
+            progress["next_ckpt"] = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+            progress["last_ckpt"] = step
+            checkpoint(step)
+            if stop.requested:
+                state["stopping"] = True
+                return False
+        return True
+
+    run.write_status("running", step=done, labels=n_labels)
+    with StopFlag() as stop:
+        if done < cfg.steps:
+            agent.fit(ds, prefs, steps=cfg.steps - done, callback=callback, progress=verbose)
+    step = int(agent.num_updates)
+    if state["stopping"]:
+        run.write_status("interrupted", step=step, labels=n_labels, checkpoint=step)
+        return run.status()
+    if not progress["curve"] or progress["curve"][-1]["step"] != step:
+        evaluate_now(step)
+    agent.save(run.path / "agent.pt")
+    metrics = final_metrics(cfg, progress, step, n_labels, time.time() - t0)
+    run.write_metrics(metrics)
+    run.write_status("finished", step=step, labels=n_labels)
+    return metrics

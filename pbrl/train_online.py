@@ -1,0 +1,193 @@
+"""The online training loop of ``pbrl train online``: an SB3-based agent, a run callback that evaluates,
+checkpoints and honours SIGINT at rollout boundaries, and exact resume.
+
+An online checkpoint holds the SB3 learner (parameters, optimiser states, counters, last observation, its
+action-space RNG), the replay buffer (filled rows only), the reward model (weights, optimiser, RNGs), the
+``PreferenceCallback`` state (labels, teacher RNG, selector RNG, recorded episodes), the environment
+(MuJoCo integration state, the env's RNG, time-limit counter, Monitor statistics, Meta-World's task state)
+and the global ``random`` / NumPy / torch RNG states. It is taken at a rollout boundary (before a rollout
+starts, after the previous gradient step), where this state is complete: a resumed run continues with
+exactly the labels and steps of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from typing import Any
+
+import torch
+
+from pbrl.checkpoint import (
+    buffer_state,
+    global_rng_state,
+    sb3_state,
+    set_buffer_state,
+    set_global_rng_state,
+    set_sb3_state,
+    set_vec_env_state,
+    vec_env_state,
+)
+from pbrl.config import OnlineConfig, agent_class
+from pbrl.io import atomic_write
+from pbrl.run_dir import RunDir
+from pbrl.train_common import StopFlag, eval_env, evaluate, final_metrics, make_logger, online_env
+
+__all__ = ["train_online", "build_online"]
+
+
+def build_online(cfg: OnlineConfig, progress: bool = False):
+    from stable_baselines3.common.utils import set_random_seed
+
+    from pbrl.teachers import make_teacher
+
+    torch.set_num_threads(cfg.torch_threads)
+    set_random_seed(cfg.seed)
+    teacher = make_teacher(cfg.teacher, seed=cfg.seed, **cfg.teacher_kwargs)
+    cls = agent_class("online", cfg.agent)
+    extra = dict(cfg.agent_kwargs)
+    if cfg.max_episode_steps is not None:
+        extra.setdefault("episode_length", cfg.max_episode_steps)
+    extra.setdefault("progress", progress)
+    agent = cls(
+        online_env(cfg),
+        teacher,
+        total_feedback=cfg.total_feedback,
+        feedback_per_session=cfg.feedback_per_session,
+        feedback_every=cfg.feedback_every,
+        segment_length=cfg.segment_length,
+        selector=cfg.selector,
+        seed=cfg.seed,
+        learner_kwargs=dict(cfg.learner_kwargs) or None,
+        reward_model_kwargs=dict(cfg.reward_model_kwargs) or None,
+        **extra,
+    )
+    return agent
+
+
+def _make_run_callback(agent, cfg: OnlineConfig, run: RunDir, progress: dict, stop: StopFlag):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class RunCallback(BaseCallback):
+        """Evaluates, checkpoints and honours SIGINT at rollout boundaries (where the state is complete)."""
+
+        def __init__(self) -> None:
+            super().__init__(0)
+            self.eval_env = eval_env(cfg)
+            self.stopping = False
+
+        def _labels(self) -> int:
+            return int(agent.callback.labels_used)
+
+        def _on_rollout_start(self) -> None:
+            t = int(self.model.num_timesteps)
+            if t >= progress["next_eval"]:
+                rec = evaluate(self.model, self.eval_env, cfg, t, self._labels())
+                progress["curve"].append(rec)
+                progress["next_eval"] = (t // cfg.eval_every + 1) * cfg.eval_every
+                self.logger.record("eval/mean_return", rec["mean_return"])
+                self.logger.record("eval/success_rate", rec["success_rate"])
+                self.logger.record("feedback/labels_used", rec["labels"])
+                run.write_curve(progress["curve"])
+            if t >= progress["next_ckpt"] or (stop.requested and t > progress.get("last_ckpt", -1)):
+                progress["next_ckpt"] = (t // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                progress["last_ckpt"] = t
+                _save_online_checkpoint(agent, run, t, progress)
+                if stop.requested:
+                    self.stopping = True
+
+        def _on_step(self) -> bool:
+            return not self.stopping
+
+    return RunCallback()
+
+
+def _save_online_checkpoint(agent, run: RunDir, step: int, progress: dict) -> None:
+    model = agent.model
+    payload = {
+        "kind": "online",
+        "sb3": sb3_state(model),
+        "replay_buffer": buffer_state(getattr(model, "replay_buffer", None)),
+        "reward_model": copy.deepcopy(agent.reward_model.state()),  # a snapshot, training may go on
+        "callback": agent.callback.state_dict(),
+        "agent": agent.state_dict() if hasattr(agent, "state_dict") else None,
+        "entropy": agent.entropy.get_state() if hasattr(getattr(agent, "entropy", None), "get_state") else None,
+        "env": vec_env_state(model.get_env()),
+        "rng": global_rng_state(),
+        "progress": copy.deepcopy(progress),
+    }
+    prefs = agent.callback.preferences
+    if prefs is not None:
+        prefs.save(run.labels_path)
+    run.save_checkpoint(step, payload)
+    run.write_status("running", step=step, labels=len(prefs) if prefs is not None else 0, checkpoint=step)
+
+
+def _restore_online(agent, payload: dict) -> None:
+    model = agent.model
+    set_sb3_state(model, payload["sb3"])
+    set_buffer_state(getattr(model, "replay_buffer", None), payload["replay_buffer"])
+    agent.reward_model.load_state(payload["reward_model"])
+    agent.callback.load_state_dict(payload["callback"])
+    if payload.get("agent") is not None and hasattr(agent, "load_state_dict"):
+        agent.load_state_dict(payload["agent"])
+    if payload.get("entropy") is not None and hasattr(getattr(agent, "entropy", None), "set_state"):
+        agent.entropy.set_state(payload["entropy"])
+    if getattr(agent.callback, "updates", 0) > 0 and hasattr(agent, "_set_learned_reward"):
+        agent._set_learned_reward()  # the unsupervised phase ended before the checkpoint
+    set_vec_env_state(model.get_env(), payload["env"])
+    set_global_rng_state(payload["rng"])
+
+
+def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = False,
+                 verbose: bool = True) -> dict[str, Any]:
+    """Train an online agent into ``run_dir`` (new run, or ``resume=True`` from its newest usable
+    checkpoint; temp files of writes killed mid-way are removed first).
+
+    Returns the final metrics (also written to ``metrics.json``), or the status dict when stopped by SIGINT.
+    """
+    run = RunDir(run_dir)
+    t0 = time.time()
+    agent = build_online(cfg, progress=verbose)
+    payload = None
+    if resume:
+        run.remove_temp_files()
+        payload = run.load_checkpoint()
+    progress: dict[str, Any] = {"curve": [], "next_eval": 0, "next_ckpt": cfg.checkpoint_every, "session": 0,
+                                "wall_time_s": 0.0}
+    if payload is not None:
+        _restore_online(agent, payload)
+        progress = payload["progress"]
+        progress["session"] = int(progress.get("session", 0)) + 1
+        run.write_curve(progress["curve"])
+        prefs = agent.callback.preferences
+        if prefs is not None:  # labels.h5 matches the checkpoint resumed from (an older one after a fallback)
+            prefs.save(run.labels_path)
+    done = int(agent.model.num_timesteps) if payload is not None else 0
+    agent.model.set_logger(make_logger(run, progress["session"], verbose,
+                                       resume_step=done if payload is not None else None))
+    run.write_status("running", step=done, labels=agent.callback.labels_used if payload else 0)
+    with StopFlag() as stop:
+        cb = _make_run_callback(agent, cfg, run, progress, stop)
+        if done < cfg.total_timesteps:
+            agent.learn(cfg.total_timesteps - done, callback=cb, reset_num_timesteps=payload is None)
+    step = int(agent.model.num_timesteps)
+    prefs = agent.callback.preferences
+    n_labels = len(prefs) if prefs is not None else 0
+    if cb.stopping:
+        run.write_status("interrupted", step=progress["last_ckpt"], labels=n_labels, checkpoint=progress["last_ckpt"])
+        return run.status()
+    if prefs is not None:
+        prefs.save(run.labels_path)
+    if not progress["curve"] or progress["curve"][-1]["step"] != step:
+        progress["curve"].append(evaluate(agent.model, cb.eval_env, cfg, step, n_labels))
+        run.write_curve(progress["curve"])
+    with atomic_write(run.path / "model.zip", suffix=".zip") as tmp:
+        agent.model.save(tmp)
+    agent.reward_model.save(run.path / "reward_model.pt")
+    metrics = final_metrics(cfg, progress, step, n_labels, time.time() - t0,
+                            asked=int(getattr(agent.callback, "asked", n_labels)))
+    run.write_metrics(metrics)
+    run.write_status("finished", step=step, labels=n_labels)
+    return metrics
