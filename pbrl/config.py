@@ -14,20 +14,22 @@ bad key and the allowed keys or values, e.g.::
 
     unknown agent 'pebbel' for online training; allowed values: pebble, pref_ppo, qpa, rune, surf
     unknown config key 'total_feedbak' for an online run; allowed keys: agent, checkpoint_every, ...
-    total_feedback must be >= 0, got -3
+    total_feedback must be >= 1, got -3
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import inspect
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+
+from pbrl.validation import check_int
 
 __all__ = [
     "ONLINE_AGENTS",
@@ -40,31 +42,51 @@ __all__ = [
     "parse_overrides",
     "agent_class",
     "allowed_teachers",
+    "agent_help",
 ]
 
-ONLINE_AGENTS: dict[str, str] = {
-    "pebble": "pbrl.agents.pebble:PEBBLE",
-    "pref_ppo": "pbrl.agents.pref_ppo:PrefPPO",
-    "surf": "pbrl.agents.surf:SURF",
-    "qpa": "pbrl.agents.qpa:QPA",
-    "rune": "pbrl.agents.rune:RUNE",
-}
-"""Online agent name -> ``module:Class``."""
+class _AgentTable(Mapping):
+    """Read-only view ``name -> "module:Class"`` over :data:`pbrl.agents.registry.AGENTS` for one kind
+    (the registry is the only list of agents; this keeps the old ``config.ONLINE_AGENTS`` name working)."""
 
-OFFLINE_AGENTS: dict[str, str] = {
-    "mriql": "pbrl.agents.iql:MRIQL",
-    "iql": "pbrl.agents.iql:IQL",
-    "ipl": "pbrl.agents.ipl:IPL",
-    "cpl": "pbrl.agents.cpl:CPL",
-    "cplbc": "pbrl.agents.cpl:CPLBC",
-    "oppo": "pbrl.agents.oppo:OPPO",
-    "pearl": "pbrl.agents.pearl:PEARL",
-    "bc": "pbrl.agents.bc:BC",
-}
-"""Offline agent name -> ``module:Class`` (``iql`` trains on the dataset's true reward, the upper bound;
-``bc`` clones the dataset's actions, the baseline; neither uses labels)."""
+    def __init__(self, kind: str):
+        self.kind = kind
 
-_SB3_LEARNER = {"pref_ppo": "PPO"}  # every other online agent learns with SAC
+    def _names(self) -> list[str]:
+        from pbrl.agents.registry import agent_names
+
+        return agent_names(self.kind)
+
+    def __getitem__(self, name: str) -> str:
+        from pbrl.agents.registry import AGENTS
+
+        if name not in self._names():
+            raise KeyError(name)
+        return AGENTS[name].target
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self)!r})"
+
+
+ONLINE_AGENTS: Mapping[str, str] = _AgentTable("online")
+"""Online agent name -> ``module:Class`` (a view of the registry)."""
+
+OFFLINE_AGENTS: Mapping[str, str] = _AgentTable("offline")
+"""Offline agent name -> ``module:Class`` (a view of the registry; ``iql`` trains on the dataset's true
+reward, the upper bound; ``bc`` clones the dataset's actions, the baseline; neither uses labels)."""
+
+
+def agent_help(kind: str) -> str:
+    """``"a | b | c"``: the registered agents of ``kind``, for help texts."""
+    from pbrl.agents.registry import agent_names
+
+    return " | ".join(agent_names(kind))
 
 
 def allowed_teachers() -> list[str]:
@@ -76,14 +98,9 @@ def allowed_teachers() -> list[str]:
 
 def agent_class(kind: str, name: str):
     """Import and return the agent class registered as ``name`` for ``kind`` (``online``/``offline``)."""
-    table = ONLINE_AGENTS if kind == "online" else OFFLINE_AGENTS
-    if name not in table:
-        raise ValueError(f"unknown agent '{name}' for {kind} training; allowed values: {', '.join(sorted(table))}")
-    mod, cls = table[name].split(":")
-    try:
-        return getattr(importlib.import_module(mod), cls)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"agent '{name}' ({table[name]}) cannot be imported in this installation: {e}") from None
+    from pbrl.agents.registry import get_agent
+
+    return get_agent(name, kind)
 
 
 def _check_choice(key: str, value: Any, allowed, what: str, where: str = "") -> None:
@@ -96,10 +113,7 @@ def _check_choice(key: str, value: Any, allowed, what: str, where: str = "") -> 
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    check_int(name, value, minimum)
 
 
 def _check_kwargs(name: str, kwargs: Any, target, where: str) -> None:
@@ -171,7 +185,7 @@ class OnlineConfig(_Common):
         teacher: B-Pref preset (``oracle, stoc, mistake, skip, myopic, equal``) or ``scripted``.
         teacher_kwargs: overrides of the teacher's parameters (``beta``, ``gamma``, ``eps``, ...).
         total_timesteps: env steps of the whole run (> 0).
-        total_feedback: label budget: queries the teacher may answer (>= 0).
+        total_feedback: label budget: queries the teacher may answer (>= 1).
         feedback_per_session: queries asked at each feedback session (> 0).
         feedback_every: env steps between feedback sessions (> 0).
         segment_length: steps per segment H (> 0).
@@ -221,7 +235,7 @@ class OnlineConfig(_Common):
         for k in ("total_timesteps", "feedback_per_session", "feedback_every", "segment_length",
                   "checkpoint_every", "eval_every", "n_eval_episodes", "torch_threads"):
             _check_int(k, getattr(self, k), 1)
-        _check_int("total_feedback", self.total_feedback, 0)
+        _check_int("total_feedback", self.total_feedback, 1)  # online agents learn only from labels
         _check_int("seed", self.seed, 0)
         if self.max_episode_steps is not None:
             _check_int("max_episode_steps", self.max_episode_steps, 1)
@@ -232,7 +246,9 @@ class OnlineConfig(_Common):
         _check_teacher_kwargs(self.teacher, self.teacher_kwargs)
         import stable_baselines3 as sb3
 
-        learner = getattr(sb3, _SB3_LEARNER.get(self.agent, "SAC"))
+        from pbrl.agents.registry import get_entry
+
+        learner = getattr(sb3, get_entry(self.agent, "online").learner or "SAC")
         _check_kwargs("learner_kwargs", self.learner_kwargs, learner.__init__, f"{learner.__name__}")
         from pbrl.reward_models import RewardEnsemble
 
@@ -331,7 +347,17 @@ class OfflineConfig(_Common):
         except ValueError:
             cls = None  # not installed yet: the run fails at construction with the agent's own message
         if cls is not None:
-            _check_kwargs("agent_kwargs", self.agent_kwargs, cls.__init__, cls.__name__)
+            allowed = _init_params(cls)
+            if allowed is not None:
+                allowed -= {"obs_dim", "act_dim"}  # sized from the dataset
+                for k in self.agent_kwargs:
+                    if k == "seed":
+                        raise ValueError("agent_kwargs must not set 'seed'; use the config key 'seed'")
+                    if k not in allowed:
+                        close = difflib.get_close_matches(k, sorted(allowed), n=1)
+                        hint = f" (did you mean '{close[0]}'?)" if close else ""
+                        raise ValueError(f"unknown key '{k}' in agent_kwargs for agent '{self.agent}'{hint}; "
+                                         f"allowed keys: {', '.join(sorted(allowed))}")
         return self
 
 
@@ -344,6 +370,10 @@ def _check_teacher_kwargs(teacher: str, kwargs: Any) -> None:
     _check_kwargs("teacher_kwargs", kwargs, ScriptedTeacher.__init__, f"teacher '{teacher}'")
     if "seed" in kwargs:
         raise ValueError("teacher_kwargs must not set 'seed'; the run's seed seeds the teacher")
+
+
+def _an(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 _CLASSES = {"online": OnlineConfig, "offline": OfflineConfig}
@@ -375,7 +405,7 @@ def config_from_dict(data: dict[str, Any], kind: str | None = None) -> RunConfig
     file_kind = data.pop("kind", None)
     kind = kind or file_kind or "online"
     if file_kind is not None and file_kind != kind:
-        raise ValueError(f"the config says kind '{file_kind}' but a {kind} run was asked for")
+        raise ValueError(f"the config says kind '{file_kind}' but {_an(kind)} {kind} run was asked for")
     if kind not in _CLASSES:
         raise ValueError(f"unknown config key value kind='{kind}'; allowed values: offline, online")
     cls = _CLASSES[kind]
@@ -384,7 +414,7 @@ def config_from_dict(data: dict[str, Any], kind: str | None = None) -> RunConfig
         if k not in names:
             close = difflib.get_close_matches(k, names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"unknown config key '{k}' for an {kind} run{hint}; allowed keys: {', '.join(sorted(names))}")
+            raise ValueError(f"unknown config key '{k}' for {_an(kind)} {kind} run{hint}; allowed keys: {', '.join(sorted(names))}")
     hints = get_type_hints(cls)
     data = {k: _coerce(k, v, hints.get(k)) for k, v in data.items()}
     for k in ("teacher_kwargs", "learner_kwargs", "reward_model_kwargs", "agent_kwargs", "collect_kwargs"):

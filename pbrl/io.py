@@ -71,9 +71,23 @@ def check_writable_dir(path: str | os.PathLike, what: str = "folder") -> Path:
     base = _nearest_existing(path)
     if not base.is_dir():
         raise ValueError(f"{what} '{path}' cannot be made: '{base}' is a file; choose another path")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} '{path}' is not writable (no write permission in '{base}'); choose another path")
+    if not _can_create_in(base):
+        raise ValueError(f"{what} '{path}' is not writable (cannot create files in '{base}'); choose another path")
     return path
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder`` (``os.access`` says yes to root even on
+    read-only or virtual file systems such as ``/proc``): create and delete a probe file."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".pbrl-write-probe.", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
 
 
 def check_writable_file(path: str | os.PathLike, what: str = "output file", overwrite: bool = False,
@@ -85,7 +99,7 @@ def check_writable_file(path: str | os.PathLike, what: str = "output file", over
         raise ValueError(f"{what} '{path}' is a folder; give a file path")
     if path.exists() and not overwrite:
         raise ValueError(f"{what} '{path}' already exists; choose another path, or pass {flag} to replace it")
-    check_writable_dir(path.parent if str(path.parent) else Path("."), f"the folder of {what} '{path}'")
+    check_writable_dir(path.parent if str(path.parent) else Path("."), f"the folder of {what}")
     return path
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from pbrl.io import atomic_write  # noqa: F401 - re-exported: pbrl.preferences.atomic_write
 from pbrl.segments import Segments
 
 __all__ = [
@@ -33,34 +33,6 @@ __all__ = [
 
 FORMAT_VERSION = 1
 _VALID_LABELS = (0.0, 0.5, 1.0)
-
-
-class atomic_write:
-    """Context manager yielding a temporary path next to ``path``; on success it is renamed onto ``path``.
-
-    A crash at any moment leaves either the old file or the new one, never a half-written file.
-    """
-
-    def __init__(self, path: str | os.PathLike, suffix: str = ".tmp"):
-        self.path = Path(path)
-        self.suffix = suffix
-        self.tmp: Path | None = None
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.suffix, dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self.tmp is not None
-        if exc_type is None:
-            with open(self.tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
 
 
 def validate_labels(label, allow_nan: bool = False) -> np.ndarray:

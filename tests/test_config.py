@@ -31,7 +31,7 @@ def test_yaml_file_and_flag_overrides(tmp_path):
     "data, pattern",
     [
         ({"total_feedbak": 10}, r"unknown config key 'total_feedbak'.*did you mean 'total_feedback'.*allowed keys: agent, "),
-        ({"total_feedback": -3}, r"total_feedback must be >= 0, got -3"),
+        ({"total_feedback": -3}, r"total_feedback must be >= 1, got -3"),
         ({"total_timesteps": -1}, r"total_timesteps must be >= 1, got -1"),
         ({"agent": "pebbel"}, r"unknown agent 'pebbel'.*allowed values: pebble, pref_ppo, qpa, rune, surf"),
         ({"agent": "ipl"}, r"unknown agent 'ipl'.*allowed values: pebble"),
@@ -55,7 +55,7 @@ def test_online_errors_name_the_key(data, pattern):
 @pytest.mark.parametrize(
     "data, pattern",
     [
-        ({"agent": "pebble"}, r"unknown agent 'pebble' for offline training \(config key 'agent'\); allowed values: bc, cpl, cplbc, ipl, iql, mriql, oppo, pearl"),
+        ({"agent": "pebble"}, r"unknown agent 'pebble' for offline training \(config key 'agent'\); allowed values: bc, cpl, cplbc, ipl, iplawac, iql, mriql, oppo, pearl"),
         ({"total_feedback": -3}, r"total_feedback must be >= 1, got -3"),
         ({"dataset": "/nonexistent/hopper.hdf5"}, r"dataset file '/nonexistent/hopper.hdf5' does not exist"),
         ({"total_timesteps": 5}, r"unknown config key 'total_timesteps' for an offline run; allowed keys: .*steps"),
@@ -79,5 +79,5 @@ def test_bad_files(tmp_path):
         load_config(lst)
     with pytest.raises(ValueError, match="must look like key=value"):
         parse_overrides(["total_feedback"])
-    with pytest.raises(ValueError, match="says kind 'offline' but a online run"):
+    with pytest.raises(ValueError, match="says kind 'offline' but an online run"):
         config_from_dict({"kind": "offline"}, kind="online")
