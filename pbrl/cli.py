@@ -9,14 +9,28 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pbrl.cli_errors import ErrorHandlingGroup, set_debug
+
 app = typer.Typer(
     name="pbrl",
     help="Preference-based reinforcement learning for robotics and continuous control.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=ErrorHandlingGroup,
 )
 console = Console()
+
+
+@app.callback()
+def main_callback(
+    debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error (also PBRL_DEBUG=1)"),
+) -> None:
+    """Preference-based reinforcement learning for robotics and continuous control.
+
+    Errors print one line naming the problem and the fix (exit code 2); `pbrl --debug ...` shows tracebacks.
+    """
+    set_debug(debug)
 
 
 @app.command("tasks")

@@ -15,7 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-dataset_app = typer.Typer(help="Offline datasets: collect, label, info.", no_args_is_help=True)
+from pbrl.cli_errors import ErrorHandlingGroup
+from pbrl.io import check_writable_file
+
+dataset_app = typer.Typer(help="Offline datasets: collect, label, info.", no_args_is_help=True,
+                          cls=ErrorHandlingGroup)
 console = Console()
 
 
@@ -46,16 +50,26 @@ def collect_cmd(
     reference_episodes: int = typer.Option(0, min=0, help="episodes to measure random/expert reference returns (0: skip)"),
     minari_id: str = typer.Option("", help="also write a local Minari dataset with this id"),
     dataset_id: str = typer.Option("", help="dataset id stored in the metadata (default TASK/POLICY)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
 ) -> None:
     """Roll out a policy on TASK and save the transitions in D4RL's HDF5 layout."""
     import torch
 
-    from pbrl.envs.collect import collect, measure_reference_returns, train_sac
+    from pbrl.envs.collect import POLICY_KINDS, collect, measure_reference_returns, train_sac
     from pbrl.envs.datasets import save_d4rl, to_minari
+    from pbrl.envs.registry import check_task
 
     torch.set_num_threads(1)
+    # everything is checked before any work (SAC training for medium/expert policies takes a while)
     if out.suffix not in (".hdf5", ".h5"):
-        raise typer.BadParameter(f"--out must end in .hdf5 or .h5, got {out}")
+        raise ValueError(f"--out must end in .hdf5 or .h5, got {out}")
+    check_writable_file(out, "--out file", overwrite=overwrite)
+    check_task(task)
+    if policy not in POLICY_KINDS and not (policy.endswith(".zip") and Path(policy).is_file()):
+        raise ValueError(f"unknown --policy '{policy}'; choose one of {', '.join(POLICY_KINDS)} or an existing "
+                         "SB3 model .zip")
+    if policy == "scripted" and not task.startswith("metaworld/"):
+        raise ValueError(f"--policy scripted exists only for Meta-World tasks, not {task}; use random, medium or expert")
     levels = _parse_noise(noise)
     run = None
     if policy in ("medium", "expert", "medium-replay", "medium-expert"):
@@ -99,6 +113,7 @@ def label_cmd(
     labels: Path = typer.Option(None, help="import: pickle of labels (0 first, 1 second, -1 tie)"),
     query_length: int = typer.Option(100, min=1, help="import: query (segment) length of the label files"),
     num_query: int = typer.Option(0, min=0, help="import: keep the last N queries (0: all)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file (its labels are lost)"),
 ) -> None:
     """Build a preference dataset from an offline dataset: sampled pairs labelled by a scripted teacher,
     or imported index-style human labels."""
@@ -107,6 +122,7 @@ def label_cmd(
     given = [x is not None for x in (indices_1, indices_2, labels)]
     if any(given) and not all(given):
         raise typer.BadParameter("importing labels needs all of --indices-1, --indices-2 and --labels")
+    check_writable_file(out, "--out file", overwrite=overwrite)
     ds = load_dataset(dataset)
     if all(given):
         prefs = import_index_labels(ds, indices_1, indices_2, labels, query_length, num_query=num_query or None)

@@ -14,6 +14,9 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from pbrl.agents.registry import agent_names
+from pbrl.cli_errors import ErrorHandlingGroup, fail
+
 __all__ = ["train_app", "eval_cmd", "report_cmd", "sweep_cmd", "register"]
 
 console = Console()
@@ -22,12 +25,16 @@ train_app = typer.Typer(
     no_args_is_help=False,
     invoke_without_command=True,
     pretty_exceptions_enable=False,
+    cls=ErrorHandlingGroup,
 )
 
 
 def _fail(msg: str, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {msg}", soft_wrap=True, markup=True, highlight=False)
-    return typer.Exit(code)
+    return fail(msg, code)
+
+
+def _agents(kind: str, default: str) -> str:
+    return f"{' | '.join(agent_names(kind))} (default {default})"
 
 
 def _collect(flags: dict[str, Any], sets: list[str] | None) -> dict[str, Any]:
@@ -50,14 +57,13 @@ def _train(kind: str, config: Path | None, flags: dict[str, Any], sets: list[str
     try:
         cfg = load_config(config, _collect(flags, sets), kind=kind)
         run_dir = run_dir or _default_run_dir(cfg)
-        runs.RunDir(run_dir).create(cfg, overwrite=overwrite)
+        checked = runs.check_start(cfg, run_dir, overwrite=overwrite)
     except ValueError as e:
         raise _fail(str(e)) from None
     console.print(f"[bold]pbrl train {kind}[/bold]: {cfg.agent} on {cfg.task}, teacher {cfg.teacher}, "
-                  f"budget {cfg.total_feedback}, seed {cfg.seed} -> {run_dir}")
-    fn = runs.train_online if kind == "online" else runs.train_offline
-    with runs._FailureStatus(run_dir):
-        res = fn(cfg, run_dir, resume=False, verbose=not quiet)
+                  f"budget {cfg.total_feedback}, seed {cfg.seed} -> {run_dir}", highlight=False)
+    res = runs.train(cfg, run_dir, overwrite=overwrite, verbose=not quiet, checked=checked,
+                     echo=lambda m: console.print(m, highlight=False, soft_wrap=True))
     _finish(res, run_dir)
 
 
@@ -93,21 +99,21 @@ def train_main(
 
     try:
         rd = runs.RunDir(resume)
-        cfg = rd.config()
+        rd.config()
     except ValueError as e:
         raise _fail(str(e)) from None
     ckpt = rd.latest_checkpoint()
     state = rd.status().get("state")
     console.print(f"[bold]resuming[/bold] {resume} ({state}) from "
-                  + (f"checkpoint {ckpt.name}" if ckpt else "the start (no checkpoint yet)"))
-    del cfg
+                  + (f"checkpoint {ckpt.name}" if ckpt else "the start (no checkpoint yet)"), highlight=False)
     _finish(runs.resume(resume, verbose=not quiet), resume)
 
 
 _CONFIG = typer.Option(None, "--config", "-c", help="YAML or JSON config file (flags override it)")
 _SET = typer.Option(None, "--set", "-s", help="extra key=value (repeatable), e.g. learner_kwargs.batch_size=64")
 _RUN_DIR = typer.Option(None, "--run-dir", "-o", help="run directory (default runs/<kind>__<agent>__<task>__...)")
-_OVERWRITE = typer.Option(False, "--overwrite", help="replace an existing run directory's config")
+_OVERWRITE = typer.Option(False, "--overwrite", help="start an existing run directory again from nothing "
+                          "(its old files are moved aside to RUN_DIR.replaced-<time>)")
 _QUIET = typer.Option(False, "--quiet", help="no SB3 log table on stdout")
 
 
@@ -115,7 +121,7 @@ _QUIET = typer.Option(False, "--quiet", help="no SB3 log table on stdout")
 def train_online_cmd(
     config: Path = _CONFIG,
     task: str = typer.Option(None, help="task id (see `pbrl tasks`), default mujoco/HalfCheetah-v5"),
-    agent: str = typer.Option(None, help="pebble | pref_ppo | surf | qpa | rune (default pebble)"),
+    agent: str = typer.Option(None, help=_agents("online", "pebble")),
     teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted"),
     total_timesteps: int = typer.Option(None, help="env steps (default 100000)"),
     total_feedback: int = typer.Option(None, help="label budget: queries asked (default 1000)"),
@@ -147,7 +153,7 @@ def train_offline_cmd(
     config: Path = _CONFIG,
     task: str = typer.Option(None, help="task id the dataset comes from (evaluation runs on it)"),
     dataset: str = typer.Option(None, help="D4RL .hdf5 path or local Minari id (default: collect one)"),
-    agent: str = typer.Option(None, help="mriql | iql | ipl | cpl | oppo | pearl (default mriql)"),
+    agent: str = typer.Option(None, help=_agents("offline", "mriql")),
     teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted"),
     total_feedback: int = typer.Option(None, help="segment pairs labelled (default 500)"),
     segment_length: int = typer.Option(None, help="segment length H (default 50)"),
@@ -177,12 +183,13 @@ def eval_cmd(
     seed: int = typer.Option(0, help="seed of the evaluation episodes"),
     video: Path = typer.Option(None, help="also save an MP4 of rendered episodes here (MuJoCo offscreen)"),
     video_episodes: int = typer.Option(1, min=1, help="episodes in the video"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --video file"),
 ) -> None:
     """Evaluate a run's policy: return, success rate and normalised score over N episodes (optional MP4)."""
     from pbrl.runs import evaluate_run
 
     try:
-        res = evaluate_run(run_dir, episodes, seed, video, video_episodes)
+        res = evaluate_run(run_dir, episodes, seed, video, video_episodes, overwrite=overwrite)
     except ValueError as e:
         raise _fail(str(e)) from None
     score = res["normalized_score"]
@@ -204,6 +211,7 @@ def report_cmd(
     confidence: float = typer.Option(0.95, help="confidence level of the intervals"),
     seed: int = typer.Option(0, help="seed of the bootstrap"),
     include_unfinished: bool = typer.Option(False, help="also use runs that have not finished"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a report already in --out"),
 ) -> None:
     """Aggregate runs across seeds and tasks: IQM / mean / median with stratified bootstrap CIs, learning
     curves vs env steps and vs labels, performance profiles (rliable's protocol)."""
@@ -212,7 +220,7 @@ def report_cmd(
     try:
         res = build_report([str(p) for p in run_dirs], score=score, group_by=tuple(g.strip() for g in group_by.split(",") if g.strip()),
                            out=out, n_resamples=resamples, confidence=confidence, seed=seed,
-                           include_unfinished=include_unfinished)
+                           include_unfinished=include_unfinished, overwrite=overwrite)
     except ValueError as e:
         raise _fail(str(e)) from None
     console.print(format_table(res))
@@ -221,7 +229,9 @@ def report_cmd(
                                               for m in ("iqm", "mean", "median")) + f" ({g['n_runs']} runs)",
                       soft_wrap=True, highlight=False)
     for s in res["skipped"]:
-        console.print(f"skipped (not finished): {s}")
+        console.print(f"skipped (not finished): {s}", highlight=False)
+    for w in res.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     for p in res["plots"]:
         console.print(f"plot: {p}")
 
@@ -233,6 +243,17 @@ def _split(text: str | None, cast=str) -> list:
         return [cast(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"cannot read '{text}' as a comma-separated list of {cast.__name__}") from None
+
+
+def parse_seeds(text: str | None) -> list[int]:
+    """``"0,1,2"`` or a range ``"0-4"`` (both ends included) -> seeds; ``ValueError`` for ``"4-0"``."""
+    if text and re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", text):
+        lo, hi = (int(x) for x in text.split("-"))
+        if hi < lo:
+            raise ValueError(f"--seeds range '{text.strip()}' is empty (it ends before it starts); "
+                             f"write it low-high, e.g. {hi}-{lo}")
+        return list(range(lo, hi + 1))
+    return _split(text, int)
 
 
 def sweep_cmd(
@@ -247,7 +268,7 @@ def sweep_cmd(
     sets: list[str] = _SET,
     workers: int = typer.Option(None, min=1, help="parallel runs of the local pool (default: CPU count)"),
     backend: str = typer.Option("auto", help="auto | local | ray"),
-    address: str = typer.Option(None, help="Ray cluster address (uses Ray Tune; needs pbrl[sweep])"),
+    address: str = typer.Option(None, help="Ray cluster address (uses Ray Tune; needs the sweep extra: pip install 'pbrl\\[sweep]')"),
     dry_run: bool = typer.Option(False, help="list the grid and stop"),
 ) -> None:
     """Run a grid tasks x agents x teachers x budgets x seeds (local processes, or Ray Tune with --address);
@@ -263,11 +284,7 @@ def sweep_cmd(
         from pbrl.config import _merge
 
         base = _merge(base, parse_overrides(sets))
-        if seeds and re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", seeds):
-            lo, hi = (int(x) for x in seeds.split("-"))
-            seed_list = list(range(lo, hi + 1))
-        else:
-            seed_list = _split(seeds, int)
+        seed_list = parse_seeds(seeds)
         points = expand_grid(base, _split(tasks), _split(agents), _split(teachers), _split(budgets, int), seed_list,
                              kind=kind)
         if dry_run:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from pbrl import stats
-from pbrl.runs import RunDir
+from pbrl.io import atomic_write, check_writable_dir
+from pbrl.run_dir import RunDir
 
 __all__ = ["RunRecord", "find_runs", "load_runs", "build_report", "format_table", "SCORES", "GROUP_KEYS"]
 
@@ -97,6 +98,21 @@ def load_runs(paths: list[str | os.PathLike]) -> list[RunRecord]:
     return recs
 
 
+def _drop_duplicates(runs: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
+    """Keep one run per distinct config (same task, seed and settings); warn about the others."""
+    first: dict[str, RunRecord] = {}
+    kept, warnings = [], []
+    for r in runs:
+        key = json.dumps(r.config, sort_keys=True, default=str)
+        if key in first:
+            warnings.append(f"{r.path} has the same task, seed and settings as {first[key].path} "
+                            "(a copy of one run); counted once")
+            continue
+        first[key] = r
+        kept.append(r)
+    return kept, warnings
+
+
 def _auto_score(runs: list[RunRecord]) -> str:
     if all(np.isfinite(r.final("normalized_score")) for r in runs):
         return "normalized"
@@ -159,6 +175,7 @@ def build_report(
     seed: int = 0,
     include_unfinished: bool = False,
     plots: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Aggregate the runs under ``paths``.
 
@@ -171,17 +188,26 @@ def build_report(
         n_resamples, confidence, seed: stratified bootstrap settings (curves use ``n_resamples // 4``).
         include_unfinished: also use runs that have not finished (their last evaluation).
         plots: draw the PNGs when ``out`` is given.
+        overwrite: replace a ``report.json`` already in ``out`` (refused otherwise, before any work).
+
+    Runs with the same config (task, seed and every setting) are copies of one run: each is counted
+    once, and ``"warnings"`` says which were dropped.
 
     Returns:
         ``{"score", "groups": {name: {"n_runs", "tasks", "iqm", "mean", "median" (Interval dicts),
-        "per_task": {task: [scores]}}}, "skipped": [...], "plots": [...]}``.
+        "per_task": {task: [scores]}}}, "skipped": [...], "warnings": [...], "plots": [...]}``.
     """
     if score not in (*SCORES, "auto"):
         raise ValueError(f"unknown score '{score}'; allowed values: auto, {', '.join(SCORES)}")
     for g in group_by:
         if g not in GROUP_KEYS:
             raise ValueError(f"cannot group by '{g}'; allowed keys: {', '.join(GROUP_KEYS)}")
+    if out is not None:
+        check_writable_dir(out, "report folder --out")
+        if (Path(out) / "report.json").exists() and not overwrite:
+            raise ValueError(f"'{out}' already holds a report; choose another --out, or pass --overwrite to replace it")
     runs = load_runs(paths)
+    runs, warnings = _drop_duplicates(runs)
     skipped = [str(r.path) for r in runs if r.status != "finished" and not include_unfinished]
     runs = [r for r in runs if r.status == "finished" or include_unfinished]
     if not runs:
@@ -191,7 +217,8 @@ def build_report(
     groups: dict[str, list[RunRecord]] = {}
     for r in runs:
         groups.setdefault("/".join(r.key(g) for g in group_by), []).append(r)
-    result: dict[str, Any] = {"score": score, "field": fld, "confidence": confidence, "groups": {}, "skipped": skipped}
+    result: dict[str, Any] = {"score": score, "field": fld, "confidence": confidence, "groups": {}, "skipped": skipped,
+                              "warnings": warnings}
     curves_steps, curves_labels, profiles, intervals = {}, {}, {}, {}
     all_scores = np.array([r.final(fld) for r in runs], dtype=np.float64)
     finite = all_scores[np.isfinite(all_scores)]
@@ -231,8 +258,6 @@ def build_report(
                 str(P.plot_performance_profiles(profiles, out / "profile.png", f"{score} threshold tau")),
                 str(P.plot_interval_bars(intervals, out / "intervals.png", xlabel=score)),
             ]
-        from pbrl.preferences import atomic_write
-
         with atomic_write(out / "report.json", suffix=".json") as tmp:
             tmp.write_text(json.dumps(result, indent=2, default=float))
     return result
