@@ -7,17 +7,20 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from pbrl.cli_errors import ErrorHandlingGroup, error_message, fail
+from pbrl.io import check_writable_file
+
 label_app = typer.Typer(
     name="label",
     help="A labelling page for people: `queue` pairs from a dataset, `serve` the page, `export` the labels.",
     no_args_is_help=True,
+    cls=ErrorHandlingGroup,
 )
 console = Console()
 
 
 def _fail(e: Exception) -> None:
-    console.print(f"[red]error:[/red] {e}")
-    raise typer.Exit(2)
+    raise fail(error_message(e))
 
 
 @label_app.command("queue")
@@ -32,18 +35,28 @@ def queue_cmd(
     candidates: int = typer.Option(None, min=1, help="candidate pairs to select from (default: pairs for uniform, 10x otherwise)"),
     reward_model: Path = typer.Option(None, help="saved RewardEnsemble for uncertainty-based selectors"),
     seed: int = typer.Option(0, help="seed of the sampling and the selector"),
+    instruction: str = typer.Option(None, help='what "better" means, shown above the clips '
+                                    "(default: one per task family, e.g. Reacher: fingertip closer to the target)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out queue file"),
 ) -> None:
     """Make a queue file of candidate segment pairs (with simulator states) from an offline dataset."""
     from pbrl.label.queue import make_queue, queue_from_pairs
 
     try:
+        check_writable_file(out, "queue file --out", overwrite=overwrite)
+        if instruction is not None and not instruction.strip():
+            raise ValueError("--instruction is empty; give the question people should answer, or drop it")
         path = Path(dataset)
         fmt = None
         if path.suffix in (".h5", ".hdf5") and path.exists():
             import h5py
 
-            with h5py.File(path, "r") as f:
-                fmt = str(f.attrs.get("format", ""))
+            try:
+                with h5py.File(path, "r") as f:
+                    fmt = str(f.attrs.get("format", ""))
+            except OSError as e:
+                raise ValueError(f"'{path}' is not a readable HDF5 file ({e}); it may be truncated or not HDF5: "
+                                 "collect or download it again") from None
         if fmt == "pbrl.preferences":
             from pbrl.preferences import PreferenceDataset
 
@@ -52,7 +65,9 @@ def queue_cmd(
             if not task_id:
                 raise ValueError(f"{path} does not record its task_id; pass --task")
             n = min(pairs, len(pd))
-            q = queue_from_pairs(pd.a[:n], pd.b[:n], task_id, {"source": str(path), "dataset_id": pd.metadata.get("dataset_id", "")})
+            q = queue_from_pairs(pd.a[:n], pd.b[:n], task_id,
+                                 {"source": str(path), "dataset_id": pd.metadata.get("dataset_id", "")},
+                                 instruction=instruction)
         else:
             try:
                 from pbrl.envs.datasets import load_dataset
@@ -65,11 +80,12 @@ def queue_cmd(
                 rm = RewardEnsemble.load(reward_model)
             ds = load_dataset(dataset)
             q = make_queue(ds, pairs, segment_length, task_id=task, selector=selector, n_candidates=candidates,
-                           reward_model=rm, seed=seed, metadata={"source": str(dataset)})
+                           reward_model=rm, seed=seed, metadata={"source": str(dataset)}, instruction=instruction)
         q.save(out)
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, OSError, TypeError) as e:
         _fail(e)
-    console.print(f"wrote {out}: {len(q)} pairs of {q.task_id}, H={q.segment_length}")
+    console.print(f"wrote {out}: {len(q)} pairs of {q.task_id}, H={q.segment_length}", highlight=False)
+    console.print(f"instruction: {q.instruction}", highlight=False)
     console.print(f"next: pbrl label serve {out}")
 
 
@@ -94,7 +110,7 @@ def serve_cmd(
     try:
         serve(queue, db=db, host=host, port=port, cache_dir=cache_dir, annotators_per_pair=annotators, token=token,
               task_id=task, width=width, height=height, render=render, shadows=shadows, echo=console.print)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         _fail(e)
 
 
@@ -104,12 +120,14 @@ def export_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="PreferenceDataset file to write (.h5)"),
     db: Path = typer.Option(None, help="SQLite answers file (default: <queue>.labels.sqlite)"),
     mode: str = typer.Option("majority", help="majority (one label per pair) or per-annotator (one row per answer)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
 ) -> None:
     """Write the answers as a PreferenceDataset (label 1.0 = right clip preferred), ready for every agent."""
     from pbrl.label.export import export_preferences
 
     try:
+        check_writable_file(out, "--out file", overwrite=overwrite)
         ds = export_preferences(db or queue.with_suffix(".labels.sqlite"), queue, out, mode=mode)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         _fail(e)
     console.print(f"wrote {out}: {ds!r}")

@@ -3,7 +3,7 @@
 A queue file is an HDF5 file laid out like a :class:`~pbrl.preferences.PreferenceDataset` without labels:
 
 * attrs ``format = "pbrl.label_queue"``, ``version = 1``, ``metadata`` (JSON: ``task_id``, ``dataset_id``,
-  ``selector``, ``seed``, ``segment_length``, ...);
+  ``selector``, ``seed``, ``segment_length``, ``instruction`` (what "better" means, shown on the page), ...);
 * groups ``a/`` and ``b/``, each with the :class:`~pbrl.segments.Segments` fields ``obs [N, H, obs_dim]``,
   ``act [N, H, act_dim]``, ``reward [N, H]`` and the simulator states ``qpos [N, H, nq]``,
   ``qvel [N, H, nv]`` (required: they are what the clips are rendered from), plus ``index`` etc. when known.
@@ -16,18 +16,73 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from pbrl.preferences import atomic_write, read_segments_group, write_segments_group
+from pbrl.io import atomic_write
+from pbrl.preferences import read_segments_group, write_segments_group
 from pbrl.segments import Segments, Trajectory, sample_segment_pairs
 
-__all__ = ["LabelQueue", "QUEUE_FORMAT_VERSION", "make_queue", "queue_from_pairs", "check_renderable"]
+__all__ = ["LabelQueue", "QUEUE_FORMAT_VERSION", "make_queue", "queue_from_pairs", "check_renderable",
+           "default_instruction", "check_states_fit_task"]
 
 QUEUE_FORMAT_VERSION = 1
+
+_LOCOMOTION = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "HumanoidStandup", "Swimmer")
+_INSTRUCTIONS = {
+    "Reacher": "Which arm brings its fingertip (the tip of the second link) closer to the red target "
+               "ball, and keeps it there?",
+    "Pusher": "Which arm pushes the object closer to the goal?",
+    "InvertedPendulum": "Which clip keeps the pole upright and balanced?",
+    "InvertedDoublePendulum": "Which clip keeps the double pole upright and balanced?",
+    "HumanoidStandup": "Which robot gets closer to standing up?",
+}
+
+
+def default_instruction(task_id: str) -> str:
+    """What "better" means on a task, as the labelling page asks it (a sensible default per task family)."""
+    name = task_id.split("/", 1)[-1]
+    base = re.sub(r"-v\d+$", "", name)
+    if task_id.startswith("metaworld/"):
+        return f"Which robot arm does more of the task '{base.replace('-', ' ')}' (closer to finishing it)?"
+    if base in _INSTRUCTIONS:
+        return _INSTRUCTIONS[base]
+    if base in _LOCOMOTION:
+        return "Which robot moves forward (to the right) faster, without falling or flipping over?"
+    return f"Which clip does better at the task {task_id}?"
+
+
+_DIMS: dict[str, tuple[int, int]] = {}
+_DIMS_LOCK = threading.Lock()
+
+
+def _task_dims(task_id: str) -> tuple[int, int]:
+    with _DIMS_LOCK:
+        if task_id not in _DIMS:
+            from pbrl.envs.registry import make_env
+
+            env = make_env(task_id)
+            try:
+                _DIMS[task_id] = (int(env.unwrapped.model.nq), int(env.unwrapped.model.nv))
+            finally:
+                env.close()
+        return _DIMS[task_id]
+
+
+def check_states_fit_task(task_id: str, nq: int, nv: int, what: str = "the segments") -> None:
+    """One clear error unless simulator states of sizes ``nq`` / ``nv`` are those of ``task_id``'s model
+    (otherwise every clip would fail to render later)."""
+    want = _task_dims(task_id)
+    if (int(nq), int(nv)) != want:
+        raise ValueError(
+            f"{what} hold simulator states of size qpos {nq} / qvel {nv}, but {task_id} has qpos {want[0]} / "
+            f"qvel {want[1]}: they come from another task; pass the dataset's own --task"
+        )
 
 
 def check_renderable(a: Segments, b: Segments, what: str = "segments") -> None:
@@ -70,7 +125,15 @@ class LabelQueue:
             raise ValueError("segments a and b of a queue must have the same length and dims")
         check_renderable(self.a, self.b, "queue segments")
         check_task(self.task_id)
+        check_states_fit_task(self.task_id, self.a.qpos.shape[2], self.a.qvel.shape[2], "the queue's segments")
         self.metadata = {**dict(self.metadata or {}), "task_id": self.task_id}
+        if not self.metadata.get("instruction"):
+            self.metadata["instruction"] = default_instruction(self.task_id)
+
+    @property
+    def instruction(self) -> str:
+        """What "better" means for this queue's pairs (``metadata["instruction"]``)."""
+        return str(self.metadata["instruction"])
 
     def __len__(self) -> int:
         return len(self.a)
@@ -100,7 +163,8 @@ class LabelQueue:
         try:
             f = h5py.File(path, "r")
         except OSError as e:
-            raise ValueError(f"{path} is not a readable HDF5 queue file ({e})") from None
+            raise ValueError(f"{path} is not a readable HDF5 queue file ({e}); make it again with "
+                             "`pbrl label queue`") from None
         with f:
             fmt = str(f.attrs.get("format", ""))
             if fmt != "pbrl.label_queue":
@@ -148,6 +212,7 @@ def make_queue(
     reward_model=None,
     seed: int | np.random.Generator | None = 0,
     metadata: dict | None = None,
+    instruction: str | None = None,
 ) -> LabelQueue:
     """Candidate pairs for a person to label, drawn from an offline dataset or a list of trajectories.
 
@@ -167,6 +232,7 @@ def make_queue(
         reward_model: a reward model for uncertainty-based selectors.
         seed: seed or Generator; same seed, same queue.
         metadata: extra provenance stored in the file.
+        instruction: what "better" means, shown above the clips (default: :func:`default_instruction`).
     """
     if not isinstance(n_pairs, (int, np.integer)) or n_pairs < 1:
         raise ValueError(f"n_pairs must be a positive integer, got {n_pairs!r}")
@@ -191,6 +257,7 @@ def make_queue(
             "the dataset's episodes have no simulator states (qpos/qvel), so no clip can be rendered; "
             "use data collected by pbrl or a D4RL file with infos/qpos and infos/qvel"
         )
+    check_states_fit_task(task_id, episodes[0].qpos.shape[-1], episodes[0].qvel.shape[-1], "the dataset's episodes")
     rng = np.random.default_rng(seed)
     a, b = sample_segment_pairs(episodes, int(n_candidates), int(segment_length), rng)
     idx = _select(selector, a, b, int(n_pairs), reward_model, rng)
@@ -202,6 +269,8 @@ def make_queue(
         "seed": seed if isinstance(seed, (int, type(None))) else "generator",
         **(metadata or {}),
     }
+    if instruction:
+        meta["instruction"] = str(instruction)
     return LabelQueue(a[idx], b[idx], task_id, meta)
 
 
@@ -219,7 +288,11 @@ def _select(selector: str, a: Segments, b: Segments, n: int, reward_model, rng: 
     return idx
 
 
-def queue_from_pairs(a: Segments, b: Segments, task_id: str, metadata: dict | None = None) -> LabelQueue:
+def queue_from_pairs(a: Segments, b: Segments, task_id: str, metadata: dict | None = None,
+                     instruction: str | None = None) -> LabelQueue:
     """Wrap existing pairs (e.g. a PreferenceDataset's ``a`` and ``b``) as a queue."""
-    return LabelQueue(a, b, task_id, dict(metadata or {}))
+    meta = dict(metadata or {})
+    if instruction:
+        meta["instruction"] = str(instruction)
+    return LabelQueue(a, b, task_id, meta)
 

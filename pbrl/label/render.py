@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pbrl.io import default_file_mode
+
 __all__ = ["ClipRenderer", "RenderWorker", "write_mp4", "clip_name", "states_hash", "task_fps", "default_shadows", "CLIP_NAME_RE"]
 
 log = logging.getLogger("pbrl.label")
@@ -47,9 +49,41 @@ def states_hash(task_id: str, qpos: np.ndarray, qvel: np.ndarray) -> str:
     return h.hexdigest()
 
 
+RENDER_STYLE = 2
+"""Version of the scene setup (:func:`emphasize_task_objects`); part of every clip's cache name, so clips
+rendered with an older setup are rendered again."""
+
+
 def clip_name(seg_hash: str, width: int, height: int, fps: float, shadows: bool = True) -> str:
     """The cache file name of a segment (given by :func:`states_hash`) rendered with these settings."""
-    return hashlib.sha1(f"{seg_hash}|{width}x{height}|{fps:g}|{int(shadows)}".encode()).hexdigest() + ".mp4"
+    key = f"{seg_hash}|{width}x{height}|{fps:g}|{int(shadows)}|style{RENDER_STYLE}"
+    return hashlib.sha1(key.encode()).hexdigest() + ".mp4"
+
+
+def emphasize_task_objects(task_id: str, env) -> None:
+    """Make what a person must judge visible in a clip, without touching the physics (only the sizes and
+    colours of contact-free marker geoms, and the camera).
+
+    Reacher: its target is a 9 mm sphere, a few dark pixels from the default camera; it becomes a bright
+    red ball of 22 mm, the fingertip a green one, and the camera looks straight down on the arena.
+    """
+    import mujoco
+
+    if not task_id.startswith("mujoco/Reacher"):
+        return
+    m = env.unwrapped.model
+
+    def geom(name: str) -> int:
+        return mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name)
+
+    for name, size, rgba in (("target", 0.022, (1.0, 0.1, 0.1, 1.0)), ("fingertip", 0.016, (0.1, 0.9, 0.2, 1.0))):
+        g = geom(name)
+        if g >= 0 and m.geom_contype[g] == 0 and m.geom_conaffinity[g] == 0:  # markers only, no contacts
+            m.geom_size[g][0] = size
+            m.geom_rgba[g] = rgba
+    cam = env.unwrapped.mujoco_renderer._get_viewer("rgb_array").cam
+    cam.distance, cam.elevation, cam.azimuth = 0.95, -90.0, 90.0
+    cam.lookat[:] = (0.0, 0.0, 0.0)
 
 
 def default_shadows() -> bool:
@@ -95,6 +129,7 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float) -> Path:
         for f in frames:
             writer.send(np.ascontiguousarray(f))
         writer.close()
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -161,6 +196,7 @@ class ClipRenderer:
         else:
             env = make_env(self.task_id, seed=0, render_mode="rgb_array", width=self.width, height=self.height)
         env.reset(seed=0)
+        emphasize_task_objects(self.task_id, env)
         if not self.shadows:
             viewer = env.unwrapped.mujoco_renderer._get_viewer("rgb_array")
             for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):

@@ -178,6 +178,7 @@ def create_app(
     loopback_only: bool = True,
     default_task: str | None = None,
     title: str = "pbrl labelling",
+    instruction: str | None = None,
 ):
     """The FastAPI app serving ``store``.
 
@@ -189,6 +190,8 @@ def create_app(
         token: when set, required on every request (header, cookie or ``?token=``).
         loopback_only: accept only ``Host: 127.0.0.1`` / ``localhost`` (set when bound to loopback).
         default_task: task id for queries posted without one.
+        instruction: what "better" means, shown above the clips (default: the queue's stored instruction,
+            else :func:`pbrl.label.queue.default_instruction` of each pair's task).
 
     Returns:
         An ASGI app (the FastAPI app behind the token / Host / body-size guard, which is at ``.app``).
@@ -200,6 +203,19 @@ def create_app(
 
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
+    from pbrl.label.queue import default_instruction
+
+    try:
+        stored = json.loads(store.meta().get("queue_metadata", "{}")).get("instruction")
+    except (ValueError, AttributeError):
+        stored = None
+    fixed_instruction = instruction or stored
+
+    def instruction_for(task_id: str | None) -> str:
+        if fixed_instruction:
+            return str(fixed_instruction)
+        return default_instruction(task_id) if task_id else "Which clip is better?"
+
     shadows = default_shadows() if shadows is None else bool(shadows)
     Annotator = Annotated[str, StringConstraints(pattern=ANNOTATOR_PATTERN)]
     PairId = Annotated[StrictInt, Field(ge=0, le=2**62)]
@@ -258,6 +274,7 @@ def create_app(
             "done": False,
             "pair_id": pid,
             "task_id": p["task_id"],
+            "instruction": instruction_for(p["task_id"]),
             "source": p["source"],
             "clip_a": f"/clips/{a}",
             "clip_b": f"/clips/{b}",
@@ -309,6 +326,7 @@ def create_app(
             **store.progress(annotator),
             "annotators_per_pair": store.k,
             "task_id": store.meta().get("task_id", default_task),
+            "instruction": instruction_for(store.meta().get("task_id", default_task)),
             "render_pending": w.pending() if w is not None else None,
             "render_failed": w.failed if w is not None else None,
         }
@@ -444,7 +462,7 @@ def serve(
         echo(f"queue {queue}: {len(q)} pairs of {q.task_id} ({added} new); {prog['complete']} answered so far")
     asgi = create_app(
         store, cache_dir, render=render, width=width, height=height, fps=fps, shadows=shadows, token=token,
-        loopback_only=loopback, default_task=task_id,
+        loopback_only=loopback, default_task=task_id, instruction=q.instruction if q is not None else None,
     )
     shown = host if ":" not in host else f"[{host}]"
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"

@@ -9,6 +9,7 @@
   const progress = document.getElementById("progress");
   const message = document.getElementById("message");
   const doneBox = document.getElementById("done");
+  const instruction = document.getElementById("instruction");
   const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.@ -]{0,63}$/;
   const WORDS = { left: "left is better", right: "right is better", equal: "equally good", skip: "can't tell (skipped)" };
   let annotator = params.get("annotator") || localStorage.getItem("pbrl.annotator") || "";
@@ -70,6 +71,7 @@
   async function show(p) {
     current = p;
     showProgress(p.progress);
+    if (p.instruction) instruction.textContent = p.instruction;
     va.classList.remove("picked");
     vb.classList.remove("picked");
     if (p.done) {
@@ -145,5 +147,6 @@
   nameInput.addEventListener("change", () => { annotator = nameInput.value.trim(); nameInput.blur(); start(); });
   nameInput.addEventListener("keydown", (ev) => { if (ev.key === "Enter") nameInput.blur(); });
 
+  api("/api/status").then((st) => { if (st.instruction && !instruction.textContent) instruction.textContent = st.instruction; }).catch(() => {});
   start();
 })();
