@@ -1,7 +1,7 @@
 """Offline Preference-guided Policy Optimization (OPPO): search for the best *context*, not the best reward.
 
-Kang, Shi, Liu, Fu, Huang, Ke & Zhou, "Beyond Reward: Offline Preference-guided Policy Optimization",
-ICML 2023.
+Kang, Shi, Liu, He & Wang, "Beyond Reward: Offline Preference-guided Policy Optimization", ICML 2023
+(the alternating updates of its Algorithm 1; authors' code: github.com/bkkgbkjb/OPPO).
 
 OPPO models offline trajectories and preferences in one step, without a reward function:
 
@@ -28,12 +28,17 @@ OPPO models offline trajectories and preferences in one step, without a reward f
 Encoder choice (CPU-sized, as the issue allows): an **MLP set encoder** rather than the paper's
 transformer. Each step ``(s_t, a_t, t / H)`` goes through a 2-layer MLP, the step features are averaged
 over the segment (masked, so episodes shorter than the context window work), and a linear head gives
-``z`` (default ``d = 16``). The contextual policy is a deterministic MLP ``tanh(f([s, z]))``.
+``z``. The contextual policy is a deterministic MLP ``tanh(f([s, z]))``.
 HIM segments are windows of ``context_length`` steps sampled uniformly from the whole offline dataset
 (never crossing an episode boundary); the preference loss uses the labelled pairs.
 
-Defaults from the authors' code: margin 1.0, ``alpha`` (``pref_coeff``) 0.1, ``beta`` (``norm_coeff``)
-0.1, gradient-norm clipping 0.25.
+Defaults are the authors' D4RL (scripted-teacher) settings, ``oppo/scripted/gym/args.py`` and
+``experiment.py`` of their code: ``z_dim = 8``, context ``K = 20``, batch 64, AdamW with lr 1e-4 and weight
+decay 1e-4 for encoder and policy, the policy's lr warmed up linearly over 10,000 updates, ``z*`` drawn
+from ``N(0, 2^2 I)`` and fitted by AdamW at lr 1e-3, margin 1.0, ``alpha`` (``pref_coeff``) 0.1, ``beta``
+(``norm_coeff``) 0.1, gradient-norm clipping 0.25. (Their human-label settings differ: ``z_dim`` 16,
+``K`` 100, ``alpha`` 10, ``z*`` lr 1e-2.) ``docs/hyperparameters.md`` lists each value and pbrl's
+differences.
 """
 
 from __future__ import annotations
@@ -121,11 +126,12 @@ class SegmentEncoder(nn.Module):
 
 
 class OptimalContext(nn.Module):
-    """The learnable optimal context ``z* [z_dim]`` (a module so that save/load handle it like a network)."""
+    """The learnable optimal context ``z* [z_dim]`` (a module so that save/load handle it like a network),
+    initialised from ``N(0, init_std^2 I)`` (the authors' code: ``torch.randn(z_dim) * 2``)."""
 
-    def __init__(self, z_dim: int):
+    def __init__(self, z_dim: int, init_std: float = 2.0):
         super().__init__()
-        self.z = nn.Parameter(torch.randn(z_dim) / np.sqrt(z_dim))
+        self.z = nn.Parameter(torch.randn(z_dim) * init_std)
 
     def forward(self) -> torch.Tensor:
         return self.z
@@ -144,36 +150,46 @@ class OPPO(OfflineAgent):
 
     Args:
         obs_dim, act_dim: sizes.
-        z_dim: context size ``d`` (default 16).
-        context_length: steps per HIM window (default: the preference segments' length, capped at 50).
-        encoder_hidden: the encoder's step-MLP layers (default (128, 128)).
+        z_dim: context size ``d`` (default 8, the authors').
+        context_length: steps per HIM window (default 20, the authors' ``K``; ``None``: the preference
+            segments' length, capped at 50).
+        encoder_hidden: the encoder's step-MLP layers (default (128, 128); the authors' encoder is a
+            3-layer transformer of width 128).
         margin: triplet margin ``m`` (default 1.0).
         pref_coeff: weight ``alpha`` of the triplet loss in the encoder's objective (default 0.1).
         norm_coeff: weight ``beta`` of the context-norm regulariser (default 0.1).
-        z_lr: learning rate of ``z*`` (default: ``lr``).
-        seg_batch_size: HIM windows per update (default 32).
-        pair_batch_size: labelled pairs per update (default 32).
+        z_lr: learning rate of ``z*`` (default 1e-3, the authors'; ``None``: ``lr``).
+        z_init_std: ``z*`` starts from ``N(0, z_init_std^2 I)`` (default 2.0, the authors').
+        weight_decay: AdamW weight decay of every optimiser (default 1e-4, the authors'; 0 = Adam).
+        warmup_steps: the policy's learning rate rises linearly from ``lr / warmup_steps`` to ``lr`` over
+            this many updates (default 10,000, the authors'; 0 = none).
+        seg_batch_size: HIM windows per update (default 64, the authors' batch).
+        pair_batch_size: labelled pairs per update (default 64).
         max_grad_norm: gradient-norm clip of encoder and policy (default 0.25, as in the authors' code).
-        **common: ``hidden`` (policy layers, default (256, 256)), ``lr`` (3e-4), ``normalize_obs``,
-            ``action_low``/``action_high``, ``seed``, ``device``: see :class:`OfflineAgent`.
+        **common: ``hidden`` (policy layers, default (256, 256)), ``lr`` (default 1e-4, the authors'),
+            ``normalize_obs``, ``action_low``/``action_high``, ``seed``, ``device``: see :class:`OfflineAgent`.
     """
 
     def __init__(
         self,
         obs_dim: int,
         act_dim: int,
-        z_dim: int = 16,
-        context_length: int | None = None,
+        z_dim: int = 8,
+        context_length: int | None = 20,
         encoder_hidden: tuple[int, ...] = (128, 128),
         margin: float = 1.0,
         pref_coeff: float = 0.1,
         norm_coeff: float = 0.1,
-        z_lr: float | None = None,
-        seg_batch_size: int = 32,
-        pair_batch_size: int = 32,
+        z_lr: float | None = 1e-3,
+        z_init_std: float = 2.0,
+        weight_decay: float = 1e-4,
+        warmup_steps: int = 10_000,
+        seg_batch_size: int = 64,
+        pair_batch_size: int = 64,
         max_grad_norm: float = 0.25,
         **common: Any,
     ):
+        common.setdefault("lr", 1e-4)
         for name, v in (("z_dim", z_dim), ("seg_batch_size", seg_batch_size), ("pair_batch_size", pair_batch_size)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -181,9 +197,12 @@ class OPPO(OfflineAgent):
             isinstance(context_length, bool) or not isinstance(context_length, (int, np.integer)) or context_length < 1
         ):
             raise ValueError(f"context_length must be a positive integer or None, got {context_length!r}")
-        for name, v in (("margin", margin), ("pref_coeff", pref_coeff), ("norm_coeff", norm_coeff)):
+        for name, v in (("margin", margin), ("pref_coeff", pref_coeff), ("norm_coeff", norm_coeff),
+                        ("z_init_std", z_init_std), ("weight_decay", weight_decay)):
             if not (isinstance(v, (int, float)) and v >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {v!r}")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be a non-negative integer, got {warmup_steps!r}")
         if z_lr is not None and not (isinstance(z_lr, (int, float)) and z_lr > 0):
             raise ValueError(f"z_lr must be a positive number or None, got {z_lr!r}")
         if not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):
@@ -195,6 +214,7 @@ class OPPO(OfflineAgent):
         self.encoder_hidden = tuple(int(h) for h in encoder_hidden)
         self.margin, self.pref_coeff, self.norm_coeff = float(margin), float(pref_coeff), float(norm_coeff)
         self.z_lr = None if z_lr is None else float(z_lr)
+        self.z_init_std, self.weight_decay, self.warmup_steps = float(z_init_std), float(weight_decay), int(warmup_steps)
         self.seg_batch_size, self.pair_batch_size = int(seg_batch_size), int(pair_batch_size)
         self.max_grad_norm = float(max_grad_norm)
         self._register_config(
@@ -205,6 +225,9 @@ class OPPO(OfflineAgent):
             pref_coeff=self.pref_coeff,
             norm_coeff=self.norm_coeff,
             z_lr=self.z_lr,
+            z_init_std=self.z_init_std,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
             seg_batch_size=self.seg_batch_size,
             pair_batch_size=self.pair_batch_size,
             max_grad_norm=self.max_grad_norm,
@@ -214,12 +237,21 @@ class OPPO(OfflineAgent):
     def _build(self) -> None:
         encoder = SegmentEncoder(self.obs_dim, self.act_dim, self.z_dim, self.encoder_hidden)
         policy = DeterministicPolicy(self.obs_dim + self.z_dim, self.act_dim, self.hidden)
-        z_star = OptimalContext(self.z_dim)
+        z_star = OptimalContext(self.z_dim, self.z_init_std)
         self.nets = {"encoder": encoder, "policy": policy, "z_star": z_star}
-        self.optims = {
-            "model": torch.optim.Adam([*encoder.parameters(), *policy.parameters()], lr=self.lr),
-            "z_star": torch.optim.Adam(z_star.parameters(), lr=self.z_lr or self.lr),
+        wd = self.weight_decay
+        self.optims = {  # AdamW as in the authors' code; group 1 (the policy) has the warmed-up lr
+            "model": torch.optim.AdamW([{"params": list(encoder.parameters())}, {"params": list(policy.parameters())}],
+                                       lr=self.lr, weight_decay=wd),
+            "z_star": torch.optim.AdamW(z_star.parameters(), lr=self.z_lr or self.lr, weight_decay=wd),
         }
+
+    def policy_lr(self, update: int) -> float:
+        """The policy's learning rate at update ``update`` (0-based): ``lr * min(1, (update + 1) / warmup_steps)``,
+        the authors' linear warmup (their scheduler steps the decoder's optimiser only)."""
+        if self.warmup_steps <= 0:
+            return self.lr
+        return self.lr * min(1.0, (update + 1) / self.warmup_steps)
 
     def _check_inputs(self, dataset: Any, preferences: PreferenceDataset | None) -> None:
         super()._check_inputs(dataset, preferences)
@@ -280,6 +312,7 @@ class OPPO(OfflineAgent):
         l_norm = context_norm_loss(torch.cat([z_seg, z_pos, z_neg], 0))
         total = l_him + self.pref_coeff * l_pm + self.norm_coeff * l_norm
         opt = self.optims["model"]
+        opt.param_groups[1]["lr"] = self.policy_lr(self.num_updates)
         opt.zero_grad(set_to_none=True)
         total.backward()
         nn.utils.clip_grad_norm_([*enc.parameters(), *self.nets["policy"].parameters()], self.max_grad_norm)

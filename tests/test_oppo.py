@@ -11,7 +11,8 @@ from pbrl.envs.datasets import OfflineDataset
 from pbrl.preferences import PreferenceDataset
 from pbrl.segments import Segments
 
-SMALL = dict(hidden=(32, 32), encoder_hidden=(32, 32), z_dim=4, seg_batch_size=16, pair_batch_size=16)
+# test-sized: small nets and batches, and no lr warmup (the authors' 10,000-update warmup outlasts these tests)
+SMALL = dict(hidden=(32, 32), encoder_hidden=(32, 32), z_dim=4, seg_batch_size=16, pair_batch_size=16, warmup_steps=0)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -138,6 +139,29 @@ def test_fit_predict_evaluate_policy_and_save_load(tmp_path):
     agent.fit(ds, prefs, steps=5, progress=False)
     loaded.fit(ds, prefs, steps=5, progress=False)
     np.testing.assert_array_equal(loaded.predict(obs)[0], agent.predict(obs)[0])
+
+
+def test_defaults_are_the_authors_d4rl_settings():
+    """Kang et al.'s code (oppo/scripted/gym/args.py, experiment.py): z_dim 8, K 20, batch 64, lr 1e-4,
+    z* lr 1e-3, z* ~ N(0, 2^2), AdamW with weight decay 1e-4, 10k-update linear warmup of the policy."""
+    a = OPPO(3, 1)
+    assert (a.z_dim, a.context_length, a.seg_batch_size, a.pair_batch_size) == (8, 20, 64, 64)
+    assert a.lr == 1e-4 and a.z_lr == 1e-3 and a.weight_decay == 1e-4 and a.warmup_steps == 10_000
+    assert (a.margin, a.pref_coeff, a.norm_coeff, a.max_grad_norm) == (1.0, 0.1, 0.1, 0.25)
+    assert all(isinstance(o, torch.optim.AdamW) for o in a.optims.values())
+    assert a.optims["z_star"].param_groups[0]["lr"] == 1e-3
+    norms = [np.linalg.norm(OPPO(3, 1, seed=s).optimal_context) for s in range(40)]
+    assert 4.5 < np.mean(norms) < 6.5  # E||z*|| = 2 * E||N(0, I_8)|| ~ 5.5
+    assert a.policy_lr(0) == pytest.approx(1e-8) and a.policy_lr(4_999) == pytest.approx(5e-5)
+    assert a.policy_lr(10_000) == a.policy_lr(50_000) == 1e-4
+
+
+def test_warmup_applies_to_the_policy_only():
+    ds, prefs, *_ = toy_problem(n_pairs=8)
+    agent = OPPO.from_dataset(ds, seed=0, **{**SMALL, "warmup_steps": 100})
+    agent.fit(ds, prefs, steps=3, progress=False)
+    enc_group, pol_group = agent.optims["model"].param_groups
+    assert enc_group["lr"] == 1e-4 and pol_group["lr"] == pytest.approx(1e-4 * 3 / 100)
 
 
 def test_bad_input_fails_before_work():
