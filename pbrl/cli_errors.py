@@ -35,7 +35,9 @@ def error_message(e: BaseException) -> str:
     """One line naming the problem (and, where pbrl knows it, the fix)."""
     if isinstance(e, ModuleNotFoundError):
         return f"this needs the Python package '{e.name}', which is not installed; install it (pip install {e.name})"
-    if isinstance(e, OSError) and not isinstance(e, ValueError):
+    if isinstance(e, OSError) and e.strerror is None and e.args:  # raised with pbrl's own message
+        return " ".join(str(e.args[0]).split())
+    if isinstance(e, OSError):
         where = f" '{e.filename}'" if getattr(e, "filename", None) else ""
         what = e.strerror or str(e)
         if isinstance(e, FileNotFoundError):
