@@ -10,10 +10,14 @@ deterministic tanh policy, ``log pi(a|s) = -||mu(s) - a||^2`` and the loss is th
 over action dimensions; ``policy="gaussian"`` fits a Gaussian with a tanh-squashed mean and a learned,
 state-independent log std instead.
 
+Defaults are the CPL authors' SFT baseline (``configs/mw_state_*/sft.yaml`` of their code): 2 x 512 units,
+dropout 0.25, orthogonal init, Adam at lr 1e-4. Their SFT clones only the preferred segments; pbrl's BC
+clones every transition of the dataset and needs no labels (it is the label-free reference).
+
 BC is the reference every preference agent should be read against: on datasets whose average behaviour
 already solves the task it is strong, and a preference agent is only worth its labels where it beats it.
-It is also exactly what :class:`pbrl.agents.cpl.CPL` does during its ``bc_steps`` pre-training, so
-``BC(policy="deterministic", dropout=0.25, lr=1e-4)`` run for the same number of updates shows how much of
+With these defaults it is also what :class:`pbrl.agents.cpl.CPL` does during its BC phase (on all the
+data instead of the labelled segments), so ``BC()`` run for the same number of updates shows how much of
 CPL's score its contrastive phase adds (or removes). ``scripts/bench_offline.py`` runs it as ``bc``.
 """
 
@@ -38,8 +42,9 @@ class BC(OfflineAgent):
     Args:
         obs_dim, act_dim: sizes.
         policy: ``"deterministic"`` (default; tanh MLP, ``log pi = -||mu(s) - a||^2``) or ``"gaussian"``.
-        dropout: dropout after the policy's hidden layers (default 0.0; CPL's policy uses 0.25).
-        **common: ``hidden`` (256, 256), ``lr`` (3e-4), ``batch_size`` (256), ``normalize_obs``,
+        dropout: dropout after the policy's hidden layers (default 0.25, the CPL authors' SFT).
+        ortho_init: orthogonal initialisation of the policy (default True, as theirs).
+        **common: ``hidden`` (default (512, 512)), ``lr`` (default 1e-4), ``batch_size`` (256), ``normalize_obs``,
             ``action_low``/``action_high``, ``seed``, ``device``: see
             :class:`pbrl.agents.offline_base.OfflineAgent`.
 
@@ -48,17 +53,21 @@ class BC(OfflineAgent):
 
     requires_preferences = False
 
-    def __init__(self, obs_dim: int, act_dim: int, policy: str = "deterministic", dropout: float = 0.0, **common: Any):
+    def __init__(self, obs_dim: int, act_dim: int, policy: str = "deterministic", dropout: float = 0.25,
+                 ortho_init: bool = True, **common: Any):
+        common.setdefault("hidden", (512, 512))
+        common.setdefault("lr", 1e-4)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.policy_kind, self.dropout = policy, float(dropout)
-        self._register_config(policy=policy, dropout=self.dropout)
+        self.policy_kind, self.dropout, self.ortho_init = policy, float(dropout), bool(ortho_init)
+        self._register_config(policy=policy, dropout=self.dropout, ortho_init=self.ortho_init)
         super().__init__(obs_dim, act_dim, **common)
 
     def _build(self) -> None:
-        policy = make_policy(self.policy_kind, self.obs_dim, self.act_dim, self.hidden, self.dropout)
+        policy = make_policy(self.policy_kind, self.obs_dim, self.act_dim, self.hidden, self.dropout,
+                             ortho_init=self.ortho_init)
         self.nets = {"policy": policy}
         self.optims = {"policy": torch.optim.Adam(policy.parameters(), lr=self.lr)}
 

@@ -23,47 +23,23 @@ With ``lambda < 1`` the loss keeps pushing ``S(sigma+)`` up (towards the data) e
 ordered, which acts like a behaviour-cloning term on the preferred segment. Labels follow pbrl's
 convention (1.0 = segment b preferred); a 0.5 label averages the two orderings.
 
-Defaults follow the paper's experiments: ``alpha = 0.1``, ``lambda = 0.5`` and undiscounted segment sums
-(``gamma = 1``: the reference implementation sums ``alpha log pi`` over the segment without discounting;
-set ``discount < 1`` for the paper's ``gamma^t`` weighting). The default policy is a Gaussian with a
-tanh-squashed mean and state-independent log std, with dropout 0.25 in the hidden layers, as in the paper's
-state-based experiments. ``policy="deterministic"`` uses a tanh MLP instead, with
-``log pi(a|s) = -||mu(s) - a||^2`` (a unit-variance Gaussian up to a constant and a factor 2), which is
-what the authors' code does for its deterministic actors.
-
-The authors' state-based Meta-World recipe is: deterministic actor, behaviour cloning on all the data for
-the first 40 % of the updates (``bc_steps``, ``bc_data="dataset"``), a fresh Adam when the CPL phase
-starts, lr 1e-4. ``scripts/bench_offline.py`` runs CPL with it (``policy="deterministic", bc_steps=0.4 *
-steps, bc_data="dataset", lr=1e-4``).
+Defaults are the authors' state-based recipe (their code, ``configs/mw_state_dense/cpl.yaml`` and
+``mw_state_sparse/cpl.yaml``; ``docs/hyperparameters.md`` gives each value's source): ``alpha = 0.1``,
+``lambda = 0.5``, undiscounted segment sums (``discount = 1``: their code sums ``alpha log pi`` over the
+segment; set ``discount < 1`` for the paper's ``gamma^t`` weighting), a deterministic tanh policy of
+2 x 512 units with dropout 0.25 and orthogonal init, whose surrogate log-likelihood is
+``log pi(a|s) = -||mu(s) - a||^2`` (a unit-variance Gaussian up to a constant and a factor 2), behaviour
+cloning on the labelled segments for the first 40 % of the updates, then a fresh Adam at lr 1e-4 whose
+rate warms up linearly from 0 over 10,000 updates, 96 pairs per update. ``policy="gaussian"`` uses a
+Gaussian with a tanh-squashed mean and a learned log std instead.
 
 Variants in this file:
 
-* :class:`CPL`: the conservative CPL loss, with optional behaviour-cloning pre-training for ``bc_steps``
-  updates (after which the optimiser is reset, as in the reference) and an optional BC term ``bc_coeff``.
+* :class:`CPL`: the conservative CPL loss, after behaviour-cloning pre-training (after which the optimiser
+  is reset, as in the authors' code), with an optional BC term ``bc_coeff``.
 * :class:`CPLBC`: "CPL-BC", the CPL loss plus a behaviour-cloning regulariser (the authors' other way,
-  besides ``lambda < 1``, of keeping the policy on the data), ``L = L_CPL_lambda + beta_BC * E[-log pi(a|s)]``
-  with ``beta_BC = bc_coeff = 1.0`` and, by default, BC on minibatches of the whole offline dataset
-  (``bc_data="dataset"``; ``"preferred"`` / ``"segments"`` restrict it to the labelled segments, as the
-  reference's ``bc_data`` does). ``scripts/bench_offline.py`` runs it with the CPL recipe above and
-  ``bc_coeff=10``.
-
-A limitation worth knowing (measured here, 500 oracle pairs of 50 steps, 1,500 updates): CPL's
-preference model is *regret*-based (segments compared by their optimal advantages, i.e. by their actions),
-while B-Pref's scripted teachers label by partial *return*. When the preferred and dispreferred segments
-of a pair come from the same noisy behaviour and differ mainly in their states (D4RL-style medium-replay
-locomotion), the CPL loss can only order them by moving the policy away from the dispreferred actions.
-With few sparse pairs most states lie in one segment only, and for a state seen only in a dispreferred
-segment the deterministic loss term ``-lambda alpha ||mu(s) - a||^2`` has no minimum: it pushes the action
-to the tanh bounds until the pair's loss saturates. That extrapolation leaves the data. With one seed, CPL
-after the BC phase collapsed on Hopper medium-replay to -3.5 (normalised) with either policy, lr 1e-4 or
-3e-4, lambda 0.5 or 1.0 and alpha 0.1 or 1.0. On door-open it went from 80 % success after the BC phase
-to 0 % with alpha 0.1 or 0.02, lr 1e-4 or lambda 1.0 with a BC term of weight 1, and to 40 % with lambda
-0.1. The dataset-wide BC term of :class:`CPLBC` holds the policy on the data when its weight is large:
-weights 1, 3 and 10 gave 0, 60 and 100 % on door-open (one seed). ``scripts/bench_offline.py`` at its
-defaults (3 seeds) measured the CPL recipe at 93 % success on button-press, 0 % on door-open, 13 % on
-drawer-open and -3.4 on Hopper medium-replay (IQL on the true reward: 100, 100, 100 %, 32.0), and CPL-BC
-(weight 10) at 100, 100, 100 % and 41.2, about what BC alone scores (100, 93, 100 %, 43.4): at this
-budget and with these labels the contrastive term adds nothing measurable over BC.
+  besides ``lambda < 1``, of keeping the policy on the data), ``L = L_CPL_lambda + beta_BC * E[-log pi(a|s)]``,
+  with the authors' ``lambda = 1``, ``beta_BC = bc_coeff = 1`` and BC on the labelled segments.
 """
 
 from __future__ import annotations
@@ -74,7 +50,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pbrl.agents.offline_base import DeterministicPolicy, GaussianPolicy, OfflineAgent
+from pbrl.agents.networks import DeterministicPolicy, GaussianPolicy
+from pbrl.agents.offline_base import OfflineAgent
 from pbrl.preferences import PreferenceDataset
 
 __all__ = ["CPL", "CPLBC", "cpl_segment_scores", "cpl_loss", "bc_nll", "make_policy", "BC_DATA", "POLICIES"]
@@ -145,19 +122,27 @@ def bc_nll(log_probs: torch.Tensor, weights: torch.Tensor | None = None) -> torc
 
 
 def make_policy(
-    kind: str, obs_dim: int, act_dim: int, hidden: tuple[int, ...], dropout: float, state_dependent_std: bool = False
+    kind: str, obs_dim: int, act_dim: int, hidden: tuple[int, ...], dropout: float, state_dependent_std: bool = False,
+    ortho_init: bool = False,
 ) -> torch.nn.Module:
     """The policy network of :data:`POLICIES` ``kind``: a :class:`DeterministicPolicy` or a :class:`GaussianPolicy`."""
     if kind == "deterministic":
-        return DeterministicPolicy(obs_dim, act_dim, hidden, dropout=dropout)
-    return GaussianPolicy(obs_dim, act_dim, hidden, state_dependent_std=state_dependent_std, dropout=dropout)
+        return DeterministicPolicy(obs_dim, act_dim, hidden, dropout=dropout, ortho_init=ortho_init)
+    return GaussianPolicy(obs_dim, act_dim, hidden, state_dependent_std=state_dependent_std, dropout=dropout,
+                          ortho_init=ortho_init)
 
 
 # ---------------------------------------------------------------------------------------------- agent
 
 
 class CPL(OfflineAgent):
-    """CPL (Hejna et al., ICLR 2024): a Gaussian policy trained only by the conservative contrastive loss.
+    """CPL (Hejna et al., ICLR 2024): a policy trained only by the conservative contrastive loss.
+
+    ``CPL(obs_dim, act_dim)`` is the authors' state-based recipe (``configs/mw_state_*/cpl.yaml`` of their
+    code): a deterministic tanh policy of 2 x 512 units with dropout 0.25 and orthogonal init, behaviour
+    cloning on the labelled segments for the first 40 % of the updates, then the conservative CPL loss
+    (``alpha = 0.1``, ``lambda = 0.5``) with a fresh Adam at lr 1e-4 whose rate warms up linearly over
+    10,000 updates, 96 pairs per update. ``docs/hyperparameters.md`` lists every value and its source.
 
     Each update takes ``pair_batch_size`` labelled pairs, computes ``log pi(a_t|s_t)`` on every step of both
     segments ``[B, H]``, scores them with :func:`cpl_segment_scores` and minimises :func:`cpl_loss`
@@ -167,19 +152,27 @@ class CPL(OfflineAgent):
         obs_dim, act_dim: sizes.
         alpha: temperature of ``A* = alpha log pi`` (default 0.1, the paper's).
         bias: conservative bias ``lambda`` on the dispreferred score (default 0.5, the paper's; 1.0 = plain CPL).
-        discount: ``gamma`` of the segment sums (default 1.0, undiscounted as in the reference experiments).
-        bc_steps: behaviour-cloning pre-training updates before the CPL loss starts (default 0).
+        discount: ``gamma`` of the segment sums (default 1.0, undiscounted as in the authors' code).
+        bc_steps: behaviour-cloning updates before the CPL loss starts; ``None`` (default) means
+            ``bc_fraction`` of the first ``fit`` call's ``steps``.
+        bc_fraction: share of the updates spent on BC when ``bc_steps`` is None (default 0.4: the authors'
+            200k of 500k).
         bc_coeff: weight of the BC term added to the CPL loss (default 0.0; :class:`CPLBC` uses 1.0).
-        bc_data: state-action pairs for BC: ``"preferred"`` (each segment weighted by its preference),
-            ``"segments"`` (every labelled segment, default) or ``"dataset"`` (``batch_size`` transitions of
-            the whole offline dataset).
-        pair_batch_size: labelled pairs per update (default 32, sized for CPU: 32 pairs of 50-step segments
-            are 3,200 state-actions per update, about 50 ms on one CPU thread with 256 x 256 layers).
+        bc_data: state-action pairs for BC: ``"segments"`` (both segments of every labelled pair, default;
+            the authors' ``bc_data: all``), ``"preferred"`` (each segment weighted by its preference; the
+            authors' ``pos``) or ``"dataset"`` (``batch_size`` transitions of the whole offline dataset,
+            pbrl's option for datasets larger than their labelled segments).
+        pair_batch_size: labelled pairs per update (default 96, the authors').
         dropout: dropout after the policy's hidden layers (default 0.25).
-        state_dependent_std: whether the policy's log std depends on the state (default False).
-        **common: ``hidden`` (256, 256), ``lr`` (3e-4), ``batch_size`` (256, used for ``bc_data="dataset"``),
-            ``normalize_obs``, ``action_low``/``action_high``, ``seed``, ``device``: see
-            :class:`pbrl.agents.offline_base.OfflineAgent`.
+        policy: ``"deterministic"`` (default, the authors' ``ContinuousMLPActor`` with ``log pi = -||mu - a||^2``)
+            or ``"gaussian"`` (tanh-squashed mean, learned log std).
+        ortho_init: orthogonal initialisation of the policy (default True, the authors').
+        lr_warmup: the CPL phase's learning rate rises linearly from 0 to ``lr`` over this many updates after
+            the BC phase (default 10,000, the authors' ``linear_warmup``; 0 = none).
+        state_dependent_std: Gaussian policy only: whether the log std depends on the state (default False).
+        **common: ``hidden`` (default (512, 512)), ``lr`` (default 1e-4), ``batch_size`` (256, used for
+            ``bc_data="dataset"``), ``normalize_obs``, ``action_low``/``action_high``, ``seed``, ``device``:
+            see :class:`pbrl.agents.offline_base.OfflineAgent`.
     """
 
     def __init__(
@@ -189,23 +182,30 @@ class CPL(OfflineAgent):
         alpha: float = 0.1,
         bias: float = 0.5,
         discount: float = 1.0,
-        bc_steps: int = 0,
+        bc_steps: int | None = None,
+        bc_fraction: float = 0.4,
         bc_coeff: float = 0.0,
         bc_data: str = "segments",
-        pair_batch_size: int = 32,
+        pair_batch_size: int = 96,
         dropout: float = 0.25,
+        policy: str = "deterministic",
+        ortho_init: bool = True,
+        lr_warmup: int = 10_000,
         state_dependent_std: bool = False,
-        policy: str = "gaussian",
         **common: Any,
     ):
+        common.setdefault("hidden", (512, 512))
+        common.setdefault("lr", 1e-4)
         if not (isinstance(alpha, (int, float)) and alpha > 0):
             raise ValueError(f"alpha must be a positive number, got {alpha!r}")
         if not (isinstance(bias, (int, float)) and 0.0 < bias <= 1.0):
             raise ValueError(f"bias (lambda) must be in (0, 1], got {bias!r}; 0.5 is the paper's conservative value")
         if not (isinstance(discount, (int, float)) and 0.0 < discount <= 1.0):
             raise ValueError(f"discount must be in (0, 1], got {discount!r}")
-        if isinstance(bc_steps, bool) or not isinstance(bc_steps, (int, np.integer)) or bc_steps < 0:
-            raise ValueError(f"bc_steps must be a non-negative integer, got {bc_steps!r}")
+        if bc_steps is not None and (isinstance(bc_steps, bool) or not isinstance(bc_steps, (int, np.integer)) or bc_steps < 0):
+            raise ValueError(f"bc_steps must be None or a non-negative integer, got {bc_steps!r}")
+        if not (isinstance(bc_fraction, (int, float)) and 0.0 <= bc_fraction < 1.0):
+            raise ValueError(f"bc_fraction must be in [0, 1), got {bc_fraction!r}")
         if not (isinstance(bc_coeff, (int, float)) and bc_coeff >= 0):
             raise ValueError(f"bc_coeff must be a non-negative number, got {bc_coeff!r}")
         if bc_data not in BC_DATA:
@@ -216,30 +216,59 @@ class CPL(OfflineAgent):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        if isinstance(lr_warmup, bool) or not isinstance(lr_warmup, (int, np.integer)) or lr_warmup < 0:
+            raise ValueError(f"lr_warmup must be a non-negative integer, got {lr_warmup!r}")
         self.policy_kind = policy
         self.alpha, self.bias, self.discount = float(alpha), float(bias), float(discount)
-        self.bc_steps, self.bc_coeff, self.bc_data = int(bc_steps), float(bc_coeff), bc_data
+        self.bc_steps = None if bc_steps is None else int(bc_steps)
+        self.bc_fraction, self.bc_coeff, self.bc_data = float(bc_fraction), float(bc_coeff), bc_data
         self.pair_batch_size = int(pair_batch_size)
         self.dropout, self.state_dependent_std = float(dropout), bool(state_dependent_std)
+        self.ortho_init, self.lr_warmup = bool(ortho_init), int(lr_warmup)
+        #: the BC phase's length in updates, fixed by the first ``fit`` (``bc_steps`` or ``bc_fraction``)
+        self.bc_updates: int | None = self.bc_steps
         self._register_config(
             alpha=self.alpha,
             bias=self.bias,
             discount=self.discount,
             bc_steps=self.bc_steps,
+            bc_fraction=self.bc_fraction,
             bc_coeff=self.bc_coeff,
             bc_data=self.bc_data,
             pair_batch_size=self.pair_batch_size,
             dropout=self.dropout,
-            state_dependent_std=self.state_dependent_std,
             policy=self.policy_kind,
+            ortho_init=self.ortho_init,
+            lr_warmup=self.lr_warmup,
+            state_dependent_std=self.state_dependent_std,
         )
         super().__init__(obs_dim, act_dim, **common)
 
     def _build(self) -> None:
         policy = make_policy(self.policy_kind, self.obs_dim, self.act_dim, self.hidden, self.dropout,
-                             state_dependent_std=self.state_dependent_std)
+                             state_dependent_std=self.state_dependent_std, ortho_init=self.ortho_init)
         self.nets = {"policy": policy}
         self.optims = {"policy": torch.optim.Adam(policy.parameters(), lr=self.lr)}
+
+    def fit(self, dataset: Any, preferences: PreferenceDataset | None = None, steps: int = 10_000, **kw: Any) -> dict[str, Any]:
+        """:meth:`OfflineAgent.fit`; the first call fixes the BC phase (``bc_steps``, or ``bc_fraction * steps``)."""
+        if self.bc_updates is None and isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps > 0:
+            self.bc_updates = int(round(self.bc_fraction * int(steps)))
+        return super().fit(dataset, preferences, steps, **kw)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"bc_updates": self.bc_updates}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.bc_updates = state.get("bc_updates", self.bc_steps)
+
+    def cpl_lr(self, update: int) -> float:
+        """The learning rate of update ``update`` (0-based): ``lr`` in the BC phase; in the CPL phase
+        ``lr * min(1, k / lr_warmup)`` at its ``k``-th update (``k = 0`` first), the authors' linear warmup."""
+        bc = self.bc_updates or 0
+        if update < bc or self.lr_warmup <= 0:
+            return self.lr
+        return self.lr * min(1.0, (update - bc) / self.lr_warmup)
 
     def _check_inputs(self, dataset: Any, preferences: PreferenceDataset | None) -> None:
         super()._check_inputs(dataset, preferences)
@@ -295,7 +324,8 @@ class CPL(OfflineAgent):
         return out
 
     def _update(self) -> dict[str, float]:
-        pretraining = self.num_updates < self.bc_steps
+        bc = self.bc_updates or 0
+        pretraining = self.num_updates < bc
         batch = self._pair_batch()
         # dropout draws from torch's global RNG: seed it from the agent's generator so runs repeat exactly
         with torch.random.fork_rng(devices=[]):
@@ -308,22 +338,26 @@ class CPL(OfflineAgent):
             if self.bc_coeff > 0:
                 total = total + self.bc_coeff * losses["bc_loss"]
         opt = self.optims["policy"]
+        for group in opt.param_groups:
+            group["lr"] = self.cpl_lr(self.num_updates)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
-        if self.num_updates + 1 == self.bc_steps:
+        if self.num_updates + 1 == bc:
             # the reference resets the optimiser when the CPL phase starts: BC's Adam moments do not carry over
             self.optims["policy"] = torch.optim.Adam(self.nets["policy"].parameters(), lr=self.lr)
         return {k: float(v.detach()) for k, v in losses.items()}
 
 
 class CPLBC(CPL):
-    """CPL-BC: the conservative CPL loss plus a behaviour-cloning regulariser.
+    """CPL-BC: the CPL loss plus a behaviour-cloning regulariser, as the authors run it.
 
-    ``L = L_CPL_lambda + bc_coeff * E_{(s,a) ~ bc_data}[-log pi(a|s)]`` (Hejna et al. 2024; the BC-regularised
-    variant). Same arguments as :class:`CPL`, with defaults ``bc_coeff=1.0`` and ``bc_data="dataset"`` (BC on
-    ``batch_size`` transitions of the whole offline dataset per update; see the module docstring for why).
+    ``L = L_CPL_lambda + bc_coeff * E_{(s,a) ~ bc_data}[-log pi(a|s)]`` (Hejna et al. 2024, the BC-regularised
+    variant; ``configs/mw_state_*/cpl_bc.yaml`` of the authors' code). Same arguments as :class:`CPL`, with the
+    authors' CPL-BC defaults: ``bias=1.0`` (no conservative bias: the BC term keeps the policy on the data
+    instead), ``bc_coeff=1.0`` and ``bc_data="segments"`` (BC on both segments of every labelled pair).
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, bc_coeff: float = 1.0, bc_data: str = "dataset", **kw: Any):
-        super().__init__(obs_dim, act_dim, bc_coeff=bc_coeff, bc_data=bc_data, **kw)
+    def __init__(self, obs_dim: int, act_dim: int, bias: float = 1.0, bc_coeff: float = 1.0, bc_data: str = "segments",
+                 **kw: Any):
+        super().__init__(obs_dim, act_dim, bias=bias, bc_coeff=bc_coeff, bc_data=bc_data, **kw)

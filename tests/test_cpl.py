@@ -13,7 +13,9 @@ from pbrl.envs.datasets import OfflineDataset
 from pbrl.preferences import PreferenceDataset
 from pbrl.segments import Segments
 
-SMALL = dict(hidden=(32, 32), pair_batch_size=16)
+# test-sized: small nets and batches; no BC phase and no lr warmup unless a test asks (the defaults are the
+# authors' 500k-update recipe, see test_defaults_are_the_authors_state_based_recipe)
+SMALL = dict(hidden=(32, 32), pair_batch_size=16, bc_steps=0, lr_warmup=0)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -91,14 +93,14 @@ def toy_problem(n_pairs: int = 64, H: int = 8, good: float = 0.6, seed: int = 0)
 def test_cpl_learns_the_preferred_action():
     ds, prefs = toy_problem()
     probe = np.random.default_rng(1).normal(size=(64, 3)).astype(np.float32)
-    agent = CPL.from_dataset(ds, seed=0, lr=1e-3, **SMALL)
+    agent = CPL.from_dataset(ds, seed=0, lr=1e-3, policy="gaussian", **SMALL)
     before, _ = agent.predict(probe)
     info = agent.fit(ds, prefs, steps=300, progress=False)
     after, _ = agent.predict(probe)
     assert info["losses"]["accuracy"] > 0.9
     assert after.mean() > 0.3 > abs(before.mean())
     # the same data with every label flipped teaches the opposite action
-    agent_flipped = CPL.from_dataset(ds, seed=0, lr=1e-3, **SMALL)
+    agent_flipped = CPL.from_dataset(ds, seed=0, lr=1e-3, policy="gaussian", **SMALL)
     swapped = PreferenceDataset(prefs.a, prefs.b, 1.0 - prefs.label)
     agent_flipped.fit(ds, swapped, steps=300, progress=False)
     assert agent_flipped.predict(probe)[0].mean() < -0.3
@@ -106,11 +108,11 @@ def test_cpl_learns_the_preferred_action():
 
 def test_bc_pretraining_then_cpl_and_cplbc():
     ds, prefs = toy_problem()
-    agent = CPL.from_dataset(ds, seed=0, lr=1e-3, bc_steps=50, **SMALL)
+    agent = CPL.from_dataset(ds, seed=0, lr=1e-3, **{**SMALL, "bc_steps": 50})
     seen = []
     agent.fit(ds, prefs, steps=60, progress=False, callback=lambda ag, step, losses: seen.append(set(losses)))
     assert all("cpl_loss" not in s for s in seen[:50]) and all("cpl_loss" in s for s in seen[50:])
-    assert CPLBC(3, 1).bc_coeff == 1.0 and CPLBC(3, 1).bc_data == "dataset"
+    assert (CPLBC(3, 1).bc_coeff, CPLBC(3, 1).bias, CPLBC(3, 1).bc_data) == (1.0, 1.0, "segments")
     # BC on balanced data alone leaves the mean action near zero; CPL-BC still prefers the good action
     bc = CPLBC.from_dataset(ds, seed=0, lr=1e-3, bc_data="preferred", **SMALL)
     bc.fit(ds, prefs, steps=300, progress=False)
@@ -140,9 +142,31 @@ def test_deterministic_policy_log_prob_is_negative_squared_error_and_learns():
     assert flipped.predict(probe)[0].mean() < -0.3
 
 
+def test_defaults_are_the_authors_state_based_recipe():
+    """``CPL()`` is configs/mw_state_*/cpl.yaml of Hejna et al.'s code; ``CPLBC()`` is their cpl_bc.yaml."""
+    from pbrl.agents.networks import DeterministicPolicy
+
+    a = CPL(3, 2)
+    assert isinstance(a.nets["policy"], DeterministicPolicy) and a.hidden == (512, 512) and a.lr == 1e-4
+    assert (a.alpha, a.bias, a.discount, a.bc_coeff, a.bc_data) == (0.1, 0.5, 1.0, 0.0, "segments")
+    assert (a.pair_batch_size, a.dropout, a.ortho_init, a.lr_warmup, a.bc_fraction) == (96, 0.25, True, 10_000, 0.4)
+    w = a.nets["policy"].net[0].weight.detach()  # orthogonal init: orthonormal columns (3 inputs, 512 units)
+    torch.testing.assert_close(w.T @ w, torch.eye(3), atol=1e-5, rtol=0)
+    assert float(a.nets["policy"].net[0].bias.abs().max()) == 0.0
+    b = CPLBC(3, 2)
+    assert (b.bias, b.bc_coeff, b.bc_data, b.alpha, b.lr, b.hidden) == (1.0, 1.0, "segments", 0.1, 1e-4, (512, 512))
+    # the BC phase is 40 % of the first fit; the CPL phase's lr then warms up linearly from 0
+    ds, prefs = toy_problem(n_pairs=8)
+    ag = CPL.from_dataset(ds, hidden=(8,), pair_batch_size=4, lr_warmup=100)
+    lrs = []
+    ag.fit(ds, prefs, steps=10, progress=False, callback=lambda g, step, _: lrs.append(g.optims["policy"].param_groups[0]["lr"]))
+    assert ag.bc_updates == 4 and lrs[:3] == [1e-4] * 3
+    assert [ag.cpl_lr(k) for k in (3, 4, 5, 104, 500)] == pytest.approx([1e-4, 0.0, 1e-6, 1e-4, 1e-4])
+
+
 def test_optimiser_is_reset_when_the_cpl_phase_starts():
     ds, prefs = toy_problem()
-    agent = CPL.from_dataset(ds, seed=0, lr=1e-3, bc_steps=20, **SMALL)
+    agent = CPL.from_dataset(ds, seed=0, lr=1e-3, **{**SMALL, "bc_steps": 20})
     opts = []
     agent.fit(ds, prefs, steps=25, progress=False, callback=lambda ag, step, losses: opts.append(ag.optims["policy"]))
     assert all(o is opts[0] for o in opts[:19]) and all(o is opts[19] for o in opts[19:]) and opts[19] is not opts[0]
@@ -177,7 +201,7 @@ def test_fit_predict_evaluate_policy_and_save_load(reach, tmp_path):
     assert state is None and act.shape == (50, 4) and np.all(np.abs(act) <= 1.0)
     agent.save(tmp_path / "cpl.pt")
     loaded = CPLBC.load(tmp_path / "cpl.pt")
-    assert type(loaded) is CPLBC and loaded.bias == 0.5 and loaded.alpha == 0.1
+    assert type(loaded) is CPLBC and loaded.bias == 1.0 and loaded.alpha == 0.1
     np.testing.assert_array_equal(loaded.predict(obs)[0], act)
     np.testing.assert_array_equal(loaded.predict(obs[0])[0], agent.predict(obs[0])[0])
 
