@@ -9,7 +9,8 @@ trains on the same dataset and labels for the same number of gradient updates wi
 * ``mriql``: MR + IQL (reward ensemble from the labels, then IQL);
 * ``ipl``: Inverse Preference Learning on the IQL backbone;
 * ``cpl``: Contrastive Preference Learning (policy only);
-* ``cplbc``: CPL-BC (CPL plus behaviour cloning on the dataset, weight 10);
+* ``cplbc``: CPL-BC (CPL plus behaviour cloning on the labelled segments, weight 10);
+* ``iplawac``: IPL on the AWAC backbone (opt-in, like every registry agent not in ``DEFAULT_AGENTS``);
 * ``oppo``: OPPO (context encoder, HIM, optimal context);
 * ``pearl``: PEARL, zero target labels: its labels come from a *source* dataset (the next dataset of the
   same domain, Meta-World or locomotion, with a different task) transferred by Gromov-Wasserstein; skipped
@@ -33,19 +34,27 @@ Datasets are the files written by ``scripts/make_datasets.py`` (the ``<task>/<ki
 ``collect:<task>:<policy>:<n_steps>`` specs collected on the spot (``policy`` as in
 ``pbrl.envs.datasets.collect``; the scripted Meta-World policy gets noise levels 0, 0.5 and 1).
 
-Default budget: 2 MuJoCo medium-replay + 3 Meta-World datasets x 7 agents (``DEFAULT_AGENTS``: PEARL is
-opt-in) x 3 seeds = 105 runs of 1,500 updates on 2 worker processes: 45 minutes wall on 2 free CPU cores.
-Measured CPU time per 1k updates, default networks, one torch thread, mean over the five datasets (500
-pairs of 50 steps): IQL 18 s, BC 7 s, MR+IQL 20 s (+ the reward-model fit), IPL 55 s, CPL 36 s and
-CPL-BC 37 s (their BC pre-training steps are cheaper), OPPO 35 s; PEARL about 24 s on Meta-World.
-``--agents ... pearl`` adds PEARL, whose one-off label transfer and reward-model fits took 170-615 s wall
-per run in a smoke run on a shared machine (200 source pairs).
+The agents are the offline agents of :mod:`pbrl.agents.registry` (the one list; ``iql`` is the
+``iql_true`` row here) and run at their own defaults, which are the papers' (``docs/hyperparameters.md``),
+except for what this benchmark changes to fit 2 CPU cores in about an hour:
 
-CPL runs with its state-based reference recipe (``DEFAULT_AGENT_KWARGS["cpl"]``): a deterministic policy,
-BC pre-training on the whole dataset for ``CPL_BC_FRACTION`` = 40 % of the updates, then the conservative
-CPL loss at lr 1e-4. CPL-BC runs the same recipe with the dataset BC term kept at weight 10 in the CPL
-phase. ``bc`` is that BC pre-training run for all the updates, so the table shows what the contrastive
-phase adds to it.
+* 1,500 updates per run (``--steps``) instead of the papers' 0.1-1M;
+* CPL and CPL-BC: 2 x 256 units and 32 pairs per update (``CPU_SIZES``; the authors' 2 x 512 and 96), BC
+  with the same 2 x 256; their BC phase stays 40 % of the updates (the default ``bc_fraction``) and the CPL
+  phase's lr warmup keeps its share of the run, 2 % (the authors' 10k of 500k updates; ``WARMUP_SHARE``);
+* CPL-BC's BC weight is 10 instead of the authors' 1.0: the BC term is a mean over steps while the CPL
+  term sums ``alpha log pi`` over the 50 steps of a segment, so 10 = ``2 alpha H`` gives a step the same
+  pull from both;
+* OPPO: 32 windows and 32 pairs per update (the authors' 64), its policy-lr warmup 10 % of the run (their
+  10k of 100k updates);
+* MR+IQL and PEARL: 100 reward-model epochs.
+
+``--hidden`` replaces every agent's hidden layers and ``--agent-kwargs`` any argument. Timings in the
+README were measured before these defaults changed (CPL's BC phase on the segments, OPPO's batch and
+warmup); re-measure before quoting them. ``--agents ... pearl`` adds PEARL, whose one-off label transfer
+and reward-model fits took 170-615 s wall per run in a smoke run on a shared machine (200 source pairs).
+``bc`` is CPL's BC phase run for all the updates (on all the data), so the table shows what the
+contrastive phase adds to it.
 
     python scripts/bench_offline.py                                  # defaults: about an hour on 2 CPU cores
     python scripts/bench_offline.py --steps 100000 --seeds 0 1 2 3 4 # larger budget
@@ -56,7 +65,6 @@ phase adds to it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -69,41 +77,58 @@ from typing import Any
 
 import numpy as np
 
-#: agent key -> (module, class, needs labels, display name)
-AGENTS: dict[str, tuple[str, str, bool, str]] = {
-    "iql_true": ("pbrl.agents.iql", "IQL", False, "IQL (true reward)"),
-    "bc": ("pbrl.agents.bc", "BC", False, "BC (no labels)"),
-    "mriql": ("pbrl.agents.iql", "MRIQL", True, "MR + IQL"),
-    "ipl": ("pbrl.agents.ipl", "IPL", True, "IPL"),
-    "cpl": ("pbrl.agents.cpl", "CPL", True, "CPL"),
-    "cplbc": ("pbrl.agents.cpl", "CPLBC", True, "CPL-BC"),
-    "oppo": ("pbrl.agents.oppo", "OPPO", True, "OPPO"),
-    "pearl": ("pbrl.agents.pearl", "PEARL", True, "PEARL (0 target labels)"),
+from pbrl.agents.registry import agent_names, get_entry
+
+#: the benchmark's own row names for registry agents where they differ ("iql" runs on the true reward here)
+REGISTRY_NAME = {"iql_true": "iql"}
+#: display labels of the rows (the registry's one-line summaries are longer)
+LABELS = {
+    "iql_true": "IQL (true reward)",
+    "bc": "BC (no labels)",
+    "mriql": "MR + IQL",
+    "ipl": "IPL",
+    "iplawac": "IPL (AWAC)",
+    "cpl": "CPL",
+    "cplbc": "CPL-BC",
+    "oppo": "OPPO",
+    "pearl": "PEARL (0 target labels)",
+}
+#: benchmark row -> registry name, for every offline agent of :mod:`pbrl.agents.registry` (the one list)
+AGENTS: dict[str, str] = {
+    next((row for row, reg in REGISTRY_NAME.items() if reg == name), name): name for name in agent_names("offline")
 }
 UPPER_BOUND = "iql_true"
 #: dataset kinds of scripts/make_datasets.py benchmarked by default: D4RL-style medium-replay for each MuJoCo
 #: task and the noisy scripted data of each Meta-World task (2 + 3 datasets with make_datasets' defaults)
 DEFAULT_KINDS = ("medium-replay", "scripted-noisy")
 
-#: per-agent hyperparameters used by default (on top of each agent's own defaults); --agent-kwargs overrides
+#: what the benchmark changes on top of each agent's own (paper) defaults, to fit 2 CPU cores; --hidden and
+#: --agent-kwargs override. Learning-rate warmups are scaled to the benchmark's budget in agent_kwargs.
+CPU_SIZES = {"hidden": (256, 256), "pair_batch_size": 32}
 DEFAULT_AGENT_KWARGS: dict[str, dict[str, Any]] = {
     "mriql": {"reward_epochs": 100},
     "pearl": {"reward_epochs": 100},
-    # CPL's state-based reference recipe (Hejna et al. 2024 code): deterministic tanh policy (log pi = -||mu - a||^2),
-    # BC pre-training on all the data for 40 % of the updates (``CPL_BC_FRACTION``), then the CPL loss at lr 1e-4
-    "cpl": {"policy": "deterministic", "bc_data": "dataset", "lr": 1e-4},
-    # CPL-BC: the same recipe plus the dataset BC term at weight 10 during the CPL phase (the reference's bc_coeff
-    # is 1.0; at this budget and with 500 return-labelled pairs, 1 and 3 still lost door-open: see the README)
-    "cplbc": {"policy": "deterministic", "bc_data": "dataset", "lr": 1e-4, "bc_coeff": 10.0},
-    # BC on all the data with CPL's network and learning rate: CPL's pre-training phase run for every update,
-    # the reference that shows what the contrastive phase adds
-    "bc": {"policy": "deterministic", "dropout": 0.25, "lr": 1e-4},
+    "cpl": dict(CPU_SIZES),
+    # the BC term is a mean over steps, the CPL term a sum of alpha log pi over the H = 50 steps of a segment:
+    # weight 10 = 2 alpha H gives a step the same pull from both
+    "cplbc": {**CPU_SIZES, "bc_coeff": 10.0},
+    "bc": {"hidden": CPU_SIZES["hidden"]},
+    "oppo": {"seg_batch_size": 32, "pair_batch_size": 32},
 }
-#: share of CPL's and CPL-BC's updates spent on BC pre-training (the reference's 200k of 500k), unless
-#: --agent-kwargs sets bc_steps
-CPL_BC_FRACTION = 0.4
+#: warmups as a share of the run: CPL's 10k-update lr warmup is 2 % of the authors' 500k updates, OPPO's 10k
+#: is 10 % of theirs (100 x 1,000); the benchmark keeps those shares of --steps
+WARMUP_SHARE = {"cpl": ("lr_warmup", 0.02), "cplbc": ("lr_warmup", 0.02), "oppo": ("warmup_steps", 0.10)}
 #: agents run by default: PEARL's label transfer and reward fits cost 3-10 minutes per run, so it is opt-in
 DEFAULT_AGENTS = ("iql_true", "bc", "mriql", "ipl", "cpl", "cplbc", "oppo")
+
+
+def agent_class(row: str) -> type:
+    """The class of benchmark row ``row``, from the registry."""
+    return get_entry(AGENTS[row]).load()
+
+
+def needs_labels(row: str) -> bool:
+    return get_entry(AGENTS[row]).needs_preferences
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -179,10 +204,15 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def agent_kwargs(agent: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The benchmark's defaults for ``agent`` with ``--agent-kwargs`` merged over them."""
-    kw = {**DEFAULT_AGENT_KWARGS.get(agent, {}), **args.agent_kwargs_dict.get(agent, {})}
-    if agent in ("cpl", "cplbc"):
-        kw.setdefault("bc_steps", int(CPL_BC_FRACTION * args.steps))
+    """The benchmark's kwargs for ``agent``: :data:`DEFAULT_AGENT_KWARGS`, then ``--hidden``, then
+    ``--agent-kwargs``, then the warmups of :data:`WARMUP_SHARE` scaled to ``--steps`` unless given."""
+    kw = dict(DEFAULT_AGENT_KWARGS.get(agent, {}))
+    if args.hidden is not None:
+        kw["hidden"] = tuple(args.hidden)
+    kw.update(args.agent_kwargs_dict.get(agent, {}))
+    if agent in WARMUP_SHARE:
+        key, share = WARMUP_SHARE[agent]
+        kw.setdefault(key, int(share * args.steps))
     return kw
 
 
@@ -238,8 +268,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    module, klass, _, _ = AGENTS[job["agent"]]
-    Agent = getattr(importlib.import_module(module), klass)
+    Agent = agent_class(job["agent"])
     ds, prefs = job["dataset"], job["preferences"]
     t0 = time.perf_counter()
     agent = Agent.from_dataset(ds, seed=job["seed"], **job["kwargs"])
@@ -434,8 +463,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for i, ds in enumerate(datasets):
         for a in args.agents:
             kw = agent_kwargs(a, args)
-            if args.hidden is not None:
-                kw.setdefault("hidden", tuple(args.hidden))
             src = None
             if a == "pearl":
                 src = pearl_source(names, tasks, i)
@@ -444,7 +471,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                     "reason": "no other-task dataset of the same domain to transfer labels from"})
                     continue
             for s in args.seeds:
-                prefs = None if not AGENTS[a][2] else labels[(src if src is not None else i, s)]
+                prefs = None if not needs_labels(a) else labels[(src if src is not None else i, s)]
                 jobs.append({"agent": a, "seed": s, "dataset": ds, "dataset_name": names[i], "preferences": prefs,
                              "kwargs": kw, "steps": args.steps, "eval_episodes": args.eval_episodes,
                              "metric": metric_of(ds), "pearl_source": names[src] if src is not None else None})
@@ -488,6 +515,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "n_pairs": args.n_pairs, "segment_length": args.segment_length, "teacher": args.teacher,
             "eval_episodes": args.eval_episodes, "hidden": args.hidden,
             "agent_kwargs": {a: agent_kwargs(a, args) for a in args.agents},
+            "registry_names": {a: AGENTS[a] for a in args.agents},
+            "labels": {a: LABELS.get(a, a) for a in args.agents},
             "workers": args.workers, "torch_threads_per_run": 1,
         },
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},

@@ -98,3 +98,23 @@ def test_failed_run_is_reported_and_finished_runs_resume(bench, tmp_path):
     again = bench.main(argv + bad + ["--resume"])
     assert again["runs"] == first["runs"]  # the finished IQL run is reused as it was, not retrained
     assert len(again["failures"]) == 1
+
+
+def test_agents_come_from_the_registry_at_their_defaults_plus_documented_cpu_changes(bench):
+    from pbrl.agents.registry import agent_names, get_agent
+
+    assert sorted(bench.AGENTS.values()) == agent_names("offline")  # every offline agent, no private list
+    assert bench.AGENTS["iql_true"] == "iql" and bench.agent_class("iql_true") is get_agent("iql")
+    assert bench.agent_class("cpl") is get_agent("cpl") and not bench.needs_labels("bc")
+    args = bench.parse_args(["--datasets", "collect:metaworld/reach-v3:scripted:100", "--steps", "1500"])
+    cpl = bench.agent_kwargs("cpl", args)
+    # the CPL recipe is CPL's own default now: the benchmark only shrinks sizes and scales the warmup
+    assert cpl == {"hidden": (256, 256), "pair_batch_size": 32, "lr_warmup": 30}
+    agent = bench.agent_class("cpl")(3, 2, **cpl)
+    assert agent.policy_kind == "deterministic" and agent.lr == 1e-4 and agent.bc_fraction == 0.4
+    assert bench.agent_kwargs("oppo", args)["warmup_steps"] == 150
+    # --hidden reaches every agent, --agent-kwargs wins over everything
+    args = bench.parse_args(["--datasets", "collect:metaworld/reach-v3:scripted:100", "--hidden", "16", "16",
+                             "--agent-kwargs", '{"cpl": {"lr_warmup": 0, "hidden": [8]}}'])
+    assert bench.agent_kwargs("cplbc", args)["hidden"] == (16, 16) and bench.agent_kwargs("mriql", args)["hidden"] == (16, 16)
+    assert bench.agent_kwargs("cpl", args)["lr_warmup"] == 0 and bench.agent_kwargs("cpl", args)["hidden"] == [8]
