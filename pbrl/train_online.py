@@ -116,12 +116,25 @@ def _save_online_checkpoint(agent, run: RunDir, step: int, progress: dict) -> No
         "env": vec_env_state(model.get_env()),
         "rng": global_rng_state(),
         "progress": copy.deepcopy(progress),
+        "logger": _logger_state(model.logger),  # values recorded but not yet dumped
     }
     prefs = agent.callback.preferences
     if prefs is not None:
         prefs.save(run.labels_path)
     run.save_checkpoint(step, payload)
     run.write_status("running", step=step, labels=len(prefs) if prefs is not None else 0, checkpoint=step)
+
+
+_LOGGER_FIELDS = ("name_to_value", "name_to_count", "name_to_excluded")
+
+
+def _logger_state(logger) -> dict[str, Any]:
+    return {k: copy.deepcopy(dict(getattr(logger, k))) for k in _LOGGER_FIELDS if hasattr(logger, k)}
+
+
+def _set_logger_state(logger, state: dict[str, Any] | None) -> None:
+    for k, v in (state or {}).items():
+        getattr(logger, k).update(copy.deepcopy(v))
 
 
 def _restore_online(agent, payload: dict) -> None:
@@ -167,6 +180,8 @@ def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = F
     done = int(agent.model.num_timesteps) if payload is not None else 0
     agent.model.set_logger(make_logger(run, progress["session"], verbose,
                                        resume_step=done if payload is not None else None))
+    if payload is not None:
+        _set_logger_state(agent.model.logger, payload.get("logger"))
     run.write_status("running", step=done, labels=agent.callback.labels_used if payload else 0)
     with StopFlag() as stop:
         cb = _make_run_callback(agent, cfg, run, progress, stop)

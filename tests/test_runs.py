@@ -96,6 +96,47 @@ def test_sigkill_then_resume_equals_uninterrupted_run(reference, tmp_path):
     assert runs.RunDir(d).status()["state"] == "finished"
 
 
+def _tb_points(run_dir: Path) -> list[tuple[str, int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"))  # purge_orphaned_data=True: honours SummaryWriter(purge_step)
+    acc.Reload()
+    return [(tag, e.step) for tag in acc.Tags()["scalars"] for e in acc.Scalars(tag)]
+
+
+def test_resume_leaves_one_tensorboard_point_per_tag_and_step(reference, tmp_path):
+    cfg_path = tmp_path / "tiny.json"
+    cfg_path.write_text(json.dumps(TINY))
+    d = tmp_path / "killed"
+    proc = _start(cfg_path, d)
+    ckpt = _wait_for_checkpoint(proc, d, 300)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    runs.resume(d, verbose=False)
+    points = _tb_points(d)
+    assert points and len(points) == len(set(points)), "duplicate (tag, step) points after resume"
+    ref = _tb_points(reference)
+    assert sorted(points) == sorted(ref)  # the same points as the uninterrupted run
+    assert ckpt < TINY["total_timesteps"]
+
+
+def test_overwrite_then_kill_then_resume_never_restores_the_old_run(reference, tmp_path):
+    """--overwrite with a new seed, killed before its first checkpoint, then --resume: the new seed's run,
+    equal to an uninterrupted run of it, never the old seed's checkpoint."""
+    d = tmp_path / "run"
+    runs.train(config_from_dict({**TINY, "seed": 3}), d, verbose=False)
+    old_labels = PreferenceDataset.load(d / "labels.h5")
+    # what `pbrl train online --overwrite --seed 0` does first, then a SIGKILL before any checkpoint
+    rd = runs.RunDir(d).create(config_from_dict(dict(TINY)), overwrite=True)
+    assert rd.moved_to is not None and (rd.moved_to / "checkpoints").is_dir()
+    assert rd.latest_checkpoint() is None and not (d / "labels.h5").exists()
+    metrics = runs.resume(d, verbose=False)
+    assert metrics["seed"] == 0
+    _same_labels(reference, d)
+    assert not np.array_equal(PreferenceDataset.load(d / "labels.h5").a.obs, old_labels.a.obs)
+    assert (reference / "curve.csv").read_text() == (d / "curve.csv").read_text()
+
+
 def test_sigint_stops_cleanly_after_a_checkpoint(reference, tmp_path):
     cfg_path = tmp_path / "tiny.json"
     cfg_path.write_text(json.dumps(TINY))
