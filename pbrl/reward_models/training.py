@@ -74,12 +74,15 @@ class PairBatch:
     Attributes:
         x: raw model inputs ``[M, B, 2, H, in]`` (``concat(obs, act)`` of segments a and b).
         y: labels ``[M, B]`` (1.0 = b preferred, 0.5 = equal).
+        idx: each row's index into the training pairs ``[M, B]`` (``None`` outside the trainer), so that a
+            term can keep per-pair state (e.g. a denoising discriminator's trusted / flipped pairs).
         cache: shared by the terms of one step (``BradleyTerryLoss`` leaves ``rewards`` ``[M, B, 2, H]``,
             ``reg`` (the model's per-step regulariser or ``None``), ``mask`` and ``logits`` ``[M, B, 2]``).
     """
 
     x: torch.Tensor
     y: torch.Tensor
+    idx: torch.Tensor | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,8 +90,10 @@ class LossTerm:
     """One term of the reward-learning objective.
 
     Subclasses implement ``__call__(model, batch) -> [M]`` (the term's loss per member, already
-    weighted); optionally ``start(model, train)`` (once per ``fit``, e.g. to move an unlabelled pool to
-    the device) and ``summary()`` (numbers reported in ``fit``'s result).
+    weighted); optionally ``start(model, train)`` (once per ``fit``, after the input normalisation is
+    set, e.g. to move an unlabelled pool to the device or to score every training pair) and ``summary()``
+    (numbers reported in ``fit``'s result). A term may replace the Bradley-Terry term as the first one
+    if it is a :class:`BradleyTerryLoss` subclass (it must leave ``batch.cache["logits"]``).
     """
 
     name = "loss"
@@ -228,13 +233,12 @@ class RewardTrainer:
                 raise ValueError(f"val_fraction={self.val_fraction} leaves no training pairs out of {len(dataset)}")
             if len(val) == 0:
                 val = None
-        for t in terms:
-            t.start(model, train)
-
         x = model._pair_inputs(train.a, train.b)  # [N, 2, H, in]
         y = torch.as_tensor(train.label, device=model.device)
         if model.normalize and (renormalize or not model.fitted_normalizer):
             model._fit_normalizer(x)
+        for t in terms:
+            t.start(model, train)
         N, M = len(train), model.n_members
         bs = min(self.batch_size, N)
         n_batches = math.ceil(N / bs)
@@ -256,7 +260,7 @@ class RewardTrainer:
             decided_sum = torch.zeros(M, device=model.device)
             for bi in range(n_batches):
                 idx = order_t[:, bi * bs : (bi + 1) * bs]  # [M, B]
-                batch = PairBatch(x=x[idx], y=y[idx])
+                batch = PairBatch(x=x[idx], y=y[idx], idx=idx)
                 parts = [t(model, batch) for t in terms]  # each [M]
                 loss = torch.stack(parts).sum()
                 model.optimizer.zero_grad(set_to_none=True)
