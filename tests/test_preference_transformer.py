@@ -309,3 +309,15 @@ def test_mriql_reward_model_option_is_validated_and_reaches_the_offline_config()
     agent = MRIQL(3, 1, **cfg.agent_kwargs)
     assert isinstance(agent.reward_model, PreferenceTransformer) and agent.reward_model.embed_dim == 256
     assert agent.reward_epochs is None and agent.reward_model.epochs == 10_000  # the paper's epochs and batch
+
+
+def test_load_reward_model_reads_a_transformer_file(tmp_path):
+    from pbrl.reward_models import load_reward_model
+
+    model = PreferenceTransformer(3, 2, seed=0)
+    path = model.save(tmp_path / "pt.pt")
+    back = load_reward_model(path)
+    assert type(back) is PreferenceTransformer
+    obs = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    act = np.zeros((2, 5, 2), np.float32)
+    np.testing.assert_array_equal(back.predict(obs, act), model.predict(obs, act))

@@ -389,6 +389,10 @@ class RewardEnsemble:
             raise ValueError("not a pbrl reward model state (missing format marker)")
         if int(state.get("version", -1)) > _FORMAT_VERSION:
             raise ValueError(f"reward model format version {state['version']} is newer than this pbrl reads")
+        if state.get("class") == "PreferenceTransformer" and cls is RewardEnsemble:
+            from pbrl.preference_transformer import PreferenceTransformer  # a different model family
+
+            return PreferenceTransformer.from_state(state, device=device)
         klass = MODEL_CLASSES.get(state.get("class"))
         if klass is None:
             raise ValueError(f"unknown reward model class {state.get('class')!r}; known: {sorted(MODEL_CLASSES)}")
