@@ -6,7 +6,6 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.logger import configure
 
@@ -19,7 +18,6 @@ from pbrl.envs import make_env
 from pbrl.online import PbrlReplayBuffer
 from pbrl.teachers import make_teacher
 
-torch.set_num_threads(1)
 EP = 40
 H = 10
 SAC_KW = {"batch_size": 32, "learning_starts": EP, "buffer_size": 2000, "train_freq": 4,

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from pbrl.preferences import PreferenceDataset
 from pbrl.queries import SELECTORS, candidate_pairs, kcenter_greedy, make_selector, pair_features
 from pbrl.reward_models import RewardEnsemble
 from pbrl.segments import Segments, Trajectory
-
-torch.set_num_threads(1)
 
 
 def pool(n=400, H=8, obs_dim=3, act_dim=2, seed=0):

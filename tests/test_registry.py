@@ -85,11 +85,11 @@ def test_teacher_and_selector_registries():
 
 # --------------------------------------------------------------------------------------- contract
 @pytest.fixture(scope="session")
-def reacher_data():
+def reacher_data(reacher_random):
     from pbrl.envs.collect import collect
     from pbrl.envs.datasets import label_dataset
 
-    ds = collect("mujoco/Reacher-v5", "random", n_steps=400, seed=0)
+    ds = reacher_random
     prefs = label_dataset(ds, "oracle", 24, segment_length=10, seed=0)
     source = collect("mujoco/Swimmer-v5", "random", n_steps=400, seed=1)
     source_prefs = label_dataset(source, "oracle", 24, segment_length=10, seed=0)

@@ -21,7 +21,6 @@ from pbrl.reward_models.training import soft_cross_entropy
 from pbrl.segments import Segments, sample_segment_pairs
 from pbrl.teachers import ScriptedTeacher
 
-torch.set_num_threads(1)
 OBS, ACT = 17, 6
 
 

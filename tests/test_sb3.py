@@ -24,7 +24,6 @@ from pbrl.online import (
 )
 from pbrl.teachers import ScriptedTeacher, Teacher
 
-torch.set_num_threads(1)
 TASK = "mujoco/HalfCheetah-v5"
 EP = 30
 
