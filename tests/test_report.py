@@ -103,3 +103,19 @@ def test_report_errors(tmp_path):
         build_report([tmp_path], group_by=("colour",))
     with pytest.raises(ValueError, match="unknown score 'elo'"):
         build_report([tmp_path], score="elo")
+
+
+def test_copies_of_one_run_are_counted_once_with_a_warning(tmp_path):
+    import shutil
+
+    a = _fake_run(tmp_path / "sweep", "alpha", "mujoco/Hopper-v5", 0, 1.0, [(0, 0, 0.0), (100, 50, 1.0)])
+    _fake_run(tmp_path / "sweep", "alpha", "mujoco/Hopper-v5", 1, 3.0, [(0, 0, 0.0), (100, 50, 3.0)])
+    shutil.copytree(a, tmp_path / "backup" / a.name)  # the same run (seed 0) copied elsewhere
+    res = build_report([tmp_path], score="return", n_resamples=200)
+    g = res["groups"]["alpha"]
+    assert g["n_runs"] == 2 and sorted(g["per_task"]["mujoco/Hopper-v5"]) == [1.0, 3.0]
+    assert len(res["warnings"]) == 1 and "same task, seed and settings" in res["warnings"][0]
+    out = CliRunner().invoke(app, ["report", str(tmp_path), "--score", "return", "--resamples", "50",
+                                   "-o", str(tmp_path / "rep")])
+    assert out.exit_code == 0, out.output
+    assert "warning:" in out.output and "counted once" in " ".join(out.output.split())

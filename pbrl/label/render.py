@@ -61,11 +61,11 @@ def clip_name(seg_hash: str, width: int, height: int, fps: float, shadows: bool 
 
 
 def emphasize_task_objects(task_id: str, env) -> None:
-    """Make what a person must judge visible in a clip, without touching the physics (only the sizes and
-    colours of contact-free marker geoms, and the camera).
+    """Make what a person must judge visible in a clip (sizes and colours of marker geoms, the camera), in
+    the renderer's own env, which only ever shows given states (nothing is simulated with it).
 
     Reacher: its target is a 9 mm sphere, a few dark pixels from the default camera; it becomes a bright
-    red ball of 22 mm, the fingertip a green one, and the camera looks straight down on the arena.
+    red ball of 25 mm, the fingertip a green one of 20 mm, and the camera looks straight down on the arena.
     """
     import mujoco
 
@@ -76,9 +76,9 @@ def emphasize_task_objects(task_id: str, env) -> None:
     def geom(name: str) -> int:
         return mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name)
 
-    for name, size, rgba in (("target", 0.022, (1.0, 0.1, 0.1, 1.0)), ("fingertip", 0.016, (0.1, 0.9, 0.2, 1.0))):
+    for name, size, rgba in (("target", 0.025, (1.0, 0.15, 0.15, 1.0)), ("fingertip", 0.02, (0.2, 1.0, 0.3, 1.0))):
         g = geom(name)
-        if g >= 0 and m.geom_contype[g] == 0 and m.geom_conaffinity[g] == 0:  # markers only, no contacts
+        if g >= 0:  # the renderer's own env: states are set, never simulated, so sizes change no result
             m.geom_size[g][0] = size
             m.geom_rgba[g] = rgba
     cam = env.unwrapped.mujoco_renderer._get_viewer("rgb_array").cam
