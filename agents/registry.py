@@ -17,7 +17,7 @@ import torch or SB3.
 Example::
 
     from pbrl.agents.registry import agent_names, get_agent
-    agent_names("online")            # ['pebble', 'pref_ppo', 'qpa', 'rune', 'surf']
+    agent_names("online")            # ['pebble', 'pref_ppo', 'qpa', 'rime', 'rune', 'surf']
     PEBBLE = get_agent("pebble")     # the class, imported on first use
 """
 
@@ -82,6 +82,8 @@ AGENTS: dict[str, AgentEntry] = _entries(
                "QPA: PEBBLE + policy-aligned queries and hybrid replay"),
     AgentEntry("rune", "pbrl.agents.rune:RUNE", "online", "SAC", True,
                "RUNE: PEBBLE + ensemble-disagreement exploration bonus"),
+    AgentEntry("rime", "pbrl.agents.rime:RIME", "online", "SAC", True,
+               "RIME: PEBBLE + denoising discriminator for noisy labels, reward warm start"),
     # ---- offline, from datasets
     AgentEntry("mriql", "pbrl.agents.iql:MRIQL", "offline", None, True,
                "MR+IQL: learned reward relabels the dataset, then IQL"),
