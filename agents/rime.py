@@ -41,7 +41,11 @@ What makes RIME, all in this file (query selection, relabelling and the ensemble
    steps on the relabelled buffer (:class:`PostSwitchUpdates`).
 
 Reward fitting uses the authors' schedule: up to 50 epochs on locomotion (10 on Meta-World), stopping once
-the training accuracy on the pairs trained on reaches 0.98.
+the training accuracy on the pairs trained on reaches 0.98. Two differences from the authors' loop, both
+forced by the shared :class:`~pbrl.reward_models.RewardTrainer`: an epoch visits every labelled pair and
+masks the dropped ones out of each minibatch's mean (the authors' epoch visits only the trusted and flipped
+pairs, so it takes fewer, fuller minibatches), and there is no minimum number of epochs before the early
+stop (the authors' ``least_reward_update``, 15 / 5).
 """
 
 from __future__ import annotations
@@ -121,7 +125,7 @@ class DenoisingDiscriminator(BradleyTerryLoss, FeedbackHook):
         # checkpointed state: the epoch counter t and the trusted pairs' KL statistics
         self.epochs = 0
         self.kl_max, self.kl_mean, self.kl_var, self.kl_count = 0.0, 0.0, 1.0, 0
-        self.history: list[dict[str, float]] = []  #: the last epoch's split of every fit
+        self.history: list[dict[str, float]] = []  #: the last epoch's split of every fit (added by ``summary``)
         # per-fit working data
         self._x: torch.Tensor | None = None
         self._y: torch.Tensor | None = None
