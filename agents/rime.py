@@ -16,9 +16,9 @@ What makes RIME, all in this file (query selection, relabelling and the ensemble
    * lower bound (Eqs. 3-5): ``tau_lower = -ln(rho) + alpha * rho + min(beta_t * s_KL, 3)``: the
      KL-derived base term plus an uncertainty term. ``rho`` is the largest ``D`` of the pairs trusted in
      the previous epochs (an exponential moving average, rate 0.1, starting at 0), ``s_KL`` the running
-     variance of their ``D`` (starting at 1; the authors' code uses the variance where the paper
-     writes s_KL), ``alpha = 0.5``, and ``beta_t = max(beta_min, beta_max - k * t)`` decays linearly with
-     the number ``t`` of training epochs so far, from ``beta_max = 3`` to ``beta_min = 1`` over
+     variance of their ``D`` (starting at 1; both as the authors' code computes them), ``alpha = 0.5``,
+     and ``beta_t = max(beta_min, beta_max - k * t)`` decays linearly with the number ``t`` of training
+     epochs so far, from ``beta_max = 3`` to ``beta_min = 1`` over
      ``decay_epochs`` epochs (``k = (beta_max - beta_min) / decay_epochs``; 60 epochs, k = 1/30, on
      locomotion, 600, k = 1/300, on Meta-World). ``D < tau_lower``: trusted, trained on as labelled;
    * upper bound (Eq. 6): ``tau_upper = -ln(tau)``, ``tau = 0.001`` (6.91): ``D > tau_upper``: the label is
@@ -28,7 +28,7 @@ What makes RIME, all in this file (query selection, relabelling and the ensemble
    The objective (Eq. 7) is Bradley-Terry on the trusted and flipped pairs. RIME's code also warms the
    reward model's learning rate up linearly from 0 over the first
    ``round(n_sessions * least_epochs / 3)`` training epochs (``least_epochs`` 15 on locomotion, 5 on
-   Meta-World), so the first sessions cannot wash the warm start out.
+   Meta-World; the code's constant schedule with warm-up, stepped once per epoch).
 2. **Warm start** (Sec. 4.2; :class:`RewardWarmStart`). During PEBBLE's unsupervised pre-training, after
    each SAC gradient step the reward model takes 5 Adam steps on the mean-squared error
    ``L = sum_m mean_B (r_m(s, a) - r~_int)^2`` (Eq. 8) against the normalised intrinsic reward of batches of
