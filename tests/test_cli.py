@@ -41,3 +41,20 @@ def test_teacher_agreement_table_numbers():
     assert rows["skip"]["skipped"] > 0 and rows["skip"]["answered"] + rows["skip"]["skipped"] == 400
     assert rows["equal"]["equal"] > 0
     assert rows["myopic"]["agreement"] < 1.0
+
+
+def test_demo_tour_end_to_end_small(tmp_path):
+    """The demo's tour at toy sizes: a dataset, the teachers' table, IQL on the true reward beside MR+IQL at
+    two budgets, and one plot (the full-size demo is timed in the README)."""
+    from pbrl.demo import run_tour
+
+    small = {"steps": 20, "eval_every": 10, "checkpoint_every": 10, "n_eval_episodes": 1, "segment_length": 10,
+             "agent_kwargs": {"hidden": [16, 16], "batch_size": 16}}
+    res = run_tour(str(tmp_path / "demo"), budgets=(3, 8), teacher_pairs=50, overrides=small, dataset_steps=1000)
+    assert set(res["runs"]) == {"IQL, true reward", "MR+IQL, 3 labels", "MR+IQL, 8 labels"}
+    assert res["labels"] == {"MR+IQL, 3 labels": 3, "MR+IQL, 8 labels": 8}
+    assert [r["teacher"] for r in res["teachers"]][0] == "oracle" and res["teachers"][0]["agreement"] == 1.0
+    assert (tmp_path / "demo" / "demo.png").stat().st_size > 10_000
+    again = run_tour(str(tmp_path / "demo"), budgets=(3, 8), teacher_pairs=50, overrides=small, dataset_steps=1000)
+    returns = {k: [r["mean_return"] for r in c] for k, c in res["runs"].items()}
+    assert {k: [r["mean_return"] for r in c] for k, c in again["runs"].items()} == returns  # runs are reused
