@@ -33,6 +33,25 @@ cloning on the labelled segments for the first 40 % of the updates, then a fresh
 rate warms up linearly from 0 over 10,000 updates, 96 pairs per update. ``policy="gaussian"`` uses a
 Gaussian with a tanh-squashed mean and a learned log std instead.
 
+Why CPL left the data on sparse labels, and pbrl's one change (``label_smoothing``). On a dataset made
+of the labelled segments alone (about a hundred pairs, the human-label case), every state lies in one
+segment, so the states of a dispreferred segment appear in no preferred one. There the CPL gradient only
+ever pushes ``mu(s)`` away from the data action: for a hard label the Bradley-Terry likelihood keeps rising
+as the score gap grows, so the optimum is an infinite gap, and a tanh policy ends at the action bounds,
+where its gradient vanishes and nothing pulls it back (the authors' datasets compare each segment many
+times, or have thousands of comparisons whose states overlap, so their gaps stay finite). Two things make
+the push long: the scores are sums over ``H`` steps scaled by ``alpha``, and the conservative bias acts on
+the scores' absolute value. The deterministic surrogate ``-||mu - a||^2`` is 0 only on the data action,
+so on noisy behaviour the preferred segment keeps a floor ``S+ ~ -alpha H eps_BC`` (``eps_BC``: the BC
+error per step), and ``lambda S- < S+`` then asks the dispreferred segment's error to reach about
+``eps_BC / lambda`` plus a margin before the pair stops pulling, i.e. twice the data's own noise. (The
+former Gaussian default was worse: its learned log std makes the scores' level, and so the bias's pull,
+arbitrary.) Smoothing the targets to ``eps, 1 - eps`` (:func:`smooth_labels`) gives every pair a finite
+optimum, past which the gradient turns back toward the data: the push ends at a bounded distance instead
+of the bounds. It does not remove the ``1 / lambda`` floor; where the data are noisy and labels sparse,
+:class:`CPLBC` (a BC term on every labelled step) or :class:`~pbrl.agents.ipl.IPL` stays closer to the
+data. ``label_smoothing=0`` is the authors' loss. Measurements: ``docs/hyperparameters.md``.
+
 Variants in this file:
 
 * :class:`CPL`: the conservative CPL loss, after behaviour-cloning pre-training (after which the optimiser
@@ -54,7 +73,7 @@ from pbrl.agents.networks import DeterministicPolicy, GaussianPolicy
 from pbrl.agents.offline_base import OfflineAgent
 from pbrl.preferences import PreferenceDataset
 
-__all__ = ["CPL", "CPLBC", "cpl_segment_scores", "cpl_loss", "bc_nll", "make_policy", "BC_DATA", "POLICIES"]
+__all__ = ["CPL", "CPLBC", "cpl_segment_scores", "cpl_loss", "smooth_labels", "bc_nll", "make_policy", "BC_DATA", "POLICIES"]
 
 #: where behaviour cloning (pre-training and the CPL-BC term) takes its state-action pairs
 BC_DATA = ("preferred", "segments", "dataset")
@@ -107,6 +126,16 @@ def cpl_loss(score_a: torch.Tensor, score_b: torch.Tensor, label: torch.Tensor, 
     return (label * nll_b + (1.0 - label) * nll_a).mean()
 
 
+def smooth_labels(label: torch.Tensor, eps: float) -> torch.Tensor:
+    """Bradley-Terry targets ``y (1 - 2 eps) + eps``: hard labels 0 / 1 become ``eps`` / ``1 - eps``, ties stay 0.5.
+
+    With a hard label the likelihood of a pair keeps rising as the score gap grows, so its optimum is an
+    infinite gap; a target ``1 - eps`` puts the optimum of the plain (``lambda = 1``) loss at the finite gap
+    ``log((1 - eps) / eps)`` (2.94 for ``eps = 0.05``), past which the gradient turns back.
+    """
+    return label * (1.0 - 2.0 * eps) + eps if eps else label
+
+
 def bc_nll(log_probs: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Behaviour-cloning loss ``-E[log pi(a|s)]``: the (weighted) mean of ``-log_probs``.
 
@@ -142,7 +171,9 @@ class CPL(OfflineAgent):
     code): a deterministic tanh policy of 2 x 512 units with dropout 0.25 and orthogonal init, behaviour
     cloning on the labelled segments for the first 40 % of the updates, then the conservative CPL loss
     (``alpha = 0.1``, ``lambda = 0.5``) with a fresh Adam at lr 1e-4 whose rate warms up linearly over
-    10,000 updates, 96 pairs per update. ``docs/hyperparameters.md`` lists every value and its source.
+    10,000 updates, 96 pairs per update. One addition of pbrl's: the loss's targets are smoothed to
+    0.05 / 0.95 (``label_smoothing``), which keeps sparse labels from pushing the policy off the data (see
+    the module docstring). ``docs/hyperparameters.md`` lists every value and its source.
 
     Each update takes ``pair_batch_size`` labelled pairs, computes ``log pi(a_t|s_t)`` on every step of both
     segments ``[B, H]``, scores them with :func:`cpl_segment_scores` and minimises :func:`cpl_loss`
@@ -170,6 +201,9 @@ class CPL(OfflineAgent):
         lr_warmup: the CPL phase's learning rate rises linearly from 0 to ``lr`` over this many updates after
             the BC phase (default 10,000, the authors' ``linear_warmup``; 0 = none).
         state_dependent_std: Gaussian policy only: whether the log std depends on the state (default False).
+        label_smoothing: ``eps``: the CPL loss's targets are ``eps`` / ``1 - eps`` instead of 0 / 1
+            (:func:`smooth_labels`; default 0.05, pbrl's addition, see the module docstring; 0 = the
+            authors' hard targets).
         **common: ``hidden`` (default (512, 512)), ``lr`` (default 1e-4), ``batch_size`` (256, used for
             ``bc_data="dataset"``), ``normalize_obs``, ``action_low``/``action_high``, ``seed``, ``device``:
             see :class:`pbrl.agents.offline_base.OfflineAgent`.
@@ -192,6 +226,7 @@ class CPL(OfflineAgent):
         ortho_init: bool = True,
         lr_warmup: int = 10_000,
         state_dependent_std: bool = False,
+        label_smoothing: float = 0.05,
         **common: Any,
     ):
         common.setdefault("hidden", (512, 512))
@@ -218,6 +253,8 @@ class CPL(OfflineAgent):
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if isinstance(lr_warmup, bool) or not isinstance(lr_warmup, (int, np.integer)) or lr_warmup < 0:
             raise ValueError(f"lr_warmup must be a non-negative integer, got {lr_warmup!r}")
+        if not (isinstance(label_smoothing, (int, float)) and 0.0 <= label_smoothing < 0.5):
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
         self.policy_kind = policy
         self.alpha, self.bias, self.discount = float(alpha), float(bias), float(discount)
         self.bc_steps = None if bc_steps is None else int(bc_steps)
@@ -225,6 +262,7 @@ class CPL(OfflineAgent):
         self.pair_batch_size = int(pair_batch_size)
         self.dropout, self.state_dependent_std = float(dropout), bool(state_dependent_std)
         self.ortho_init, self.lr_warmup = bool(ortho_init), int(lr_warmup)
+        self.label_smoothing = float(label_smoothing)
         #: the BC phase's length in updates, fixed by the first ``fit`` (``bc_steps`` or ``bc_fraction``)
         self.bc_updates: int | None = self.bc_steps
         self._register_config(
@@ -241,6 +279,7 @@ class CPL(OfflineAgent):
             ortho_init=self.ortho_init,
             lr_warmup=self.lr_warmup,
             state_dependent_std=self.state_dependent_std,
+            label_smoothing=self.label_smoothing,
         )
         super().__init__(obs_dim, act_dim, **common)
 
@@ -309,7 +348,7 @@ class CPL(OfflineAgent):
         if with_cpl:
             scores = cpl_segment_scores(lp, self.alpha, self.discount)
             s_a, s_b = scores[:B], scores[B:]
-            out["cpl_loss"] = cpl_loss(s_a, s_b, label, self.bias)
+            out["cpl_loss"] = cpl_loss(s_a, s_b, smooth_labels(label, self.label_smoothing), self.bias)
             strict = label != 0.5
             if strict.any():
                 correct = ((s_b > s_a) == (label > 0.5))[strict].float().mean()

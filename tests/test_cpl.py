@@ -232,3 +232,60 @@ def test_bad_input_fails_before_work():
     with pytest.raises(ValueError, match="PreferenceDataset"):
         agent.fit(ds, None, steps=5, progress=False)
     assert agent.num_updates == 0
+
+
+# ---------------------------------------------------------------------------------------------- sparse labels
+
+
+def segments_only_problem(n_pairs: int = 4, H: int = 50, seed: int = 0):
+    """A dataset made of the labelled segments alone: the dispreferred behaviour (a noisy version of the same
+    action, 0.3) visits states that no preferred segment visits (obs[0] shifted by 4)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(2 * n_pairs, H, 3)).astype(np.float32)
+    bad = np.arange(2 * n_pairs) >= n_pairs
+    obs[bad, :, 0] += 4.0
+    scale = np.where(bad, 0.5, 0.1)[:, None, None]
+    act = np.clip(0.3 + scale * rng.normal(size=(2 * n_pairs, H, 2)), -1, 1).astype(np.float32)
+    T = 2 * n_pairs * H
+    timeouts = np.zeros(T, bool)
+    timeouts[H - 1 :: H] = True
+    ds = OfflineDataset(obs.reshape(-1, 3), act.reshape(-1, 2), np.zeros(T, np.float32), np.zeros(T, bool), timeouts)
+    segs = Segments(obs=obs, act=act, reward=np.zeros((2 * n_pairs, H), np.float32), index=np.arange(2 * n_pairs) * H)
+    prefs = PreferenceDataset(segs[bad], segs[~bad], np.ones(n_pairs, np.float32))  # b (the quiet one) preferred
+    return ds, prefs, obs[bad].reshape(-1, 3)
+
+
+def test_sparse_hard_labels_push_dispreferred_states_to_the_bounds_and_smoothing_stops_it():
+    """The collapse mechanism and its fix: with hard 0/1 targets the loss has its optimum at an infinite
+    score gap, so at states seen only in dispreferred segments the tanh policy is pushed to the action
+    bounds; the default smoothed targets give a finite optimum and the actions stay inside."""
+    ds, prefs, bad_obs = segments_only_problem()
+    kw = dict(hidden=(32, 32), pair_batch_size=4, bc_steps=200, lr_warmup=0, lr=1e-3, dropout=0.0, seed=0)
+    results = {}
+    for eps in (0.0, None):  # None: the default
+        agent = CPL.from_dataset(ds, **kw, **({} if eps is None else {"label_smoothing": eps}))
+        agent.fit(ds, prefs, steps=2000, progress=False)
+        act = agent.predict(bad_obs)[0]
+        results[eps] = (float((np.abs(act) > 0.98).mean()), float(((act - 0.3) ** 2).sum(-1).mean()))
+    assert CPL(3, 2).label_smoothing == 0.05
+    hard_saturated, hard_dist = results[0.0]
+    soft_saturated, soft_dist = results[None]
+    assert hard_saturated > 0.8 and hard_dist > 0.8  # the authors' hard targets: at the bounds, far from 0.3
+    assert soft_saturated < 0.05 and soft_dist < 0.5 * hard_dist
+
+
+def test_smoothed_targets_have_a_finite_optimum():
+    from pbrl.agents.cpl import smooth_labels
+
+    label = torch.tensor([1.0, 0.0, 0.5])
+    assert smooth_labels(label, 0.05).tolist() == pytest.approx([0.95, 0.05, 0.5])
+    assert smooth_labels(label, 0.0) is label
+    # lambda = 1: the loss is minimised at the gap log(0.95 / 0.05), and beyond it the gradient turns back
+    gap = torch.linspace(0.0, 8.0, 801, requires_grad=True)
+    loss = cpl_loss(torch.zeros(801), gap, smooth_labels(torch.ones(801), 0.05), bias=1.0)
+    (g,) = torch.autograd.grad(loss, gap)
+    best = float(gap[int(torch.argmin(torch.abs(g)))])
+    assert best == pytest.approx(math.log(0.95 / 0.05), abs=0.02)
+    hard = cpl_loss(torch.zeros(801), gap, torch.ones(801), bias=1.0)
+    (gh,) = torch.autograd.grad(hard, gap)
+    assert bool((gh < 0).all())  # hard targets: the loss falls all the way, no finite optimum
