@@ -43,6 +43,16 @@ def test_queue_then_export(d4rl_file, tmp_path):
     ds = PreferenceDataset.load(out)
     assert sorted(ds.label.tolist()) == [0.0, 1.0] and ds.metadata["task_id"] == TASK
     assert np.isin(ds.a.index, q.a.index).all()
+    # a person's exported labels are never replaced by a typo: refused without --overwrite
+    before = out.read_bytes()
+    r = runner.invoke(app, ["label", "export", str(q_path), "-o", str(out)])
+    assert r.exit_code == 2 and "already exists" in r.output and "--overwrite" in r.output
+    assert out.read_bytes() == before
+    r = runner.invoke(app, ["label", "export", str(q_path), "-o", str(out), "--overwrite"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["label", "queue", str(d4rl_file), "--pairs", "2", "-o", str(q_path)])
+    assert r.exit_code == 2 and "already exists" in r.output  # the queue the answers belong to stays
+    assert LabelQueue.load(q_path).fingerprint() == q.fingerprint()
 
     # a preference file can be queued again for a person
     r = runner.invoke(app, ["label", "queue", str(out), "-o", str(tmp_path / "again.h5")])
