@@ -34,6 +34,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from pbrl.config import config_from_dict
+from pbrl.validation import check_int
 
 __all__ = ["SweepPoint", "expand_grid", "run_sweep", "choose_backend", "run_point", "GRID_AXES"]
 
@@ -157,8 +158,8 @@ def run_sweep(
     """
     if not points:
         raise ValueError("the sweep grid is empty")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers is not None:
+        workers = check_int("workers", workers, 1)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     chosen = choose_backend(backend, address)

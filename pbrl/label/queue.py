@@ -27,6 +27,7 @@ import numpy as np
 from pbrl.io import atomic_write
 from pbrl.preferences import read_segments_group, write_segments_group
 from pbrl.segments import Segments, Trajectory, sample_segment_pairs
+from pbrl.validation import check_int
 
 __all__ = ["LabelQueue", "QUEUE_FORMAT_VERSION", "make_queue", "queue_from_pairs", "check_renderable",
            "default_instruction", "check_states_fit_task"]
@@ -234,10 +235,8 @@ def make_queue(
         metadata: extra provenance stored in the file.
         instruction: what "better" means, shown above the clips (default: :func:`default_instruction`).
     """
-    if not isinstance(n_pairs, (int, np.integer)) or n_pairs < 1:
-        raise ValueError(f"n_pairs must be a positive integer, got {n_pairs!r}")
-    if not isinstance(segment_length, (int, np.integer)) or segment_length < 1:
-        raise ValueError(f"segment_length must be a positive integer, got {segment_length!r}")
+    n_pairs = check_int("n_pairs", n_pairs, 1)
+    segment_length = check_int("segment_length", segment_length, 1)
     src_meta = dict(getattr(source, "metadata", None) or {})
     task_id = task_id or src_meta.get("task_id")
     if not task_id:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pbrl.io import default_file_mode
+from pbrl.validation import is_int
 
 __all__ = ["ClipRenderer", "RenderWorker", "write_mp4", "clip_name", "states_hash", "task_fps", "default_shadows", "CLIP_NAME_RE"]
 
@@ -173,7 +174,7 @@ class ClipRenderer:
 
         check_task(task_id)
         for name, v in (("width", width), ("height", height)):
-            if not isinstance(v, (int, np.integer)) or v < 16 or v > 1920 or v % 2:
+            if not is_int(v) or v < 16 or v > 1920 or v % 2:
                 raise ValueError(f"{name} must be an even number of pixels in [16, 1920], got {v!r}")
         if fps is not None and not (0 < fps <= 120):
             raise ValueError(f"fps must be in (0, 120], got {fps}")

@@ -38,6 +38,7 @@ import numpy as np
 
 from pbrl.label.render import CLIP_NAME_RE, ClipRenderer, RenderWorker, clip_name, default_shadows, task_fps
 from pbrl.label.store import ConflictError, LabelStore
+from pbrl.validation import is_int
 
 __all__ = ["create_app", "serve", "is_loopback", "TOKEN_HEADER", "STATIC_DIR"]
 
@@ -444,7 +445,7 @@ def serve(
         raise ValueError("give a QUEUE file or --task (a server without a queue only serves HumanTeacher queries)")
     if q is not None and task_id is not None and task_id != q.task_id:
         raise ValueError(f"--task {task_id} differs from the queue's task {q.task_id}; drop --task")
-    if not isinstance(port, int) or not 0 <= port < 65536:
+    if not is_int(port) or not 0 <= port < 65536:
         raise ValueError(f"port must be in [0, 65535], got {port!r}")
     loopback = is_loopback(host)
     if token is not None and len(token) < 16:
@@ -473,5 +474,5 @@ def serve(
         echo(f"open {url}?token={token}")
     else:
         echo(f"open {url}")
-    uvicorn.run(asgi, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+    uvicorn.run(asgi, host=host, port=int(port), log_level="warning", timeout_graceful_shutdown=2)
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pbrl.label.render import states_hash
+from pbrl.validation import is_int
 
 __all__ = ["LabelStore", "ConflictError", "CHOICES", "CHOICE_LABEL", "majority_label"]
 
@@ -98,11 +99,11 @@ class LabelStore:
     """
 
     def __init__(self, path: str | os.PathLike, annotators_per_pair: int = 1, lease_s: float = 600.0):
-        if not isinstance(annotators_per_pair, int) or annotators_per_pair < 1:
+        if not is_int(annotators_per_pair) or annotators_per_pair < 1:
             raise ValueError(f"annotators_per_pair must be a positive integer, got {annotators_per_pair!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.k = annotators_per_pair
+        self.k = int(annotators_per_pair)
         self.lease_s = float(lease_s)
         self._lock = threading.Lock()
         try:
