@@ -123,7 +123,13 @@ def check_start(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
             raise ValueError(f"segment_length {cfg.segment_length} is longer than an episode of {cfg.task} "
                              f"({horizon} steps); use segment_length <= {horizon}")
         return StartCheck(path)
-    if cfg.dataset is None:
+    if cfg.dataset is None:  # collected at the start: at least the task's episodes must be long enough
+        from pbrl.envs import episode_length
+
+        horizon = episode_length(cfg.task)
+        if horizon < cfg.segment_length:
+            raise ValueError(f"segment_length {cfg.segment_length} is longer than an episode of {cfg.task} "
+                             f"({horizon} steps); use segment_length <= {horizon}")
         return StartCheck(path)
     from pbrl.envs.datasets import load_dataset
 

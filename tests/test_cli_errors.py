@@ -67,6 +67,8 @@ def test_online_start_is_validated_before_the_run_directory(tmp_path):
                     "total_feedback must be >= 1, got 0")
     _one_line_error(runner.invoke(app, ["train", "online", "-o", str(d), "--task", "mujoco/Reacher-v5",
                                         "--segment-length", "80"]), "longer than an episode", "(50 steps)")
+    _one_line_error(runner.invoke(app, _offline(d, "--task", "mujoco/Reacher-v5", "--segment-length", "60")),
+                    "longer than an episode")  # offline, with a dataset still to collect
     assert not d.exists()
     f = tmp_path / "afile"
     f.write_text("notes")
