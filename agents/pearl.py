@@ -19,9 +19,9 @@ over to an unlabelled *target* task:
 
    summed over source pairs ``(i, k)``.                                      -> :func:`transfer_labels`
 
-   *pbrl's addition, not the paper's:* the paper's source task has a preference for every pair of source
-   segments (its source labels come from a scripted teacher on the source reward). A
-   ``PreferenceDataset`` holds only some pairs, so by default the missing entries of the source preference
+   *pbrl's addition, not the paper's:* the paper's sum runs over every pair of source segments, i.e. it
+   takes the source preference between any two of them as known. A ``PreferenceDataset`` holds only some
+   pairs, so by default the missing entries of the source preference
    matrix are completed by a Bradley-Terry reward model fitted on the source labels (labelled pairs keep
    their labels; :func:`complete_source_preferences`, :func:`source_preference_matrix`).
    ``complete_source=False`` lets only the labelled source pairs vote, as the formula above reads.
