@@ -67,6 +67,8 @@ class ErrorHandlingGroup(TyperGroup):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except BrokenPipeError:  # output piped into `head` and the like: nothing to report
+            raise typer.Exit(0) from None
         except USER_ERRORS as e:
             if debug_enabled():
                 raise
