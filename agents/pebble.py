@@ -92,8 +92,8 @@ class PEBBLE(OnlinePrefAgent):
     Defaults (PEBBLE / B-Pref Meta-World settings; ``docs/hyperparameters.md`` has the table): SAC with
     3 x 256 networks, batch 512, lr 3e-4, initial temperature 0.1, tau 0.005, 1000 random seed steps
     (``learning_starts``) then ``unsup_steps=9000`` steps of state-entropy pre-training (k = 5); reward
-    ensemble of 3 x (3 x 256) MLPs with tanh output, lr 3e-4, raw inputs; fit up to 200 epochs (batch 128)
-    until 97 % training accuracy; segment length 50; disagreement selection over 10x candidates. The first
+    ensemble of 3 x (3 x 256) MLPs with tanh output, lr 3e-4, raw inputs; each fit up to 10 epochs on
+    Meta-World, 50 elsewhere (B-Pref's ``reward_update``; batch 128), stopping at 97 % training accuracy; segment length 50; disagreement selection over 10x candidates. The first
     feedback session is at step ``learning_starts + unsup_steps``.
 
     Attributes: ``model`` (the SB3 SAC), ``reward_model``, ``preferences``, ``callback``
@@ -102,6 +102,12 @@ class PEBBLE(OnlinePrefAgent):
     """
 
     default_unsup_steps = 9000
+
+    def _fit_kwargs(self, overrides: dict | None) -> dict:
+        # B-Pref's PEBBLE scripts: reward_update = 10 epochs on Meta-World, 50 on DMC (and here on every
+        # other task), each fit stopping early at 97 % training accuracy
+        mw = isinstance(self.task_id, str) and self.task_id.startswith("metaworld/")
+        return super()._fit_kwargs({"epochs": 10 if mw else 50, **(overrides or {})})
 
     def _make_hooks(self) -> list[FeedbackHook]:
         hooks: list[FeedbackHook] = [PhaseHook(self)]
