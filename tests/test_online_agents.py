@@ -161,7 +161,7 @@ def test_qpa_replays_uniformly_during_pretraining_and_uses_the_authors_defaults(
     # B-Pref's reward_update: 10 epochs per session on Meta-World, 50 elsewhere (early stop at 97 %)
     assert mw.callback.trainer.epochs == 10 and mw.callback.trainer.early_stop_accuracy == 0.97
     env, _ = _env("mujoco/HalfCheetah-v5")
-    assert PEBBLE(env, make_teacher("oracle"), 10, 5, 1000, learner_kwargs=SAC_KW).callback.trainer.epochs == 50
+    assert PEBBLE(env, make_teacher("oracle"), 10, 5, 1000, segment_length=H, learner_kwargs=SAC_KW).callback.trainer.epochs == 50
 
 
 def test_pref_ppo_defaults_are_b_prefs():
