@@ -20,7 +20,9 @@ So that the default run fits about an hour on 2 CPU cores, the SAC-based runs (S
 ``BENCH_SAC_KWARGS`` (2 x 128 networks, batch 256, one gradient step every 2 env steps) instead of B-Pref's
 3 x 256 / batch 512 / one step per env step, which costs about 6x more CPU here (95 vs 15.6 CPU-minutes
 per 100k-step SAC run); pass
-``--paper-sizes`` for the paper's sizes. Each finished run is saved under
+``--paper-sizes`` for the paper's sizes. Everything else is each agent's default (the paper's): PrefPPO runs
+B-Pref's PrefPPO (16 envs x 250 steps, 3 x 256, gSDE, observation normalisation, 32000 pre-training steps),
+and each agent's reward model trains its own number of epochs per session. Each finished run is saved under
 ``<out>/runs/`` with the settings it ran with, and ``--resume`` skips those (and refuses saved runs made with
 other settings); a run's live evaluation log is ``<out>/logs/<algo>_s<seed>/progress.csv``.
 Example::
@@ -59,7 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--per-session", type=int, default=None, help="queries per session (default labels // 10)")
     p.add_argument("--feedback-every", type=int, default=5000)
     p.add_argument("--unsup-steps", type=int, default=9000, help="PEBBLE/QPA state-entropy pre-training steps")
-    p.add_argument("--ppo-unsup-steps", type=int, default=None, help="PrefPPO pre-training (default --unsup-steps)")
+    p.add_argument("--ppo-unsup-steps", type=int, default=None,
+                   help="PrefPPO pre-training steps (default: the agent's, B-Pref's 32000)")
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--n-eval-episodes", type=int, default=5)
     p.add_argument("--segment-length", type=int, default=50)
@@ -67,7 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="JSON overrides of the SB3 SAC defaults for the SAC-based runs (default BENCH_SAC_KWARGS)")
     p.add_argument("--paper-sizes", action="store_true", help="use B-Pref's SAC sizes (ignore BENCH_SAC_KWARGS)")
     p.add_argument("--reward-model-kwargs", default="{}", help="JSON overrides of the reward model defaults")
-    p.add_argument("--fit-epochs", type=int, default=200)
+    p.add_argument("--fit-epochs", type=int, default=None,
+                   help="reward-model epochs per session (default: each agent's own, e.g. PEBBLE's B-Pref value)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
     p.add_argument("--resume", action="store_true", help="reuse the runs already saved under <out>/runs/")
@@ -129,12 +133,13 @@ def run_one(algo: str, seed: int, a: argparse.Namespace) -> dict:
         model.learn(a.steps, callback=ev)
     else:
         cls = {"PEBBLE": PEBBLE, "QPA": QPA, "PrefPPO": PrefPPO}[algo]
-        unsup = a.unsup_steps if algo != "PrefPPO" else (a.ppo_unsup_steps if a.ppo_unsup_steps is not None else a.unsup_steps)
+        unsup = a.unsup_steps if algo != "PrefPPO" else a.ppo_unsup_steps  # None: the agent's default
         agent = cls(
             a.task, make_teacher("oracle", seed=seed), total_feedback=a.labels, feedback_per_session=a.per_session,
             feedback_every=a.feedback_every, segment_length=a.segment_length, seed=seed,
             learner_kwargs=copy.deepcopy(a.learner_kwargs) if algo != "PrefPPO" else None,
-            reward_model_kwargs=a.reward_model_kwargs, unsup_steps=unsup, fit_kwargs={"epochs": a.fit_epochs},
+            reward_model_kwargs=a.reward_model_kwargs, unsup_steps=unsup,
+            fit_kwargs={"epochs": a.fit_epochs} if a.fit_epochs else None,
             eval_env=eval_env, eval_every=a.eval_every, n_eval_episodes=a.n_eval_episodes,
         )
         agent.model.set_logger(logger)
