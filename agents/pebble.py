@@ -122,3 +122,4 @@ class PEBBLE(OnlinePrefAgent):
         buf: PbrlReplayBuffer = self.model.replay_buffer
         self.entropy = StateEntropyReward(k=5, max_ref=10000, ref_includes_query=True)
         buf.sample_reward = EntropyPretraining(buf, self.entropy)
+        self.env.set_mode("none")  # stored rewards are unused until the first update relabels them

@@ -108,7 +108,7 @@ def test_pebble_critic_is_reset_after_first_update_only(monkeypatch):
 def test_pebble_uses_entropy_reward_during_unsupervised_phase():
     agent = _agent("PEBBLE", "mujoco/HalfCheetah-v5")
     buf = agent.model.replay_buffer
-    assert buf.sample_reward is not None and agent.env.mode == "model"
+    assert buf.sample_reward is not None and agent.env.mode == "none"  # step-time reward unused in pre-training
     agent.learn(EP + EP // 2)  # seed steps + half of the unsupervised phase: no feedback yet
     assert agent.callback.asked == 0
     r = buf.sample(64).rewards.numpy().ravel()  # the intrinsic reward, not the stored r_hat
@@ -245,3 +245,21 @@ def test_learner_defaults_are_not_mutated_by_sb3():
                    learner_kwargs=overrides)
     assert agent.model.policy_kwargs.get("use_sde") is False  # SB3 did write into the dict it was given...
     assert SAC_DEFAULTS == before and overrides == {"policy_kwargs": {"net_arch": [8]}}  # ...a copy of ours
+
+
+def test_pebble_predicts_no_step_reward_during_pretraining_then_the_model_reward():
+    agent = _agent("PEBBLE", "mujoco/HalfCheetah-v5")
+    calls = []
+    orig = agent.reward_model.predict_step
+
+    def spy(o, a):
+        calls.append(int(agent.model.num_timesteps))
+        return orig(o, a)
+
+    agent.reward_model.predict_step = spy
+    agent.learn(4 * EP + 4)
+    first = agent.callback.history[0]["step"]
+    assert calls and min(calls) >= first  # none before the first reward update
+    obs = np.random.default_rng(0).normal(size=(3, agent.obs_dim)).astype(np.float32)
+    act = np.zeros((3, agent.act_dim), np.float32)
+    np.testing.assert_allclose(orig(obs, act), agent.reward_model.predict(obs, act), rtol=1e-6)

@@ -28,7 +28,9 @@ class LearnedRewardVecEnv(VecEnvWrapper):
     * ``"model"`` (default): ``reward_model.predict(obs, act)``;
     * ``"entropy"``: PEBBLE's state-entropy reward of the next state against a FIFO store of the last
       ``entropy.max_ref`` visited states (unsupervised pre-training of on-policy learners, PrefPPO);
-    * ``"true"``: the environment's reward (the SAC-on-true-reward upper bound).
+    * ``"true"``: the environment's reward (the SAC-on-true-reward upper bound);
+    * ``"none"``: zeros, while the step-time reward is unused (PEBBLE's pre-training: SAC's batches get the
+      entropy reward at sample time and the stored rewards are relabelled at the first update).
 
     Complete episodes are kept as :class:`~pbrl.segments.Trajectory` (true rewards, ``success``,
     ``qpos``/``qvel`` when the env reports them) in ``self.episodes`` (the last ``max_episodes``).
@@ -41,7 +43,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         entropy: the :class:`StateEntropyReward` used by the ``"entropy"`` mode.
     """
 
-    MODES = ("model", "entropy", "true")
+    MODES = ("model", "entropy", "true", "none")
 
     def __init__(
         self,
@@ -89,8 +91,10 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self.mode = mode
 
     def predict_reward(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
-        """The learned reward ``[N]`` of ``obs [N, obs_dim]``, ``act [N, act_dim]`` (batched)."""
-        return np.asarray(self.reward_model.predict(obs, act), dtype=np.float32).reshape(len(obs))
+        """The learned reward ``[N]`` of ``obs [N, obs_dim]``, ``act [N, act_dim]`` (batched; the model's
+        lean ``predict_step`` when it has one)."""
+        fn = getattr(self.reward_model, "predict_step", None) or self.reward_model.predict
+        return np.asarray(fn(obs, act), dtype=np.float32).reshape(len(obs))
 
     # ------------------------------------------------------------------ VecEnv API
     def reset(self):
@@ -131,8 +135,10 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             rew = self.predict_reward(prev_obs, acts)
         elif self.mode == "entropy":
             rew = self._entropy_reward(next_obs)
-        else:
+        elif self.mode == "true":
             rew = true_rew.copy()
+        else:
+            rew = np.zeros(self.num_envs, np.float32)
         reset_infos = getattr(self.venv, "reset_infos", None)
         for i in range(self.num_envs):
             infos[i]["true_reward"] = float(true_rew[i])

@@ -331,6 +331,14 @@ class RewardEnsemble:
         """Mean reward over members, shape ``obs.shape[:-1]`` (float32)."""
         return self.member_rewards(obs, act).mean(axis=0)
 
+    @torch.no_grad()
+    def predict_step(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+        """:meth:`predict` for the few rows of one vector-env step (``obs [n, obs_dim]``, ``act [n, act_dim]``,
+        finite float32 from an env): the same numbers without the input checks and chunking, which cost
+        more than the network at this size (pbrl's reward wrapper calls it at every step)."""
+        x = torch.from_numpy(np.concatenate([obs, act], axis=1).astype(np.float32, copy=False)).to(self.device)
+        return self._rewards(x, sample=False)[0].mean(0).cpu().numpy()
+
     def std(self, obs, act) -> np.ndarray:
         """Standard deviation of the reward over members, shape ``obs.shape[:-1]`` (float32)."""
         return self.member_rewards(obs, act).std(axis=0)
