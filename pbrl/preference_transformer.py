@@ -36,8 +36,6 @@ Label convention (pbrl-wide): ``1.0`` = ``b`` preferred, ``0.0`` = ``a`` preferr
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,14 +43,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from pbrl.preferences import PreferenceDataset, atomic_write
+from pbrl.preferences import PreferenceDataset
+from pbrl.reward_models.persistence import SavedRewardModel, check_state
 from pbrl.reward_models.transformer_net import PTNetwork, _CausalBlock, _dropout, relabel_windows  # noqa: F401
 from pbrl.segments import Segments
 
 __all__ = ["PreferenceTransformer", "PTNetwork", "SIZES", "relabel_windows"]
 
-_FORMAT = "pbrl.reward_model"
-_FORMAT_VERSION = 1
 
 #: Named sizes. ``"small"`` is pbrl's CPU default; ``"paper"`` the authors' (README command of
 #: github.com/csmile-1006/PreferenceTransformer: 1 layer, 4 heads, embedding 256; their config's
@@ -88,7 +85,7 @@ def _numeric(name: str, x: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- the model
-class PreferenceTransformer:
+class PreferenceTransformer(SavedRewardModel):
     """Preference Transformer reward model (Kim et al., ICLR 2023): a causal transformer over a segment's
     (state, action) tokens, then a preference-attention layer scoring the segment as ``sum_t w_t r_t``
     (see the module docstring for the equations and for how per-step rewards are read out).
@@ -473,69 +470,19 @@ class PreferenceTransformer:
         bar.close()
         return out
 
-    # ------------------------------------------------------------------ persistence
-    def state(self) -> dict[str, Any]:
-        """Everything :meth:`load` needs: class, config, weights, normalisation, AdamW and RNG states."""
-        return {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
-            "class": type(self).__name__,
-            "config": self.config(),
-            "weights": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "in_mean": self.in_mean.cpu(),
-            "in_std": self.in_std.cpu(),
-            "fitted_normalizer": self.fitted_normalizer,
-            "optimizer": self.optimizer.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "torch_rng": self.torch_gen.get_state(),
-        }
-
+    # ------------------------------------------------------------------ persistence (SavedRewardModel)
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore, in place, what :meth:`state` saved (the configuration must match)."""
-        self.net.load_state_dict(state["weights"])
-        self.in_mean = state["in_mean"].to(self.device)
-        self.in_std = state["in_std"].to(self.device)
-        self.fitted_normalizer = bool(state["fitted_normalizer"])
+        super().load_state(state)
         self.context_length = state["config"].get("context_length", self.context_length)
-        if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
-        if "rng" in state:
-            self.rng.bit_generator.state = state["rng"]
-        if "torch_rng" in state:
-            self.torch_gen.set_state(state["torch_rng"])
-        self.net.eval()
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str = "cpu") -> PreferenceTransformer:
         """Rebuild a model from :meth:`state`."""
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise ValueError("not a pbrl reward model state (missing format marker)")
-        if int(state.get("version", -1)) > _FORMAT_VERSION:
-            raise ValueError(f"reward model format version {state['version']} is newer than this pbrl reads")
+        check_state(state)
         if state.get("class") != cls.__name__:
             raise ValueError(f"the state holds a {state.get('class')}, not a {cls.__name__}")
         model = cls(**state["config"], device=device)
         model.load_state(state)
         return model
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write config, weights, normalisation, optimiser and RNG states atomically to ``path`` (torch file)."""
-        path = Path(path)
-        with atomic_write(path) as tmp:
-            torch.save(self.state(), tmp)
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> PreferenceTransformer:
-        """Load a model written by :meth:`save`; a missing or foreign file gives one clear error."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no reward model file at {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-            raise ValueError(f"{path} is not a readable pbrl reward model file ({e})") from None
-        try:
-            return cls.from_state(state, device=device)
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None

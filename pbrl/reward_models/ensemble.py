@@ -22,24 +22,20 @@ Label convention (pbrl-wide): ``1.0`` = ``b`` preferred, ``0.0`` = ``a`` preferr
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from pbrl.io import atomic_write
 from pbrl.preferences import PreferenceDataset
 from pbrl.reward_models.networks import ACTIVATIONS, BatchedMLP
+from pbrl.reward_models.persistence import SavedRewardModel, check_state
 from pbrl.reward_models.training import pair_accuracy, soft_cross_entropy
 from pbrl.segments import Segments
 
 __all__ = ["RewardEnsemble"]
 
 _OUTPUTS = ("tanh", "sigmoid", "linear")
-_FORMAT = "pbrl.reward_model"
-_FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -61,7 +57,7 @@ def _check_array(name: str, x: Any, last_dim: int, what: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- ensemble
-class RewardEnsemble:
+class RewardEnsemble(SavedRewardModel):
     """An ensemble of M reward MLPs ``r(s, a)`` trained with the Bradley-Terry loss on segment returns.
 
     The ensemble follows PEBBLE (Lee, Smith & Abbeel, ICML 2021; Eq. 3-4) and B-Pref (Lee et al. 2021):
@@ -366,37 +362,11 @@ class RewardEnsemble:
         acc = (correct / n) if n > 0 else torch.full((self.n_members,), float("nan"))
         return {"loss": float(loss.mean()), "accuracy": float(acc.mean()), "member_accuracy": acc.tolist()}
 
-    # ------------------------------------------------------------------ persistence
-    def state(self) -> dict[str, Any]:
-        """Everything :meth:`load` needs: class, config, weights, normalisation, Adam and RNG states."""
-        return {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
-            "class": type(self).__name__,
-            "config": self.config(),
-            "weights": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "in_mean": self.in_mean.cpu(),
-            "in_std": self.in_std.cpu(),
-            "fitted_normalizer": self.fitted_normalizer,
-            "optimizer": self.optimizer.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "torch_rng": self.torch_gen.get_state(),
-        }
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write weights, config and input normalisation atomically to ``path`` (a torch file)."""
-        path = Path(path)
-        with atomic_write(path) as tmp:
-            torch.save(self.state(), tmp)
-        return path
-
+    # ------------------------------------------------------------------ persistence (SavedRewardModel)
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str = "cpu") -> RewardEnsemble:
         """Rebuild a model from :meth:`state` (the subclass recorded in the state is used)."""
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise ValueError("not a pbrl reward model state (missing format marker)")
-        if int(state.get("version", -1)) > _FORMAT_VERSION:
-            raise ValueError(f"reward model format version {state['version']} is newer than this pbrl reads")
+        check_state(state)
         if state.get("class") == "PreferenceTransformer" and cls is RewardEnsemble:
             from pbrl.preference_transformer import PreferenceTransformer  # a different model family
 
@@ -411,37 +381,6 @@ class RewardEnsemble:
         model = klass(**cfg, device=device)
         model.load_state(state)
         return model
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        """Restore, in place, the weights, normalisation, Adam and RNG states of :meth:`state`
-        (the configuration must match; used by :meth:`from_state` and by run checkpoints)."""
-        self.net.load_state_dict(state["weights"])
-        self.in_mean = state["in_mean"].to(self.device)
-        self.in_std = state["in_std"].to(self.device)
-        self.fitted_normalizer = bool(state["fitted_normalizer"])
-        if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
-        if "rng" in state:
-            self.rng.bit_generator.state = state["rng"]
-        if "torch_rng" in state:
-            self.torch_gen.set_state(state["torch_rng"])
-        self.net.eval()
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> RewardEnsemble:
-        """Load a model written by :meth:`save` (works for any pbrl reward model class)."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no reward model file at {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-            raise ValueError(f"{path} is not a readable pbrl reward model file ({e})") from None
-        try:
-            return cls.from_state(state, device=device)
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
-
 
 
 #: class name -> reward-model class, for :meth:`RewardEnsemble.from_state` (subclasses register here)
