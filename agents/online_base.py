@@ -153,7 +153,7 @@ class OnlinePrefAgent:
         from pbrl.queries import make_selector
 
         # ---------------------------------------------------------------- validation, before any work
-        _check_int("total_feedback", total_feedback, 1)
+        _check_int("total_feedback", total_feedback, 1 if self.requires_preferences else 0)
         _check_int("feedback_per_session", feedback_per_session, 1)
         _check_int("feedback_every", feedback_every, 1)
         _check_int("segment_length", segment_length, 1)

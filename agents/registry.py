@@ -84,6 +84,8 @@ AGENTS: dict[str, AgentEntry] = _entries(
                "RUNE: PEBBLE + ensemble-disagreement exploration bonus"),
     AgentEntry("rime", "pbrl.agents.rime:RIME", "online", "SAC", True,
                "RIME: PEBBLE + denoising discriminator for noisy labels, reward warm start"),
+    AgentEntry("sac", "pbrl.agents.sac_true:SACTrue", "online", "SAC", False,
+               "SAC on the true reward (the upper bound; asks no queries)"),
     # ---- offline, from datasets
     AgentEntry("mriql", "pbrl.agents.iql:MRIQL", "offline", None, True,
                "MR+IQL: learned reward relabels the dataset, then IQL"),

@@ -12,7 +12,7 @@ A config file is a YAML or JSON mapping; its optional ``kind`` key (``online`` /
 class, and every other key must be a field of that class. Validation raises one ``ValueError`` naming the
 bad key and the allowed keys or values, e.g.::
 
-    unknown agent 'pebbel' for online training; allowed values: pebble, pref_ppo, qpa, rune, surf
+    unknown agent 'pebbel' for online training; allowed values: pebble, pref_ppo, qpa, rime, rune, sac, surf
     unknown config key 'total_feedbak' for an online run; allowed keys: agent, checkpoint_every, ...
     total_feedback must be >= 1, got -3
 """
@@ -235,7 +235,10 @@ class OnlineConfig(_Common):
         for k in ("total_timesteps", "feedback_per_session", "feedback_every", "segment_length",
                   "checkpoint_every", "eval_every", "n_eval_episodes", "torch_threads"):
             _check_int(k, getattr(self, k), 1)
-        _check_int("total_feedback", self.total_feedback, 1)  # online agents learn only from labels
+        from pbrl.agents.registry import get_entry
+
+        # agents that learn from labels need a budget; SAC on the true reward ignores it
+        _check_int("total_feedback", self.total_feedback, 1 if get_entry(self.agent, "online").needs_preferences else 0)
         _check_int("seed", self.seed, 0)
         if self.max_episode_steps is not None:
             _check_int("max_episode_steps", self.max_episode_steps, 1)
@@ -245,8 +248,6 @@ class OnlineConfig(_Common):
                 )
         _check_teacher_kwargs(self.teacher, self.teacher_kwargs)
         import stable_baselines3 as sb3
-
-        from pbrl.agents.registry import get_entry
 
         learner = getattr(sb3, get_entry(self.agent, "online").learner or "SAC")
         _check_kwargs("learner_kwargs", self.learner_kwargs, learner.__init__, f"{learner.__name__}")

@@ -263,3 +263,19 @@ def test_pebble_predicts_no_step_reward_during_pretraining_then_the_model_reward
     obs = np.random.default_rng(0).normal(size=(3, agent.obs_dim)).astype(np.float32)
     act = np.zeros((3, agent.act_dim), np.float32)
     np.testing.assert_allclose(orig(obs, act), agent.reward_model.predict(obs, act), rtol=1e-6)
+
+
+def test_sac_true_learns_from_the_true_reward_and_asks_nothing():
+    from pbrl.agents.sac_true import SACTrue
+
+    env, _ = _env("mujoco/HalfCheetah-v5")
+    agent = SACTrue(env, learner_kwargs=SAC_KW, segment_length=H)
+    agent.learn(2 * EP)
+    buf = agent.model.replay_buffer
+    n = buf.pos
+    true = np.array([t.reward for t in agent.env.episodes]).ravel()
+    np.testing.assert_allclose(buf.rewards[:len(true), 0], true, rtol=1e-6)  # the stored rewards are the env's
+    assert n == 2 * EP and agent.callback.asked == 0 and len(agent.preferences) == 0
+    assert SACTrue(env, total_feedback=10, segment_length=H).callback.total_feedback == 0  # ignored
+    with pytest.raises(ValueError, match="total_feedback"):
+        SACTrue(env, total_feedback=-1)

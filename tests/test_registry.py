@@ -157,11 +157,12 @@ def test_online_contract(name, tmp_path):
     else:
         lk = {"n_steps": 2 * EP, "batch_size": 40, "n_epochs": 1, "policy_kwargs": {"net_arch": [8]}}
     extra = {"crop_range": 2} if name in ("surf", "qpa") else {}
-    agent = cls(env, make_teacher("oracle"), 8, 4, EP, segment_length=10, seed=0, learner_kwargs=lk,
-                reward_model_kwargs={"hidden": (8,)}, unsup_steps=EP, fit_kwargs={"epochs": 2},
+    labels = entry.needs_preferences
+    agent = cls(env, make_teacher("oracle"), 8 if labels else 0, 4, EP, segment_length=10, seed=0, learner_kwargs=lk,
+                reward_model_kwargs={"hidden": (8,)}, unsup_steps=EP if labels else 0, fit_kwargs={"epochs": 2},
                 reset_updates=2, **extra)
     agent.learn(3 * EP)
-    assert agent.callback.asked > 0
+    assert (agent.callback.asked > 0) == labels
     obs = np.zeros((1, agent.obs_dim), np.float32)
     act, _ = agent.predict(obs)
     assert act.shape == (1, agent.act_dim)
