@@ -145,9 +145,12 @@ def evaluate(policy: Any, env: Any, cfg: RunConfig, step: int, labels: int) -> d
     }
 
 
-def final_metrics(cfg: RunConfig, progress: dict, step: int, labels: int, wall: float, **extra) -> dict[str, Any]:
+def final_metrics(cfg: RunConfig, progress: dict, step: int, labels: int, wall: float, cpu: float = 0.0,
+                  **extra) -> dict[str, Any]:
+    """The run's ``metrics.json``: final evaluation, labels, and wall and CPU seconds (summed over resumes)."""
     last = progress["curve"][-1]
     progress["wall_time_s"] = float(progress.get("wall_time_s", 0.0)) + wall
+    progress["cpu_time_s"] = float(progress.get("cpu_time_s", 0.0)) + cpu
     return {
         "kind": cfg.kind,
         "task": cfg.task,
@@ -160,5 +163,6 @@ def final_metrics(cfg: RunConfig, progress: dict, step: int, labels: int, wall: 
         "final": {k: last[k] for k in ("mean_return", "std_return", "success_rate", "normalized_score")},
         "n_eval_episodes": cfg.n_eval_episodes,
         "wall_time_s": progress["wall_time_s"],
+        "cpu_time_s": progress["cpu_time_s"],
         **extra,
     }

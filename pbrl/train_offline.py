@@ -68,7 +68,7 @@ def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool =
     from pbrl.teachers import make_teacher
 
     run = RunDir(run_dir)
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     if resume:
         run.remove_temp_files()
     torch.set_num_threads(cfg.torch_threads)
@@ -152,7 +152,7 @@ def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool =
     if not progress["curve"] or progress["curve"][-1]["step"] != step:
         evaluate_now(step)
     agent.save(run.path / "agent.pt")
-    metrics = final_metrics(cfg, progress, step, n_labels, time.time() - t0)
+    metrics = final_metrics(cfg, progress, step, n_labels, time.time() - t0, time.process_time() - c0)
     run.write_metrics(metrics)
     run.write_status("finished", step=step, labels=n_labels)
     return metrics

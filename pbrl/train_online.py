@@ -161,7 +161,7 @@ def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = F
     Returns the final metrics (also written to ``metrics.json``), or the status dict when stopped by SIGINT.
     """
     run = RunDir(run_dir)
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     agent = build_online(cfg, progress=verbose)
     payload = None
     if resume:
@@ -201,7 +201,7 @@ def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = F
     with atomic_write(run.path / "model.zip", suffix=".zip") as tmp:
         agent.model.save(tmp)
     agent.reward_model.save(run.path / "reward_model.pt")
-    metrics = final_metrics(cfg, progress, step, n_labels, time.time() - t0,
+    metrics = final_metrics(cfg, progress, step, n_labels, time.time() - t0, time.process_time() - c0,
                             asked=int(getattr(agent.callback, "asked", n_labels)))
     run.write_metrics(metrics)
     run.write_status("finished", step=step, labels=n_labels)
