@@ -49,8 +49,9 @@ former Gaussian default was worse: its learned log std makes the scores' level, 
 arbitrary.) Smoothing the targets to ``eps, 1 - eps`` (:func:`smooth_labels`) gives every pair a finite
 optimum, past which the gradient turns back toward the data: the push ends at a bounded distance instead
 of the bounds. It does not remove the ``1 / lambda`` floor; where the data are noisy and labels sparse,
-:class:`CPLBC` (a BC term on every labelled step) or :class:`~pbrl.agents.ipl.IPL` stays closer to the
-data. ``label_smoothing=0`` is the authors' loss. Ruled out on the way: pair sampling (uniform over the
+:class:`CPLBC` (a BC term on every labelled step; ``bc_coeff ~ 2 alpha H`` makes a step's BC pull as strong
+as its contrastive push, since the BC term is a mean over steps and the CPL score a sum over ``H``) or
+:class:`~pbrl.agents.ipl.IPL` stays closer to the data. ``label_smoothing=0`` is the authors' loss. Ruled out on the way: pair sampling (uniform over the
 labelled pairs, as in the authors' sparse mode), terminal and time-out flags (CPL reads no successor
 states) and the observation statistics of few segments (BC with the same statistics stays on the data).
 Measurements: ``docs/hyperparameters.md``.
