@@ -71,15 +71,15 @@ class BC(OfflineAgent):
         self.nets = {"policy": policy}
         self.optims = {"policy": torch.optim.Adam(policy.parameters(), lr=self.lr)}
 
-    def _update(self) -> dict[str, float]:
-        tr = self.sample_transitions()
+    def _sample(self) -> dict[str, torch.Tensor]:
+        batch = self.sample_transitions()
         # dropout draws from torch's global RNG: seed it from the agent's generator so runs repeat exactly
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.rng.integers(2**62)))
-            loss = bc_nll(self.nets["policy"].log_prob(tr["observations"], tr["actions"]))
-        opt = self.optims["policy"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"bc_loss": float(loss.detach())}
+        batch["torch_seed"] = self.draw_torch_seed()
+        return batch
 
+    def _update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        def loss() -> torch.Tensor:
+            with self._dropout_scope(batch):
+                return bc_nll(self.nets["policy"].log_prob(batch["observations"], batch["actions"]))
+
+        return {"bc_loss": self._step("policy", loss)}

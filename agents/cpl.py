@@ -293,11 +293,11 @@ class CPL(OfflineAgent):
         self.nets = {"policy": policy}
         self.optims = {"policy": torch.optim.Adam(policy.parameters(), lr=self.lr)}
 
-    def fit(self, dataset: Any, preferences: PreferenceDataset | None = None, steps: int = 10_000, **kw: Any) -> dict[str, Any]:
-        """:meth:`OfflineAgent.fit`; the first call fixes the BC phase (``bc_steps``, or ``bc_fraction * steps``)."""
-        if self.bc_updates is None and isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps > 0:
+    def _start_fit(self, dataset: Any, preferences: PreferenceDataset | None, steps: int) -> None:
+        """The first ``fit`` fixes the BC phase (``bc_steps``, or ``bc_fraction * steps``)."""
+        if self.bc_updates is None:
             self.bc_updates = int(round(self.bc_fraction * int(steps)))
-        return super().fit(dataset, preferences, steps, **kw)
+        super()._start_fit(dataset, preferences, steps)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"bc_updates": self.bc_updates}
@@ -332,17 +332,28 @@ class CPL(OfflineAgent):
         idx = torch.as_tensor(self.rng.integers(0, n, size=self.pair_batch_size), device=self.device)
         return {k: self.pref[k][idx] for k in ("obs_a", "obs_b", "act_a", "act_b", "label")}
 
-    def _dataset_bc_loss(self) -> torch.Tensor:
-        """:func:`bc_nll` on ``batch_size`` transitions drawn from the whole offline dataset."""
-        tr = self.sample_transitions(self.data)
-        return bc_nll(self.nets["policy"].log_prob(tr["observations"], tr["actions"]))
+    def _sample(self) -> dict[str, torch.Tensor]:
+        """The pairs of this update, the seed of its dropout masks and, with ``bc_data="dataset"`` where the
+        update reads them, ``batch_size`` dataset transitions (``bc_obs``, ``bc_act``)."""
+        batch = self._pair_batch()
+        # dropout draws from torch's global RNG: seed it from the agent's generator so runs repeat exactly
+        batch["torch_seed"] = self.draw_torch_seed()
+        pretraining = self.num_updates < (self.bc_updates or 0)
+        if self.bc_data == "dataset" and (pretraining or self.bc_coeff > 0):
+            tr = self.sample_transitions(self.data)
+            batch["bc_obs"], batch["bc_act"] = tr["observations"], tr["actions"]
+        return batch
+
+    def _dataset_bc_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """:func:`bc_nll` on the ``batch_size`` transitions drawn from the whole offline dataset."""
+        return bc_nll(self.nets["policy"].log_prob(batch["bc_obs"], batch["bc_act"]))
 
     def _losses(self, batch: dict[str, torch.Tensor], with_cpl: bool) -> dict[str, torch.Tensor]:
         """CPL and BC losses of one batch of pairs (tensors with gradients)."""
         policy = self.nets["policy"]
         out: dict[str, torch.Tensor] = {}
         if not with_cpl and self.bc_data == "dataset":  # BC pre-training on the dataset: no segment pass needed
-            out["bc_loss"] = self._dataset_bc_loss()
+            out["bc_loss"] = self._dataset_bc_loss(batch)
             return out
         B = batch["label"].shape[0]
         obs = torch.cat([batch["obs_a"], batch["obs_b"]], 0)  # [2B, H, obs_dim]
@@ -353,43 +364,40 @@ class CPL(OfflineAgent):
             scores = cpl_segment_scores(lp, self.alpha, self.discount)
             s_a, s_b = scores[:B], scores[B:]
             out["cpl_loss"] = cpl_loss(s_a, s_b, smooth_labels(label, self.label_smoothing), self.bias)
-            strict = label != 0.5
-            if strict.any():
-                correct = ((s_b > s_a) == (label > 0.5))[strict].float().mean()
-                out["accuracy"] = correct.detach()
+            # accuracy on the strict pairs (NaN when there are none), without data-dependent shapes
+            strict = (label != 0.5).float()
+            out["accuracy"] = (((s_b > s_a) == (label > 0.5)).float() * strict).sum().detach() / strict.sum()
         if self.bc_data == "dataset":
             if self.bc_coeff > 0:  # otherwise the dataset BC term is not part of the loss: skip its pass
-                out["bc_loss"] = self._dataset_bc_loss()
+                out["bc_loss"] = self._dataset_bc_loss(batch)
         elif self.bc_data == "preferred":
             out["bc_loss"] = bc_nll(lp, torch.cat([1.0 - label, label], 0))
         else:
             out["bc_loss"] = bc_nll(lp)
         return out
 
-    def _update(self) -> dict[str, float]:
+    def _update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         bc = self.bc_updates or 0
         pretraining = self.num_updates < bc
-        batch = self._pair_batch()
-        # dropout draws from torch's global RNG: seed it from the agent's generator so runs repeat exactly
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.rng.integers(2**62)))
-            losses = self._losses(batch, with_cpl=not pretraining)
-        if pretraining:
-            total = losses["bc_loss"]
-        else:
-            total = losses["cpl_loss"]
-            if self.bc_coeff > 0:
-                total = total + self.bc_coeff * losses["bc_loss"]
-        opt = self.optims["policy"]
-        for group in opt.param_groups:
+
+        def loss() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            with self._dropout_scope(batch):
+                losses = self._losses(batch, with_cpl=not pretraining)
+            if pretraining:
+                total = losses["bc_loss"]
+            else:
+                total = losses["cpl_loss"]
+                if self.bc_coeff > 0:
+                    total = total + self.bc_coeff * losses["bc_loss"]
+            return total, losses
+
+        for group in self.optims["policy"].param_groups:
             group["lr"] = self.cpl_lr(self.num_updates)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        _, losses = self._step("policy", loss)
         if self.num_updates + 1 == bc:
             # the reference resets the optimiser when the CPL phase starts: BC's Adam moments do not carry over
             self.optims["policy"] = torch.optim.Adam(self.nets["policy"].parameters(), lr=self.lr)
-        return {k: float(v.detach()) for k, v in losses.items()}
+        return losses
 
 
 class CPLBC(CPL):

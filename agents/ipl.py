@@ -191,22 +191,28 @@ class IPL(IQL):
                 out[k] = v[rows, cols]
         return out
 
-    def _flat_batch(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int, tuple[int, int]]:
-        """Preference steps of a then b, then unlabelled transitions, flattened into one batch."""
+    def _sample(self) -> dict[str, torch.Tensor]:
+        """Cropped preference pairs (``obs_a``..., ``label``) and ``batch_size`` unlabelled transitions."""
         p = self._sample_preferences()
         r = self.sample_transitions()
+        return {**p, **{f"replay_{k}": v for k, v in r.items()}}
+
+    @staticmethod
+    def _flat_batch(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int, tuple[int, int]]:
+        """Preference steps of a then b, then unlabelled transitions, flattened into one batch."""
+        p = batch
         N, L = p["obs_a"].shape[:2]
         cat = lambda a, b, c: torch.cat([a.reshape(N * L, *a.shape[2:]), b.reshape(N * L, *b.shape[2:]), c], 0)  # noqa: E731
         flat = {
-            "obs": cat(p["obs_a"], p["obs_b"], r["observations"]),
-            "act": cat(p["act_a"], p["act_b"], r["actions"]),
-            "next": cat(p["next_a"], p["next_b"], r["next_observations"]),
-            "done": cat(p["done_a"], p["done_b"], r["dones"]),
+            "obs": cat(p["obs_a"], p["obs_b"], p["replay_observations"]),
+            "act": cat(p["act_a"], p["act_b"], p["replay_actions"]),
+            "next": cat(p["next_a"], p["next_b"], p["replay_next_observations"]),
+            "done": cat(p["done_a"], p["done_b"], p["replay_dones"]),
         }
         return flat, p, 2 * N * L, (N, L)
 
     # ------------------------------------------------------------------ updates
-    def _next_value(self, next_obs: torch.Tensor) -> torch.Tensor:
+    def _next_value(self, next_obs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``V(s')`` for the implicit reward (IQL backbone: the expectile value net), optionally clipped."""
         with torch.no_grad():
             v = self.nets["v"](next_obs)
@@ -216,52 +222,55 @@ class IPL(IQL):
         return v
 
     def _ipl_critic_loss(self, flat: dict[str, torch.Tensor], p: dict[str, torch.Tensor], n_fb: int,
-                         shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-        """IPL's critic objective on a flat batch; returns (loss, Q [E, B], logs)."""
+                         shape: tuple[int, int], next_v: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """IPL's critic objective on a flat batch; returns (loss, logs incl. ``q [E, B]``)."""
         N, L = shape
         q = self.nets["q"](flat["obs"], flat["act"])  # [2, B]
-        r = implicit_reward(q, self._next_value(flat["next"]), flat["done"], self.gamma)  # [2, B]
+        r = implicit_reward(q, next_v, flat["done"], self.gamma)  # [2, B]
         r_a = r[:, : N * L].reshape(-1, N, L)
         r_b = r[:, N * L : n_fb].reshape(-1, N, L)
         logits = segment_logits(r_a, r_b, p["mask_a"], p["mask_b"])
         pref_loss = bradley_terry_loss(logits, p["label"])
         chi2 = chi2_regularizer(r, self.chi2_coeff, n_pref=n_fb, replay_weight=self.replay_weight)
-        with torch.no_grad():
-            acc = ((logits.mean(0) > 0).float() == (p["label"] > 0.5).float())[p["label"] != 0.5].float().mean()
-        logs = {
-            "pref_loss": float(pref_loss.detach()),
-            "chi2_loss": float(chi2.detach()),
-            "pref_accuracy": float(acc) if torch.isfinite(acc) else float("nan"),
-            "implicit_reward": float(r.detach().mean()),
-        }
-        return pref_loss + chi2, q, logs
+        with torch.no_grad():  # accuracy on the strict pairs (NaN when there are none); no data-dependent shapes
+            strict = (p["label"] != 0.5).float()
+            correct = ((logits.mean(0) > 0).float() == (p["label"] > 0.5).float()).float()
+            acc = (correct * strict).sum() / strict.sum()
+        logs = {"pref_loss": pref_loss, "chi2_loss": chi2, "pref_accuracy": acc, "implicit_reward": r.mean(), "q": q}
+        return pref_loss + chi2, logs
 
-    def _update(self) -> dict[str, float]:
-        flat, p, n_fb, shape = self._flat_batch()
+    def _critic_step(self, flat: dict[str, torch.Tensor], p: dict[str, torch.Tensor], n_fb: int,
+                     shape: tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Bradley-Terry on implicit rewards + chi^2, one step of the critic; returns (loss, logs incl. ``q``)."""
+        next_v = self._next_value(flat["next"], p)
+        return self._step("q", lambda: self._ipl_critic_loss(flat, p, n_fb, shape, next_v))
+
+    def _update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        flat, p, n_fb, shape = self._flat_batch(batch)
         obs, act = flat["obs"], flat["act"]
         # value: expectile regression of the target critic (IQL Eq. 5), mixed over the two sources
         with torch.no_grad():
             q_hat = self.nets["q_target"].min(obs, act)
-        per = iql_value_loss(q_hat, self.nets["v"](obs), self.expectile, reduction="none")
-        v_loss = _mix(per[:n_fb], per[n_fb:], self.replay_weight)
-        self.optims["v"].zero_grad(set_to_none=True)
-        v_loss.backward()
-        self.optims["v"].step()
+
+        def value_loss() -> torch.Tensor:
+            per = iql_value_loss(q_hat, self.nets["v"](obs), self.expectile, reduction="none")
+            return _mix(per[:n_fb], per[n_fb:], self.replay_weight)
+
+        v_loss = self._step("v", value_loss)
         # critic: Bradley-Terry on implicit rewards + chi^2
-        loss, _, logs = self._ipl_critic_loss(flat, p, n_fb, shape)
-        self.optims["q"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["q"].step()
+        loss, logs = self._critic_step(flat, p, n_fb, shape)
+        logs.pop("q")
         # policy: AWR (IQL Eq. 7) with A = Q_hat(s, a) - V(s)
         with torch.no_grad():
             adv = q_hat - self.nets["v"](obs)
-        per = awr_policy_loss(self.nets["policy"].log_prob(obs, act), adv, self.beta, self.max_weight, "none")
-        pi_loss = _mix(per[:n_fb], per[n_fb:], self.replay_weight)
-        self.optims["policy"].zero_grad(set_to_none=True)
-        pi_loss.backward()
-        self.optims["policy"].step()
+
+        def policy_loss() -> torch.Tensor:
+            per = awr_policy_loss(self.nets["policy"].log_prob(obs, act), adv, self.beta, self.max_weight, "none")
+            return _mix(per[:n_fb], per[n_fb:], self.replay_weight)
+
+        pi_loss = self._step("policy", policy_loss)
         soft_update(self.nets["q_target"], self.nets["q"], self.tau)
-        logs.update(v_loss=float(v_loss.detach()), policy_loss=float(pi_loss.detach()), q_loss=float(loss.detach()))
+        logs.update(v_loss=v_loss, policy_loss=pi_loss, q_loss=loss)
         return logs
 
 
@@ -298,27 +307,33 @@ class IPLAWAC(IPL):
         }
         self.optims = {name: torch.optim.Adam(self.nets[name].parameters(), lr=self.lr) for name in ("q", "policy")}
 
-    def _next_value(self, next_obs: torch.Tensor) -> torch.Tensor:
+    def _sample(self) -> dict[str, torch.Tensor]:
+        """IPL's batch plus the policy's sampling noise for ``a' ~ pi(s')`` and ``a_pi ~ pi(s)`` (from ``torch_gen``)."""
+        batch = super()._sample()
+        n = 2 * batch["obs_a"].shape[0] * batch["obs_a"].shape[1] + batch["replay_observations"].shape[0]
+        for k in ("noise_next", "noise_pi"):
+            batch[k] = torch.randn((n, self.act_dim), generator=self.torch_gen).to(self.device)
+        return batch
+
+    def _next_value(self, next_obs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
-            a_next = self.nets["policy"].act(next_obs, deterministic=False, generator=self.torch_gen)
+            a_next = self.nets["policy"].sample_with(next_obs, batch["noise_next"])
             return self.nets["q_target"](next_obs, a_next).mean(0)
 
-    def _update(self) -> dict[str, float]:
-        flat, p, n_fb, shape = self._flat_batch()
+    def _update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        flat, p, n_fb, shape = self._flat_batch(batch)
         obs, act = flat["obs"], flat["act"]
-        loss, q, logs = self._ipl_critic_loss(flat, p, n_fb, shape)
-        self.optims["q"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["q"].step()
+        loss, logs = self._critic_step(flat, p, n_fb, shape)
+        q = logs.pop("q")
         with torch.no_grad():
-            a_pi = self.nets["policy"].act(obs, deterministic=False, generator=self.torch_gen)
-            adv = q.detach().mean(0) - self.nets["q"](obs, a_pi).mean(0)
-        per = awr_policy_loss(self.nets["policy"].log_prob(obs, act), adv, self.beta, self.max_weight, "none")
-        pi_loss = _mix(per[:n_fb], per[n_fb:], self.replay_weight)
-        self.optims["policy"].zero_grad(set_to_none=True)
-        pi_loss.backward()
-        self.optims["policy"].step()
-        soft_update(self.nets["q_target"], self.nets["q"], self.tau)
-        logs.update(policy_loss=float(pi_loss.detach()), q_loss=float(loss.detach()))
-        return logs
+            a_pi = self.nets["policy"].sample_with(obs, batch["noise_pi"])
+            adv = q.mean(0) - self.nets["q"](obs, a_pi).mean(0)
 
+        def policy_loss() -> torch.Tensor:
+            per = awr_policy_loss(self.nets["policy"].log_prob(obs, act), adv, self.beta, self.max_weight, "none")
+            return _mix(per[:n_fb], per[n_fb:], self.replay_weight)
+
+        pi_loss = self._step("policy", policy_loss)
+        soft_update(self.nets["q_target"], self.nets["q"], self.tau)
+        logs.update(policy_loss=pi_loss, q_loss=loss)
+        return logs

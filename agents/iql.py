@@ -226,39 +226,33 @@ class IQL(OfflineAgent):
         self.data = self.transitions_from(dataset, normalize_rewards(raw, ep_ret, self.reward_normalization, mean_len))
 
     # ------------------------------------------------------------------ updates
-    def _value_step(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def _value_step(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. (5) on a batch; returns the loss and ``Q_hat(s, a)`` (for the policy step)."""
         with torch.no_grad():
             q_hat = self.nets["q_target"].min(obs, act)
-        loss = iql_value_loss(q_hat, self.nets["v"](obs), self.expectile)
-        self.optims["v"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["v"].step()
-        return float(loss.detach()), q_hat
+        loss = self._step("v", lambda: iql_value_loss(q_hat, self.nets["v"](obs), self.expectile))
+        return loss, q_hat
 
-    def _policy_step(self, obs: torch.Tensor, act: torch.Tensor, q_hat: torch.Tensor) -> float:
+    def _policy_step(self, obs: torch.Tensor, act: torch.Tensor, q_hat: torch.Tensor) -> torch.Tensor:
         """Eq. (7) on a batch, advantages from the target critic and the current value net."""
         with torch.no_grad():
             adv = q_hat - self.nets["v"](obs)
-        loss = awr_policy_loss(self.nets["policy"].log_prob(obs, act), adv, self.beta, self.max_weight)
-        self.optims["policy"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["policy"].step()
-        return float(loss.detach())
+        return self._step("policy", lambda: awr_policy_loss(self.nets["policy"].log_prob(obs, act), adv, self.beta,
+                                                             self.max_weight))
 
-    def _critic_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def _critic_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Eq. (6) on a batch of transitions."""
         with torch.no_grad():
             next_v = self.nets["v"](batch["next_observations"])
-        q = self.nets["q"](batch["observations"], batch["actions"])
-        loss = iql_q_loss(q, batch["rewards"], batch["dones"], next_v, self.gamma)
-        self.optims["q"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["q"].step()
-        return {"q_loss": float(loss.detach()), "q_mean": float(q.detach().mean())}
 
-    def _update(self) -> dict[str, float]:
-        batch = self.sample_transitions()
+        def loss() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            q = self.nets["q"](batch["observations"], batch["actions"])
+            return iql_q_loss(q, batch["rewards"], batch["dones"], next_v, self.gamma), {"q_mean": q.mean()}
+
+        q_loss, logs = self._step("q", loss)
+        return {"q_loss": q_loss, **logs}
+
+    def _update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         obs, act = batch["observations"], batch["actions"]
         v_loss, q_hat = self._value_step(obs, act)
         info = self._critic_step(batch)

@@ -246,12 +246,17 @@ class GaussianPolicy(nn.Module):
         noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         return (mu + noise * log_std.exp()).clamp(-1.0, 1.0)
 
+    def sample_with(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The sampled action of :meth:`act` for given standard-normal ``noise`` (shape of the action)."""
+        mu, log_std = self.mean_log_std(obs)
+        return (mu + noise * log_std.exp()).clamp(-1.0, 1.0)
+
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging ``theta_target <- (1 - tau) theta_target + tau theta_source`` (in place)."""
     with torch.no_grad():
         for t, s in zip(target.parameters(), source.parameters()):
-            t.lerp_(s, tau)
+            t.copy_(torch.lerp(t, s, tau))  # not lerp_: vmap (K seeds at once) has a batching rule for this
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float, reduction: str = "mean") -> torch.Tensor:

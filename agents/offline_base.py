@@ -24,7 +24,12 @@ Writing a new agent (what a subclass implements):
   (relabel rewards, build segment tensors...). Input checks that can fail belong in
   ``_check_inputs`` so that bad input stops before any work. Helpers: :meth:`transitions_from`,
   :meth:`preference_tensors`, :meth:`sample_transitions`.
-* ``_update() -> dict[str, float]``: one gradient step; returns the losses to log.
+* ``_sample() -> dict[str, Tensor]``: everything random one update needs (minibatch rows, noise, the seed
+  of dropout masks), drawn from ``self.rng`` / ``self.torch_gen`` (default: :meth:`sample_transitions`).
+* ``_update_on(batch) -> dict[str, Tensor]``: one gradient step on that batch, reading no RNG; each
+  optimiser step is ``self._step(name, loss_closure)``. Returns the losses to log. Written this way, the
+  same one-seed code trains K seeds at once: ``from_dataset(ds, seeds=(0, 1, 2))`` gives a
+  :class:`MultiSeed` that vmaps ``_update_on`` over parameters stacked on a seed dimension.
 * ``_policy_act(obs, deterministic) -> actions``: torch ``[B, obs_dim]`` (normalised obs) ->
   ``[B, act_dim]`` in the policy's ``[-1, 1]`` range.
 
@@ -36,6 +41,7 @@ minibatches, sampled actions) comes from ``seed``: the same seed gives the same 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
 from abc import ABC, abstractmethod
@@ -75,6 +81,7 @@ __all__ = [
     "soft_update",
     "expectile_loss",
     "CHECKPOINT_FORMAT",
+    "MultiSeed",
 ]
 
 CHECKPOINT_FORMAT = "pbrl.offline_agent"
@@ -87,6 +94,13 @@ def _check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _finite_mean(values: Sequence[float]) -> float:
+    """The mean of the finite values (a logged accuracy is NaN on a batch without strict pairs); NaN if none."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
 
 
 def _to_builtin(v: Any) -> Any:
@@ -182,6 +196,7 @@ class OfflineAgent(ABC):
         self.num_updates = 0
         self.nets: dict[str, nn.Module] = {}
         self.optims: dict[str, torch.optim.Optimizer] = {}
+        self._functional: Any = None  # set while MultiSeed runs this agent's update vmapped over K seeds
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self._build()
@@ -243,9 +258,58 @@ class OfflineAgent(ABC):
         :meth:`transitions_from`)."""
         self.data = self.transitions_from(dataset)
 
+    def _sample(self) -> dict[str, torch.Tensor]:
+        """Everything random that one update needs (minibatch rows, noise, dropout seeds), drawn from the
+        agent's ``rng`` / ``torch_gen``: a dict of tensors. Default: :meth:`sample_transitions`."""
+        return self.sample_transitions()
+
     @abstractmethod
+    def _update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+        """One gradient step on what :meth:`_sample` drew; returns scalar losses (tensors or floats).
+
+        It reads no RNG and takes its gradient steps through :meth:`_step`, so that the same code runs for
+        one seed or, vmapped, for K seeds at once (:class:`MultiSeed`)."""
+
     def _update(self) -> dict[str, float]:
-        """One gradient step; returns scalar losses for logging."""
+        """One gradient step: :meth:`_update_on` (:meth:`_sample`); returns scalar losses for logging."""
+        return {k: float(v) for k, v in self._update_on(self._sample()).items()}
+
+    def _step(self, optim: str, loss_fn: Callable[[], Any], max_grad_norm: float | None = None) -> Any:
+        """One step of ``self.optims[optim]`` on the scalar loss that ``loss_fn()`` returns (optionally clipping
+        the global gradient norm of the optimiser's parameters to ``max_grad_norm``).
+
+        ``loss_fn`` returns ``loss`` or ``(loss, aux)`` with ``aux`` a dict of tensors to log; the step returns
+        the detached ``loss`` (or ``(loss, aux)`` detached). Writing each gradient step as a closure lets
+        :class:`MultiSeed` take it with ``torch.func.grad`` for K seeds at once."""
+        if self._functional is not None:
+            return self._functional.step(optim, loss_fn, max_grad_norm)
+        out = loss_fn()
+        loss = out[0] if isinstance(out, tuple) else out
+        opt = self.optims[optim]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], max_grad_norm)
+        opt.step()
+        if isinstance(out, tuple):
+            return loss.detach(), {k: v.detach() for k, v in out[1].items()}
+        return loss.detach()
+
+    @contextlib.contextmanager
+    def _dropout_scope(self, batch: dict[str, torch.Tensor]) -> Any:
+        """Seed torch's global RNG (dropout) from ``batch["torch_seed"]`` (drawn by ``_sample`` with
+        :meth:`draw_torch_seed`) for the scope. With K seeds vmapped, :class:`MultiSeed` seeds the stream
+        from its own generator instead (the masks then differ from a single-seed run's)."""
+        if self._functional is not None:
+            yield
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(batch["torch_seed"]))
+            yield
+
+    def draw_torch_seed(self) -> torch.Tensor:
+        """A seed for torch's global RNG from the agent's ``rng`` (a 0-d int64 tensor, for :meth:`_dropout_scope`)."""
+        return torch.tensor(int(self.rng.integers(2**62)), dtype=torch.int64)
 
     def _policy_act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         """``[B, obs_dim]`` normalised obs -> ``[B, act_dim]`` actions in ``[-1, 1]``."""
@@ -261,9 +325,20 @@ class OfflineAgent(ABC):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_dataset(cls, dataset: Any, **hyperparameters: Any) -> OfflineAgent:
+    def from_dataset(cls, dataset: Any, seeds: Sequence[int] | None = None, **hyperparameters: Any) -> Any:
         """Build an agent sized for ``dataset`` (an ``OfflineDataset``): ``obs_dim``, ``act_dim`` and, when the
-        dataset's metadata names a registered task (``metadata["task_id"]``), that task's action bounds."""
+        dataset's metadata names a registered task (``metadata["task_id"]``), that task's action bounds.
+
+        With ``seeds=(0, 1, 2)`` (instead of ``seed``) it returns a :class:`MultiSeed` of one such agent per
+        seed, trained together in one process (``fit``), and ``split()`` into ordinary agents."""
+        if seeds is not None:
+            if "seed" in hyperparameters:
+                raise ValueError("give either seed=... (one agent) or seeds=(...) (several), not both")
+            if isinstance(seeds, (int, np.integer)) or not all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds
+            ) or len(seeds) == 0:
+                raise ValueError(f"seeds must be a non-empty sequence of ints, e.g. (0, 1, 2), got {seeds!r}")
+            return MultiSeed([cls.from_dataset(dataset, seed=int(s), **hyperparameters) for s in seeds])
         if not hasattr(dataset, "obs_dim") or not hasattr(dataset, "act_dim"):
             raise TypeError(f"from_dataset needs an OfflineDataset, got {type(dataset).__name__}")
         kw = dict(hyperparameters)
@@ -412,6 +487,20 @@ class OfflineAgent(ABC):
         return out
 
     # ------------------------------------------------------------------ training
+    def _fit_options(self, **options: Any) -> None:
+        """Agent-specific ``fit`` arguments (none here; PEARL's ``target_preferences``)."""
+        if options:
+            raise TypeError(f"{type(self).__name__}.fit got unexpected arguments {sorted(options)}")
+
+    def _start_fit(self, dataset: Any, preferences: PreferenceDataset | None, steps: int) -> None:
+        """Before a ``fit``'s first update (inputs already checked): the obs statistics (first fit only), then
+        :meth:`_prepare`. Subclasses that fix something from ``steps`` extend this."""
+        if self.normalize_obs and self.num_updates == 0:
+            obs = np.asarray(dataset.observations, dtype=np.float64)
+            self.obs_mean = obs.mean(0).astype(np.float32)
+            self.obs_std = (obs.std(0) + 1e-3).astype(np.float32)
+        self._prepare(dataset, preferences)
+
     def fit(
         self,
         dataset: Any,
@@ -458,11 +547,7 @@ class OfflineAgent(ABC):
             from pbrl.envs import make_env
 
             env = make_env(eval_env, seed=eval_seed) if isinstance(eval_env, str) else eval_env
-        if self.normalize_obs and self.num_updates == 0:
-            obs = np.asarray(dataset.observations, dtype=np.float64)
-            self.obs_mean = obs.mean(0).astype(np.float32)
-            self.obs_std = (obs.std(0) + 1e-3).astype(np.float32)
-        self._prepare(dataset, preferences)
+        self._start_fit(dataset, preferences, steps)
         eval_every = eval_every or self.default_eval_every
         evaluations: list[dict[str, Any]] = []
         recent: dict[str, list[float]] = {}
@@ -496,7 +581,7 @@ class OfflineAgent(ABC):
         return {
             "steps": done,
             "num_updates": self.num_updates,
-            "losses": {k: float(np.mean(v)) for k, v in recent.items()},
+            "losses": {k: _finite_mean(v) for k, v in recent.items()},
             "evaluations": evaluations,
             "final_eval": evaluations[-1] if evaluations else None,
             "wall_time_s": time.perf_counter() - t0,
@@ -608,3 +693,299 @@ class OfflineAgent(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(obs_dim={self.obs_dim}, act_dim={self.act_dim}, updates={self.num_updates})"
+
+
+# ---------------------------------------------------------------------------------------------- K seeds at once
+
+
+class _VmappedSeeds:
+    """The K members' parameters and Adam states stacked on a leading seed dimension, and one update of all K
+    as ``torch.func.vmap`` of the first member's :meth:`OfflineAgent._update_on` (the other members hold their
+    own data and RNGs; only their tensors are used here).
+
+    Inside the vmap every network of the template is re-parametrised with its seed's slice
+    (``functional_call``-style); :meth:`step` differentiates the agent's loss closure with ``torch.func.grad``
+    and applies torch's own functional Adam/AdamW (``torch.optim.adam.adam``, the single-tensor code path
+    that ``torch.optim.Adam`` runs on CPU) in place on the stacked tensors, so that each seed's update is
+    elementwise the one its own optimiser would make.
+    """
+
+    def __init__(self, members: Sequence[OfflineAgent]):
+        from torch.optim import Adam
+
+        self.members, self.template = list(members), members[0]
+        t = self.template
+        self.params: dict[str, dict[str, torch.Tensor]] = {}
+        for name, net in t.nets.items():
+            named = dict(net.named_parameters()) | dict(net.named_buffers())
+            self.params[name] = {
+                pn: torch.stack([_named_tensor(m.nets[name], pn).detach() for m in self.members]).clone()
+                for pn in named
+            }
+        self._owner = {id(p): (name, pn) for name, net in t.nets.items() for pn, p in net.named_parameters()}
+        self.groups: dict[str, list[list[tuple[str, str]]]] = {}
+        self.opt_state: dict[str, list[tuple[list[torch.Tensor], list[torch.Tensor]]]] = {}
+        self.steps: dict[str, list[list[torch.Tensor]]] = {}
+        self._opt_ids: dict[str, int] = {}
+        for o, opt in t.optims.items():
+            if not isinstance(opt, Adam) or any(g.get("amsgrad") for g in opt.param_groups):
+                raise TypeError(f"K seeds at once support Adam/AdamW optimisers without amsgrad; {o!r} is {type(opt).__name__}")
+            self._load_optimizer(o)
+
+    def _load_optimizer(self, o: str) -> None:
+        """Map the template optimiser ``o``'s groups to (net, name) keys and stack the members' Adam moments."""
+        t = self.template
+        opt = t.optims[o]
+        self._opt_ids[o] = id(opt)
+        self.groups[o], self.opt_state[o], self.steps[o] = [], [], []
+        for gi, g in enumerate(opt.param_groups):
+            keys = [self._owner[id(p)] for p in g["params"]]
+            ea, eas, st = [], [], []
+            for j, (n, pn) in enumerate(keys):
+                states = [m.optims[o].state.get(m.optims[o].param_groups[gi]["params"][j], {}) for m in self.members]
+                p = self.params[n][pn]
+                if all("exp_avg" in s for s in states):
+                    ea.append(torch.stack([s["exp_avg"] for s in states]).clone())
+                    eas.append(torch.stack([s["exp_avg_sq"] for s in states]).clone())
+                    st.append(torch.as_tensor(states[0]["step"], dtype=torch.float32).clone())
+                else:
+                    ea.append(torch.zeros_like(p))
+                    eas.append(torch.zeros_like(p))
+                    st.append(torch.tensor(0.0))
+            self.groups[o].append(keys)
+            self.opt_state[o].append((ea, eas))
+            self.steps[o].append(st)
+
+    # ------------------------------------------------------------------ one update of all K
+    def update(self, batch: dict[str, torch.Tensor], torch_seed: int) -> dict[str, torch.Tensor]:
+        """One update of every seed on ``batch`` (each tensor ``[K, ...]``); returns ``{loss: [K]}``."""
+        t = self.template
+        fn = torch.func.vmap(self._run, randomness="different")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_seed)
+            logs = fn(self.params, self.opt_state, batch)
+        for o, opt in list(t.optims.items()):  # an agent that replaced an optimiser (CPL after BC) starts it afresh
+            if id(opt) != self._opt_ids[o]:
+                for m in self.members:
+                    m.optims[o] = _rebuilt_like(opt, m, self.groups[o])
+                self._load_optimizer(o)
+        return logs
+
+    def _run(self, params: dict, opt_state: dict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        from torch.nn.utils.stateless import _reparametrize_module
+
+        t = self.template
+        self._cur_params, self._cur_state = params, opt_state
+        with contextlib.ExitStack() as stack:
+            for name, net in t.nets.items():
+                stack.enter_context(_reparametrize_module(net, params[name]))
+            t._functional = self
+            try:
+                logs = t._update_on(batch)
+            finally:
+                t._functional = None
+        return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in logs.items()}
+
+    def step(self, o: str, loss_fn: Callable[[], torch.Tensor], max_grad_norm: float | None) -> torch.Tensor:
+        """Inside the vmap: the gradient of ``loss_fn`` w.r.t. optimiser ``o``'s parameters, then its Adam step."""
+        from torch.nn.utils.stateless import _reparametrize_module
+
+        t = self.template
+        keys = [k for g in self.groups[o] for k in g]
+        tensors = [self._cur_params[n][pn] for n, pn in keys]
+
+        def f(plist: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+            per_net: dict[str, dict[str, torch.Tensor]] = {}
+            for (n, pn), p in zip(keys, plist):
+                per_net.setdefault(n, {})[pn] = p
+            with contextlib.ExitStack() as stack:
+                for n, sub in per_net.items():
+                    stack.enter_context(_reparametrize_module(t.nets[n], sub))
+                out = loss_fn()
+            if isinstance(out, tuple):
+                return out[0], (out[0].detach(), {k: v.detach() for k, v in out[1].items()})
+            return out, out.detach()
+
+        grads, result = torch.func.grad(f, has_aux=True)(tensors)
+        if max_grad_norm is not None:  # torch.nn.utils.clip_grad_norm_, per seed
+            total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, 2.0) for g in grads]), 2.0)
+            coef = torch.clamp(max_grad_norm / (total + 1e-6), max=1.0)
+            grads = [g * coef for g in grads]
+        i = 0
+        for gi, group in enumerate(t.optims[o].param_groups):
+            n_g = len(self.groups[o][gi])
+            ea, eas = self._cur_state[o][gi]
+            _adam_step(tensors[i : i + n_g], grads[i : i + n_g], ea, eas, self.steps[o][gi], group)
+            i += n_g
+        return result
+
+    # ------------------------------------------------------------------ back to K ordinary agents
+    def write_back(self) -> None:
+        """Copy seed k's slice of every network and Adam state into member k's own modules and optimisers."""
+        t = self.template
+        for k, m in enumerate(self.members):
+            for name, net in m.nets.items():
+                with torch.no_grad():
+                    for pn, v in self.params[name].items():
+                        _named_tensor(net, pn).copy_(v[k])
+            for o in t.optims:
+                opt = _rebuilt_like(t.optims[o], m, self.groups[o])
+                for gi in range(len(self.groups[o])):
+                    ea, eas = self.opt_state[o][gi]
+                    for j, p in enumerate(opt.param_groups[gi]["params"]):
+                        if float(self.steps[o][gi][j]) > 0:
+                            opt.state[p] = {"step": self.steps[o][gi][j].clone(), "exp_avg": ea[j][k].clone(),
+                                            "exp_avg_sq": eas[j][k].clone()}
+                m.optims[o] = opt
+        for o in t.optims:
+            self._load_optimizer(o)  # the template's optimisers are new objects now
+
+
+def _adam_step(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+               exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor], group: dict[str, Any]) -> None:
+    """``torch.optim.Adam`` / ``AdamW``'s single-tensor step (the CPU path; amsgrad off), op for op, written with
+    out-of-place ops and ``copy_`` because vmap has batching rules for those (not for ``lerp_``, ``addcmul_``,
+    ``addcdiv_``)."""
+    beta1, beta2 = group["betas"]
+    lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+    for param, grad, exp_avg, exp_avg_sq, step_t in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
+        grad = -grad if group["maximize"] else grad
+        step_t += 1
+        if wd != 0:
+            if group.get("decoupled_weight_decay", False):
+                param.copy_(param * (1 - lr * wd))
+            else:
+                grad = grad.add(param, alpha=wd)
+        exp_avg.copy_(torch.lerp(exp_avg, grad, 1 - beta1))
+        exp_avg_sq.copy_(torch.addcmul(exp_avg_sq * beta2, grad, grad, value=1 - beta2))
+        step = float(step_t)
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        step_size = lr / bias_correction1
+        denom = (exp_avg_sq.sqrt() / bias_correction2**0.5).add_(eps)
+        param.copy_(torch.addcdiv(param, exp_avg, denom, value=-step_size))
+
+
+def _named_tensor(module: nn.Module, name: str) -> torch.Tensor:
+    """The parameter or buffer ``name`` (dotted) of ``module``."""
+    try:
+        return module.get_parameter(name)
+    except AttributeError:
+        return module.get_buffer(name)
+
+
+def _rebuilt_like(opt: torch.optim.Optimizer, member: OfflineAgent, groups: list[list[tuple[str, str]]]) -> torch.optim.Optimizer:
+    """A fresh optimiser of ``opt``'s class and per-group settings over ``member``'s corresponding parameters."""
+    new_groups = []
+    for g, keys in zip(opt.param_groups, groups):
+        settings = {k: v for k, v in g.items() if k != "params"}
+        new_groups.append({**settings, "params": [member.nets[n].get_parameter(pn) for n, pn in keys]})
+    return type(opt)(new_groups)
+
+
+class MultiSeed:
+    """K independent seeds of one offline agent, trained together in one process.
+
+    ``IPL.from_dataset(ds, seeds=(0, 1, 2), **hp)`` builds one :class:`OfflineAgent` per seed (each initialised
+    exactly as a single-seed agent with that seed) and wraps them. :meth:`fit` draws every seed's minibatch
+    from that seed's own RNG and data, then runs the agent's one-seed update (:meth:`OfflineAgent._update_on`)
+    for all K at once with ``torch.func.vmap`` over parameters stacked on a seed dimension; each seed keeps its
+    own Adam state. Agents with a per-seed preprocessing step (MR+IQL's and PEARL's reward models, PEARL's
+    label transfer) run that step once per seed before the updates. :meth:`split` returns the K ordinary
+    agents, which predict, save, load and train on as usual.
+
+    Args:
+        members: the K agents, one class and one configuration apart from ``seed``, none trained yet or all
+            trained for the same number of updates.
+    """
+
+    def __init__(self, members: Sequence[OfflineAgent]):
+        members = list(members)
+        if not members:
+            raise ValueError("MultiSeed needs at least one agent")
+        klass = type(members[0])
+        base_cfg = {k: v for k, v in members[0].config.items() if k != "seed"}
+        for m in members:
+            if type(m) is not klass or {k: v for k, v in m.config.items() if k != "seed"} != base_cfg:
+                raise ValueError("MultiSeed members must be one agent class with one configuration apart from the seed")
+        seeds = [m.seed for m in members]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        if len({m.num_updates for m in members}) != 1:
+            raise ValueError("MultiSeed members must have taken the same number of updates")
+        self.members, self.seeds, self.agent_class = members, seeds, klass
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __repr__(self) -> str:
+        return f"MultiSeed({self.agent_class.__name__}, seeds={self.seeds}, updates={self.members[0].num_updates})"
+
+    @property
+    def num_updates(self) -> int:
+        return self.members[0].num_updates
+
+    def fit(
+        self,
+        dataset: Any,
+        preferences: PreferenceDataset | None = None,
+        steps: int = 10_000,
+        eval_env: Any = None,
+        n_eval_episodes: int = 5,
+        eval_seed: int = 0,
+        progress: bool = True,
+        **fit_options: Any,
+    ) -> dict[str, Any]:
+        """Train every seed for ``steps`` updates (as :meth:`OfflineAgent.fit` would, seed by seed).
+
+        ``eval_env`` (a task id or env) evaluates each seed after the last update. ``fit_options`` are the
+        agent's own extra ``fit`` arguments (PEARL's ``target_preferences``).
+
+        Returns:
+            ``{"steps", "num_updates", "seeds", "losses": [per seed: mean of each loss over the last 10 % of
+            the updates], "final_eval": [per seed] or None, "wall_time_s"}``.
+        """
+        steps = _check_positive_int("steps", steps)
+        n_eval_episodes = _check_positive_int("n_eval_episodes", n_eval_episodes)
+        for m in self.members:
+            m._fit_options(**fit_options)
+            m._check_inputs(dataset, preferences)
+        t0 = time.perf_counter()
+        for m in self.members:
+            m._start_fit(dataset, preferences, steps)
+        engine = _VmappedSeeds(self.members)
+        t = self.members[0]
+        for net in t.nets.values():
+            net.train()
+        tail = max(1, steps // 10)
+        recent: dict[str, list[torch.Tensor]] = {}
+        for i in tqdm(range(steps), desc=f"{type(t).__name__} x{len(self)}", disable=not progress, unit="upd"):
+            batches = [m._sample() for m in self.members]
+            batch = {k: torch.stack([b[k] for b in batches]) for k in batches[0]}
+            seed = int(batch["torch_seed"][0]) if "torch_seed" in batch else 0  # the vmapped dropout stream
+            logs = engine.update(batch, seed)
+            for m in self.members:
+                m.num_updates += 1
+            if i >= steps - tail:
+                for k, v in logs.items():
+                    recent.setdefault(k, []).append(v.detach())
+        engine.write_back()
+        wall = time.perf_counter() - t0
+        losses = [{k: _finite_mean(torch.stack(v)[:, j].tolist()) for k, v in recent.items()} for j in range(len(self))]
+        final = None
+        if eval_env is not None:
+            final = [m.evaluate(eval_env, n_eval_episodes, dataset=dataset, seed=eval_seed) for m in self.members]
+        return {"steps": steps, "num_updates": self.num_updates, "seeds": list(self.seeds), "losses": losses,
+                "final_eval": final, "wall_time_s": wall}
+
+    def split(self) -> list[OfflineAgent]:
+        """The K trained agents as ordinary single-seed agents (independent copies)."""
+        import copy
+
+        return [copy.deepcopy(m) for m in self.members]
+
+    def save(self, directory: str | Path) -> list[Path]:
+        """Save each seed's agent as ``directory/seed_<seed>.pt`` (load them with ``OfflineAgent.load``)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        return [m.save(directory / f"seed_{m.seed}.pt") for m in self.members]

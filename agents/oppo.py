@@ -299,32 +299,33 @@ class OPPO(OfflineAgent):
         z = z.expand(*obs.shape[:-1], self.z_dim)
         return self.nets["policy"](torch.cat([obs, z], dim=-1))
 
-    def _update(self) -> dict[str, float]:
-        enc, z_star = self.nets["encoder"], self.nets["z_star"]
+    def _sample(self) -> dict[str, torch.Tensor]:
         obs, act, mask = self._sample_windows()
         op, ap, on, an = self._sample_pairs()
+        return {"obs": obs, "act": act, "mask": mask, "obs_pos": op, "act_pos": ap, "obs_neg": on, "act_neg": an}
+
+    def _update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        enc, z_star = self.nets["encoder"], self.nets["z_star"]
+        obs, act, mask = batch["obs"], batch["act"], batch["mask"]
+        op, ap, on, an = batch["obs_pos"], batch["act_pos"], batch["obs_neg"], batch["act_neg"]
+
         # (1) encoder + policy: HIM on dataset windows, triplet with z* frozen, norm regulariser
-        z_seg = enc(obs, act, mask)  # [B, d]
-        pred = self._policy_with(obs, z_seg.unsqueeze(1))
-        l_him = him_loss(pred, act, mask)
-        z_pos, z_neg = enc(op, ap), enc(on, an)
-        l_pm = triplet_loss(z_star().detach(), z_pos, z_neg, self.margin)
-        l_norm = context_norm_loss(torch.cat([z_seg, z_pos, z_neg], 0))
-        total = l_him + self.pref_coeff * l_pm + self.norm_coeff * l_norm
-        opt = self.optims["model"]
-        opt.param_groups[1]["lr"] = self.policy_lr(self.num_updates)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        nn.utils.clip_grad_norm_([*enc.parameters(), *self.nets["policy"].parameters()], self.max_grad_norm)
-        opt.step()
+        def model_loss() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            z_seg = enc(obs, act, mask)  # [B, d]
+            pred = self._policy_with(obs, z_seg.unsqueeze(1))
+            l_him = him_loss(pred, act, mask)
+            z_pos, z_neg = enc(op, ap), enc(on, an)
+            l_pm = triplet_loss(z_star().detach(), z_pos, z_neg, self.margin)
+            l_norm = context_norm_loss(torch.cat([z_seg, z_pos, z_neg], 0))
+            return l_him + self.pref_coeff * l_pm + self.norm_coeff * l_norm, {"him_loss": l_him, "norm_loss": l_norm}
+
+        self.optims["model"].param_groups[1]["lr"] = self.policy_lr(self.num_updates)
+        _, logs = self._step("model", model_loss, max_grad_norm=self.max_grad_norm)
         # (2) z*: triplet loss with the encoder frozen
         with torch.no_grad():
             z_pos, z_neg = enc(op, ap), enc(on, an)
-        l_z = triplet_loss(z_star(), z_pos, z_neg, self.margin)
-        self.optims["z_star"].zero_grad(set_to_none=True)
-        l_z.backward()
-        self.optims["z_star"].step()
-        return {"him_loss": float(l_him.detach()), "triplet_loss": float(l_z.detach()), "norm_loss": float(l_norm.detach())}
+        logs["triplet_loss"] = self._step("z_star", lambda: triplet_loss(z_star(), z_pos, z_neg, self.margin))
+        return logs
 
     def _policy_act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         """``pi(s, z*)`` (deterministic; the policy has no sampling noise)."""

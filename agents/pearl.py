@@ -296,13 +296,17 @@ class PEARL(MRIQL):
         ``target_preferences`` (few target labels). The returned dict adds ``"transfer_accuracy"``: agreement
         of the transferred labels with the target's true rewards (a diagnostic; the true reward is not used
         for training)."""
-        if target_preferences is not None and not isinstance(target_preferences, PreferenceDataset):
-            raise TypeError(f"target_preferences must be a PreferenceDataset or None, got {type(target_preferences).__name__}")
-        self._target_preferences = target_preferences
+        self._fit_options(target_preferences)
         out = super().fit(dataset, preferences, steps, callback=callback, eval_env=eval_env, eval_every=eval_every,
                           n_eval_episodes=n_eval_episodes, eval_seed=eval_seed, progress=progress)
         out["transfer_accuracy"] = self.transfer_accuracy()
         return out
+
+    def _fit_options(self, target_preferences: PreferenceDataset | None = None) -> None:
+        """``fit(..., target_preferences=...)`` (also through :class:`~pbrl.agents.offline_base.MultiSeed`)."""
+        if target_preferences is not None and not isinstance(target_preferences, PreferenceDataset):
+            raise TypeError(f"target_preferences must be a PreferenceDataset or None, got {type(target_preferences).__name__}")
+        self._target_preferences = target_preferences
 
     def _check_inputs(self, dataset: Any, preferences: PreferenceDataset | None) -> None:
         if not isinstance(preferences, PreferenceDataset) or len(preferences) == 0:
