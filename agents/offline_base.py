@@ -943,17 +943,18 @@ class MultiSeed:
 
         Returns:
             ``{"steps", "num_updates", "seeds", "losses": [per seed: mean of each loss over the last 10 % of
-            the updates], "final_eval": [per seed] or None, "wall_time_s"}``.
+            the updates], "final_eval": [per seed] or None, "wall_time_s": the updates' wall time, after the
+            per-seed preparation, as in ``OfflineAgent.fit``}``.
         """
         steps = _check_positive_int("steps", steps)
         n_eval_episodes = _check_positive_int("n_eval_episodes", n_eval_episodes)
         for m in self.members:
             m._fit_options(**fit_options)
             m._check_inputs(dataset, preferences)
-        t0 = time.perf_counter()
         for m in self.members:
             m._start_fit(dataset, preferences, steps)
         engine = _VmappedSeeds(self.members)
+        t0 = time.perf_counter()
         t = self.members[0]
         for net in t.nets.values():
             net.train()

@@ -1,0 +1,274 @@
+"""Offline agents' speed against this machine's limit, and K seeds in one process against one.
+
+In one run, side by side on the same synthetic data (Hopper's sizes: obs 11, act 3, segments of 100 steps):
+
+(a) the dense float32 matmul peak (GFLOP/s) with one and with two threads (square matmuls, best of a few
+    repeats);
+(b) for every offline agent at its default shapes: FLOPs per update (counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` over one real update, forward and backward), updates/s,
+    and the share of the peak those FLOPs allow (``flops * updates/s / peak``);
+(c) the wall time per update of 5 seeds in one process (``from_dataset(ds, seeds=...)``, vmapped) against
+    one seed (target: <= 2x);
+(d) ``torch.compile`` of the networks' forward, on IPL (updates/s with and without; losses compared), and
+    fused twin critics (pbrl's ``TwinQ``, one 2-member ensemble) against two separate MLPs.
+
+The "floor" column is the best ratio K seeds could reach if the batched run hit 100 % of the peak:
+``K x FLOPs/update x (1-seed updates/s) / peak``; an agent whose single seed already runs near the peak cannot
+run K seeds in much less than K times its time on this CPU, however they are batched.
+
+Prints a table and writes ``bench_speed.json`` and ``bench_speed.png`` to ``--out``. The default run takes
+about 10 CPU-minutes; ``--quick`` is a smoke test (seconds, small data, tiny time budgets).
+
+    python scripts/bench_speed.py                      # benchmarks/bench_speed/
+    python scripts/bench_speed.py --quick --out /tmp/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pbrl.agents.registry import agent_names, get_agent
+from pbrl.envs.datasets import OfflineDataset, label_dataset
+
+#: per-agent settings that only shorten the preparation before the updates (the reward-model fit of MR+IQL
+#: and PEARL, PEARL's target pairs); the update itself runs at the agent's defaults
+PREP = {
+    "mriql": dict(reward_epochs=5),
+    "pearl": dict(reward_epochs=5, n_target_pairs=64),
+}
+
+
+def matmul_peak(threads: int, n: int, seconds: float) -> float:
+    """Best GFLOP/s of ``n x n @ n x n`` float32 matmuls on ``threads`` threads over about ``seconds``."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    for _ in range(3):
+        torch.mm(a, b, out=out)
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        reps = 5
+        for _ in range(reps):
+            torch.mm(a, b, out=out)
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def synthetic_task(T: int, n_pairs: int, H: int, seed: int = 0) -> tuple[OfflineDataset, Any]:
+    """Hopper-sized random data (obs 11, act 3, episodes of 1000 steps) with oracle labels on a linear reward."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(T, 11)).astype(np.float32)
+    act = np.tanh(rng.normal(size=(T, 3))).astype(np.float32)
+    w = rng.normal(size=11)
+    reward = (obs @ w + act.sum(-1)).astype(np.float32)
+    timeouts = np.zeros(T, bool)
+    timeouts[999::1000] = True
+    timeouts[-1] = True
+    ds = OfflineDataset(obs, act, reward, np.zeros(T, bool), timeouts, next_observations=np.roll(obs, -1, axis=0))
+    return ds, label_dataset(ds, "oracle", n_pairs, segment_length=H, seed=seed)
+
+
+def _prefs(klass: type, prefs: Any) -> Any:
+    return prefs if klass.requires_preferences else None
+
+
+def flops_per_update(agent: Any) -> float:
+    """FLOPs of one update (forward + backward), counted by FlopCounterMode on a real update."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        agent._update()
+    return float(counter.get_total_flops())
+
+
+def timed_updates(run_one: Any, seconds: float, warmup: int = 3, min_updates: int = 3) -> float:
+    """Updates/s of ``run_one()`` (one update per call) over about ``seconds`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        run_one()
+    n, t0 = 0, time.perf_counter()
+    while n < min_updates or time.perf_counter() - t0 < seconds:
+        run_one()
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def single_agent(name: str, ds: Any, prefs: Any, seed: int = 0, **over: Any) -> Any:
+    """One agent at its defaults (plus :data:`PREP`), prepared for updates (``fit`` for one update)."""
+    klass = get_agent(name)
+    agent = klass.from_dataset(ds, seed=seed, **PREP.get(name, {}), **over)
+    agent.fit(ds, _prefs(klass, prefs), steps=1, progress=False)
+    return agent
+
+
+def multiseed_rate(name: str, ds: Any, prefs: Any, k: int, seconds: float) -> float:
+    """Updates/s (each update: all ``k`` seeds) of ``MultiSeed.fit`` at the agent's defaults."""
+    klass = get_agent(name)
+    ms = klass.from_dataset(ds, seeds=tuple(range(k)), **PREP.get(name, {}))
+    ms.fit(ds, _prefs(klass, prefs), steps=2, progress=False)  # preparation (reward fits) + warm-up
+    steps = 2
+    while True:
+        info = ms.fit(ds, _prefs(klass, prefs), steps=steps, progress=False)
+        if info["wall_time_s"] >= seconds or steps >= 10_000:
+            return steps / info["wall_time_s"]
+        steps = max(steps * 2, int(steps * seconds / max(info["wall_time_s"], 1e-3)) + 1)
+
+
+def compile_trial(ds: Any, prefs: Any, seconds: float) -> dict[str, Any]:
+    """IPL with ``torch.compile`` on each network's forward vs eager: updates/s and the first updates' losses."""
+    out: dict[str, Any] = {"agent": "ipl"}
+    losses = {}
+    for mode in ("eager", "compiled"):
+        agent = single_agent("ipl", ds, prefs, seed=0)
+        if mode == "compiled":
+            for net in agent.nets.values():
+                net.forward = torch.compile(net.forward, dynamic=False)
+        t0 = time.perf_counter()
+        agent._update()  # the compiled run compiles here; both runs are then at the same update
+        if mode == "compiled":
+            out["compile_s"] = time.perf_counter() - t0
+        rec = [agent._update() for _ in range(3)]
+        losses[mode] = rec
+        out[f"{mode}_updates_per_s"] = timed_updates(agent._update, seconds, warmup=1)
+    diffs = [abs(a[k] - b[k]) / max(abs(a[k]), 1e-8) for a, b in zip(losses["eager"], losses["compiled"]) for k in a
+             if np.isfinite(a[k])]
+    out["max_rel_loss_diff"] = float(max(diffs)) if diffs else None
+    out["speedup"] = out["compiled_updates_per_s"] / out["eager_updates_per_s"]
+    return out
+
+
+def twin_critic_trial(batch: int, seconds: float, hidden: tuple[int, ...] = (256, 256)) -> dict[str, Any]:
+    """Twin critics at IQL's sizes (obs 11 + act 3 -> 1), forward + backward: two separate MLPs vs pbrl's
+    :class:`TwinQ` (one 2-member ensemble, a ``baddbmm`` per layer). Returns both rates (passes/s)."""
+    from pbrl.agents.networks import TwinQ, mlp
+
+    x = torch.randn(batch, 14)
+    twin = TwinQ(11, 3, hidden)
+    pair = [mlp(14, 1, hidden) for _ in range(2)]
+
+    def fused() -> None:
+        twin(x[:, :11], x[:, 11:]).pow(2).mean().backward()
+
+    def separate() -> None:
+        sum(q(x).pow(2).mean() for q in pair).backward()
+
+    return {"batch": batch, "fused_per_s": timed_updates(fused, seconds), "separate_per_s": timed_updates(separate, seconds)}
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["agents"]
+    names = [r["agent"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    axes[0].bar(names, [100 * r["share_of_peak"] for r in rows], color="tab:blue")
+    axes[0].axhline(75, color="k", ls="--", lw=1, label="goal 75 %")
+    axes[0].set_ylabel("% of 1-thread matmul peak")
+    axes[0].set_title(f"updates/s x FLOPs/update vs peak ({results['peak_gflops']['1']:.0f} GFLOP/s)")
+    axes[0].legend()
+    k = results["n_seeds"]
+    axes[1].bar(names, [r["k_vs_1_time_ratio"] for r in rows], color="tab:orange")
+    axes[1].axhline(2.0, color="k", ls="--", lw=1, label="target 2x")
+    axes[1].axhline(k, color="tab:red", ls=":", lw=1, label=f"{k} runs in a row")
+    axes[1].set_ylabel(f"wall time per update, {k} seeds / 1 seed")
+    axes[1].set_title(f"{k} seeds in one process (vmapped)")
+    axes[1].legend()
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="benchmarks/bench_speed", help="output folder (JSON + PNG)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: small data, tiny time budgets")
+    ap.add_argument("--agents", nargs="*", default=None, help="offline agents (default: all; --quick: iql, bc)")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds in one process for (c) (default 5; --quick: 2)")
+    ap.add_argument("--seconds", type=float, default=None, help="timing budget per measurement (default 6, quick 0.2)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the agents (default 1)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile trial (always skipped by --quick)")
+    args = ap.parse_args(argv)
+    quick = args.quick
+    secs = args.seconds if args.seconds is not None else (0.2 if quick else 6.0)
+    agents = args.agents or (["iql", "bc"] if quick else agent_names("offline"))
+    args.seeds = args.seeds or (2 if quick else 5)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    peak = {str(t): matmul_peak(t, 256 if quick else 1024, 0.2 if quick else 3.0) for t in (1, 2)}
+    torch.set_num_threads(args.threads)
+    print(f"matmul peak: {peak['1']:.1f} GFLOP/s (1 thread), {peak['2']:.1f} GFLOP/s (2 threads)")
+    ds, prefs = synthetic_task(3000 if quick else 20_000, 40 if quick else 500, 100)
+
+    rows = []
+    for name in agents:
+        agent = single_agent(name, ds, prefs)
+        flops = flops_per_update(agent)
+        ups = timed_updates(agent._update, secs)
+        k_ups = multiseed_rate(name, ds, prefs, args.seeds, secs)
+        row = {
+            "agent": name,
+            "gflop_per_update": flops / 1e9,
+            "updates_per_s": ups,
+            "limit_updates_per_s": peak[str(args.threads)] * 1e9 / flops if flops else None,
+            "share_of_peak": flops * ups / (peak[str(args.threads)] * 1e9),
+            f"updates_per_s_{args.seeds}_seeds": k_ups,
+            "k_vs_1_time_ratio": ups / k_ups,
+            "k_share_of_peak": args.seeds * flops * k_ups / (peak[str(args.threads)] * 1e9),
+            "k_floor_ratio": args.seeds * flops * ups / (peak[str(args.threads)] * 1e9),
+        }
+        rows.append(row)
+        print(f"{name:8s} {row['gflop_per_update']:7.3f} GFLOP/upd  {ups:7.1f} upd/s  (limit {row['limit_updates_per_s']:7.1f}) "
+              f"{100 * row['share_of_peak']:5.1f} % of peak  | {args.seeds} seeds: {k_ups:6.1f} upd/s, "
+              f"{row['k_vs_1_time_ratio']:.2f}x the time of 1", flush=True)
+
+    results: dict[str, Any] = {
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
+        "quick": quick,
+        "peak_gflops": peak,
+        "n_seeds": args.seeds,
+        "data": {"transitions": len(ds), "pairs": len(prefs), "segment_length": 100, "obs_dim": 11, "act_dim": 3},
+        "agents": rows,
+    }
+    results["twin_critics"] = [twin_critic_trial(b, secs) for b in ((256,) if quick else (256, 1280))]
+    for t in results["twin_critics"]:
+        print(f"twin critics, batch {t['batch']}: fused (TwinQ) {t['fused_per_s']:.0f}/s vs two MLPs "
+              f"{t['separate_per_s']:.0f}/s ({t['fused_per_s'] / t['separate_per_s']:.2f}x)")
+    if not (args.no_compile or quick):
+        try:
+            results["torch_compile"] = compile_trial(ds, prefs, secs)
+            c = results["torch_compile"]
+            print(f"torch.compile (IPL, every net's forward): {c['eager_updates_per_s']:.1f} -> "
+                  f"{c['compiled_updates_per_s']:.1f} upd/s ({c['speedup']:.2f}x), compile {c['compile_s']:.0f} s, "
+                  f"max rel. loss diff {c['max_rel_loss_diff']}")
+        except Exception as e:  # noqa: BLE001 - report why compile is unavailable here
+            results["torch_compile"] = {"error": f"{type(e).__name__}: {e}"[:500]}
+            print(f"torch.compile failed: {results['torch_compile']['error']}")
+    k = args.seeds
+    print(f"\n| agent | GFLOP/update | updates/s | limit/s | share of peak | {k} seeds: time / 1 seed | "
+          f"{k} seeds: share of peak | floor at 100 % of peak |\n|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['agent']} | {r['gflop_per_update']:.3f} | {r['updates_per_s']:.1f} | {r['limit_updates_per_s']:.1f} | "
+              f"{100 * r['share_of_peak']:.0f} % | {r['k_vs_1_time_ratio']:.2f}x | {100 * r['k_share_of_peak']:.0f} % | "
+              f"{r['k_floor_ratio']:.2f}x |")
+    (out / "bench_speed.json").write_text(json.dumps(results, indent=2))
+    plot(results, out / "bench_speed.png")
+    print(f"wrote {out / 'bench_speed.json'} and {out / 'bench_speed.png'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""scripts/bench_speed.py --quick runs end to end and writes its JSON and plot (timing itself is not tested)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_bench_speed_quick_writes_json_and_plot(tmp_path):
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_speed.py"
+    spec = importlib.util.spec_from_file_location("bench_speed", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main(["--quick", "--out", str(tmp_path), "--seconds", "0.05"])
+    data = json.loads((tmp_path / "bench_speed.json").read_text())
+    assert (tmp_path / "bench_speed.png").stat().st_size > 0
+    assert data["peak_gflops"]["1"] > 0 and data["n_seeds"] == 2 == res["n_seeds"]
+    rows = {r["agent"]: r for r in data["agents"]}
+    assert set(rows) == {"iql", "bc"}
+    for r in rows.values():
+        assert r["gflop_per_update"] > 0 and r["updates_per_s"] > 0 and r["k_vs_1_time_ratio"] > 0
+        assert 0 < r["share_of_peak"]
