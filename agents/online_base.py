@@ -69,10 +69,11 @@ SAC_DEFAULTS: dict[str, Any] = {
     "policy_kwargs": {"net_arch": [256, 256, 256]},
 }
 
-#: PEBBLE / B-Pref reward model: an ensemble of 3 MLPs, 3 x 256 hidden units, tanh output, Adam lr 3e-4, and no
-#: input normalisation (B-Pref's reward model reads raw ``concat(obs, act)``).
+#: PEBBLE / B-Pref reward model: an ensemble of 3 MLPs, 3 x 256 hidden units, tanh output, Adam lr 3e-4. Inputs are
+#: standardised with statistics re-estimated at every refit (B-Pref reads raw inputs; on Reacher raw inputs
+#: trained markedly worse policies, see docs/hyperparameters.md), features that barely varied only centred.
 REWARD_MODEL_DEFAULTS: dict[str, Any] = {
-    "n_members": 3, "hidden": (256, 256, 256), "lr": 3e-4, "output": "tanh", "normalize": False,
+    "n_members": 3, "hidden": (256, 256, 256), "lr": 3e-4, "output": "tanh", "normalize": True,
 }
 
 

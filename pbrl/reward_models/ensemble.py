@@ -71,8 +71,7 @@ class RewardEnsemble(SavedRewardModel):
 
     Inputs are normalised with the mean and std of the training transitions, re-estimated at every
     :meth:`fit` (``renormalize=True``, the default) and saved with the model; features whose std is below
-    ``MIN_STD`` (1e-3) are only centred. B-Pref normalises nothing; pbrl's online agents follow it
-    (``normalize=False`` in their reward-model defaults), offline agents keep the normalisation.
+    ``MIN_STD`` (1e-3) are only centred. (B-Pref normalises nothing; ``normalize=False`` follows it.)
 
     Args:
         obs_dim, act_dim: observation / action width.
