@@ -9,12 +9,13 @@ Shapes follow the agents' convention (any leading shape, features last). Every m
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
 
 __all__ = [
+    "Dropout",
     "mlp",
     "orthogonal_init",
     "EnsembleLinear",
@@ -28,6 +29,24 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------------------------- networks
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` (same masks, same state) that draws its masks from :attr:`noise_source` when one is set.
+
+    :class:`pbrl.agents.offline_base.MultiSeed` sets it while K seeds run vmapped, so that each seed's masks
+    come from that seed's own generator, exactly as in a single-seed run (``F.dropout``'s CPU masks are
+    ``bernoulli(1 - p) / (1 - p)`` from torch's global generator, which a single-seed agent seeds per update).
+    """
+
+    #: ``noise_source(shape, p) -> noise``, the scaled masks of one call (``None``: plain ``nn.Dropout``)
+    noise_source: Callable[[torch.Size, float], torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        source = Dropout.noise_source
+        if source is None or not self.training or self.p == 0.0:
+            return super().forward(x)
+        return x * source(x.shape, self.p)
 
 
 def mlp(
@@ -51,7 +70,7 @@ def mlp(
             layers.append(nn.LayerNorm(h))
         layers.append(activation())
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         d = h
     layers.append(nn.Linear(d, out_dim))
     return nn.Sequential(*layers)

@@ -52,10 +52,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+from torch._C._functorch import _add_batch_dim, maybe_get_level  # per-seed dropout masks inside vmap
 from tqdm.auto import tqdm
 
 from pbrl.agents.networks import (  # re-exported: the networks lived here before agents/networks.py
     DeterministicPolicy,
+    Dropout,
     EnsembleLinear,
     EnsembleMLP,
     GaussianPolicy,
@@ -298,8 +300,9 @@ class OfflineAgent(ABC):
     @contextlib.contextmanager
     def _dropout_scope(self, batch: dict[str, torch.Tensor]) -> Any:
         """Seed torch's global RNG (dropout) from ``batch["torch_seed"]`` (drawn by ``_sample`` with
-        :meth:`draw_torch_seed`) for the scope. With K seeds vmapped, :class:`MultiSeed` seeds the stream
-        from its own generator instead (the masks then differ from a single-seed run's)."""
+        :meth:`draw_torch_seed`) for the scope. With K seeds vmapped, :class:`MultiSeed` gives every
+        :class:`~pbrl.agents.networks.Dropout` seed k's masks from a generator seeded with seed k's value
+        instead: the same masks."""
         if self._functional is not None:
             yield
             return
@@ -757,13 +760,20 @@ class _VmappedSeeds:
             self.steps[o].append(st)
 
     # ------------------------------------------------------------------ one update of all K
-    def update(self, batch: dict[str, torch.Tensor], torch_seed: int) -> dict[str, torch.Tensor]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One update of every seed on ``batch`` (each tensor ``[K, ...]``); returns ``{loss: [K]}``."""
         t = self.template
-        fn = torch.func.vmap(self._run, randomness="different")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_seed)
+        # randomness="error": everything random was drawn by _sample, except dropout masks, which Dropout draws
+        # outside the transforms from each seed's own generator, seeded like a single-seed run's global RNG
+        fn = torch.func.vmap(self._run, randomness="error")
+        self._gens = None
+        if "torch_seed" in batch:
+            self._gens = [torch.Generator().manual_seed(int(s)) for s in batch["torch_seed"]]
+        Dropout.noise_source = self._noise
+        try:
             logs = fn(self.params, self.opt_state, batch)
+        finally:
+            Dropout.noise_source = None
         for o, opt in list(t.optims.items()):  # an agent that replaced an optimiser (CPL after BC) starts it afresh
             if id(opt) != self._opt_ids[o]:
                 for m in self.members:
@@ -776,6 +786,7 @@ class _VmappedSeeds:
 
         t = self.template
         self._cur_params, self._cur_state = params, opt_state
+        self._level = maybe_get_level(next(iter(next(iter(params.values())).values())))
         with contextlib.ExitStack() as stack:
             for name, net in t.nets.items():
                 stack.enter_context(_reparametrize_module(net, params[name]))
@@ -785,6 +796,16 @@ class _VmappedSeeds:
             finally:
                 t._functional = None
         return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in logs.items()}
+
+    def _noise(self, shape: torch.Size, p: float) -> torch.Tensor:
+        """Inside the vmap: dropout noise ``bernoulli(1 - p) / (1 - p)`` of per-seed ``shape``, seed k's from
+        generator k (the draws ``F.dropout`` makes from a single-seed run's freshly seeded global RNG)."""
+        if self._gens is None:
+            raise RuntimeError("a vmapped update used dropout without a torch_seed in its batch (see _dropout_scope)")
+        with torch._C._DisableFuncTorch():  # plain tensors, drawn outside the transforms
+            noise = torch.stack([torch.empty(shape).bernoulli_(1 - p, generator=g) for g in self._gens]).div_(1 - p)
+            noise = noise.to(self.template.device)
+        return _add_batch_dim(noise, 0, self._level)
 
     def step(self, o: str, loss_fn: Callable[[], torch.Tensor], max_grad_norm: float | None) -> torch.Tensor:
         """Inside the vmap: the gradient of ``loss_fn`` w.r.t. optimiser ``o``'s parameters, then its Adam step."""
@@ -963,8 +984,7 @@ class MultiSeed:
         for i in tqdm(range(steps), desc=f"{type(t).__name__} x{len(self)}", disable=not progress, unit="upd"):
             batches = [m._sample() for m in self.members]
             batch = {k: torch.stack([b[k] for b in batches]) for k in batches[0]}
-            seed = int(batch["torch_seed"][0]) if "torch_seed" in batch else 0  # the vmapped dropout stream
-            logs = engine.update(batch, seed)
+            logs = engine.update(batch)
             for m in self.members:
                 m.num_updates += 1
             if i >= steps - tail:
