@@ -52,7 +52,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from torch._C._functorch import _add_batch_dim, maybe_get_level  # per-seed dropout masks inside vmap
 from tqdm.auto import tqdm
 
 from pbrl.agents.networks import (  # re-exported: the networks lived here before agents/networks.py
@@ -782,6 +781,7 @@ class _VmappedSeeds:
         return logs
 
     def _run(self, params: dict, opt_state: dict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        from torch._C._functorch import maybe_get_level  # private: the vmap level, for per-seed dropout masks
         from torch.nn.utils.stateless import _reparametrize_module
 
         t = self.template
@@ -800,6 +800,8 @@ class _VmappedSeeds:
     def _noise(self, shape: torch.Size, p: float) -> torch.Tensor:
         """Inside the vmap: dropout noise ``bernoulli(1 - p) / (1 - p)`` of per-seed ``shape``, seed k's from
         generator k (the draws ``F.dropout`` makes from a single-seed run's freshly seeded global RNG)."""
+        from torch._C._functorch import _add_batch_dim  # private: seed k's noise as the vmap's k-th slice
+
         if self._gens is None:
             raise RuntimeError("a vmapped update used dropout without a torch_seed in its batch (see _dropout_scope)")
         with torch._C._DisableFuncTorch():  # plain tensors, drawn outside the transforms
