@@ -34,7 +34,7 @@ __all__ = [
 class Dropout(nn.Dropout):
     """``nn.Dropout`` (same masks, same state) that draws its masks from :attr:`noise_source` when one is set.
 
-    :class:`pbrl.agents.offline_base.MultiSeed` sets it while K seeds run vmapped, so that each seed's masks
+    :class:`pbrl.agents.multiseed.MultiSeed` sets it while K seeds run vmapped, so that each seed's masks
     come from that seed's own generator, exactly as in a single-seed run (``F.dropout``'s CPU masks are
     ``bernoulli(1 - p) / (1 - p)`` from torch's global generator, which a single-seed agent seeds per update).
     """

@@ -303,7 +303,7 @@ class PEARL(MRIQL):
         return out
 
     def _fit_options(self, target_preferences: PreferenceDataset | None = None) -> None:
-        """``fit(..., target_preferences=...)`` (also through :class:`~pbrl.agents.offline_base.MultiSeed`)."""
+        """``fit(..., target_preferences=...)`` (also through :class:`~pbrl.agents.multiseed.MultiSeed`)."""
         if target_preferences is not None and not isinstance(target_preferences, PreferenceDataset):
             raise TypeError(f"target_preferences must be a PreferenceDataset or None, got {type(target_preferences).__name__}")
         self._target_preferences = target_preferences
