@@ -43,19 +43,6 @@ def offline_data(cfg: OfflineConfig, run: RunDir | None = None, reuse_local: boo
     return ds
 
 
-def _skip_refit(agent: Any) -> None:
-    """A resumed MR+IQL-style agent (reward model fitted once, at the start of ``fit``) reuses its saved
-    reward model instead of fitting it again, so the resumed run trains on the same rewards."""
-    rm = getattr(agent, "reward_model", None)
-    if rm is None or not hasattr(agent, "_training_rewards") or not hasattr(rm, "predict"):
-        return
-
-    def rewards(dataset: Any, preferences: Any) -> np.ndarray:
-        return np.asarray(rm.predict(dataset.observations, dataset.actions), dtype=np.float32)
-
-    agent._training_rewards = rewards
-
-
 def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool = False, verbose: bool = True,
                   dataset: Any = None) -> dict[str, Any]:
     """Train an offline agent into ``run_dir``. ``resume=True`` continues from the newest usable checkpoint
@@ -92,7 +79,6 @@ def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool =
                                 "session": 0, "wall_time_s": 0.0}
     if loaded is not None:
         payload, agent = loaded
-        _skip_refit(agent)
         set_global_rng_state(payload["rng"])
         progress = payload["progress"]
         progress["session"] = int(progress.get("session", 0)) + 1
