@@ -9,9 +9,14 @@ Backends:
 
 * ``local``: a process pool on this machine (``workers`` processes, default: CPU count), each run with
   ``torch_threads`` threads;
-* ``ray``: Ray Tune (``pip install 'pbrl[sweep]'``), one trial per grid point
-  (``tune.grid_search`` over the run names); with ``address`` it joins a running Ray cluster
-  (``ray.init(address=...)``); the output folder must then be on storage every node sees;
+* ``ray``: Ray Tune (``pip install -e '.[sweep]'``), one trial per unfinished grid point
+  (``tune.grid_search`` over the run names, one CPU each); with ``address`` it joins a running Ray
+  cluster (``ray.init(address=...)``). A trial writes its run directory ``OUT/<name>`` on the node that
+  runs it and returns the run's ``metrics.json`` to the driver; so that ``pbrl report OUT``, resume and
+  retries see every run, ``OUT`` must be on storage every node mounts at the same path (NFS or similar).
+  Tune's own records go to ``OUT/_ray``. A trial whose process or node dies is started again up to
+  ``retries`` times (``FailureConfig(max_failures=retries)``) and resumes its run from the newest
+  checkpoint;
 * ``auto`` (default): Ray Tune when ``address`` is given or Ray is installed, the local pool otherwise.
   The choice is logged.
 
@@ -22,9 +27,11 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import logging
 import os
 import re
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -146,6 +153,7 @@ def run_sweep(
     workers: int | None = None,
     address: str | None = None,
     progress: bool = True,
+    retries: int = 2,
 ) -> dict[str, dict[str, Any]]:
     """Run every grid point into ``out/<name>``; returns ``{name: metrics or {"error": message}}``.
 
@@ -154,7 +162,9 @@ def run_sweep(
         out: the sweep folder (created).
         backend: ``auto``, ``local`` or ``ray``.
         workers: parallel runs for the local pool (default ``os.cpu_count()``).
-        address: Ray cluster address (``ray://host:10001`` or ``auto``).
+        address: Ray cluster address (``HOST:PORT`` of the head, ``ray://host:10001`` or ``auto``).
+        retries: Ray backend: how often a trial whose process or node died is started again (Tune's
+            ``FailureConfig(max_failures=...)``); the new attempt resumes the run from its newest checkpoint.
     """
     if not points:
         raise ValueError("the sweep grid is empty")
@@ -165,7 +175,7 @@ def run_sweep(
     chosen = choose_backend(backend, address)
     if chosen == "ray":
         log.warning("pbrl sweep: %d runs on Ray Tune%s", len(points), f" at {address}" if address else " (local Ray)")
-        return _run_ray(points, out, address)
+        return _run_ray(points, out, address, check_int("retries", retries, 0), progress)
     n = workers or os.cpu_count() or 1
     why = "" if importlib.util.find_spec("ray") else " (Ray Tune is not installed)"
     log.warning("pbrl sweep: %d runs on a local process pool of %d workers%s", len(points), n, why)
@@ -187,30 +197,97 @@ def run_sweep(
     return results
 
 
-def _run_ray(points: list[SweepPoint], out: Path, address: str | None) -> dict[str, dict[str, Any]]:
+def _finished(run_dir: Path) -> dict[str, Any] | None:
+    """The metrics of a finished run directory, or ``None``."""
+    from pbrl.run_dir import RunDir
+
+    rd = RunDir(run_dir)
+    if not rd.config_path.exists():
+        return None
+    try:
+        if rd.status().get("state") != "finished":
+            return None
+        return rd.metrics()
+    except (OSError, ValueError):
+        return None
+
+
+def _run_ray(points: list[SweepPoint], out: Path, address: str | None, retries: int,
+             progress: bool) -> dict[str, dict[str, Any]]:
+    """One Ray Tune trial per unfinished grid point; each trial writes its run directory ``out/<name>``
+    itself (on the node that runs it) and returns that run's ``metrics.json`` to the driver."""
     import ray
     from ray import tune
 
-    by_name = {p.name: p.config for p in points}
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    results: dict[str, dict[str, Any]] = {}
+    todo: dict[str, dict[str, Any]] = {}
+    for p in points:
+        done = _finished(out / p.name)
+        if done is not None:
+            results[p.name] = done
+        else:
+            todo[p.name] = p.config
+    if results:
+        log.warning("pbrl sweep: %d of %d runs already finished in %s; skipped", len(results), len(points), out)
+    if not todo:
+        return results
+    cwd = os.getcwd()
 
     def trainable(params: dict[str, Any]) -> dict[str, Any]:
+        # Tune starts a trial in its own trial folder: relative paths in a config (a dataset file) are
+        # meant from where `pbrl sweep` was started, so go back there when this node has that folder.
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
         name = params["run"]
-        res = run_point(by_name[name], str(out / name))
-        flat = {"run": name}
-        if "final" in res:
-            flat.update({k: v for k, v in res["final"].items() if v is not None})
-        return flat
+        res = _local_worker(todo[name], str(out / name))
+        return {"run": name, "metrics_json": json.dumps(res)}
 
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": 1}),
-        param_space={"run": tune.grid_search(sorted(by_name))},
-        run_config=tune.RunConfig(name="pbrl_sweep", storage_path=str(out / "_ray")),
-    )
-    grid = tuner.fit()
-    results: dict[str, dict[str, Any]] = {}
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        started = True
+    bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress)
+
+    class _Progress(tune.Callback):
+        """The progress bar, one step per finished or failed trial (Tune pickles its callbacks with the
+        experiment's state: the bar stays behind)."""
+
+        def __init__(self, bar: Any):
+            self.bar = bar
+
+        def __getstate__(self) -> dict:
+            return {}
+
+        def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001 - Tune's signature
+            if getattr(self, "bar", None) is not None:
+                self.bar.update(1)
+
+        on_trial_error = on_trial_complete
+
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": 1}),
+            param_space={"run": tune.grid_search(sorted(todo))},
+            run_config=tune.RunConfig(
+                name=f"pbrl_sweep_{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(out / "_ray"),
+                failure_config=tune.FailureConfig(max_failures=retries),
+                callbacks=[_Progress(bar)],
+                verbose=0,
+            ),
+        )
+        grid = tuner.fit()
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
     for r in grid:
         name = (r.config or {}).get("run", "?")
-        results[name] = {"error": str(r.error)} if r.error else dict(r.metrics or {})
+        metrics = r.metrics or {}
+        if r.error is not None or "metrics_json" not in metrics:
+            err = f"{type(r.error).__name__}: {r.error}" if r.error is not None else "the trial returned no metrics"
+            results[name] = {"error": err}
+            log.warning("pbrl sweep: run %s failed: %s", name, results[name]["error"])
+        else:
+            results[name] = json.loads(metrics["metrics_json"])
     return results
