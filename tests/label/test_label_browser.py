@@ -83,7 +83,7 @@ def test_page_in_chromium(tmp_path):
                 page.screenshot(path=str(shot))
                 assert shot.stat().st_size > 10_000
                 if os.environ.get("PBRL_UPDATE_SCREENSHOT") == "1":
-                    dest = Path(__file__).resolve().parents[1] / "docs" / "label_page.png"
+                    dest = Path(__file__).resolve().parents[2] / "docs" / "label_page.png"
                     dest.parent.mkdir(exist_ok=True)
                     shutil.copyfile(shot, dest)
                 assert "0 / 4 answered" in page.inner_text("#progress")

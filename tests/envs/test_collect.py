@@ -154,7 +154,7 @@ def _make_datasets_module():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "make_datasets.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "make_datasets.py"
     spec = importlib.util.spec_from_file_location("make_datasets", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

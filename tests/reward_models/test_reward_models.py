@@ -431,7 +431,7 @@ def test_benchmark_script_quick_run_writes_table_json_and_plot(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_reward_models.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_reward_models.py"
     proc = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bench_speed_quick_writes_json_and_plot(tmp_path):
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_speed.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_speed.py"
     spec = importlib.util.spec_from_file_location("bench_speed", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
