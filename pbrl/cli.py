@@ -37,7 +37,7 @@ def main_callback(
 def tasks_cmd(
     prefix: str = typer.Argument(None, help="only ids starting with this, e.g. 'mujoco' or 'metaworld'"),
 ) -> None:
-    """List the registered task ids (gymnasium MuJoCo and Meta-World MT50)."""
+    """List the registered task ids (gymnasium MuJoCo, Meta-World MT50, DeepMind Control with the dmc extra)."""
     from pbrl.envs import episode_length, list_tasks
 
     ids = list_tasks(prefix)
