@@ -33,7 +33,6 @@ import copy
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -77,7 +76,6 @@ REWARD_MODEL_DEFAULTS: dict[str, Any] = {
 }
 
 
-_check_int = check_int  # the shared validation helper (kept under its old name for subclasses)
 
 
 class OnlinePrefAgent:
@@ -154,20 +152,20 @@ class OnlinePrefAgent:
         from pbrl.queries import make_selector
 
         # ---------------------------------------------------------------- validation, before any work
-        _check_int("total_feedback", total_feedback, 1 if self.requires_preferences else 0)
-        _check_int("feedback_per_session", feedback_per_session, 1)
-        _check_int("feedback_every", feedback_every, 1)
-        _check_int("segment_length", segment_length, 1)
-        _check_int("seed", seed, 0)
-        _check_int("large_batch", large_batch, 1)
-        _check_int("reset_updates", reset_updates, 0)
-        _check_int("n_envs", n_envs, 1)
-        _check_int("n_eval_episodes", n_eval_episodes, 1)
+        check_int("total_feedback", total_feedback, 1 if self.requires_preferences else 0)
+        check_int("feedback_per_session", feedback_per_session, 1)
+        check_int("feedback_every", feedback_every, 1)
+        check_int("segment_length", segment_length, 1)
+        check_int("seed", seed, 0)
+        check_int("large_batch", large_batch, 1)
+        check_int("reset_updates", reset_updates, 0)
+        check_int("n_envs", n_envs, 1)
+        check_int("n_eval_episodes", n_eval_episodes, 1)
         if unsup_steps is None:
             unsup_steps = self.default_unsup_steps
-        _check_int("unsup_steps", unsup_steps, 0)
+        check_int("unsup_steps", unsup_steps, 0)
         if eval_every is not None:
-            _check_int("eval_every", eval_every, 1)
+            check_int("eval_every", eval_every, 1)
         if not hasattr(teacher, "label"):
             raise TypeError(
                 f"teacher must be a pbrl Teacher with label(a, b) (e.g. make_teacher('oracle')), got {type(teacher).__name__}"
@@ -185,7 +183,7 @@ class OnlinePrefAgent:
 
         self.task_id = task_id_or_env if isinstance(task_id_or_env, str) else None
         if episode_length is not None:
-            _check_int("episode_length", episode_length, 1)
+            check_int("episode_length", episode_length, 1)
         venv, ep_len = self._make_venv(task_id_or_env, n_envs, seed, episode_length)
         if segment_length > ep_len:
             raise ValueError(
@@ -355,7 +353,7 @@ class OnlinePrefAgent:
         ``callback``: extra SB3 callback(s); ``learn_kwargs`` go to the SB3 ``learn`` (``log_interval``,
         ``reset_num_timesteps``, ``tb_log_name``).
         """
-        _check_int("total_timesteps", total_timesteps, 1)
+        check_int("total_timesteps", total_timesteps, 1)
         cbs: list[BaseCallback] = [self.callback]
         if self.eval_callback is not None:
             cbs.append(self.eval_callback)
@@ -367,10 +365,10 @@ class OnlinePrefAgent:
     def predict(self, obs, state=None, episode_start=None, deterministic: bool = True):
         """SB3's ``predict`` of the trained policy (observations normalised first when the learner's env
         normalises them, as PrefPPO's does)."""
-        vn = self.model.get_vec_normalize_env()
-        if vn is not None:
-            obs = vn.normalize_obs(np.asarray(obs, np.float32))
-        return self.model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+        from pbrl.evaluation import normalising_policy
+
+        return normalising_policy(self.model).predict(obs, state=state, episode_start=episode_start,
+                                                      deterministic=deterministic)
 
     def state_dict(self) -> dict[str, Any]:
         """Agent state that a run checkpoint saves beside the SB3 model and the callback (subclasses extend)."""

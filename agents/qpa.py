@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from pbrl.agents.online_base import REWARD_MODEL_DEFAULTS, _check_int
+from pbrl.agents.online_base import REWARD_MODEL_DEFAULTS
 from pbrl.agents.pebble import PEBBLE
 from pbrl.online import LearnedRewardVecEnv, PbrlReplayBuffer, PreferenceCallback, QueryPool
 from pbrl.reward_models.training import BradleyTerryLoss, TemporalCrop
 from pbrl.segments import Trajectory
+from pbrl.validation import check_int
 
 __all__ = ["QPA", "RecentEpisodes", "HybridReplay"]
 
@@ -40,7 +41,7 @@ class RecentEpisodes(QueryPool):
     name = "recent"
 
     def __init__(self, k: int):
-        self.k = _check_int("k", k, 1)
+        self.k = check_int("k", k, 1)
 
     def episodes(self, wrapper: LearnedRewardVecEnv, segment_length: int) -> list[Trajectory]:
         return [t for t in wrapper.episodes if len(t) >= segment_length][-self.k :]
@@ -63,7 +64,7 @@ class HybridReplay:
         if not 0.0 <= her_ratio <= 1.0:
             raise ValueError(f"her_ratio must be in [0, 1], got {her_ratio}")
         self.her_ratio = float(her_ratio)
-        self.window = _check_int("window", window, 1)
+        self.window = check_int("window", window, 1)
         self.active = active
 
     def __call__(self, buffer: PbrlReplayBuffer, batch_size: int) -> np.ndarray:
@@ -101,8 +102,8 @@ class QPA(PEBBLE):
     def __init__(self, *args, recent_episodes: int | None = None, her_ratio: float = 0.5, crop_range: int = 5,
                  **kwargs):
         if recent_episodes is not None:
-            _check_int("recent_episodes", recent_episodes, 1)
-        _check_int("crop_range", crop_range, 0)
+            check_int("recent_episodes", recent_episodes, 1)
+        check_int("crop_range", crop_range, 0)
         if not 0.0 <= her_ratio <= 1.0:
             raise ValueError(f"her_ratio must be in [0, 1], got {her_ratio}")
         task = args[0] if args else kwargs.get("task_id_or_env")

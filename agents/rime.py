@@ -56,11 +56,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from pbrl.agents.online_base import PhaseHook, _check_int
+from pbrl.agents.online_base import PhaseHook
 from pbrl.agents.pebble import PEBBLE
 from pbrl.online import FeedbackHook, PbrlReplayBuffer, PreferenceCallback, StateEntropyReward, unscale_action
 from pbrl.preferences import PreferenceDataset
 from pbrl.reward_models.training import BradleyTerryLoss, LossTerm, PairBatch, soft_cross_entropy
+from pbrl.validation import check_int
 
 __all__ = ["RIME", "DenoisingDiscriminator", "RewardWarmStart", "PostSwitchUpdates", "label_kl"]
 
@@ -119,9 +120,9 @@ class DenoisingDiscriminator(BradleyTerryLoss, FeedbackHook):
                 f"alpha={alpha}, beta_min={beta_min}, beta_max={beta_max}, uncertainty_cap={uncertainty_cap}, ema={ema}"
             )
         self.alpha, self.beta_max, self.beta_min = float(alpha), float(beta_max), float(beta_min)
-        self.decay_epochs = _check_int("decay_epochs", decay_epochs, 1)
+        self.decay_epochs = check_int("decay_epochs", decay_epochs, 1)
         self.tau, self.uncertainty_cap, self.ema = float(tau), float(uncertainty_cap), float(ema)
-        self.lr_warmup_epochs = _check_int("lr_warmup_epochs", lr_warmup_epochs, 0)
+        self.lr_warmup_epochs = check_int("lr_warmup_epochs", lr_warmup_epochs, 0)
         # checkpointed state: the epoch counter t and the trusted pairs' KL statistics
         self.epochs = 0
         self.kl_max, self.kl_mean, self.kl_var, self.kl_count = 0.0, 0.0, 1.0, 0
@@ -248,7 +249,7 @@ class RewardWarmStart(FeedbackHook):
 
     def __init__(self, reward_model: Any, steps: int = 5):
         self.reward_model = reward_model
-        self.steps = _check_int("warm_start_steps", steps, 0)
+        self.steps = check_int("warm_start_steps", steps, 0)
         self.buffer: PbrlReplayBuffer | None = None
         self.entropy: StateEntropyReward | None = None
         self.action_space = None
@@ -259,7 +260,7 @@ class RewardWarmStart(FeedbackHook):
 
     def attach(self, buffer: PbrlReplayBuffer, entropy: StateEntropyReward, action_space, batch_size: int):
         self.buffer, self.entropy, self.action_space = buffer, entropy, action_space
-        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.batch_size = check_int("batch_size", batch_size, 1)
         return self
 
     def _mu_sigma(self) -> tuple[float, float]:
@@ -314,7 +315,7 @@ class PostSwitchUpdates(FeedbackHook):
     ``update_after_reset`` without PEBBLE's ``reset_critic``)."""
 
     def __init__(self, updates: int = 100):
-        self.updates = _check_int("reset_updates", updates, 0)
+        self.updates = check_int("reset_updates", updates, 0)
 
     def after_relabel(self, callback: PreferenceCallback, first: bool) -> None:
         model = callback.model
@@ -350,12 +351,12 @@ class RIME(PEBBLE):
         if decay_epochs is None:
             decay_epochs = 600 if self.metaworld else 60
         if lr_warmup_epochs is not None:
-            _check_int("lr_warmup_epochs", lr_warmup_epochs, 0)
+            check_int("lr_warmup_epochs", lr_warmup_epochs, 0)
         self._disc_kwargs = {"alpha": alpha, "beta_max": beta_max, "beta_min": beta_min,
                              "decay_epochs": decay_epochs, "tau": tau}
         DenoisingDiscriminator(**self._disc_kwargs)  # validates before any work
         self.lr_warmup_epochs = lr_warmup_epochs
-        self.warm_start_steps = _check_int("warm_start_steps", warm_start_steps, 0)
+        self.warm_start_steps = check_int("warm_start_steps", warm_start_steps, 0)
         self.discriminator: DenoisingDiscriminator | None = None
         self.warm_start: RewardWarmStart | None = None
         super().__init__(*args, **kwargs)

@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 
-from pbrl.agents.online_base import _check_int
 from pbrl.agents.pebble import PEBBLE
 from pbrl.online import FeedbackHook, PreferenceCallback
 from pbrl.preferences import PreferenceDataset
@@ -42,6 +41,7 @@ from pbrl.reward_models.training import (
     soft_cross_entropy,
 )
 from pbrl.segments import Segments, Trajectory
+from pbrl.validation import check_int
 
 __all__ = ["SURF", "SemiSupervisedLoss", "UnlabelledPool"]
 
@@ -51,8 +51,8 @@ class UnlabelledPool(FeedbackHook):
     ``max_size`` kept. Pairs are drawn with the callback's RNG from the session's query pool."""
 
     def __init__(self, per_session: int, max_size: int = 10000):
-        self.per_session = _check_int("per_session", per_session, 1)
-        self.max_size = _check_int("max_size", max_size, 1)
+        self.per_session = check_int("per_session", per_session, 1)
+        self.max_size = check_int("max_size", max_size, 1)
         self.pairs: tuple[Segments, Segments] | None = None
 
     def __len__(self) -> int:
@@ -99,22 +99,25 @@ class SemiSupervisedLoss(LossTerm):
         self.pool = pool
         self.threshold_u = float(threshold_u)
         self.lambda_u = float(lambda_u)
-        self.mu = _check_int("mu", mu, 1)
+        self.mu = check_int("mu", mu, 1)
         self.crop = crop if crop is not None else TemporalCrop(5)
         self._xu: torch.Tensor | None = None
         self._used = self._seen = 0.0
 
-    def start(self, model: Any, train: PreferenceDataset) -> None:
-        self._used = self._seen = 0.0
+    def check(self, model: Any, train: PreferenceDataset) -> None:
         pairs = getattr(self.pool, "pairs", None)
         if pairs is None or len(pairs[0]) == 0:
-            self._xu = None
             return
-        ua, ub = model._check_segments(pairs[0], "unlabelled a"), model._check_segments(pairs[1], "unlabelled b")
+        ua = model._check_segments(pairs[0], "unlabelled a")
+        model._check_segments(pairs[1], "unlabelled b")
         if ua.length != train.segment_length:
             raise ValueError(f"unlabelled segments have {ua.length} steps, the labelled ones {train.segment_length}")
         self.crop.check(ua.length)
-        self._xu = model._pair_inputs(ua, ub)  # [Nu, 2, H, in]
+
+    def start(self, model: Any, train: PreferenceDataset) -> None:
+        self._used = self._seen = 0.0
+        pairs = getattr(self.pool, "pairs", None)
+        self._xu = None if pairs is None or len(pairs[0]) == 0 else model._pair_inputs(*pairs)  # [Nu, 2, H, in]
 
     def __call__(self, model: Any, batch: PairBatch) -> torch.Tensor:
         M, B = batch.y.shape
@@ -165,10 +168,10 @@ class SURF(PEBBLE):
         crop_range: int = 5,
         **kwargs,
     ):
-        _check_int("unlabelled_ratio", unlabelled_ratio, 1)
-        _check_int("max_unlabelled", max_unlabelled, 1)
-        _check_int("mu", mu, 1)
-        _check_int("crop_range", crop_range, 1)
+        check_int("unlabelled_ratio", unlabelled_ratio, 1)
+        check_int("max_unlabelled", max_unlabelled, 1)
+        check_int("mu", mu, 1)
+        check_int("crop_range", crop_range, 1)
         if not 0.5 <= threshold_u <= 1.0:
             raise ValueError(f"threshold_u must be in [0.5, 1], got {threshold_u}")
         if not lambda_u >= 0:

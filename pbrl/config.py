@@ -112,10 +112,6 @@ def _check_choice(key: str, value: Any, allowed, what: str, where: str = "") -> 
         )
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    check_int(name, value, minimum)
-
-
 def _check_kwargs(name: str, kwargs: Any, target, where: str) -> None:
     """Every key of ``kwargs`` must be a parameter of ``target`` (unless it takes ``**kwargs``)."""
     if not isinstance(kwargs, dict):
@@ -234,14 +230,14 @@ class OnlineConfig(_Common):
         _check_choice("selector", self.selector, SELECTORS, "query selector")
         for k in ("total_timesteps", "feedback_per_session", "feedback_every", "segment_length",
                   "checkpoint_every", "eval_every", "n_eval_episodes", "torch_threads"):
-            _check_int(k, getattr(self, k), 1)
+            check_int(k, getattr(self, k), 1)
         from pbrl.agents.registry import get_entry
 
         # agents that learn from labels need a budget; SAC on the true reward ignores it
-        _check_int("total_feedback", self.total_feedback, 1 if get_entry(self.agent, "online").needs_preferences else 0)
-        _check_int("seed", self.seed, 0)
+        check_int("total_feedback", self.total_feedback, 1 if get_entry(self.agent, "online").needs_preferences else 0)
+        check_int("seed", self.seed, 0)
         if self.max_episode_steps is not None:
-            _check_int("max_episode_steps", self.max_episode_steps, 1)
+            check_int("max_episode_steps", self.max_episode_steps, 1)
             if self.max_episode_steps < self.segment_length:
                 raise ValueError(
                     f"max_episode_steps ({self.max_episode_steps}) must be >= segment_length ({self.segment_length})"
@@ -322,8 +318,8 @@ class OfflineConfig(_Common):
         _check_choice("teacher", self.teacher, allowed_teachers(), "teacher")
         for k in ("total_feedback", "segment_length", "steps", "checkpoint_every", "eval_every",
                   "n_eval_episodes", "collect_steps", "torch_threads"):
-            _check_int(k, getattr(self, k), 1)
-        _check_int("seed", self.seed, 0)
+            check_int(k, getattr(self, k), 1)
+        check_int("seed", self.seed, 0)
         if not isinstance(self.stratified, bool):
             raise ValueError(f"stratified must be true or false, got {self.stratified!r}")
         if self.dataset is not None:

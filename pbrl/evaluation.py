@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["evaluate_policy_episodes"]
+__all__ = ["evaluate_policy_episodes", "normalising_policy"]
 
 
 def evaluate_policy_episodes(
@@ -39,7 +39,7 @@ def evaluate_policy_episodes(
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
     if isinstance(env, str):
         env = make_env(env, seed=seed)
-    policy = _normalising(policy)
+    policy = normalising_policy(policy)
     trajs = rollout(env, policy, n_episodes=n_episodes, seed=seed, deterministic=deterministic)
     returns = np.array([t.ret for t in trajs], dtype=np.float64)
     successes = np.array([bool(t.success is not None and t.success.any()) for t in trajs])
@@ -64,7 +64,9 @@ class _NormalisedPolicy:
         return self.model.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
 
 
-def _normalising(policy: Any) -> Any:
+def normalising_policy(policy: Any) -> Any:
+    """``policy``, or a wrapper that normalises raw observations first when it is an SB3 model trained behind
+    ``VecNormalize`` (so evaluation and ``predict`` feed it what it was trained on)."""
     get = getattr(policy, "get_vec_normalize_env", None)
     vn = get() if callable(get) else None
     return policy if vn is None else _NormalisedPolicy(policy, vn)

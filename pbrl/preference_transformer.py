@@ -40,11 +40,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from pbrl.preferences import PreferenceDataset
+from pbrl.reward_models.ensemble import check_segments
 from pbrl.reward_models.persistence import SavedRewardModel, check_state
+from pbrl.reward_models.training import soft_cross_entropy
 from pbrl.reward_models.transformer_net import PTNetwork, _CausalBlock, _dropout, relabel_windows  # noqa: F401
 from pbrl.segments import Segments
 
@@ -69,12 +70,6 @@ _SCHEDULES = ("constant", "warmup_cosine")
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _soft_ce(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """Bradley-Terry cross-entropy per pair. ``logits [..., 2]`` = (S(a), S(b)); ``label [...]`` = P(b)."""
-    logp = F.log_softmax(logits, dim=-1)
-    return -((1.0 - label) * logp[..., 0] + label * logp[..., 1])
-
-
 def _numeric(name: str, x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
@@ -209,13 +204,7 @@ class PreferenceTransformer(SavedRewardModel):
 
     # ------------------------------------------------------------------ inputs
     def _check_segments(self, seg: Any, name: str) -> Segments:
-        if not isinstance(seg, Segments):
-            raise TypeError(f"{name} must be a pbrl Segments batch, got {type(seg).__name__}")
-        if seg.obs_dim != self.obs_dim or seg.act_dim != self.act_dim:
-            raise ValueError(
-                f"{name} has obs_dim={seg.obs_dim}, act_dim={seg.act_dim} but this reward model expects "
-                f"obs_dim={self.obs_dim}, act_dim={self.act_dim}; build the model for this environment"
-            )
+        check_segments(seg, name, self.obs_dim, self.act_dim)
         if seg.length > self.max_length:
             raise ValueError(f"{name} has segments of {seg.length} steps, longer than max_length={self.max_length}; "
                              "build the model with a larger max_length")
@@ -332,7 +321,7 @@ class PreferenceTransformer(SavedRewardModel):
                 B = len(idx)
                 out = self.net(obs[idx].reshape(2 * B, H, -1), act[idx].reshape(2 * B, H, -1), self.torch_gen)
                 logits = out["score"].reshape(B, 2)
-                ce = _soft_ce(logits, y[idx])
+                ce = soft_cross_entropy(logits, y[idx])
                 loss = ce.mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -419,7 +408,7 @@ class PreferenceTransformer(SavedRewardModel):
         if not isinstance(prefs, PreferenceDataset) or len(prefs) == 0:
             raise ValueError("evaluate_pairs needs a non-empty PreferenceDataset")
         sa, sb = self.segment_returns(prefs.a), self.segment_returns(prefs.b)
-        loss = float(_soft_ce(torch.as_tensor(np.stack([sa, sb], -1)), torch.as_tensor(prefs.label, dtype=torch.float64)).mean())
+        loss = float(soft_cross_entropy(torch.as_tensor(np.stack([sa, sb], -1)), torch.as_tensor(prefs.label, dtype=torch.float64)).mean())
         dec = prefs.label != 0.5
         acc = float(((sb > sa) == (prefs.label > 0.5))[dec].mean()) if dec.any() else float("nan")
         return {"loss": loss, "accuracy": acc, "n_pairs": int(len(prefs))}

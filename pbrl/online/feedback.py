@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -35,14 +36,15 @@ from pbrl.validation import check_int
 __all__ = ["QueryPool", "AllEpisodes", "FeedbackHook", "PreferenceCallback"]
 
 
-class QueryPool:
-    """Which recorded episodes a session draws its candidate segment pairs from."""
+class QueryPool(ABC):
+    """Which recorded episodes a session draws its candidate segment pairs from (subclasses implement
+    :meth:`episodes`)."""
 
     name = "pool"
 
+    @abstractmethod
     def episodes(self, wrapper: LearnedRewardVecEnv, segment_length: int) -> list[Trajectory]:
         """The complete episodes (at least ``segment_length`` steps) to draw candidates from."""
-        raise NotImplementedError(f"{type(self).__name__} must implement episodes(wrapper, segment_length)")
 
 
 class AllEpisodes(QueryPool):

@@ -56,6 +56,18 @@ def _check_array(name: str, x: Any, last_dim: int, what: str) -> np.ndarray:
     return arr
 
 
+def check_segments(seg: Any, name: str, obs_dim: int, act_dim: int) -> Segments:
+    """``seg`` if it is a :class:`Segments` batch of this reward model's sizes; else one clear error."""
+    if not isinstance(seg, Segments):
+        raise TypeError(f"{name} must be a pbrl Segments batch, got {type(seg).__name__}")
+    if seg.obs_dim != obs_dim or seg.act_dim != act_dim:
+        raise ValueError(
+            f"{name} has obs_dim={seg.obs_dim}, act_dim={seg.act_dim} but this reward model expects "
+            f"obs_dim={obs_dim}, act_dim={act_dim}; build the model for this environment"
+        )
+    return seg
+
+
 # ---------------------------------------------------------------------------------------- ensemble
 class RewardEnsemble(SavedRewardModel):
     """An ensemble of M reward MLPs ``r(s, a)`` trained with the Bradley-Terry loss on segment returns.
@@ -201,14 +213,7 @@ class RewardEnsemble(SavedRewardModel):
         return np.concatenate([seg.obs, seg.act], axis=-1)
 
     def _check_segments(self, seg: Any, name: str) -> Segments:
-        if not isinstance(seg, Segments):
-            raise TypeError(f"{name} must be a pbrl Segments batch, got {type(seg).__name__}")
-        if seg.obs_dim != self.obs_dim or seg.act_dim != self.act_dim:
-            raise ValueError(
-                f"{name} has obs_dim={seg.obs_dim}, act_dim={seg.act_dim} but this reward model expects "
-                f"obs_dim={self.obs_dim}, act_dim={self.act_dim}; build the model for this environment"
-            )
-        return seg
+        return check_segments(seg, name, self.obs_dim, self.act_dim)
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -253,14 +258,7 @@ class RewardEnsemble(SavedRewardModel):
         from pbrl.reward_models.training import BradleyTerryLoss, RewardTrainer, TemporalCrop  # noqa: I001
 
         if losses is None:
-            if not isinstance(crop_range, (int, np.integer)) or isinstance(crop_range, bool) or crop_range < 0:
-                raise ValueError(f"crop_range must be an integer >= 0, got {crop_range!r}")
-            if isinstance(dataset, PreferenceDataset) and crop_range and dataset.segment_length - 2 * crop_range < 1:
-                raise ValueError(
-                    f"crop_range must be an integer in [0, {(dataset.segment_length - 1) // 2}] for segments "
-                    f"of length {dataset.segment_length}, got {crop_range!r}"
-                )
-            crop = TemporalCrop(int(crop_range)) if crop_range else None
+            crop = None if isinstance(crop_range, (int, np.integer)) and crop_range == 0 else TemporalCrop(crop_range)
             losses = [BradleyTerryLoss(crop), *self.default_loss_terms()]
         trainer = RewardTrainer(losses, epochs, batch_size, early_stop_accuracy, val_fraction, progress)
         return trainer.fit(self, dataset, renormalize=renormalize)

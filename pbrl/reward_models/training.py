@@ -24,6 +24,7 @@ saves: a loaded model continues training exactly as the saved one would.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +87,7 @@ class PairBatch:
     cache: dict[str, Any] = field(default_factory=dict)
 
 
-class LossTerm:
+class LossTerm(ABC):
     """One term of the reward-learning objective.
 
     Subclasses implement ``__call__(model, batch) -> [M]`` (the term's loss per member, already
@@ -98,11 +99,15 @@ class LossTerm:
 
     name = "loss"
 
-    def start(self, model: Any, train: PreferenceDataset) -> None:
-        """Called once at the start of every ``fit``."""
+    def check(self, model: Any, train: PreferenceDataset) -> None:  # noqa: B027 - an optional hook
+        """Raise one clear error if this term cannot train on ``train`` (called before any work)."""
 
+    def start(self, model: Any, train: PreferenceDataset) -> None:  # noqa: B027 - an optional hook
+        """Called once at the start of every ``fit``, after :meth:`check` and the input normalisation."""
+
+    @abstractmethod
     def __call__(self, model: Any, batch: PairBatch) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must implement __call__(model, batch) -> [M]")
+        """The term's loss per member ``[M]`` on one minibatch."""
 
     def summary(self) -> dict[str, float]:
         """Numbers this term reports at the end of ``fit`` (merged into its result)."""
@@ -156,7 +161,7 @@ class BradleyTerryLoss(LossTerm):
     def __init__(self, crop: TemporalCrop | None = None):
         self.crop = crop
 
-    def start(self, model: Any, train: PreferenceDataset) -> None:
+    def check(self, model: Any, train: PreferenceDataset) -> None:
         if self.crop is not None:
             self.crop.check(train.segment_length)
 
@@ -233,6 +238,8 @@ class RewardTrainer:
                 raise ValueError(f"val_fraction={self.val_fraction} leaves no training pairs out of {len(dataset)}")
             if len(val) == 0:
                 val = None
+        for t in terms:
+            t.check(model, train)
         x = model._pair_inputs(train.a, train.b)  # [N, 2, H, in]
         y = torch.as_tensor(train.label, device=model.device)
         if model.normalize and (renormalize or not model.fitted_normalizer):
