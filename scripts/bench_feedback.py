@@ -123,7 +123,7 @@ def build_grid(a: argparse.Namespace):
                "agent_kwargs": {k: v for k, v in base.get("agent_kwargs", {}).items() if k != "unsup_steps"}}
         points += expand_grid(sac, tasks=a.tasks, agents=["sac"], teachers=["oracle"], seeds=seeds)
     pbrl = [x for x in a.agents if x != "sac"]
-    for budget in a.budgets:
+    for budget in a.budgets if pbrl else []:  # an empty agent axis would mean "the base config's agent"
         per = max(1, math.ceil(budget / a.sessions))
         points += expand_grid({**base, "feedback_per_session": per}, tasks=a.tasks, agents=pbrl, teachers=["oracle"],
                               budgets=[budget], seeds=seeds)

@@ -31,6 +31,12 @@ def test_default_grid_is_sac_once_per_task_and_seed_then_agents_x_budgets_plus_a
         bench.parse_args(["--agents", "pebbel"])
 
 
+def test_sac_alone_is_only_sac_runs(bench):
+    a = bench.parse_args(["--agents", "sac", "--seeds", "1", "--no-mistake"])
+    names = [p.name for p in bench.build_grid(a)]
+    assert names and all(n.startswith("sac__") for n in names), names
+
+
 def test_a_tiny_study_runs_resumes_and_reports(bench, tmp_path, capsys):
     argv = ["--tasks", "mujoco/Reacher-v5", "--agents", "sac", "pebble", "--budgets", "6", "--seeds", "1",
             "--steps", "300", "--sessions", "2", "--feedback-every", "50", "--eval-every", "150",
