@@ -202,7 +202,8 @@ def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = F
         agent.model.save(tmp)
     agent.reward_model.save(run.path / "reward_model.pt")
     metrics = final_metrics(cfg, progress, step, n_labels, time.time() - t0, time.process_time() - c0,
-                            asked=int(getattr(agent.callback, "asked", n_labels)))
+                            asked=int(getattr(agent.callback, "asked", n_labels)),
+                            feedback_time_s=dict(getattr(agent.callback, "timing", {})))
     run.write_metrics(metrics)
     run.write_status("finished", step=step, labels=n_labels)
     return metrics

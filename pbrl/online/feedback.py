@@ -194,7 +194,8 @@ class PreferenceCallback(BaseCallback):
         self.wrapper: LearnedRewardVecEnv | None = None
         self._bar = None
         self._pending_wrapper_state: dict | None = None
-        #: seconds spent in query selection + labelling, reward fitting and relabelling (for benchmarks)
+        #: CPU seconds spent in query selection + labelling, reward fitting and relabelling (checkpointed;
+        #: written to metrics.json as ``feedback_time_s``)
         self.timing = {"query": 0.0, "fit": 0.0, "relabel": 0.0}
 
     # ------------------------------------------------------------------ properties
@@ -251,7 +252,7 @@ class PreferenceCallback(BaseCallback):
         eps = self.pool.episodes(self.wrapper, self.segment_length)
         if not eps or self.budget_left <= 0:
             return False
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         self.teacher.update_margin(
             self.wrapper.recent_returns(10), float(np.mean([len(t) for t in eps])), self.segment_length
         )
@@ -269,14 +270,14 @@ class PreferenceCallback(BaseCallback):
             self._bar.update(n)
         for h in self.hooks:
             h.after_labels(self, eps)
-        t1 = time.perf_counter()
+        t1 = time.process_time()
         self.timing["query"] += t1 - t0
         if len(self.preferences) > 0:
             if self.trainer is not None:
                 self.last_fit = self.trainer.fit(self.reward_model, self.preferences)
             else:
                 self.last_fit = self.reward_model.fit(self.preferences, epochs=200, early_stop_accuracy=0.97)
-            self.timing["fit"] += time.perf_counter() - t1
+            self.timing["fit"] += time.process_time() - t1
             self.updates += 1
             self._after_update(first=self.updates == 1)
         rec = {
@@ -307,14 +308,14 @@ class PreferenceCallback(BaseCallback):
             h.after_update(self, first)
         buf = getattr(self.model, "replay_buffer", None)
         if self.relabel and buf is not None:
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             fn = self.reward_fn()
             space = self.model.action_space if isinstance(self.model.action_space, spaces.Box) else None
             relabel_replay_buffer(buf, fn, action_space=space)
             if isinstance(buf, PbrlReplayBuffer):
                 # SB3 stores this step's transition after the callbacks: give it the new model's reward
                 buf.reward_on_add = (lambda o, a: fn(o, unscale_action(a, space))) if space is not None else fn
-            self.timing["relabel"] += time.perf_counter() - t0
+            self.timing["relabel"] += time.process_time() - t0
             for h in self.hooks:
                 h.after_relabel(self, first)
 
@@ -336,6 +337,7 @@ class PreferenceCallback(BaseCallback):
             "rng": self.rng.bit_generator.state,
             "last_fit": {k: v for k, v in self.last_fit.items() if k != "history"},
             "history": list(self.history),
+            "timing": dict(self.timing),
             "wrapper": copy.deepcopy(self.wrapper.get_state()) if self.wrapper is not None else None,
         }
 
@@ -358,6 +360,7 @@ class PreferenceCallback(BaseCallback):
         self.rng.bit_generator.state = state["rng"]
         self.last_fit = dict(state.get("last_fit", {}))
         self.history = list(state.get("history", []))
+        self.timing = {**dict.fromkeys(self.timing, 0.0), **state.get("timing", {})}
         self._pending_wrapper_state = state.get("wrapper")
         if self.wrapper is not None and self._pending_wrapper_state is not None:
             self.wrapper.set_state(self._pending_wrapper_state)

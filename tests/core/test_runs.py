@@ -96,6 +96,23 @@ def test_sigkill_then_resume_equals_uninterrupted_run(reference, tmp_path):
     assert runs.RunDir(d).status()["state"] == "finished"
 
 
+def test_metrics_name_where_the_feedback_cpu_time_went_summed_over_resumes(reference, tmp_path):
+    ref = json.loads((reference / "metrics.json").read_text())["feedback_time_s"]
+    assert set(ref) == {"query", "fit", "relabel"} and ref["fit"] > 0
+    cfg_path = tmp_path / "tiny.json"
+    cfg_path.write_text(json.dumps(TINY))
+    d = tmp_path / "killed"
+    proc = _start(cfg_path, d)
+    _wait_for_checkpoint(proc, d, 300)  # after several refits
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    payload = runs.RunDir(d).load_checkpoint()
+    before = payload["callback"]["timing"]["fit"]
+    assert before > 0  # the checkpoint carries the time spent before the kill
+    after = runs.resume(d, verbose=False)["feedback_time_s"]["fit"]
+    assert after > before
+
+
 def _tb_points(run_dir: Path) -> list[tuple[str, int]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
