@@ -171,6 +171,7 @@ def run_sweep(
     if workers is not None:
         workers = check_int("workers", workers, 1)
     out = Path(out).resolve()
+    check_existing_runs(points, out)
     out.mkdir(parents=True, exist_ok=True)
     chosen = choose_backend(backend, address)
     if chosen == "ray":
@@ -195,6 +196,30 @@ def run_sweep(
             bar.update(1)
         bar.close()
     return results
+
+
+def check_existing_runs(points: list[SweepPoint], out: str | os.PathLike) -> None:
+    """Refuse a grid whose points would resume or skip a run directory trained with other settings.
+
+    A sweep resumes ``out/<name>`` with the config saved there, so a grid changed since (other steps, sizes,
+    teacher options) would otherwise silently continue, or count as finished, runs of the old settings.
+    Raises one ``ValueError`` naming the first such run and the keys that differ, before any work.
+    """
+    from pbrl.run_dir import RunDir
+
+    out = Path(out)
+    for p in points:
+        rd = RunDir(out / p.name)
+        if not rd.config_path.exists():
+            continue
+        saved = rd.config().to_dict()
+        want = config_from_dict(dict(p.config)).to_dict()
+        diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
+        if diff:
+            raise ValueError(
+                f"{rd.path} holds a run with other settings ({', '.join(diff)} differ from the grid's); "
+                "use another --out, or move that run away to train it again"
+            )
 
 
 def _finished(run_dir: Path) -> dict[str, Any] | None:

@@ -71,3 +71,33 @@ def test_sweep_2x2_locally_then_report(tmp_path):
     before = (out / dirs[0] / "metrics.json").read_text()
     again = run_point(json.loads((out / dirs[0] / "config.json").read_text()), str(out / dirs[0]))
     assert json.dumps(again, sort_keys=True) == json.dumps(json.loads(before), sort_keys=True)
+
+
+def test_a_changed_grid_never_resumes_or_skips_runs_of_other_settings(tmp_path):
+    """A run directory holding another config is refused before any work (it used to be resumed, or
+    counted as finished, with its old settings)."""
+    from pbrl.config import config_from_dict
+    from pbrl.run_dir import RunDir
+
+    pts = expand_grid(BASE, agents=["iql"], seeds=[0, 1])
+    out = tmp_path / "sweep"
+    old = RunDir(out / pts[0].name)
+    old.path.mkdir(parents=True)
+    config_from_dict({**BASE, "agent": "iql", "seed": 0, "steps": 80}).save(old.config_path)
+    before = sorted(p.name for p in out.rglob("*"))
+    res = CliRunner().invoke(app, ["sweep", "-o", str(out), "-c", str(_write(tmp_path, BASE)), "--agents", "iql",
+                                   "--seeds", "0-1", "--workers", "1", "--backend", "local"])
+    assert res.exit_code == 2, res.output
+    assert "other settings (steps differ" in res.output and pts[0].name in res.output
+    assert sorted(p.name for p in out.rglob("*")) == before  # nothing ran, nothing was created
+    # the same settings are accepted (that run would be resumed)
+    config_from_dict({**BASE, "agent": "iql", "seed": 0}).save(old.config_path)
+    from pbrl.sweep import check_existing_runs
+
+    check_existing_runs(pts, out)
+
+
+def _write(tmp_path, data):
+    p = tmp_path / "base.json"
+    p.write_text(json.dumps(data))
+    return p

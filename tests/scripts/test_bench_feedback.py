@@ -25,10 +25,25 @@ def test_default_grid_is_sac_once_per_task_and_seed_then_agents_x_budgets_plus_a
     assert len(sac) == len(a.tasks) * a.seeds and all("__b0__" in n for n in sac)
     oracle = [n for n in names if not n.startswith("sac__") and "__oracle__" in n]
     assert len(oracle) == len(bench.PBRL_AGENTS) * len(a.tasks) * len(a.budgets) * a.seeds
-    mistake = [n for n in names if "__mistake__" in n]
-    assert len(mistake) == len(bench.PBRL_AGENTS) * a.seeds and all(a.tasks[0].replace("/", "_") in n for n in mistake)
+    noisy = [n for n in names if "__mistake__" in n or "__scripted__" in n]
+    assert len(noisy) == 2 * len(bench.ROBUST_AGENTS) * a.seeds  # mistake (10 %) and the 30 %-error teacher
+    assert all(a.tasks[0].replace("/", "_") in n and f"__b{max(a.budgets)}__" in n for n in noisy)
+    high = [p for p in bench.build_grid(a) if p.config["teacher"] == "scripted"]
+    assert all(p.config["teacher_kwargs"] == {"eps_mistake": 0.3} for p in high)
+    assert bench.teacher_label(high[0].config) == "scripted-eps0.3"
     with pytest.raises(SystemExit):
         bench.parse_args(["--agents", "pebbel"])
+
+
+def test_dry_run_projects_the_cpu_time_from_finished_runs(bench, tmp_path, capsys):
+    argv = ["--agents", "sac", "pebble", "--seeds", "1", "--no-mistake", "--out", str(tmp_path)]
+    points = bench.build_grid(bench.parse_args(argv))
+    (tmp_path / points[0].name).mkdir()
+    (tmp_path / points[0].name / "metrics.json").write_text(json.dumps({"cpu_time_s": 600.0}))
+    bench.main([*argv, "--dry-run"])
+    out = capsys.readouterr().out
+    assert "1 finished; CPU-min per run: sac 10.0" in out
+    assert f"the other {len(points) - 1} runs: about {(len(points) - 1) * 600 / 3600:.1f} CPU-h" in out
 
 
 def test_sac_alone_is_only_sac_runs(bench):
