@@ -185,7 +185,8 @@ class OnlineConfig(_Common):
         feedback_per_session: queries asked at each feedback session (> 0).
         feedback_every: env steps between feedback sessions (> 0).
         segment_length: steps per segment H (> 0).
-        selector: query selection (``uniform``, ``disagreement``, ``entropy``, ``kcenter``, ...).
+        selector: query selection (``uniform``, ``disagreement``, ``entropy``, ``kcenter``, ...); ``None``
+            (default): the agent's own (``disagreement``; QPA's ``uniform``), written into the saved config.
         seed: seed of everything in the run.
         checkpoint_every: env steps between checkpoints (> 0); the checkpoint is taken at the first
             rollout boundary at or after each multiple.
@@ -207,7 +208,7 @@ class OnlineConfig(_Common):
     feedback_per_session: int = 100
     feedback_every: int = 10_000
     segment_length: int = 50
-    selector: str = "disagreement"
+    selector: str | None = None
     seed: int = 0
     checkpoint_every: int = 10_000
     eval_every: int = 10_000
@@ -227,6 +228,10 @@ class OnlineConfig(_Common):
         check_task(self.task)
         _check_choice("agent", self.agent, ONLINE_AGENTS, "agent", " for online training")
         _check_choice("teacher", self.teacher, allowed_teachers(), "teacher")
+        if self.selector is None:  # the agent's own default (QPA queries uniformly from its recent episodes)
+            from pbrl.agents.registry import get_agent
+
+            self.selector = get_agent(self.agent, "online").default_selector
         _check_choice("selector", self.selector, SELECTORS, "query selector")
         for k in ("total_timesteps", "feedback_per_session", "feedback_every", "segment_length",
                   "checkpoint_every", "eval_every", "n_eval_episodes", "torch_threads"):

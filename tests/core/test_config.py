@@ -81,3 +81,12 @@ def test_bad_files(tmp_path):
         parse_overrides(["total_feedback"])
     with pytest.raises(ValueError, match="says kind 'offline' but an online run"):
         config_from_dict({"kind": "offline"}, kind="online")
+
+
+def test_the_selector_defaults_to_the_agents_own():
+    """QPA queries uniformly (its paper); the config's default used to force ``disagreement`` on it."""
+    qpa = config_from_dict({"agent": "qpa"})
+    assert qpa.selector == "uniform" and qpa.to_dict()["selector"] == "uniform"
+    assert config_from_dict({"agent": "pebble"}).selector == "disagreement"
+    assert config_from_dict({"agent": "qpa", "selector": "entropy"}).selector == "entropy"
+    assert config_from_dict(qpa.to_dict()).to_dict() == qpa.to_dict()
