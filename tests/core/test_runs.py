@@ -192,10 +192,10 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path):
 
 
 def test_a_run_failing_after_a_checkpoint_is_marked_failed(tmp_path, monkeypatch):
-    import pbrl.train_online as to
+    import pbrl.callbacks as cb
 
     calls = {"n": 0}
-    real = to.evaluate
+    real = cb.evaluation_row
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -203,7 +203,7 @@ def test_a_run_failing_after_a_checkpoint_is_marked_failed(tmp_path, monkeypatch
             raise RuntimeError("simulated failure")
         return real(*a, **k)
 
-    monkeypatch.setattr(to, "evaluate", flaky)
+    monkeypatch.setattr(cb, "evaluation_row", flaky)
     with pytest.raises(RuntimeError, match="simulated failure"):
         runs.train(config_from_dict(dict(TINY)), tmp_path / "r", verbose=False)
     st = runs.RunDir(tmp_path / "r").status()
