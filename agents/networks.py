@@ -3,7 +3,9 @@
 Shapes follow the agents' convention (any leading shape, features last). Every module here is plain
 ``torch.nn``; the agents in :mod:`pbrl.agents` compose them (IQL, IPL and PEARL: :class:`TwinQ`,
 :class:`ValueNet`, :class:`GaussianPolicy`; CPL, BC and OPPO: :class:`DeterministicPolicy`).
-:mod:`pbrl.agents.offline_base` re-exports every name for older imports.
+:mod:`pbrl.agents.offline_base` re-exports every name for older imports. :class:`EnsembleMLP` and
+:class:`EnsembleLinear` are pbrl's one batched ensemble MLP (:mod:`pbrl.reward_models.networks`, which the
+reward ensembles share), importable from here as before.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
+
+from pbrl.reward_models.networks import EnsembleLinear, EnsembleMLP  # the one batched ensemble MLP of pbrl
 
 __all__ = [
     "Dropout",
@@ -87,56 +91,6 @@ def orthogonal_init(module: nn.Module, gain: float = 1.0) -> nn.Module:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return module
-
-
-class EnsembleLinear(nn.Module):
-    """``E`` independent linear layers applied in one batched matmul: ``[E, B, in] -> [E, B, out]``.
-
-    Each member is initialised like ``nn.Linear`` (uniform in ``+-1/sqrt(in)``).
-    """
-
-    def __init__(self, n_members: int, in_dim: int, out_dim: int):
-        super().__init__()
-        bound = 1.0 / math.sqrt(in_dim)
-        self.weight = nn.Parameter(torch.empty(n_members, in_dim, out_dim).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(n_members, 1, out_dim).uniform_(-bound, bound))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
-
-
-class EnsembleMLP(nn.Module):
-    """``n_members`` MLPs evaluated together (no Python loop over members).
-
-    ``forward(x)``: ``x [B, in_dim]`` (shared by all members) or ``[E, B, in_dim]`` -> ``[E, B, out_dim]``.
-    """
-
-    def __init__(
-        self,
-        n_members: int,
-        in_dim: int,
-        out_dim: int,
-        hidden: Sequence[int] = (256, 256),
-        activation: type[nn.Module] = nn.ReLU,
-        layer_norm: bool = False,
-    ):
-        super().__init__()
-        self.n_members = n_members
-        layers: list[nn.Module] = []
-        d = in_dim
-        for h in hidden:
-            layers.append(EnsembleLinear(n_members, d, h))
-            if layer_norm:
-                layers.append(nn.LayerNorm(h))
-            layers.append(activation())
-            d = h
-        layers.append(EnsembleLinear(n_members, d, out_dim))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.n_members, *x.shape)
-        return self.net(x)
 
 
 class TwinQ(nn.Module):

@@ -8,6 +8,12 @@ Every offline agent (``MRIQL``, ``IQL``, ``IPL``, ``CPL``, ``OPPO``, ``PEARL``) 
     action, _ = agent.predict(obs, deterministic=True)    # SB3's signature
     agent.save("runs/ipl.pt"); agent = IPL.load("runs/ipl.pt")
 
+``fit`` takes stable-baselines3 callbacks (a ``BaseCallback``, a list of them, or a function
+``callback(agent, step, losses)``): ``on_step`` runs after every update and can stop training, and the run
+callbacks of :mod:`pbrl.callbacks` (evaluation, checkpoints, SIGINT) serve ``fit`` as they serve SB3's
+``learn``; ``num_timesteps``, ``logger`` and ``get_env()`` are what those callbacks read. Saving and loading
+live in :mod:`pbrl.agents.offline_io`.
+
 ``predict`` follows stable-baselines3's ``predict(observation, state=None, episode_start=None,
 deterministic=False)`` (with ``deterministic=True`` as our default), so SB3's
 ``stable_baselines3.common.evaluation.evaluate_policy`` and pbrl's
@@ -42,11 +48,9 @@ minibatches, sampled actions) comes from ``seed``: the same seed gives the same 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,7 +71,8 @@ from pbrl.agents.networks import (  # re-exported: the networks lived here befor
     soft_update,
 )
 from pbrl.agents.offline_data import OfflineData
-from pbrl.preferences import PreferenceDataset, atomic_write
+from pbrl.agents.offline_io import CHECKPOINT_FORMAT, SavedAgent
+from pbrl.preferences import PreferenceDataset
 
 __all__ = [
     "OfflineAgent",
@@ -83,9 +88,6 @@ __all__ = [
     "expectile_loss",
     "CHECKPOINT_FORMAT",
 ]
-
-CHECKPOINT_FORMAT = "pbrl.offline_agent"
-_CHECKPOINT_VERSION = 1
 
 # ---------------------------------------------------------------------------------------------- base agent
 
@@ -116,7 +118,7 @@ def _to_builtin(v: Any) -> Any:
     return v
 
 
-class OfflineAgent(OfflineData, ABC):
+class OfflineAgent(OfflineData, SavedAgent, ABC):
     """Base class of pbrl's offline agents (see the module docstring for the subclass contract).
 
     Args:
@@ -143,6 +145,8 @@ class OfflineAgent(OfflineData, ABC):
     requires_preferences: bool = True
     #: default ``fit(eval_every=...)`` when an ``eval_env`` is given
     default_eval_every: int = 5000
+    #: the state is complete after every update, so run callbacks checkpoint at any step (:mod:`pbrl.callbacks`)
+    steps_are_boundaries: bool = True
 
     def __init__(
         self,
@@ -197,6 +201,7 @@ class OfflineAgent(OfflineData, ABC):
         self.nets: dict[str, nn.Module] = {}
         self.optims: dict[str, torch.optim.Optimizer] = {}
         self._functional: Any = None  # set while MultiSeed runs this agent's update vmapped over K seeds
+        self._logger: Any = None  # see the logger property
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self._build()
@@ -395,12 +400,13 @@ class OfflineAgent(OfflineData, ABC):
         dataset: Any,
         preferences: PreferenceDataset | None = None,
         steps: int = 10_000,
-        callback: Callable[[OfflineAgent, int, dict[str, float]], bool | None] | None = None,
+        callback: Any = None,
         eval_env: Any = None,
         eval_every: int | None = None,
         n_eval_episodes: int = 5,
         eval_seed: int = 0,
         progress: bool = True,
+        log_interval: int = 100,
     ) -> dict[str, Any]:
         """Train for ``steps`` gradient updates on ``dataset`` (an ``OfflineDataset``) and ``preferences``.
 
@@ -409,39 +415,49 @@ class OfflineAgent(OfflineData, ABC):
             preferences: the labelled segment pairs (``None`` only for agents with ``requires_preferences``
                 False, i.e. ``IQL`` on the true reward).
             steps: number of gradient updates (> 0).
-            callback: called after every update as ``callback(agent, step, losses)``; returning ``False``
-                stops training early.
-            eval_env: a task id (``"mujoco/Hopper-v5"``) or a gymnasium env to evaluate on during training;
-                ``None`` for no live evaluation.
-            eval_every: evaluate every this many updates (default ``default_eval_every``) and after the last.
+            callback: a stable-baselines3 callback (``BaseCallback``), a list of them (a ``CallbackList``) or a
+                function ``callback(agent, step, losses)``, as in :mod:`pbrl.callbacks`: ``on_step`` runs after
+                every update (``self.num_timesteps`` = updates so far, ``self.locals["losses"]`` its losses)
+                and returning ``False`` stops training early.
+            eval_env: a task id (``"mujoco/Hopper-v5"``) or a gymnasium env to evaluate on during training
+                (a :class:`~pbrl.callbacks.PbrlEvalCallback`); ``None`` for no live evaluation.
+            eval_every: evaluate every this many updates (default ``default_eval_every``; at multiples of it,
+                counted over the agent's updates) and after the last.
             n_eval_episodes: episodes per evaluation (default 5).
             eval_seed: seed of the evaluation episodes (the same episodes at every evaluation).
             progress: show a tqdm progress bar.
+            log_interval: record the losses as ``train/<name>`` in :attr:`logger` every this many updates.
 
         Returns:
             ``{"steps": updates done in this call, "num_updates": total, "losses": mean of each logged loss
-            over the last 10 % of this call's updates, "evaluations": [{"step", "mean_return", "std_return",
-            "success_rate", "normalized_score"}...], "final_eval": the last evaluation or None,
+            over the last 10 % of this call's updates, "evaluations": [{"step", "labels", "mean_return",
+            "std_return", "success_rate", "normalized_score"}...], "final_eval": the last evaluation or None,
             "wall_time_s": float}``.
         """
+        from stable_baselines3.common.callbacks import CallbackList
+
+        from pbrl.callbacks import PbrlEvalCallback, as_callback
+
         steps = _check_positive_int("steps", steps)
         n_eval_episodes = _check_positive_int("n_eval_episodes", n_eval_episodes)
         if eval_every is not None:
             eval_every = _check_positive_int("eval_every", eval_every)
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable as callback(agent, step, losses), got {type(callback).__name__}")
+        user_callback = as_callback(callback)
         self._check_inputs(dataset, preferences)
-        env = None
+        evaluator = None
         if eval_env is not None:
             from pbrl.envs import make_env
 
             env = make_env(eval_env, seed=eval_seed) if isinstance(eval_env, str) else eval_env
+            evaluator = PbrlEvalCallback(env, eval_every or self.default_eval_every, n_eval_episodes, seed=eval_seed, dataset=dataset,
+                                         labels=len(preferences) if preferences is not None else 0)
+        callbacks = CallbackList([c for c in (evaluator, user_callback) if c is not None])
+        callbacks.init_callback(self)
         self._start_fit(dataset, preferences, steps)
-        eval_every = eval_every or self.default_eval_every
-        evaluations: list[dict[str, Any]] = []
         recent: dict[str, list[float]] = {}
         tail = max(1, steps // 10)
         t0 = time.perf_counter()
+        callbacks.on_training_start({"agent": self, "dataset": dataset, "preferences": preferences, "steps": steps}, {})
         bar = tqdm(range(steps), desc=type(self).__name__, disable=not progress, unit="upd")
         done = 0
         for i in bar:
@@ -453,20 +469,21 @@ class OfflineAgent(OfflineData, ABC):
             if i >= steps - tail:
                 for k, v in losses.items():
                     recent.setdefault(k, []).append(float(v))
-            if env is not None and (done % eval_every == 0 or done == steps):
-                ev = self.evaluate(env, n_eval_episodes, dataset=dataset, seed=eval_seed)
-                ev["step"] = self.num_updates
-                evaluations.append(ev)
-                bar.set_postfix(ret=f"{ev['mean_return']:.1f}", succ=f"{ev['success_rate']:.2f}")
-            if callback is not None and callback(self, self.num_updates, losses) is False:
+            if log_interval and self.num_updates % log_interval == 0:
+                for k, v in losses.items():
+                    self.logger.record(f"train/{k}", float(v))
+            callbacks.update_locals({"losses": losses})
+            n_evals = len(evaluator.history) if evaluator is not None else 0
+            if not callbacks.on_step():
                 break
+            if evaluator is not None and len(evaluator.history) > n_evals:
+                ev = evaluator.history[-1]
+                bar.set_postfix(ret=f"{ev['mean_return']:.1f}", succ=f"{ev['success_rate']:.2f}")
         bar.close()
-        if env is not None and (not evaluations or evaluations[-1]["step"] != self.num_updates):
-            ev = self.evaluate(env, n_eval_episodes, dataset=dataset, seed=eval_seed)
-            ev["step"] = self.num_updates
-            evaluations.append(ev)
-        if env is not None and isinstance(eval_env, str):
-            env.close()
+        callbacks.on_training_end()  # the evaluator's final evaluation
+        if evaluator is not None and isinstance(eval_env, str):
+            evaluator.eval_env.close()
+        evaluations = evaluator.history if evaluator is not None else []
         return {
             "steps": done,
             "num_updates": self.num_updates,
@@ -475,6 +492,29 @@ class OfflineAgent(OfflineData, ABC):
             "final_eval": evaluations[-1] if evaluations else None,
             "wall_time_s": time.perf_counter() - t0,
         }
+
+    # ------------------------------------------------------------------ what SB3 callbacks read
+    @property
+    def num_timesteps(self) -> int:
+        """The update count (:attr:`num_updates`), under the name SB3's ``BaseCallback`` reads."""
+        return self.num_updates
+
+    @property
+    def logger(self) -> Any:
+        """The SB3 logger of ``fit``'s losses and of the callbacks (default: one that writes nowhere)."""
+        if self._logger is None:
+            from stable_baselines3.common.logger import Logger
+
+            self._logger = Logger(folder=None, output_formats=[])
+        return self._logger
+
+    def set_logger(self, logger: Any) -> None:
+        """Log through ``logger`` (an SB3 ``Logger``, e.g. ``stable_baselines3.common.logger.configure(...)``)."""
+        self._logger = logger
+
+    def get_env(self) -> None:
+        """``None``: an offline agent has no training env (SB3 callbacks' ``training_env`` needs one)."""
+        return None
 
     def evaluate(self, env: Any, n_episodes: int = 10, dataset: Any = None, seed: int = 0) -> dict[str, Any]:
         """Roll the deterministic policy out on ``env`` (task id or gymnasium env).
@@ -519,66 +559,6 @@ class OfflineAgent(OfflineData, ABC):
             unit = self._policy_act(x, deterministic).cpu().numpy()
         act = self._unit_to_act(unit)
         return (act[0] if single else act), None
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write the agent (config, networks, optimisers, obs statistics, update count) atomically to ``path``."""
-        path = Path(path)
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "version": _CHECKPOINT_VERSION,
-            "module": type(self).__module__,
-            "class": type(self).__qualname__,
-            "config": self.config,
-            "nets": {k: v.state_dict() for k, v in self.nets.items()},
-            "optims": {k: v.state_dict() for k, v in self.optims.items()},
-            "obs_mean": torch.as_tensor(self.obs_mean),
-            "obs_std": torch.as_tensor(self.obs_std),
-            "num_updates": self.num_updates,
-            "rng": self.rng.bit_generator.state,
-            "torch_gen": self.torch_gen.get_state(),
-            "extra": self._extra_state(),
-        }
-        with atomic_write(path, suffix=".pt") as tmp:
-            torch.save(payload, tmp)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> OfflineAgent:
-        """Read an agent written by :meth:`save`. ``OfflineAgent.load`` returns whatever agent class was saved;
-        ``IPL.load`` checks the file holds an IPL. The file is unpickled: load only checkpoints you trust."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no agent checkpoint at {path}")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001 - torch.load raises many types
-            raise ValueError(f"{path} is not a readable pbrl agent checkpoint ({e})") from None
-        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a pbrl offline-agent checkpoint")
-        if int(payload.get("version", -1)) > _CHECKPOINT_VERSION:
-            raise ValueError(f"{path} was written by a newer pbrl (checkpoint version {payload['version']}); upgrade pbrl")
-        try:
-            klass = getattr(importlib.import_module(payload["module"]), payload["class"])
-        except (ImportError, AttributeError):
-            raise ValueError(f"{path} holds a {payload['module']}.{payload['class']}, which this pbrl does not have") from None
-        if not issubclass(klass, cls):
-            raise ValueError(f"{path} holds a {klass.__name__}, not a {cls.__name__}; load it with {klass.__name__}.load")
-        config = dict(payload["config"])
-        if device is not None:
-            config["device"] = device
-        agent = klass(**config)
-        for k, sd in payload["nets"].items():
-            agent.nets[k].load_state_dict(sd)
-        for k, sd in payload["optims"].items():
-            agent.optims[k].load_state_dict(sd)
-        agent.obs_mean = payload["obs_mean"].numpy().astype(np.float32)
-        agent.obs_std = payload["obs_std"].numpy().astype(np.float32)
-        agent.num_updates = int(payload["num_updates"])
-        agent.rng.bit_generator.state = payload["rng"]
-        agent.torch_gen.set_state(payload["torch_gen"])
-        agent._load_extra_state(payload.get("extra", {}))
-        return agent
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(obs_dim={self.obs_dim}, act_dim={self.act_dim}, updates={self.num_updates})"

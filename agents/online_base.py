@@ -249,7 +249,8 @@ class OnlinePrefAgent:
 
                 eval_env = make_env(self.task_id, seed=self.seed + 10_000)
             self.eval_callback = PbrlEvalCallback(
-                eval_env, eval_every, n_eval_episodes, preference_callback=self.callback, seed=self.seed + 10_000
+                eval_env, eval_every, n_eval_episodes, preference_callback=self.callback, seed=self.seed + 10_000,
+                task=self.task_id,
             )
         self.progress = bool(progress)
         self.entropy = None  #: the state-entropy estimator of agents that pre-train on it (checkpointed)

@@ -291,14 +291,16 @@ class PEARL(MRIQL):
     # ------------------------------------------------------------------ inputs
     def fit(self, dataset: Any, preferences: PreferenceDataset | None = None, steps: int = 10_000, callback=None,
             eval_env: Any = None, eval_every: int | None = None, n_eval_episodes: int = 5, eval_seed: int = 0,
-            progress: bool = True, target_preferences: PreferenceDataset | None = None) -> dict[str, Any]:
+            progress: bool = True, target_preferences: PreferenceDataset | None = None,
+            log_interval: int = 100) -> dict[str, Any]:
         """As :meth:`OfflineAgent.fit`, with ``preferences`` = the source task's labels and optional
         ``target_preferences`` (few target labels). The returned dict adds ``"transfer_accuracy"``: agreement
         of the transferred labels with the target's true rewards (a diagnostic; the true reward is not used
         for training)."""
         self._fit_options(target_preferences)
         out = super().fit(dataset, preferences, steps, callback=callback, eval_env=eval_env, eval_every=eval_every,
-                          n_eval_episodes=n_eval_episodes, eval_seed=eval_seed, progress=progress)
+                          n_eval_episodes=n_eval_episodes, eval_seed=eval_seed, progress=progress,
+                          log_interval=log_interval)
         out["transfer_accuracy"] = self.transfer_accuracy()
         return out
 

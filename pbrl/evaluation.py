@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["evaluate_policy_episodes", "normalising_policy"]
+__all__ = ["evaluate_policy_episodes", "normalising_policy", "task_normalized_score"]
 
 
 def evaluate_policy_episodes(
@@ -51,6 +51,19 @@ def evaluate_policy_episodes(
         "returns": returns,
         "successes": successes,
     }
+
+
+def task_normalized_score(task: str | None, returns: Any) -> float | None:
+    """The mean normalised score of episode ``returns`` on ``task`` (D4RL's reference returns, see
+    :func:`pbrl.envs.datasets.normalized_score`), or ``None`` when the task has none."""
+    if task is None:
+        return None
+    try:
+        from pbrl.envs.datasets import normalized_score
+
+        return float(np.mean(normalized_score(task, np.asarray(returns, dtype=np.float64))))
+    except Exception:  # noqa: BLE001 - no reference returns for this task
+        return None
 
 
 class _NormalisedPolicy:

@@ -5,7 +5,9 @@ the public names it always had:
 
 * :mod:`pbrl.run_dir`: the run directory (layout, small atomic files, ``--overwrite``, temp cleanup);
 * :mod:`pbrl.checkpoint`: checkpoint files (corrupt newest -> previous one) and RNG / MuJoCo / SB3 snapshots;
-* :mod:`pbrl.train_common`: logger, SIGINT flag, evaluation, final metrics;
+* :mod:`pbrl.callbacks`: the evaluation, checkpoint and SIGINT callbacks both loops use, and
+  :mod:`pbrl.progress`, the typed progress record they share and checkpoints store;
+* :mod:`pbrl.train_common`: logger, evaluation env, final metrics;
 * :mod:`pbrl.train_online` / :mod:`pbrl.train_offline`: the two training loops;
 * :mod:`pbrl.video`: MP4 rendering.
 

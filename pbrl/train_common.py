@@ -1,16 +1,17 @@
-"""What both training loops share: the SB3 logger of a run (TensorBoard purged past the checkpoint on
-resume), the SIGINT stop flag, evaluation on the true reward, the failure status and the final metrics."""
+"""What both training loops share besides their callbacks (:mod:`pbrl.callbacks`: evaluation, checkpoints,
+SIGINT): the SB3 logger of a run (TensorBoard purged past the checkpoint on resume), the evaluation env,
+the failure status and the final metrics."""
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from typing import Any
 
-import numpy as np
-
+from pbrl.callbacks import StopOnSignal, evaluation_row
 from pbrl.config import OnlineConfig, RunConfig
+from pbrl.evaluation import task_normalized_score as normalized
+from pbrl.progress import Progress
 from pbrl.run_dir import RunDir
 
 __all__ = ["StopFlag", "FailureStatus", "make_logger", "eval_env", "evaluate", "normalized", "final_metrics",
@@ -66,30 +67,8 @@ def online_env(cfg: OnlineConfig):
     return gym.wrappers.TimeLimit(make_env(cfg.task, seed=cfg.seed), max_episode_steps=cfg.max_episode_steps)
 
 
-# ---------------------------------------------------------------------------- SIGINT
-class StopFlag:
-    """Turns the first SIGINT into a request to stop after the next checkpoint (a second one aborts)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old: Any = None
-
-    def __enter__(self) -> StopFlag:
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: no handler
-            self._old = None
-        return self
-
-    def _handler(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\n[pbrl] SIGINT: stopping after the next checkpoint (Ctrl-C again to abort now)", file=sys.stderr)
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+#: the SIGINT stop request of earlier versions: :class:`pbrl.callbacks.StopOnSignal` (a callback now)
+StopFlag = StopOnSignal
 
 
 class FailureStatus:
@@ -122,35 +101,18 @@ def eval_env(cfg: RunConfig):
     return make_env(cfg.task, seed=10_000 + cfg.seed)
 
 
-def normalized(task: str, returns) -> float | None:
-    try:
-        from pbrl.envs.datasets import normalized_score
-
-        return float(np.mean(normalized_score(task, np.asarray(returns, dtype=np.float64))))
-    except Exception:  # noqa: BLE001 - no reference returns for this task
-        return None
-
-
 def evaluate(policy: Any, env: Any, cfg: RunConfig, step: int, labels: int) -> dict[str, Any]:
-    from pbrl.evaluation import evaluate_policy_episodes
-
-    res = evaluate_policy_episodes(policy, env, cfg.n_eval_episodes, deterministic=True, seed=10_000 + cfg.seed)
-    return {
-        "step": int(step),
-        "labels": int(labels),
-        "mean_return": res["mean_return"],
-        "std_return": res["std_return"],
-        "success_rate": res["success_rate"],
-        "normalized_score": normalized(cfg.task, res["returns"]),
-    }
+    """One ``curve.csv`` row of ``policy`` on ``env`` (:func:`pbrl.callbacks.evaluation_row` with the run's
+    episodes, seed and task)."""
+    return evaluation_row(policy, env, cfg.n_eval_episodes, 10_000 + cfg.seed, step, labels, task=cfg.task)
 
 
-def final_metrics(cfg: RunConfig, progress: dict, step: int, labels: int, wall: float, cpu: float = 0.0,
+def final_metrics(cfg: RunConfig, progress: Progress, step: int, labels: int, wall: float, cpu: float = 0.0,
                   **extra) -> dict[str, Any]:
-    """The run's ``metrics.json``: final evaluation, labels, and wall and CPU seconds (summed over resumes)."""
-    last = progress["curve"][-1]
-    progress["wall_time_s"] = float(progress.get("wall_time_s", 0.0)) + wall
-    progress["cpu_time_s"] = float(progress.get("cpu_time_s", 0.0)) + cpu
+    """The run's ``metrics.json``: final evaluation, labels, and wall and CPU seconds (this session's are
+    added to ``progress``)."""
+    last = progress.curve[-1]
+    progress.add_time(wall, cpu)
     return {
         "kind": cfg.kind,
         "task": cfg.task,
@@ -162,7 +124,7 @@ def final_metrics(cfg: RunConfig, progress: dict, step: int, labels: int, wall: 
         "labels": labels,
         "final": {k: last[k] for k in ("mean_return", "std_return", "success_rate", "normalized_score")},
         "n_eval_episodes": cfg.n_eval_episodes,
-        "wall_time_s": progress["wall_time_s"],
-        "cpu_time_s": progress["cpu_time_s"],
+        "wall_time_s": progress.wall_time_s,
+        "cpu_time_s": progress.cpu_time_s,
         **extra,
     }

@@ -1,6 +1,7 @@
 """The offline training loop of ``pbrl train offline``: dataset (loaded, or collected into the run
-directory), labels drawn once from the teacher and saved first (``labels.h5``), then ``fit`` with
-evaluations and checkpoints every ``eval_every`` / ``checkpoint_every`` updates, and exact resume.
+directory), labels drawn once from the teacher and saved first (``labels.h5``), then ``fit`` with the shared
+run callbacks of :mod:`pbrl.callbacks` (evaluations and checkpoints every ``eval_every`` /
+``checkpoint_every`` updates, SIGINT), and exact resume.
 
 An offline checkpoint is ``checkpoints/step_<N>.pt`` (global RNGs, the evaluation curve, counters) beside
 ``checkpoints/agent_<N>.pt`` (``OfflineAgent.save``: nets, optimisers, RNGs, update count).
@@ -8,19 +9,19 @@ An offline checkpoint is ``checkpoints/step_<N>.pt`` (global RNGs, the evaluatio
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
+from pbrl.callbacks import PbrlCheckpointCallback, PbrlEvalCallback, StopOnSignal
 from pbrl.checkpoint import global_rng_state, set_global_rng_state
 from pbrl.config import OfflineConfig, agent_class
 from pbrl.preferences import PreferenceDataset
+from pbrl.progress import Progress
 from pbrl.run_dir import RunDir
-from pbrl.train_common import StopFlag, eval_env, evaluate, final_metrics, make_logger
+from pbrl.train_common import eval_env, final_metrics, make_logger
 
 __all__ = ["train_offline", "offline_data"]
 
@@ -75,68 +76,39 @@ def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool =
     loaded = None
     if resume:
         loaded = run.checkpoints.load(then=lambda p: cls.load(run.ckpt_dir / f"agent_{int(p['step']):010d}.pt"))
-    progress: dict[str, Any] = {"curve": [], "next_eval": cfg.eval_every, "next_ckpt": cfg.checkpoint_every,
-                                "session": 0, "wall_time_s": 0.0}
+    progress = Progress(next_eval=cfg.eval_every, next_ckpt=cfg.checkpoint_every)
     if loaded is not None:
         payload, agent = loaded
         set_global_rng_state(payload["rng"])
-        progress = payload["progress"]
-        progress["session"] = int(progress.get("session", 0)) + 1
-        run.write_curve(progress["curve"])
+        progress = Progress.from_dict(payload["progress"])
+        progress.session += 1
+        run.write_curve(progress.curve)
     else:
         agent = cls.from_dataset(ds, seed=cfg.seed, **cfg.agent_kwargs)
     done = int(agent.num_updates)
-    logger = make_logger(run, progress["session"], verbose=False, resume_step=done if loaded is not None else None)
-    env = eval_env(cfg)
+    agent.set_logger(make_logger(run, progress.session, verbose=False, resume_step=done if loaded is not None else None))
     n_labels = len(prefs) if prefs is not None else 0
-    state = {"stopping": False}
-
-    def evaluate_now(step: int) -> None:
-        rec = evaluate(agent, env, cfg, step, n_labels)
-        if rec["normalized_score"] is None and hasattr(ds, "normalized_score"):
-            try:
-                rec["normalized_score"] = float(np.mean(ds.normalized_score(np.array([rec["mean_return"]]))))
-            except (ValueError, KeyError, TypeError):
-                pass
-        progress["curve"].append(rec)
-        run.write_curve(progress["curve"])
-        logger.record("eval/mean_return", rec["mean_return"])
-        logger.record("eval/success_rate", rec["success_rate"])
-        logger.dump(step)
+    evaluator = PbrlEvalCallback(eval_env(cfg), cfg.eval_every, cfg.n_eval_episodes, seed=10_000 + cfg.seed,
+                                 eval_at_end=False, labels=n_labels, task=cfg.task, dataset=ds, progress=progress, run=run)
+    evaluator.init_callback(agent)
 
     def checkpoint(step: int) -> None:
         agent.save(run.ckpt_dir / f"agent_{step:010d}.pt")
-        run.save_checkpoint(step, {"kind": "offline", "rng": global_rng_state(), "progress": copy.deepcopy(progress)})
+        run.save_checkpoint(step, {"kind": "offline", "rng": global_rng_state(), "progress": progress.to_dict()})
         for old in sorted(run.ckpt_dir.glob("agent_*.pt"))[:-2]:
             old.unlink(missing_ok=True)
         run.write_status("running", step=step, labels=n_labels, checkpoint=step)
 
-    def callback(ag, step: int, losses: dict[str, float]) -> bool:
-        if step % 100 == 0:
-            for k, v in losses.items():
-                logger.record(f"train/{k}", float(v))
-        if step >= progress["next_eval"]:
-            progress["next_eval"] = (step // cfg.eval_every + 1) * cfg.eval_every
-            evaluate_now(step)
-        if step >= progress["next_ckpt"] or stop.requested:
-            progress["next_ckpt"] = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-            progress["last_ckpt"] = step
-            checkpoint(step)
-            if stop.requested:
-                state["stopping"] = True
-                return False
-        return True
-
+    ckpt = PbrlCheckpointCallback(checkpoint, cfg.checkpoint_every, progress)
     run.write_status("running", step=done, labels=n_labels)
-    with StopFlag() as stop:
+    with StopOnSignal(ckpt) as stop:
         if done < cfg.steps:
-            agent.fit(ds, prefs, steps=cfg.steps - done, callback=callback, progress=verbose)
+            agent.fit(ds, prefs, steps=cfg.steps - done, callback=[evaluator, ckpt, stop], progress=verbose)
     step = int(agent.num_updates)
-    if state["stopping"]:
-        run.write_status("interrupted", step=step, labels=n_labels, checkpoint=step)
+    if stop.stopping:
+        run.write_status("interrupted", step=progress.last_ckpt, labels=n_labels, checkpoint=progress.last_ckpt)
         return run.status()
-    if not progress["curve"] or progress["curve"][-1]["step"] != step:
-        evaluate_now(step)
+    evaluator.finish()
     agent.save(run.path / "agent.pt")
     metrics = final_metrics(cfg, progress, step, n_labels, time.time() - t0, time.process_time() - c0)
     run.write_metrics(metrics)

@@ -1,5 +1,5 @@
-"""The online training loop of ``pbrl train online``: an SB3-based agent, a run callback that evaluates,
-checkpoints and honours SIGINT at rollout boundaries, and exact resume.
+"""The online training loop of ``pbrl train online``: an SB3-based agent, the shared run callbacks of
+:mod:`pbrl.callbacks` (evaluation, checkpoints, SIGINT, acting at rollout starts) and exact resume.
 
 An online checkpoint holds the SB3 learner (parameters, optimiser states, counters, last observation, its
 action-space RNG), the replay buffer (filled rows only), the reward model (weights, optimiser, RNGs), the
@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from pbrl.callbacks import PbrlCheckpointCallback, PbrlEvalCallback, StopOnSignal
 from pbrl.checkpoint import (
     buffer_state,
     global_rng_state,
@@ -31,8 +32,9 @@ from pbrl.checkpoint import (
 )
 from pbrl.config import OnlineConfig, agent_class
 from pbrl.io import atomic_write
+from pbrl.progress import Progress
 from pbrl.run_dir import RunDir
-from pbrl.train_common import StopFlag, eval_env, evaluate, final_metrics, make_logger, online_env
+from pbrl.train_common import eval_env, final_metrics, make_logger, online_env
 
 __all__ = ["train_online", "build_online"]
 
@@ -66,44 +68,7 @@ def build_online(cfg: OnlineConfig, progress: bool = False):
     return agent
 
 
-def _make_run_callback(agent, cfg: OnlineConfig, run: RunDir, progress: dict, stop: StopFlag):
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class RunCallback(BaseCallback):
-        """Evaluates, checkpoints and honours SIGINT at rollout boundaries (where the state is complete)."""
-
-        def __init__(self) -> None:
-            super().__init__(0)
-            self.eval_env = eval_env(cfg)
-            self.stopping = False
-
-        def _labels(self) -> int:
-            return int(agent.callback.labels_used)
-
-        def _on_rollout_start(self) -> None:
-            t = int(self.model.num_timesteps)
-            if t >= progress["next_eval"]:
-                rec = evaluate(self.model, self.eval_env, cfg, t, self._labels())
-                progress["curve"].append(rec)
-                progress["next_eval"] = (t // cfg.eval_every + 1) * cfg.eval_every
-                self.logger.record("eval/mean_return", rec["mean_return"])
-                self.logger.record("eval/success_rate", rec["success_rate"])
-                self.logger.record("feedback/labels_used", rec["labels"])
-                run.write_curve(progress["curve"])
-            if t >= progress["next_ckpt"] or (stop.requested and t > progress.get("last_ckpt", -1)):
-                progress["next_ckpt"] = (t // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-                progress["last_ckpt"] = t
-                _save_online_checkpoint(agent, run, t, progress)
-                if stop.requested:
-                    self.stopping = True
-
-        def _on_step(self) -> bool:
-            return not self.stopping
-
-    return RunCallback()
-
-
-def _save_online_checkpoint(agent, run: RunDir, step: int, progress: dict) -> None:
+def _save_online_checkpoint(agent, run: RunDir, step: int, progress: Progress) -> None:
     model = agent.model
     payload = {
         "kind": "online",
@@ -115,7 +80,7 @@ def _save_online_checkpoint(agent, run: RunDir, step: int, progress: dict) -> No
         "entropy": agent.entropy.get_state() if hasattr(getattr(agent, "entropy", None), "get_state") else None,
         "env": vec_env_state(model.get_env()),
         "rng": global_rng_state(),
-        "progress": copy.deepcopy(progress),
+        "progress": progress.to_dict(),
         "logger": _logger_state(model.logger),  # values recorded but not yet dumped
     }
     prefs = agent.callback.preferences
@@ -167,37 +132,39 @@ def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = F
     if resume:
         run.remove_temp_files()
         payload = run.load_checkpoint()
-    progress: dict[str, Any] = {"curve": [], "next_eval": 0, "next_ckpt": cfg.checkpoint_every, "session": 0,
-                                "wall_time_s": 0.0}
+    progress = Progress(next_eval=0, next_ckpt=cfg.checkpoint_every)
     if payload is not None:
         _restore_online(agent, payload)
-        progress = payload["progress"]
-        progress["session"] = int(progress.get("session", 0)) + 1
-        run.write_curve(progress["curve"])
+        progress = Progress.from_dict(payload["progress"])
+        progress.session += 1
+        run.write_curve(progress.curve)
         prefs = agent.callback.preferences
         if prefs is not None:  # labels.h5 matches the checkpoint resumed from (an older one after a fallback)
             prefs.save(run.labels_path)
     done = int(agent.model.num_timesteps) if payload is not None else 0
-    agent.model.set_logger(make_logger(run, progress["session"], verbose,
+    agent.model.set_logger(make_logger(run, progress.session, verbose,
                                        resume_step=done if payload is not None else None))
     if payload is not None:
         _set_logger_state(agent.model.logger, payload.get("logger"))
     run.write_status("running", step=done, labels=agent.callback.labels_used if payload else 0)
-    with StopFlag() as stop:
-        cb = _make_run_callback(agent, cfg, run, progress, stop)
+    evaluator = PbrlEvalCallback(eval_env(cfg), cfg.eval_every, cfg.n_eval_episodes, agent.callback,
+                                 seed=10_000 + cfg.seed, eval_at_end=False, task=cfg.task, progress=progress, run=run,
+                                 dump=False)
+    evaluator.init_callback(agent.model)
+    ckpt = PbrlCheckpointCallback(lambda t: _save_online_checkpoint(agent, run, t, progress), cfg.checkpoint_every,
+                                  progress)
+    with StopOnSignal(ckpt) as stop:
         if done < cfg.total_timesteps:
-            agent.learn(cfg.total_timesteps - done, callback=cb, reset_num_timesteps=payload is None)
+            agent.learn(cfg.total_timesteps - done, callback=[evaluator, ckpt, stop], reset_num_timesteps=payload is None)
     step = int(agent.model.num_timesteps)
     prefs = agent.callback.preferences
     n_labels = len(prefs) if prefs is not None else 0
-    if cb.stopping:
-        run.write_status("interrupted", step=progress["last_ckpt"], labels=n_labels, checkpoint=progress["last_ckpt"])
+    if stop.stopping:
+        run.write_status("interrupted", step=progress.last_ckpt, labels=n_labels, checkpoint=progress.last_ckpt)
         return run.status()
     if prefs is not None:
         prefs.save(run.labels_path)
-    if not progress["curve"] or progress["curve"][-1]["step"] != step:
-        progress["curve"].append(evaluate(agent.model, cb.eval_env, cfg, step, n_labels))
-        run.write_curve(progress["curve"])
+    evaluator.finish()
     with atomic_write(run.path / "model.zip", suffix=".zip") as tmp:
         agent.model.save(tmp)
     agent.reward_model.save(run.path / "reward_model.pt")

@@ -222,7 +222,7 @@ def plot(runs: list[dict], algos: list[str], path: Path, title: str) -> None:
         ax1.plot(steps, m, label=algo, color=colors[algo])
         ax1.fill_between(steps, m - s, m + s, alpha=0.2, color=colors[algo])
         if algo != "SAC":
-            labels = np.array([[h["labels_used"] for h in r["history"][:n]] for r in rs]).mean(0)
+            labels = np.array([[h.get("labels", h.get("labels_used")) for h in r["history"][:n]] for r in rs]).mean(0)
             ax2.plot(labels, m, marker="o", ms=3, label=algo, color=colors[algo])
     ax1.set_xlabel("env steps")
     ax1.set_ylabel("eval return (true reward)")

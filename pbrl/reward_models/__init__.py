@@ -6,7 +6,8 @@
   al. 2023 (imported on first use);
 * :mod:`.training`: :class:`RewardTrainer` and the loss terms (:class:`BradleyTerryLoss`,
   :class:`TemporalCrop`; SURF's pseudo-label term lives in :mod:`pbrl.agents.surf`);
-* :mod:`.networks`: :class:`BatchedMLP`, the one batched ensemble MLP;
+* :mod:`.networks`: :class:`EnsembleMLP`, the one batched ensemble MLP (``BatchedMLP``: with the reward
+  models' defaults), also the offline agents' twin critics;
 * :func:`evaluate_reward_model` (:mod:`.metrics`), :func:`load_reward_model`.
 
 Label convention (pbrl-wide): ``1.0`` = ``b`` preferred, ``0.0`` = ``a`` preferred, ``0.5`` = equal.
@@ -20,11 +21,12 @@ from typing import Any
 from pbrl.reward_models.ensemble import MODEL_CLASSES, RewardEnsemble
 from pbrl.reward_models.gaussian import GaussianKL, GaussianRewardModel
 from pbrl.reward_models.metrics import evaluate_reward_model
-from pbrl.reward_models.networks import BatchedMLP
+from pbrl.reward_models.networks import BatchedMLP, EnsembleMLP
 from pbrl.reward_models.training import BradleyTerryLoss, LossTerm, PairBatch, RewardTrainer, TemporalCrop
 
 __all__ = [
     "BatchedMLP",
+    "EnsembleMLP",
     "RewardEnsemble",
     "GaussianRewardModel",
     "GaussianKL",

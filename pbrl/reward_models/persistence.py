@@ -65,13 +65,16 @@ class SavedRewardModel:
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore, in place, the weights, normalisation, optimiser and RNG states of :meth:`state`
-        (the configuration must match; used by ``from_state`` and by run checkpoints)."""
+        (the configuration must match; used by ``from_state`` and by run checkpoints). States of the older
+        ``BatchedMLP`` key layout load too (see :mod:`pbrl.reward_models.networks`)."""
+        from pbrl.reward_models.networks import upgrade_optimizer_state
+
         self.net.load_state_dict(state["weights"])
         self.in_mean = state["in_mean"].to(self.device)
         self.in_std = state["in_std"].to(self.device)
         self.fitted_normalizer = bool(state["fitted_normalizer"])
         if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.optimizer.load_state_dict(upgrade_optimizer_state(self.net, state["weights"], state["optimizer"]))
         if "rng" in state:
             self.rng.bit_generator.state = state["rng"]
         if "torch_rng" in state:

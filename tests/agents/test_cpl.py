@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import contrast_problem
 
 from pbrl.agents.cpl import CPL, CPLBC, bc_nll, cpl_loss, cpl_segment_scores
 from pbrl.envs.datasets import OfflineDataset
@@ -71,22 +72,7 @@ def test_bc_nll_weighted_by_preference():
 
 def toy_problem(n_pairs: int = 64, H: int = 8, good: float = 0.6, seed: int = 0):
     """Segments with action ``+good`` (preferred) vs ``-good``, random states; returns (dataset, prefs)."""
-    rng = np.random.default_rng(seed)
-    obs = rng.normal(size=(2 * n_pairs, H, 3)).astype(np.float32)
-    sign = np.where(np.arange(2 * n_pairs) % 2 == 0, 1.0, -1.0)  # even rows are the good segments
-    act = (sign[:, None, None] * good + 0.1 * rng.normal(size=(2 * n_pairs, H, 1))).astype(np.float32)
-    rew = np.broadcast_to(sign[:, None], (2 * n_pairs, H)).astype(np.float32)
-    flat_t = np.zeros(2 * n_pairs * H, bool)
-    timeouts = flat_t.copy()
-    timeouts[H - 1 :: H] = True
-    ds = OfflineDataset(obs.reshape(-1, 3), act.reshape(-1, 1), rew.reshape(-1), flat_t, timeouts)
-    segs = Segments(obs=obs, act=act, reward=rew, index=np.arange(2 * n_pairs) * H)
-    # randomise which side the good segment is on
-    flip = rng.random(n_pairs) < 0.5
-    good_i, bad_i = np.arange(0, 2 * n_pairs, 2), np.arange(1, 2 * n_pairs, 2)
-    ia = np.where(flip, bad_i, good_i)
-    ib = np.where(flip, good_i, bad_i)
-    prefs = PreferenceDataset(segs[ia], segs[ib], flip.astype(np.float32))  # label 1 <=> b (good) preferred
+    ds, prefs, *_ = contrast_problem(n_pairs, H, good=good, noise=0.1, seed=seed)
     return ds, prefs
 
 

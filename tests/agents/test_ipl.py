@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import bandit_dataset
 
 from pbrl.agents.ipl import (
     IPL,
@@ -27,18 +28,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blind_toy(n_episodes: int = 60, length: int = 10, seed: int = 0) -> tuple[OfflineDataset, object]:
-    """Contextual bandit in episodes (obs [3], action +-0.8, true reward 1 iff action > 0); the agent's copy of
-    the dataset has zero rewards, the preferences come from an oracle on the true reward."""
-    rng = np.random.default_rng(seed)
-    T = n_episodes * length
-    obs = rng.normal(size=(T, 3)).astype(np.float32)
-    act = (0.8 * rng.choice([-1.0, 1.0], size=(T, 1)) + 0.05 * rng.normal(size=(T, 1))).astype(np.float32)
-    timeouts = np.zeros(T, bool)
-    timeouts[length - 1 :: length] = True
-    nxt = np.roll(obs, -1, axis=0)
-    true = OfflineDataset(obs, act, (act[:, 0] > 0).astype(np.float32), np.zeros(T, bool), timeouts, next_observations=nxt)
+    """The contextual bandit of ``helpers.bandit_dataset``; the agent's copy of the dataset has zero rewards,
+    the preferences come from an oracle on the true reward."""
+    true = bandit_dataset(n_episodes, length, seed)
     prefs = label_dataset(true, "oracle", 150, segment_length=5, seed=0)
-    blind = OfflineDataset(obs, act, np.zeros(T), np.zeros(T, bool), timeouts, next_observations=nxt)
+    blind = OfflineDataset(true.observations, true.actions, np.zeros(len(true)), true.terminals, true.timeouts,
+                           next_observations=true.next_observations)
     return blind, prefs
 
 

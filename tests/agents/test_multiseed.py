@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import bandit_dataset
 
 from pbrl.agents.offline_base import MultiSeed, OfflineAgent
 from pbrl.agents.registry import agent_names, get_agent
@@ -32,15 +33,8 @@ DROPOUT = {"bc", "cpl", "cplbc"}  # dropout by default (0.25)
 
 
 def toy(n_episodes: int = 40, length: int = 10, seed: int = 0) -> tuple[OfflineDataset, object]:
-    """Contextual bandit (obs [3], action +-0.8, true reward 1 iff action > 0) with oracle preferences."""
-    rng = np.random.default_rng(seed)
-    T = n_episodes * length
-    obs = rng.normal(size=(T, 3)).astype(np.float32)
-    act = (0.8 * rng.choice([-1.0, 1.0], size=(T, 1)) + 0.05 * rng.normal(size=(T, 1))).astype(np.float32)
-    timeouts = np.zeros(T, bool)
-    timeouts[length - 1 :: length] = True
-    ds = OfflineDataset(obs, act, (act[:, 0] > 0).astype(np.float32), np.zeros(T, bool), timeouts,
-                        next_observations=np.roll(obs, -1, axis=0))
+    """The contextual bandit of ``helpers.bandit_dataset`` with oracle preferences."""
+    ds = bandit_dataset(n_episodes, length, seed)
     return ds, label_dataset(ds, "oracle", 60, segment_length=5, seed=0)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import bandit_dataset
 from scipy.stats import norm
 
 from pbrl.agents.iql import IQL, MRIQL, awr_policy_loss, iql_q_loss, iql_value_loss, normalize_rewards
@@ -21,19 +22,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_dataset(n_episodes: int = 60, length: int = 10, seed: int = 0) -> OfflineDataset:
-    """A contextual bandit in episodes: obs ~ N(0, 1) [3], action +-0.8 (+ noise) [1], reward 1 iff action > 0.
-
-    The better action (positive) is known, so a working agent must end up choosing it."""
-    rng = np.random.default_rng(seed)
-    T = n_episodes * length
-    obs = rng.normal(size=(T, 3)).astype(np.float32)
-    sign = rng.choice([-1.0, 1.0], size=(T, 1))
-    act = (0.8 * sign + 0.05 * rng.normal(size=(T, 1))).astype(np.float32)
-    rew = (act[:, 0] > 0).astype(np.float32)
-    timeouts = np.zeros(T, bool)
-    timeouts[length - 1 :: length] = True
-    nxt = np.roll(obs, -1, axis=0)
-    return OfflineDataset(obs, act, rew, np.zeros(T, bool), timeouts, next_observations=nxt)
+    """The contextual bandit of ``helpers.bandit_dataset``: the better action (positive) is known, so a working
+    agent must end up choosing it."""
+    return bandit_dataset(n_episodes, length, seed)
 
 
 @pytest.fixture(scope="module")

@@ -192,7 +192,7 @@ def test_eval_callback_logs_return_vs_steps_and_labels(tmp_path):
     agent.learn(4 * EP + 4)
     hist = agent.eval_callback.history
     assert [h["step"] for h in hist] == [2 * EP, 4 * EP, 4 * EP + 4]
-    assert hist[-1]["labels_used"] == 12 and hist[0]["labels_used"] < 12
+    assert hist[-1]["labels"] == 12 and hist[0]["labels"] < 12
     df = pd.read_csv(tmp_path / "progress.csv")
     for col in ("eval/mean_return", "eval/success_rate", "feedback/labels_used", "reward_model/accuracy"):
         assert col in df.columns

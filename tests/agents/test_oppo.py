@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import contrast_problem
 
 from pbrl.agents.oppo import OPPO, SegmentEncoder, context_norm_loss, him_loss, triplet_loss
-from pbrl.envs.datasets import OfflineDataset
 from pbrl.preferences import PreferenceDataset
-from pbrl.segments import Segments
 
 # test-sized: small nets and batches, and no lr warmup (the authors' 10,000-update warmup outlasts these tests)
 SMALL = dict(hidden=(32, 32), encoder_hidden=(32, 32), z_dim=4, seg_batch_size=16, pair_batch_size=16, warmup_steps=0)
@@ -62,20 +61,7 @@ def test_encoder_masks_steps_past_the_episode_end():
 
 def toy_problem(n_pairs: int = 48, H: int = 8, seed: int = 0):
     """Half the segments act +0.6, half -0.6 (random states); the +0.6 segment is always preferred."""
-    rng = np.random.default_rng(seed)
-    obs = rng.normal(size=(2 * n_pairs, H, 3)).astype(np.float32)
-    sign = np.where(np.arange(2 * n_pairs) % 2 == 0, 1.0, -1.0)
-    act = (sign[:, None, None] * 0.6 + 0.05 * rng.normal(size=(2 * n_pairs, H, 1))).astype(np.float32)
-    rew = np.broadcast_to(sign[:, None], (2 * n_pairs, H)).astype(np.float32)
-    term = np.zeros(2 * n_pairs * H, bool)
-    timeouts = term.copy()
-    timeouts[H - 1 :: H] = True
-    ds = OfflineDataset(obs.reshape(-1, 3), act.reshape(-1, 1), rew.reshape(-1), term, timeouts)
-    segs = Segments(obs=obs, act=act, reward=rew, index=np.arange(2 * n_pairs) * H)
-    flip = rng.random(n_pairs) < 0.5
-    good, bad = np.arange(0, 2 * n_pairs, 2), np.arange(1, 2 * n_pairs, 2)
-    prefs = PreferenceDataset(segs[np.where(flip, bad, good)], segs[np.where(flip, good, bad)], flip.astype(np.float32))
-    return ds, prefs, obs, act, sign
+    return contrast_problem(n_pairs, H, good=0.6, noise=0.05, seed=seed)
 
 
 def test_optimal_context_selects_the_preferred_behaviour():

@@ -6,16 +6,12 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import random_segments, start_train, wait_for_checkpoint
 
 from pbrl.agents.rime import (
     DROPPED,
@@ -29,7 +25,6 @@ from pbrl.agents.rime import (
 from pbrl.envs import make_env
 from pbrl.preferences import PreferenceDataset
 from pbrl.reward_models import RewardEnsemble, RewardTrainer
-from pbrl.segments import Segments
 from pbrl.teachers import make_teacher
 
 EP, H = 40, 10
@@ -41,12 +36,7 @@ def _noisy_pairs(n: int = 400, noise: float = 0.3, seed: int = 0):
     """Pairs of random segments under a linear true reward, ``noise`` of the labels flipped."""
     rng = np.random.default_rng(seed)
     w = rng.normal(size=4)
-
-    def seg():
-        obs = rng.normal(size=(n, H, 4)).astype(np.float32)
-        return Segments(obs, rng.uniform(-1, 1, size=(n, H, 2)).astype(np.float32), (obs @ w).astype(np.float32))
-
-    a, b = seg(), seg()
+    a, b = (random_segments(rng, n, H, reward=lambda obs: (obs @ w).astype(np.float32)) for _ in range(2))
     clean = (b.reward.sum(1) > a.reward.sum(1)).astype(np.float32)
     corrupt = rng.random(n) < noise
     return PreferenceDataset(a, b, np.where(corrupt, 1 - clean, clean).astype(np.float32)), corrupt
@@ -188,27 +178,6 @@ TINY = dict(
 )
 
 
-def _start(*args: str) -> subprocess.Popen:
-    """``pbrl train ARGS`` in a child process (as tests/test_runs.py does)."""
-    cmd = [sys.executable, "-m", "pbrl.cli", "train", *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
-
-
-def _wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, step: int, timeout: float = 300) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        try:
-            if json.loads((run_dir / "status.json").read_text()).get("checkpoint", -1) >= step:
-                return
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(f"training exited early (rc {proc.returncode}): {proc.stderr.read()[-2000:]}")
-        time.sleep(0.02)
-    raise AssertionError("no checkpoint in time")
-
-
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     from pbrl import runs
     from pbrl.config import config_from_dict
@@ -222,8 +191,8 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     # through the CLI, after two sessions (the discriminator's statistics and epoch counter in use)
     for args, step in (((("online", "-c", str(cfg_path), "-o", str(d), "--quiet")), 100),
                        (("--resume", str(d), "--quiet"), 250)):
-        proc = _start(*args)
-        _wait_for_checkpoint(proc, d, step)
+        proc = start_train(*args)
+        wait_for_checkpoint(proc, d, step, timeout=300)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         status = json.loads((d / "status.json").read_text())

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import segment_pair
 
 from pbrl.preferences import PreferenceDataset
 from pbrl.queries import SELECTORS, candidate_pairs, kcenter_greedy, make_selector, pair_features
 from pbrl.reward_models import RewardEnsemble
-from pbrl.segments import Segments, Trajectory
+from pbrl.segments import Trajectory
 
 
-def pool(n=400, H=8, obs_dim=3, act_dim=2, seed=0):
-    rng = np.random.default_rng(seed)
-
-    def seg():
-        obs = rng.normal(size=(n, H, obs_dim)).astype(np.float32)
-        act = rng.uniform(-1, 1, size=(n, H, act_dim)).astype(np.float32)
-        return Segments(obs=obs, act=act, reward=obs[..., 0])
-
-    return seg(), seg()
+def pool(n=400, seed=0):
+    """Two batches of n random 8-step segments (obs 3, act 2), true reward obs[..., 0]."""
+    return segment_pair(n, H=8, obs_dim=3, act_dim=2, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,12 @@
 checkpoint; bad configs fail before any work; checkpoints are atomic."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import start_train, wait_for_checkpoint
 from typer.testing import CliRunner
 
 from pbrl import runs
@@ -36,29 +33,8 @@ TINY = dict(
 )
 
 
-def _start(cfg_path: Path, run_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "pbrl.cli", "train", "online", "-c", str(cfg_path), "-o", str(run_dir), "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True,
-    )
-
-
-def _wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, step: int, timeout: float = 120) -> int:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        st = run_dir / "status.json"
-        if st.exists():
-            try:
-                s = json.loads(st.read_text())
-            except json.JSONDecodeError:
-                s = {}
-            if s.get("checkpoint", -1) >= step:
-                return s["checkpoint"]
-        if proc.poll() is not None:
-            raise AssertionError(f"training exited early (rc {proc.returncode}): {proc.stderr.read()[-2000:]}")
-        time.sleep(0.02)
-    raise AssertionError("no checkpoint in time")
+def _start(cfg_path: Path, run_dir: Path):
+    return start_train("online", "-c", str(cfg_path), "-o", str(run_dir), "--quiet")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +59,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(reference, tmp_path):
     cfg_path.write_text(json.dumps(TINY))
     d = tmp_path / "killed"
     proc = _start(cfg_path, d)
-    _wait_for_checkpoint(proc, d, 200)
+    wait_for_checkpoint(proc, d, 200)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     status = json.loads((d / "status.json").read_text())
@@ -126,7 +102,7 @@ def test_resume_leaves_one_tensorboard_point_per_tag_and_step(reference, tmp_pat
     cfg_path.write_text(json.dumps(TINY))
     d = tmp_path / "killed"
     proc = _start(cfg_path, d)
-    ckpt = _wait_for_checkpoint(proc, d, 300)
+    ckpt = wait_for_checkpoint(proc, d, 300)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     runs.resume(d, verbose=False)
@@ -159,7 +135,7 @@ def test_sigint_stops_cleanly_after_a_checkpoint(reference, tmp_path):
     cfg_path.write_text(json.dumps(TINY))
     d = tmp_path / "interrupted"
     proc = _start(cfg_path, d)
-    _wait_for_checkpoint(proc, d, 100)
+    wait_for_checkpoint(proc, d, 100)
     proc.send_signal(signal.SIGINT)
     rc = proc.wait(timeout=120)
     status = json.loads((d / "status.json").read_text())
@@ -233,10 +209,10 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path):
 
 
 def test_a_run_failing_after_a_checkpoint_is_marked_failed(tmp_path, monkeypatch):
-    import pbrl.train_online as to
+    import pbrl.callbacks as cb
 
     calls = {"n": 0}
-    real = to.evaluate
+    real = cb.evaluation_row
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -244,7 +220,7 @@ def test_a_run_failing_after_a_checkpoint_is_marked_failed(tmp_path, monkeypatch
             raise RuntimeError("simulated failure")
         return real(*a, **k)
 
-    monkeypatch.setattr(to, "evaluate", flaky)
+    monkeypatch.setattr(cb, "evaluation_row", flaky)
     with pytest.raises(RuntimeError, match="simulated failure"):
         runs.train(config_from_dict(dict(TINY)), tmp_path / "r", verbose=False)
     st = runs.RunDir(tmp_path / "r").status()

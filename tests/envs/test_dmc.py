@@ -213,9 +213,8 @@ def test_run_killed_and_resumed_equals_uninterrupted_run(tmp_path):
     and evaluation curve as an uninterrupted run (pbrl.runs checkpoints the DMC env's MjData)."""
     import json
     import signal
-    import subprocess
-    import sys
-    import time
+
+    from helpers import start_train, wait_for_checkpoint
 
     from pbrl import runs
     from pbrl.config import config_from_dict
@@ -232,19 +231,8 @@ def test_run_killed_and_resumed_equals_uninterrupted_run(tmp_path):
     runs.train(config_from_dict(dict(tiny)), ref, verbose=False)
     cfg_path, d = tmp_path / "tiny.json", tmp_path / "killed"
     cfg_path.write_text(json.dumps(tiny))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pbrl.cli", "train", "online", "-c", str(cfg_path), "-o", str(d), "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True,
-    )
-    t0 = time.time()
-    while True:
-        st = d / "status.json"
-        s = json.loads(st.read_text()) if st.exists() and st.stat().st_size else {}
-        if s.get("checkpoint", -1) >= 100:
-            break
-        assert proc.poll() is None, f"training exited early: {proc.stderr.read()[-2000:]}"
-        assert time.time() - t0 < 180, "no checkpoint in time"
-        time.sleep(0.02)
+    proc = start_train("online", "-c", str(cfg_path), "-o", str(d), "--quiet")
+    wait_for_checkpoint(proc, d, 100, timeout=180)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert json.loads((d / "status.json").read_text())["step"] < tiny["total_timesteps"]

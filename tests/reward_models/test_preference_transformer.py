@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import bandit_dataset
+from helpers import synthetic_pairs as synthetic
 
 from pbrl.agents.iql import MRIQL, normalize_rewards
 from pbrl.agents.offline_base import OfflineAgent
@@ -21,33 +23,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(embed_dim=16, pref_attn_dim=16)
 
 
-def synthetic(n: int, H: int = 10, obs_dim: int = 4, act_dim: int = 2, seed: int = 0, last_only: bool = False) -> PreferenceDataset:
-    """Pairs of random segments labelled by a scripted (oracle) teacher.
-
-    The true reward is ``obs[..., 0]``; the teacher compares segment returns, or, with ``last_only``, only
-    the last step's reward (a non-Markovian preference: the same state counts only at the end)."""
-    rng = np.random.default_rng(seed)
-
-    def seg() -> Segments:
-        obs = rng.normal(size=(n, H, obs_dim)).astype(np.float32)
-        act = rng.uniform(-1, 1, size=(n, H, act_dim)).astype(np.float32)
-        return Segments(obs=obs, act=act, reward=obs[..., 0])
-
-    a, b = seg(), seg()
-    ra, rb = (a.reward[:, -1], b.reward[:, -1]) if last_only else (a.returns(), b.returns())
-    return PreferenceDataset(a, b, (rb > ra).astype(np.float32))
-
-
 def toy_dataset(n_episodes: int = 30, length: int = 10, seed: int = 0) -> OfflineDataset:
-    """Episodes of a contextual bandit: obs ~ N(0, 1) [3], action +-0.8 [1], reward 1 iff action > 0."""
-    rng = np.random.default_rng(seed)
-    T = n_episodes * length
-    obs = rng.normal(size=(T, 3)).astype(np.float32)
-    act = (0.8 * rng.choice([-1.0, 1.0], size=(T, 1)) + 0.05 * rng.normal(size=(T, 1))).astype(np.float32)
-    timeouts = np.zeros(T, bool)
-    timeouts[length - 1 :: length] = True
-    return OfflineDataset(obs, act, (act[:, 0] > 0).astype(np.float32), np.zeros(T, bool), timeouts,
-                          next_observations=np.roll(obs, -1, axis=0))
+    """The contextual bandit of ``helpers.bandit_dataset`` (30 episodes of 10 steps)."""
+    return bandit_dataset(n_episodes, length, seed)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import synthetic_pairs as synthetic
 
 from pbrl.envs import make_env, rollout
 from pbrl.preferences import PreferenceDataset
@@ -18,7 +19,7 @@ from pbrl.reward_models import (
     load_reward_model,
 )
 from pbrl.reward_models.training import soft_cross_entropy
-from pbrl.segments import Segments, sample_segment_pairs
+from pbrl.segments import sample_segment_pairs
 from pbrl.teachers import ScriptedTeacher
 
 OBS, ACT = 17, 6
@@ -34,21 +35,6 @@ def cheetah():
     lab = ScriptedTeacher.preset("oracle").label(a, b)
     ds = PreferenceDataset(a, b, lab, metadata={"task_id": "mujoco/HalfCheetah-v5"})
     return ds.subset(np.arange(500)), ds.subset(np.arange(500, 800))
-
-
-def synthetic(n=64, H=10, obs_dim=4, act_dim=2, seed=0, label=None):
-    """Pairs whose true reward is obs[..., 0]; oracle labels unless ``label`` is given."""
-    rng = np.random.default_rng(seed)
-
-    def seg():
-        obs = rng.normal(size=(n, H, obs_dim)).astype(np.float32)
-        act = rng.uniform(-1, 1, size=(n, H, act_dim)).astype(np.float32)
-        return Segments(obs=obs, act=act, reward=obs[..., 0])
-
-    a, b = seg(), seg()
-    if label is None:
-        label = (b.returns() > a.returns()).astype(np.float32)
-    return PreferenceDataset(a, b, np.broadcast_to(np.asarray(label, np.float32), (n,)).copy())
 
 
 # --------------------------------------------------------------------------------------- learning
