@@ -33,6 +33,8 @@ LABELS = {
     "oppo": "OPPO",
     "pearl": "PEARL (0 target labels)",
 }
+#: the title of the aggregate's panel in the plots
+AGGREGATE = "aggregate (IQM over datasets x seeds)"
 UNITS = {"success_rate": "success %", "normalized_score": "normalised", "return": "return"}
 
 
@@ -179,7 +181,7 @@ def _save(fig, path: Path) -> None:
 def _panel_rows(summary: dict[str, Any]) -> list[tuple[str, dict, str]]:
     out = [(n, rows, UNITS[next(iter(rows.values()))["metric"]]) for n, rows in summary["per_dataset"].items() if rows]
     if summary["aggregate"]:
-        out.append(("aggregate (IQM over datasets x seeds)", summary["aggregate"], "0-100 score"))
+        out.append((AGGREGATE, summary["aggregate"], "0-100 score"))
     return out
 
 
