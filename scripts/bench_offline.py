@@ -1,44 +1,65 @@
-"""Benchmark pbrl's offline preference-based agents against IQL on the true reward.
+"""Benchmark pbrl's offline preference-based agents against IQL on the true reward, as a ``pbrl sweep``.
 
-For every dataset and seed, one set of preference labels is drawn (``label_dataset``: the oracle B-Pref
-teacher by default, ``--n-pairs`` pairs of ``--segment-length`` steps, seeded by the seed) and every agent
-trains on the same dataset and labels for the same number of gradient updates with the same seed:
+What it measures. For every dataset and seed, every agent trains on the same dataset with the same
+preference labels for the same number of gradient updates:
 
-* ``iql_true``: IQL on the dataset's true reward, the upper bound (no labels);
+* ``iql_true``: IQL on the dataset's true reward, the upper bound (the registry's ``iql``; no labels);
 * ``bc``: behaviour cloning on all the data (no labels), the reference a preference agent has to beat;
 * ``mriql``: MR + IQL (reward ensemble from the labels, then IQL);
 * ``ipl``: Inverse Preference Learning on the IQL backbone;
 * ``cpl``: Contrastive Preference Learning (policy only);
-* ``cplbc``: CPL-BC (CPL plus behaviour cloning on the labelled segments, weight 10);
+* ``cplbc``: CPL-BC (CPL plus behaviour cloning on the dataset, weight 10);
 * ``iplawac``: IPL on the AWAC backbone (opt-in, like every registry agent not in ``DEFAULT_AGENTS``);
-* ``oppo``: OPPO (context encoder, HIM, optimal context);
-* ``pearl``: PEARL, zero target labels: its labels come from a *source* dataset (the next dataset of the
-  same domain, Meta-World or locomotion, with a different task) transferred by Gromov-Wasserstein; skipped
-  when the benchmark has no such source.
+* ``oppo``: OPPO (context encoder, HIM, optimal context).
 
-Each trained policy is evaluated on the live task (``--eval-episodes`` deterministic episodes). The score
-is the success rate (%) on Meta-World datasets and the normalised score ``100 (R - min) / (max - min)``
-on locomotion datasets whose metadata has reference returns (else the raw return). Reported per dataset
-and agent: mean and standard deviation over seeds, the per-seed values, the ratio to IQL on the true
-reward, and the wall time per 1k updates (the update loop only: reward-model fitting, label transfer and
-evaluation excluded; one torch thread per run) with the CPU time of the same loop (which, unlike the wall
-time, does not grow when other processes share the machine).
+PEARL is not run here. Its labels come from a *source* dataset of another task, and a run of
+``pbrl train offline`` draws its labels from its own dataset: :class:`pbrl.config.OfflineConfig` has no key
+for a label file or a label source on this branch, so PEARL's zero-target-label transfer is not a sweep
+point (``--agents pearl`` stops with this reason). Train it by hand (``PEARL.fit(target, source_labels)``,
+``agents/pearl.py``) until the config can name a label file.
 
-Writes ``<out>/bench_offline.json`` (atomically) and ``<out>/bench_offline.png`` (bars with spread per
-dataset, plus the wall time per 1k updates of each agent), and prints the table. Finished runs are saved
-to ``<out>/bench_offline.partial.json`` as they complete; ``--resume`` skips them after an interruption.
-A run that raises is listed under ``"failures"`` with its error; the others go on.
+How it runs. Every (dataset, agent, seed) is one offline sweep point (``kind: offline``, see
+:class:`pbrl.config.OfflineConfig` and :func:`pbrl.train_offline.train_offline`) run by
+:func:`pbrl.sweep.run_sweep` (``--workers`` processes, one torch thread each): one run directory per point,
+``<out>/<dataset>/<agent>__<task>__<teacher>__b<pairs>__s<seed>/``, with its live ``progress.csv`` and
+``curve.csv`` (an evaluation every ``--eval-every`` updates). Running the same command again resumes the
+unfinished runs and skips the finished ones; a run directory made with other settings stops the script
+with the keys that differ (choose another ``--out``). A failed run is listed under ``"failures"``; the
+others go on. Each run draws its labels itself from its seed alone (``label_dataset(dataset,
+make_teacher(teacher, seed), n_pairs, segment_length, seed)``): every agent of a seed gets identical labels,
+which each run keeps in its ``labels.h5``.
+
+The score of a run is its final evaluation (``--eval-episodes`` deterministic episodes on the live task):
+the success rate in % on Meta-World datasets, the normalised score ``100 (R - min) / (max - min)`` from the
+reference returns in the dataset's metadata on locomotion datasets that have them, else the raw return.
+Written to ``<out>``:
+
+* ``bench_offline.json``: per dataset and agent, the IQM of the final score over seeds with its 95 %
+  stratified-bootstrap interval (:mod:`pbrl.stats`), mean, std and per-seed values, the ratio to
+  IQL-true's IQM, the IQM learning curve with bands; an aggregate row per agent (IQM over the datasets x
+  seeds whose score is on the 0-100 scale, datasets as strata); the datasets where an agent reaches 80 %
+  of IQL-true; timing per agent from the runs' ``metrics.json``: CPU seconds per run (``cpu_time_s``,
+  the whole run: labels, reward fits, updates, evaluations), CPU seconds per 1k updates and updates per
+  wall-second, both over the whole run;
+* ``bench_offline.png``: bars of the IQM with its interval per dataset and for the aggregate, plus the CPU
+  time per 1k updates; ``bench_offline_curves.png``: IQM score against updates with bands;
+* ``report/<dataset>/``: :func:`pbrl.report.build_report`'s table and plots of that dataset's runs (success
+  on Meta-World, return elsewhere);
+* the table, printed as Markdown.
 
 Datasets are the files written by ``scripts/make_datasets.py`` (the ``<task>/<kind>.hdf5`` files under
-``--data-dir`` whose kind is in ``--kinds``: ``medium-replay`` and ``scripted-noisy`` by default), or any ``--datasets`` given as D4RL-style HDF5 paths, local Minari ids, or
-``collect:<task>:<policy>:<n_steps>`` specs collected on the spot (``policy`` as in
-``pbrl.envs.datasets.collect``; the scripted Meta-World policy gets noise levels 0, 0.5 and 1).
+``--data-dir`` whose kind is in ``--kinds``: ``medium-replay`` and ``scripted-noisy`` by default), or any
+``--datasets`` given as D4RL-style HDF5 paths, local Minari ids, or ``collect:<task>:<policy>:<n_steps>``
+specs, collected once (seed 0; the scripted Meta-World policy with noise levels 0, 0.5 and 1) into
+``<out>/_data/`` and shared by every run.
 
-The agents are the offline agents of :mod:`pbrl.agents.registry` (the one list; ``iql`` is the
-``iql_true`` row here) and run at their own defaults, which are the papers' (``docs/hyperparameters.md``),
-except for what this benchmark changes to fit 2 CPU cores in about an hour:
+The agents are the offline agents of :mod:`pbrl.agents.registry` (the one list) at their own defaults,
+which are the papers' (``docs/hyperparameters.md``), except for what this benchmark changes to fit 2 CPU
+cores in about an hour:
 
-* 1,500 updates per run (``--steps``) instead of the papers' 0.1-1M;
+* 1,500 updates per run (``--steps``, ``DEFAULT_STEPS``) instead of the papers' 0.1-1M. This is the old
+  script's value and a placeholder: ``scripts/offline_curve.py`` measures where the learning curves
+  flatten, and its ``recommended_steps`` is to replace ``DEFAULT_STEPS``;
 * CPL and CPL-BC: 2 x 256 units and 32 pairs per update (``CPU_SIZES``; the authors' 2 x 512 and 96), BC
   with the same 2 x 256; their BC phase stays 40 % of the updates (the default ``bc_fraction``) and the CPL
   phase's lr warmup keeps its share of the run, 2 % (the authors' 10k of 500k updates; ``WARMUP_SHARE``);
@@ -47,67 +68,60 @@ except for what this benchmark changes to fit 2 CPU cores in about an hour:
   pull from both;
 * OPPO: 32 windows and 32 pairs per update (the authors' 64), its policy-lr warmup 10 % of the run (their
   10k of 100k updates);
-* MR+IQL and PEARL: 100 reward-model epochs.
+* MR+IQL: 100 reward-model epochs.
 
-``--hidden`` replaces every agent's hidden layers and ``--agent-kwargs`` any argument. Timings in the
-README were measured before these defaults changed (CPL's BC phase on the segments, OPPO's batch and
-warmup); re-measure before quoting them. ``--agents ... pearl`` adds PEARL, whose one-off label transfer
-and reward-model fits took 170-615 s wall per run in a smoke run on a shared machine (200 source pairs).
-``bc`` is CPL's BC phase run for all the updates (on all the data), so the table shows what the
-contrastive phase adds to it.
+At the defaults (5 datasets x 7 agents x 3 seeds = 105 runs) the grid costs about 1.5 CPU-hours by the old
+script's timings plus the evaluations (``--dry-run`` prints the estimate for any flags): under an hour of
+wall time on 2 free cores. ``--hidden`` replaces every agent's hidden layers and ``--agent-kwargs`` any argument. ``bc`` is CPL's BC
+phase run for all the updates (on all the data), so the table shows what the contrastive phase adds to it.
 
-    python scripts/bench_offline.py                                  # defaults: about an hour on 2 CPU cores
-    python scripts/bench_offline.py --steps 100000 --seeds 0 1 2 3 4 # larger budget
+    python scripts/bench_offline.py --dry-run                        # the grid, its size, a CPU estimate
+    nohup python scripts/bench_offline.py &                          # defaults (rerun the same command to resume)
+    python scripts/bench_offline.py --report-only                    # tables and plots from finished runs
     python scripts/bench_offline.py --datasets collect:metaworld/reach-v3:scripted:3000 --steps 300 \\
-        --seeds 0 --hidden 64 64 --eval-episodes 2                   # smoke run
+        --seeds 0 --hidden 64 64 --eval-episodes 2 --out /tmp/smoke  # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
+import re
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from offline_summary import LABELS, UPPER_BOUND, markdown, plot_bars, plot_curves, summarise, write_reports
 
 from pbrl.agents.registry import agent_names, get_entry
 
 #: the benchmark's own row names for registry agents where they differ ("iql" runs on the true reward here)
 REGISTRY_NAME = {"iql_true": "iql"}
-#: display labels of the rows (the registry's one-line summaries are longer)
-LABELS = {
-    "iql_true": "IQL (true reward)",
-    "bc": "BC (no labels)",
-    "mriql": "MR + IQL",
-    "ipl": "IPL",
-    "iplawac": "IPL (AWAC)",
-    "cpl": "CPL",
-    "cplbc": "CPL-BC",
-    "oppo": "OPPO",
-    "pearl": "PEARL (0 target labels)",
-}
 #: benchmark row -> registry name, for every offline agent of :mod:`pbrl.agents.registry` (the one list)
 AGENTS: dict[str, str] = {
     next((row for row, reg in REGISTRY_NAME.items() if reg == name), name): name for name in agent_names("offline")
 }
-UPPER_BOUND = "iql_true"
+#: registry agents this benchmark cannot run as sweep points, and why (see the module docstring)
+NOT_A_SWEEP_POINT = {
+    "pearl": "PEARL learns from a source dataset's labels, and an offline run draws its labels from its own "
+             "dataset (OfflineConfig has no label-file key yet); train PEARL by hand, see agents/pearl.py",
+}
 #: dataset kinds of scripts/make_datasets.py benchmarked by default: D4RL-style medium-replay for each MuJoCo
 #: task and the noisy scripted data of each Meta-World task (2 + 3 datasets with make_datasets' defaults)
 DEFAULT_KINDS = ("medium-replay", "scripted-noisy")
+#: updates per run: a placeholder (the old script's value) until scripts/offline_curve.py's measured value replaces it
+DEFAULT_STEPS = 1500
+#: share of a run's updates between evaluations when --eval-every is not given (5 points per learning curve)
+EVAL_SHARE = 0.2
 
 #: what the benchmark changes on top of each agent's own (paper) defaults, to fit 2 CPU cores; --hidden and
 #: --agent-kwargs override. Learning-rate warmups are scaled to the benchmark's budget in agent_kwargs.
 CPU_SIZES = {"hidden": (256, 256), "pair_batch_size": 32}
 DEFAULT_AGENT_KWARGS: dict[str, dict[str, Any]] = {
     "mriql": {"reward_epochs": 100},
-    "pearl": {"reward_epochs": 100},
     "cpl": dict(CPU_SIZES),
     # the BC term is a mean over steps, the CPL term a sum of alpha log pi over the H = 50 steps of a segment:
     # weight 10 = 2 alpha H gives a step the same pull from both
@@ -118,7 +132,6 @@ DEFAULT_AGENT_KWARGS: dict[str, dict[str, Any]] = {
 #: warmups as a share of the run: CPL's 10k-update lr warmup is 2 % of the authors' 500k updates, OPPO's 10k
 #: is 10 % of theirs (100 x 1,000); the benchmark keeps those shares of --steps
 WARMUP_SHARE = {"cpl": ("lr_warmup", 0.02), "cplbc": ("lr_warmup", 0.02), "oppo": ("warmup_steps", 0.10)}
-#: agents run by default: PEARL's label transfer and reward fits cost 3-10 minutes per run, so it is opt-in
 DEFAULT_AGENTS = ("iql_true", "bc", "mriql", "ipl", "cpl", "cplbc", "oppo")
 
 
@@ -134,8 +147,10 @@ def needs_labels(row: str) -> bool:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The benchmark's flags (``scripts/offline_curve.py`` reuses them with other defaults)."""
+    p = argparse.ArgumentParser(description=description or __doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=None,
                    help="HDF5 paths, Minari ids or collect:<task>:<policy>:<n_steps> (default: every *.hdf5 in --data-dir)")
     p.add_argument("--data-dir", default="data/datasets", help="where scripts/make_datasets.py wrote its files")
@@ -143,8 +158,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="which of make_datasets' <task>/<kind>.hdf5 files to use when --datasets is not given "
                         "('all' for every file)")
     p.add_argument("--agents", nargs="+", default=list(DEFAULT_AGENTS),
-                   help=f"subset of {list(AGENTS)} (default {list(DEFAULT_AGENTS)}; add pearl for PEARL)")
-    p.add_argument("--steps", type=int, default=1500, help="gradient updates per agent and seed")
+                   help=f"subset of {[a for a in AGENTS if a not in NOT_A_SWEEP_POINT]} (default {list(DEFAULT_AGENTS)})")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="gradient updates per agent and seed")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help=f"updates between evaluations (default {EVAL_SHARE:g} x --steps)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n-pairs", type=int, default=500, help="labelled pairs per dataset and seed")
     p.add_argument("--segment-length", type=int, default=50)
@@ -153,10 +170,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden layers of every agent's networks")
     p.add_argument("--agent-kwargs", default="{}", help='JSON {"cpl": {"bc_steps": 1000}, ...} merged over the defaults')
     p.add_argument("--workers", type=int, default=2, help="runs in parallel (processes, one torch thread each)")
-    p.add_argument("--out", default="results")
-    p.add_argument("--resume", action="store_true", help="reuse the finished runs saved in <out>/bench_offline.partial.json")
+    p.add_argument("--out", default="benchmarks/bench_offline")
+    p.add_argument("--dry-run", action="store_true", help="print the grid and a CPU estimate, then exit")
+    p.add_argument("--report-only", action="store_true", help="summarise the finished runs only")
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    args = (parser or build_parser()).parse_args(argv)
     check_args(args)
     return args
 
@@ -166,11 +188,20 @@ def check_args(args: argparse.Namespace) -> None:
     unknown = [a for a in args.agents if a not in AGENTS]
     if unknown:
         raise SystemExit(f"error: unknown agent(s) {unknown}; choose from {list(AGENTS)}")
+    for a in args.agents:
+        if a in NOT_A_SWEEP_POINT:
+            raise SystemExit(f"error: --agents {a}: {NOT_A_SWEEP_POINT[a]}")
+    if len(set(args.agents)) != len(args.agents):
+        raise SystemExit(f"error: --agents repeats an agent: {args.agents}")
     for name in ("steps", "n_pairs", "segment_length", "eval_episodes", "workers"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not args.seeds:
-        raise SystemExit("error: give at least one seed")
+    if args.eval_every is None:
+        args.eval_every = max(1, int(EVAL_SHARE * args.steps))
+    elif args.eval_every < 1:
+        raise SystemExit(f"error: --eval-every must be >= 1, got {args.eval_every}")
+    if not args.seeds or min(args.seeds) < 0 or len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f"error: give distinct seeds >= 0, got {args.seeds}")
     if args.hidden is not None and any(h < 1 for h in args.hidden):
         raise SystemExit(f"error: --hidden sizes must be >= 1, got {args.hidden}")
     try:
@@ -227,8 +258,8 @@ def load_one(spec: str, seed: int = 0):
     return load_dataset(spec)
 
 
-def dataset_name(ds, spec: str) -> str:
-    return str(ds.metadata.get("dataset_id") or Path(spec).stem)
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
 def domain(task: str | None) -> str:
@@ -244,303 +275,183 @@ def metric_of(ds) -> str:
     return "return"
 
 
-def pearl_source(names: list[str], tasks: list[str | None], i: int) -> int | None:
-    """Index of PEARL's source dataset for target ``i``: the next dataset of the same domain with another task."""
-    n = len(names)
-    for k in range(1, n):
-        j = (i + k) % n
-        if domain(tasks[j]) == domain(tasks[i]) and tasks[j] != tasks[i]:
-            return j
-    return None
+def prepare_datasets(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
+    """One record per dataset: name, run-folder slug, what the configs point at, task, score and size.
+    ``collect:`` specs are collected once into ``<out>/_data/`` (reused when the file is there)."""
+    from pbrl.envs.datasets import load_dataset, save_d4rl
+
+    infos = []
+    for spec in args.datasets:
+        if spec.startswith("collect:"):
+            path = out / "_data" / f"{slug(spec[len('collect:'):])}.hdf5"
+            if path.exists():
+                ds = load_dataset(path)
+            else:
+                ds = load_one(spec, seed=0)
+                save_d4rl(ds, path)
+            source = str(path.resolve())
+        else:
+            ds = load_one(spec)
+            source = str(Path(spec).resolve()) if Path(spec).exists() else spec
+        if ds.task_id is None:
+            raise SystemExit(f"error: dataset {spec} has no metadata['task_id']; the live evaluation needs the task")
+        name = str(ds.metadata.get("dataset_id") or Path(spec).stem)
+        metric = metric_of(ds)
+        ref = [float(ds.metadata["ref_min_return"]), float(ds.metadata["ref_max_return"])] \
+            if metric == "normalized_score" else None
+        infos.append({"name": name, "spec": spec, "dataset": source, "task_id": ds.task_id, "metric": metric,
+                      "ref": ref, "transitions": len(ds), "episodes": int(ds.n_episodes)})
+    if len({d["name"] for d in infos}) != len(infos):
+        for i, d in enumerate(infos):
+            d["name"] = f"{d['name']}#{i}"
+    for d in infos:
+        d["slug"] = slug(d["name"])
+    return infos
 
 
-# ---------------------------------------------------------------------------------------------- one run
+# ---------------------------------------------------------------------------------------------- the grid
 
 
-def _init_worker() -> None:
-    import torch
+def build_grid(args: argparse.Namespace, datasets: list[dict[str, Any]]):
+    """One offline sweep point per (dataset, agent, seed), named ``<dataset slug>/<pbrl sweep name>``;
+    every config is validated here, before anything runs."""
+    from pbrl.sweep import SweepPoint, expand_grid
 
-    torch.set_num_threads(1)
-
-
-def run_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one agent on one dataset with one seed and evaluate it; returns a flat record."""
-    import torch
-
-    torch.set_num_threads(1)
-    Agent = agent_class(job["agent"])
-    ds, prefs = job["dataset"], job["preferences"]
-    t0 = time.perf_counter()
-    agent = Agent.from_dataset(ds, seed=job["seed"], **job["kwargs"])
-    clock: dict[str, float] = {}
-
-    def tick(_agent, step, _losses):  # CPU time of the update loop only (this process, one torch thread)
-        clock.setdefault("first", time.process_time())
-        clock["last"], clock["n"] = time.process_time(), clock.get("n", -1) + 1
-
-    info = agent.fit(ds, prefs, steps=job["steps"], progress=False, callback=tick)
-    fit_wall = time.perf_counter() - t0
-    cpu_per_1k = 1000.0 * (clock["last"] - clock["first"]) / clock["n"] if clock.get("n", 0) > 0 else None
-    ev = agent.evaluate(ds.task_id, n_episodes=job["eval_episodes"], dataset=ds, seed=10_000 + job["seed"])
-    metric = job["metric"]
-    if metric == "success_rate":
-        value = 100.0 * ev["success_rate"]
-    elif metric == "normalized_score":
-        value = ev["normalized_score"]
-    else:
-        value = ev["mean_return"]
-    return {
-        "dataset": job["dataset_name"],
-        "agent": job["agent"],
-        "seed": job["seed"],
-        "metric": metric,
-        "value": float(value),
-        "mean_return": float(ev["mean_return"]),
-        "success_rate": float(ev["success_rate"]),
-        "normalized_score": None if ev["normalized_score"] is None else float(ev["normalized_score"]),
-        "steps": int(info["steps"]),
-        "wall_s_per_1k_updates": 1000.0 * float(info["wall_time_s"]) / max(int(info["steps"]), 1),
-        "cpu_s_per_1k_updates": cpu_per_1k,
-        "fit_wall_s": fit_wall,
-        "final_losses": {k: float(v) for k, v in info["losses"].items()},
-        "transfer_accuracy": info.get("transfer_accuracy"),
-    }
+    base = {"kind": "offline", "total_feedback": args.n_pairs, "segment_length": args.segment_length,
+            "steps": args.steps, "eval_every": args.eval_every, "checkpoint_every": args.eval_every,
+            "n_eval_episodes": args.eval_episodes, "torch_threads": 1}
+    points = []
+    for d in datasets:
+        for a in args.agents:
+            cfg = {**base, "task": d["task_id"], "dataset": d["dataset"], "agent_kwargs": agent_kwargs(a, args)}
+            try:
+                grid = expand_grid(cfg, agents=[AGENTS[a]], teachers=[args.teacher], seeds=list(args.seeds))
+            except ValueError as e:
+                raise SystemExit(f"error: {d['name']}, {a}: {e}") from None
+            points += [SweepPoint(f"{d['slug']}/{p.name}", p.config) for p in grid]
+    return points
 
 
-def run_one_safe(job: dict[str, Any]) -> dict[str, Any]:
-    """:func:`run_one`, but a failing run becomes a record with ``"error"`` instead of ending the benchmark."""
-    try:
-        return run_one(job)
-    except Exception as e:  # noqa: BLE001 - any agent error is reported, the other runs go on
-        return {"dataset": job["dataset_name"], "agent": job["agent"], "seed": job["seed"],
-                "error": f"{type(e).__name__}: {e}"}
-
-
-# ---------------------------------------------------------------------------------------------- table
-
-
-def summarise(runs: list[dict[str, Any]], agents: list[str], names: list[str], threshold: float = 0.8) -> dict[str, Any]:
-    """Per dataset and agent: mean / std / per-seed values, ratio to the upper bound; timing; target counts."""
-    results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        results[name] = {}
-        for a in agents:
-            rs = sorted((r for r in runs if r["dataset"] == name and r["agent"] == a), key=lambda r: r["seed"])
-            if not rs:
-                continue
-            vals = np.array([r["value"] for r in rs], dtype=np.float64)
-            results[name][a] = {
-                "metric": rs[0]["metric"],
-                "mean": float(vals.mean()),
-                "std": float(vals.std()),
-                "per_seed": vals.tolist(),
-                "seeds": [r["seed"] for r in rs],
-                "mean_return": float(np.mean([r["mean_return"] for r in rs])),
-                "success_rate": float(np.mean([r["success_rate"] for r in rs])),
-                "wall_s_per_1k_updates": float(np.mean([r["wall_s_per_1k_updates"] for r in rs])),
-                "cpu_s_per_1k_updates": (float(np.mean([r["cpu_s_per_1k_updates"] for r in rs]))
-                                         if all(r.get("cpu_s_per_1k_updates") is not None for r in rs) else None),
-            }
-        ub = results[name].get(UPPER_BOUND)
-        for a, row in results[name].items():
-            row["ratio_to_iql_true"] = (
-                row["mean"] / ub["mean"] if ub is not None and ub["mean"] > 0 and a != UPPER_BOUND else None
-            )
-            # a secondary comparison on the raw return (informative where success rates are all 0 or 100)
-            row["return_ratio_to_iql_true"] = (
-                row["mean_return"] / ub["mean_return"]
-                if ub is not None and ub["mean_return"] > 0 and a != UPPER_BOUND else None
-            )
-    timing = {}
-    for a in agents:
-        t = [r["wall_s_per_1k_updates"] for r in runs if r["agent"] == a]
-        c = [r["cpu_s_per_1k_updates"] for r in runs if r["agent"] == a and r.get("cpu_s_per_1k_updates") is not None]
-        if t:
-            timing[a] = {"mean": float(np.mean(t)), "std": float(np.std(t)), "n_runs": len(t),
-                         "cpu_mean": float(np.mean(c)) if c else None}
-    target = {}
-    for a in agents:
-        if a == UPPER_BOUND:
+def check_existing(points, out: Path) -> None:
+    """A run directory already there must hold the same config (else resuming would mix settings)."""
+    for p in points:
+        f = out / p.name / "config.json"
+        if not f.exists():
             continue
-        hits = [n for n in names if (results[n].get(a) or {}).get("ratio_to_iql_true") is not None
-                and results[n][a]["ratio_to_iql_true"] >= threshold]
-        target[a] = {"datasets_at_or_above": hits, "count": len(hits)}
-    return {"results": results, "timing_s_per_1k_updates": timing, "target": {"threshold": threshold, "per_agent": target}}
+        saved, want = json.loads(f.read_text()), json.loads(json.dumps(p.config))
+        if saved != want:
+            diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
+            raise SystemExit(f"error: {out / p.name} was run with other settings ({', '.join(diff)}); "
+                             "rerun with the same flags or choose another --out")
 
 
-def print_table(summary: dict[str, Any], agents: list[str], names: list[str]) -> str:
-    cols = [a for a in agents if any(a in summary["results"][n] for n in names)]
-    width = max([len(n) for n in names] + [8])
-    lines = ["dataset".ljust(width) + " metric            " + "".join(f"{a:>18}" for a in cols)]
-    for n in names:
-        row = summary["results"][n]
-        metric = next(iter(row.values()))["metric"] if row else "-"
-        cells = "".join(
-            (f"{row[a]['mean']:>10.1f} ±{row[a]['std']:>6.1f}" if a in row else f"{'-':>18}") for a in cols
-        )
-        lines.append(n.ljust(width) + f" {metric:<17} " + cells)
-    t = summary["timing_s_per_1k_updates"]
-    lines.append("wall s / 1k upd".ljust(width) + " " + " " * 17 + " " + "".join(
-        (f"{t[a]['mean']:>18.2f}" if a in t else f"{'-':>18}") for a in cols))
-    lines.append("cpu s / 1k upd".ljust(width) + " " + " " * 17 + " " + "".join(
-        (f"{t[a]['cpu_mean']:>18.2f}" if a in t and t[a]["cpu_mean"] is not None else f"{'-':>18}") for a in cols))
-    text = "\n".join(lines)
-    print(text)
-    return text
+def row_of(point_name: str, datasets: list[dict[str, Any]], agents: list[str]) -> tuple[str, str]:
+    """``(dataset name, benchmark row)`` of a point name."""
+    ds_slug, run = point_name.split("/", 1)
+    reg = run.split("__", 1)[0]
+    name = next(d["name"] for d in datasets if d["slug"] == ds_slug)
+    return name, next(a for a in agents if AGENTS[a] == reg)
 
 
-def plot(summary: dict[str, Any], agents: list[str], names: list[str], path: Path) -> None:
-    import matplotlib
+def estimate_cpu_s(points, args: argparse.Namespace) -> float | None:
+    """Rough CPU seconds of the grid from the committed measurement of the old script
+    (``docs/bench_offline.json``: seconds per run at its 1,500 updates, scaled to ``--steps``);
+    ``None`` when that file is not there or has none of these agents."""
+    f = Path(__file__).resolve().parents[1] / "docs" / "bench_offline.json"
+    if not f.exists():
+        return None
+    old = json.loads(f.read_text())
+    per_run: dict[str, list[float]] = {}
+    for r in old.get("runs", []):
+        per_run.setdefault(r["agent"], []).append(float(r["fit_wall_s"]) * args.steps / max(int(r["steps"]), 1))
+    rows = [a for a in args.agents if a in per_run]
+    if not rows:
+        return None
+    n = len(points) // len(args.agents)
+    return float(sum(n * np.mean(per_run[a]) for a in rows) * len(args.agents) / len(rows))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    n = len(names) + 1
-    ncol = min(n, 3)
-    nrow = math.ceil(n / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.6 * nrow), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, name in enumerate(names):
-        ax = axes[k // ncol][k % ncol]
-        row = summary["results"][name]
-        present = [a for a in agents if a in row]
-        x = np.arange(len(present))
-        ax.bar(x, [row[a]["mean"] for a in present], yerr=[row[a]["std"] for a in present], capsize=3,
-               color=[colors[agents.index(a) % len(colors)] for a in present])
-        ax.set_xticks(x, [a for a in present], rotation=30, ha="right", fontsize=8)
-        metric = row[present[0]]["metric"] if present else ""
-        ax.set_ylabel({"success_rate": "success rate (%)", "normalized_score": "normalised score"}.get(metric, "return"))
-        ax.set_title(name, fontsize=9)
-        if UPPER_BOUND in row:
-            ax.axhline(0.8 * row[UPPER_BOUND]["mean"], color="k", ls="--", lw=0.8, label="80% of IQL (true r)")
-            ax.legend(fontsize=7)
-    ax = axes[(n - 1) // ncol][(n - 1) % ncol]
-    t = summary["timing_s_per_1k_updates"]
-    present = [a for a in agents if a in t]
-    # CPU time when every agent has it: unlike wall time it does not grow when other work shares the machine
-    use_cpu = bool(present) and all(t[a].get("cpu_mean") is not None for a in present)
-    heights = [t[a]["cpu_mean"] if use_cpu else t[a]["mean"] for a in present]
-    ax.bar(np.arange(len(present)), heights, yerr=None if use_cpu else [t[a]["std"] for a in present], capsize=3,
-           color=[colors[agents.index(a) % len(colors)] for a in present])
-    ax.set_xticks(np.arange(len(present)), present, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("CPU s per 1k updates" if use_cpu else "wall s per 1k updates")
-    ax.set_title("update speed (1 torch thread)", fontsize=9)
-    for k in range(n, nrow * ncol):
-        axes[k // ncol][k % ncol].axis("off")
-    fig.tight_layout()
-    from pbrl.preferences import atomic_write
+def finished_runs(out: Path, points, datasets, agents) -> tuple[dict, dict]:
+    """``{(dataset, row): [RunRecord]}`` of the finished runs of the grid, and ``{point: error}`` of the failed."""
+    from pbrl.report import load_runs
 
-    with atomic_write(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    runs: dict[tuple[str, str], list] = {}
+    failed = {}
+    dirs = [out / p.name for p in points if (out / p.name / "config.json").exists()]
+    for r in load_runs(dirs) if dirs else []:
+        name = r.path.relative_to(out).as_posix()
+        if r.status == "finished" and r.metrics is not None:
+            runs.setdefault(row_of(name, datasets, agents), []).append(r)
+        elif r.status == "failed":
+            failed[name] = json.loads((r.path / "status.json").read_text()).get("error", "failed")
+    return runs, failed
 
 
 # ---------------------------------------------------------------------------------------------- main
 
 
+def run_grid(args: argparse.Namespace, out: Path, datasets: list[dict[str, Any]], points) -> dict[str, str]:
+    """Run (resume, skip) the grid; returns ``{point: error}`` of the runs that failed to start or run."""
+    from pbrl.sweep import run_sweep
+
+    check_existing(points, out)
+    for d in datasets:
+        (out / d["slug"]).mkdir(parents=True, exist_ok=True)
+    results = run_sweep(points, out, backend="local", workers=args.workers, progress=not args.no_progress)
+    return {n: r["error"] for n, r in results.items() if "error" in r}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    from tqdm.auto import tqdm
+    return run(parse_args(argv))
 
-    from pbrl.envs.datasets import label_dataset
-    from pbrl.preferences import atomic_write
 
-    _init_worker()
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark for parsed flags: datasets, grid, sweep (unless ``--report-only``), summary, files."""
     out = Path(args.out)
-    t_start = time.perf_counter()
-    datasets = [load_one(spec, seed=0) for spec in args.datasets]
-    names = [dataset_name(ds, spec) for ds, spec in zip(datasets, args.datasets)]
-    if len(set(names)) != len(names):
-        names = [f"{n}#{i}" for i, n in enumerate(names)]
-    tasks = [ds.task_id for ds in datasets]
-    for ds, spec in zip(datasets, args.datasets):
-        if ds.task_id is None:
-            raise SystemExit(f"error: dataset {spec} has no metadata['task_id']; the live evaluation needs the task")
-    # one label set per (dataset, seed), shared by every agent
-    labels = {(i, s): label_dataset(ds, args.teacher, args.n_pairs, segment_length=args.segment_length, seed=s)
-              for i, ds in enumerate(datasets) for s in args.seeds}
-    jobs, skipped = [], []
-    for i, ds in enumerate(datasets):
-        for a in args.agents:
-            kw = agent_kwargs(a, args)
-            src = None
-            if a == "pearl":
-                src = pearl_source(names, tasks, i)
-                if src is None:
-                    skipped.append({"dataset": names[i], "agent": a,
-                                    "reason": "no other-task dataset of the same domain to transfer labels from"})
-                    continue
-            for s in args.seeds:
-                prefs = None if not needs_labels(a) else labels[(src if src is not None else i, s)]
-                jobs.append({"agent": a, "seed": s, "dataset": ds, "dataset_name": names[i], "preferences": prefs,
-                             "kwargs": kw, "steps": args.steps, "eval_episodes": args.eval_episodes,
-                             "metric": metric_of(ds), "pearl_source": names[src] if src is not None else None})
-    # finished runs are saved after each one (atomically), so a killed benchmark resumes with --resume
-    settings = {k: getattr(args, k) for k in ("steps", "n_pairs", "segment_length", "teacher", "eval_episodes", "hidden")}
-    settings["agent_kwargs"] = {a: agent_kwargs(a, args) for a in AGENTS}
-    partial = out / "bench_offline.partial.json"
-    runs: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = []
-    if args.resume and partial.exists():
-        saved = json.loads(partial.read_text())
-        if saved.get("settings") != json.loads(json.dumps(settings)):
-            raise SystemExit(f"error: {partial} was made with other settings; drop --resume or choose another --out")
-        runs = [r for r in saved["runs"] if r["dataset"] in names]
-        done = {(r["dataset"], r["agent"], r["seed"]) for r in runs}
-        jobs = [j for j in jobs if (j["dataset_name"], j["agent"], j["seed"]) not in done]
-        print(f"resuming: {len(runs)} finished runs read from {partial}, {len(jobs)} to go")
-    out.mkdir(parents=True, exist_ok=True)
-
-    def record(rec: dict[str, Any]) -> None:
-        (failures if "error" in rec else runs).append(rec)
-        with atomic_write(partial, suffix=".json") as tmp:
-            tmp.write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
-        bar.update()
-
-    bar = tqdm(total=len(jobs), desc="bench_offline runs", disable=args.no_progress)
-    if args.workers == 1:
-        for job in jobs:
-            record(run_one_safe(job))
-    else:
-        with ProcessPoolExecutor(max_workers=args.workers, initializer=_init_worker) as pool:
-            for fut in as_completed([pool.submit(run_one_safe, job) for job in jobs]):
-                record(fut.result())
-    bar.close()
-    runs.sort(key=lambda r: (names.index(r["dataset"]), args.agents.index(r["agent"]) if r["agent"] in args.agents else 99, r["seed"]))
-    summary = summarise(runs, args.agents, names)
-    report = {
-        "benchmark": "pbrl offline preference-based agents vs IQL on the true reward",
-        "config": {
-            "datasets": args.datasets, "agents": args.agents, "steps": args.steps, "seeds": args.seeds,
-            "n_pairs": args.n_pairs, "segment_length": args.segment_length, "teacher": args.teacher,
-            "eval_episodes": args.eval_episodes, "hidden": args.hidden,
-            "agent_kwargs": {a: agent_kwargs(a, args) for a in args.agents},
-            "registry_names": {a: AGENTS[a] for a in args.agents},
-            "labels": {a: LABELS.get(a, a) for a in args.agents},
-            "workers": args.workers, "torch_threads_per_run": 1,
-        },
+    datasets = prepare_datasets(args, out)
+    points = build_grid(args, datasets)
+    if args.dry_run:
+        for p in points:
+            print(p.name)
+        cpu = estimate_cpu_s(points, args)
+        est = "" if cpu is None else f", about {cpu / 3600:.1f} CPU-hours (from docs/bench_offline.json, evaluations excluded)"
+        print(f"{len(points)} runs of {args.steps} updates{est}")
+        return {"points": [p.name for p in points], "cpu_s_estimate": cpu}
+    failures = {} if args.report_only else run_grid(args, out, datasets, points)
+    runs, failed = finished_runs(out, points, datasets, args.agents)
+    failures.update(failed)
+    if not runs:
+        raise SystemExit(f"error: no finished runs under {out}; failures: {failures or 'none'}")
+    summary = summarise(runs, datasets, args.agents)
+    reports = write_reports(out, runs, datasets)
+    settings = {k: v for k, v in vars(args).items() if k != "agent_kwargs_dict"}
+    settings["agent_kwargs"] = {a: agent_kwargs(a, args) for a in args.agents}
+    result = {
+        "benchmark": "pbrl offline preference-based agents vs IQL on the true reward (pbrl sweep + report)",
+        "settings": settings,
+        "registry_names": {a: AGENTS[a] for a in args.agents},
+        "labels": {a: LABELS.get(a, a) for a in args.agents},
+        "upper_bound": UPPER_BOUND,
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
-        "datasets": {
-            n: {"spec": spec, "task_id": ds.task_id, "metric": metric_of(ds), "transitions": len(ds),
-                "episodes": int(ds.n_episodes), "pearl_source": names[j] if (j := pearl_source(names, tasks, i)) is not None else None}
-            for i, (n, ds, spec) in enumerate(zip(names, datasets, args.datasets))
-        },
+        "datasets": {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in datasets},
         **summary,
-        "skipped": skipped,
+        "reports": reports,
         "failures": failures,
-        "runs": runs,
-        "total_wall_s": time.perf_counter() - t_start,
+        "unfinished": sorted(p.name for p in points if not any(
+            r.path == out / p.name for rs in runs.values() for r in rs) and p.name not in failures),
     }
-    report["table"] = print_table(summary, args.agents, names)
-    for f in failures:
-        print(f"FAILED {f['agent']} on {f['dataset']} seed {f['seed']}: {f['error']}")
+    result["table"] = markdown(summary, args.agents)
+    from pbrl.io import atomic_write
+
     with atomic_write(out / "bench_offline.json", suffix=".json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    plot(summary, args.agents, names, out / "bench_offline.png")
-    if not failures:
-        partial.unlink(missing_ok=True)
-    print(f"wrote {out / 'bench_offline.json'} and {out / 'bench_offline.png'} ({report['total_wall_s']:.0f} s)")
-    return report
+        tmp.write_text(json.dumps(result, indent=2, default=str))
+    plot_bars(summary, args.agents, out / "bench_offline.png")
+    plot_curves(summary, args.agents, out / "bench_offline_curves.png")
+    print(result["table"])
+    for name, err in failures.items():
+        print(f"FAILED {name}: {err}")
+    print(f"wrote {out / 'bench_offline.json'}, {out / 'bench_offline.png'} and {out / 'bench_offline_curves.png'}")
+    return result
 
 
 if __name__ == "__main__":

@@ -1,69 +1,148 @@
-"""scripts/bench_offline.py: a tiny end-to-end run and the content of its JSON table; flag errors."""
+"""scripts/bench_offline.py: the grid of offline sweep points, a tiny end-to-end run through pbrl sweep + report
+(resume skips finished runs, identical labels across the agents of a seed), the IQM summary, flag errors."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_offline", ROOT / "scripts" / "bench_offline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module("bench_offline")
 
 
-def test_tiny_run_writes_table_plot_and_timing(bench, tmp_path):
-    agents = ["iql_true", "cpl", "oppo", "pearl"]
-    report = bench.main([
-        "--datasets", "collect:mujoco/Reacher-v5:random:1000",
-        "--agents", *agents, "--steps", "40", "--seeds", "0", "1", "--n-pairs", "32", "--segment-length", "10",
-        "--hidden", "16", "16", "--eval-episodes", "1", "--workers", "1", "--out", str(tmp_path), "--no-progress",
-    ])
-    data = json.loads((tmp_path / "bench_offline.json").read_text())
-    assert (tmp_path / "bench_offline.png").stat().st_size > 1000
-    assert data["config"]["steps"] == 40 and data["config"]["seeds"] == [0, 1]
+@pytest.fixture(scope="module")
+def summary_mod():
+    return importlib.import_module("offline_summary")
+
+
+TINY = ["--datasets", "collect:mujoco/Reacher-v5:random:600", "--steps", "100", "--eval-every", "50",
+        "--seeds", "0", "--n-pairs", "16", "--segment-length", "10", "--hidden", "16", "16",
+        "--eval-episodes", "1", "--workers", "2", "--no-progress"]
+
+
+def test_a_tiny_benchmark_runs_resumes_shares_labels_and_reports(bench, tmp_path):
+    out = tmp_path / "bench"
+    argv = TINY + ["--agents", "iql_true", "mriql", "cpl", "cplbc", "--out", str(out),
+                   "--agent-kwargs", json.dumps({"mriql": {"reward_epochs": 2}, "cplbc": {"alpha": -1.0}})]
+    res = bench.main(argv)
     name = "mujoco/Reacher-v5/random"
-    # no reference returns in a freshly collected locomotion dataset: the score is the raw return
-    assert data["datasets"][name]["metric"] == "return" and data["datasets"][name]["transitions"] == 1000
-    # PEARL needs another task of the same domain as its label source: with one dataset it is skipped, with a reason
-    assert [s["agent"] for s in data["skipped"]] == ["pearl"] and "transfer" in data["skipped"][0]["reason"]
-    rows = data["results"][name]
-    assert set(rows) == {"iql_true", "cpl", "oppo"}
-    for a, row in rows.items():
-        assert row["seeds"] == [0, 1] and len(row["per_seed"]) == 2
-        assert all(v == r["mean_return"] for v, r in zip(row["per_seed"], sorted(
-            (r for r in data["runs"] if r["agent"] == a), key=lambda r: r["seed"])))
-        assert row["mean"] == pytest.approx(np.mean(row["per_seed"]))
-        assert row["std"] == pytest.approx(np.std(row["per_seed"]))
-        assert row["wall_s_per_1k_updates"] > 0 and row["cpu_s_per_1k_updates"] > 0
-        assert a == "iql_true" or row["ratio_to_iql_true"] is None or np.isfinite(row["ratio_to_iql_true"])
-    assert rows["iql_true"]["ratio_to_iql_true"] is None
-    assert set(data["timing_s_per_1k_updates"]) == {"iql_true", "cpl", "oppo"}
-    assert len(data["runs"]) == 6 and {r["steps"] for r in data["runs"]} == {40}
-    # the same seed gets the same labels and the same agent: the two seeds are distinct runs
-    cpl_runs = [r for r in data["runs"] if r["agent"] == "cpl"]
-    assert cpl_runs[0]["final_losses"] != cpl_runs[1]["final_losses"]
-    assert set(data["target"]["per_agent"]) == {"cpl", "oppo", "pearl"}
-    assert report["table"].splitlines()[0].startswith("dataset")
+    # the collected dataset is made once, under the benchmark's folder, and every run points at it
+    assert res["datasets"][name]["dataset"] == str((out / "_data" / "mujoco_Reacher-v5_random_600.hdf5").resolve())
+    assert res["datasets"][name]["metric"] == "return" and res["datasets"][name]["transitions"] == 600
+    rows = res["per_dataset"][name]
+    assert set(rows) == {"iql_true", "mriql", "cpl"}
+    # a run that raises is reported; the others go on
+    assert list(res["failures"]) == ["mujoco_Reacher-v5_random/cplbc__mujoco_Reacher-v5__oracle__b16__s0"]
+    assert "alpha" in next(iter(res["failures"].values()))
+    for row in rows.values():
+        assert set(row["iqm"]) == {"value", "low", "high", "n_runs"} and row["iqm"]["n_runs"] == 1
+        assert row["iqm"]["low"] <= row["iqm"]["value"] <= row["iqm"]["high"]
+        assert row["curve"]["step"] == [50, 100] and row["curve"]["value"][-1] == pytest.approx(row["iqm"]["value"])
+        assert "ratio_to_iql_true" in row and row["cpu_s_per_run"] > 0 and row["updates_per_s"] > 0
+    assert set(res["timing"]) == {"iql_true", "mriql", "cpl"}
+    assert res["table"].splitlines()[0].startswith("| dataset | score | IQL (true reward)")
+    for f in ("bench_offline.json", "bench_offline.png", "bench_offline_curves.png"):
+        assert (out / f).stat().st_size > 0
+    assert (out / "report" / "mujoco_Reacher-v5_random" / "report.json").exists()
+    runs = out / "mujoco_Reacher-v5_random"
+    assert (runs / "cpl__mujoco_Reacher-v5__oracle__b16__s0" / "curve.csv").exists()
+    # the same dataset, teacher, pairs and seed give every agent of the seed the same labels
+    from pbrl.preferences import PreferenceDataset
+
+    a = PreferenceDataset.load(runs / "mriql__mujoco_Reacher-v5__oracle__b16__s0" / "labels.h5")
+    b = PreferenceDataset.load(runs / "cpl__mujoco_Reacher-v5__oracle__b16__s0" / "labels.h5")
+    assert len(a) == 16 and np.array_equal(a.label, b.label)
+    assert np.array_equal(a.a.obs, b.a.obs) and np.array_equal(a.b.act, b.b.act)
+    assert not (runs / "iql__mujoco_Reacher-v5__oracle__b16__s0" / "labels.h5").exists()  # the true reward
+
+    mtimes = {p: p.stat().st_mtime for p in runs.glob("*/metrics.json")}
+    assert len(mtimes) == 3
+    again = bench.main(argv)  # a second call skips the finished runs
+    assert {p: p.stat().st_mtime for p in mtimes} == mtimes
+    assert again["per_dataset"][name]["cpl"]["iqm"] == rows["cpl"]["iqm"]
+    with pytest.raises(SystemExit, match="other settings.*steps"):
+        bench.main([("200" if x == "100" else x) for x in argv])
+
+
+def _record(dataset, agent, seed, finals):
+    from pbrl.report import RunRecord
+
+    curve = [{"step": s, "mean_return": 100.0 * v, "success_rate": v} for s, v in zip((50, 100), finals)]
+    return RunRecord(Path(f"/runs/{dataset}/{agent}/{seed}"), {"seed": seed, "task": "t"}, "finished",
+                     {"final": curve[-1], "cpu_time_s": 30.0, "wall_time_s": 20.0, "steps": 100}, curve)
+
+
+def test_summary_is_the_iqm_with_stratified_intervals_and_the_ratio_to_iql_true(summary_mod):
+    datasets = [{"name": "mw", "slug": "mw", "metric": "success_rate", "ref": None},
+                {"name": "loco", "slug": "loco", "metric": "normalized_score", "ref": [0.0, 200.0]},
+                {"name": "raw", "slug": "raw", "metric": "return", "ref": None}]
+    cpl = {0: 1.0, 1: 0.5, 2: 0.0}
+    runs = {}
+    for d in datasets:
+        for s in range(3):
+            runs.setdefault((d["name"], "iql_true"), []).append(_record(d["name"], "iql_true", s, (0.5, 1.0)))
+            runs.setdefault((d["name"], "cpl"), []).append(_record(d["name"], "cpl", s, (0.0, cpl[s])))
+    out = summary_mod.summarise(runs, datasets, ["iql_true", "cpl"])
+    mw = out["per_dataset"]["mw"]
+    assert mw["iql_true"]["iqm"]["value"] == pytest.approx(100.0) and mw["iql_true"]["ratio_to_iql_true"] == 1.0
+    assert mw["cpl"]["per_seed"] == [100.0, 50.0, 0.0] and mw["cpl"]["iqm"]["value"] == pytest.approx(50.0)
+    assert mw["cpl"]["iqm"]["low"] < 50.0 < mw["cpl"]["iqm"]["high"] and mw["cpl"]["ratio_to_iql_true"] == pytest.approx(0.5)
+    assert mw["cpl"]["curve"] == {"step": [50, 100], "value": [0.0, 50.0], "low": [0.0, mw["cpl"]["iqm"]["low"]],
+                                  "high": [0.0, mw["cpl"]["iqm"]["high"]]}
+    # normalised with the dataset's reference returns: 100 * (R - 0) / 200, R = 100 * success here
+    assert out["per_dataset"]["loco"]["iql_true"]["iqm"]["value"] == pytest.approx(50.0)
+    assert out["per_dataset"]["raw"]["cpl"]["metric"] == "return"
+    # the aggregate pools the 0-100 datasets (not the raw-return one), datasets as strata
+    agg = out["aggregate"]["cpl"]
+    assert agg["datasets"] == ["mw", "loco"] and agg["iqm"]["n_runs"] == 6 and agg["n_runs"] == 6
+    assert agg["ratio_to_iql_true"] == pytest.approx(agg["iqm"]["value"] / out["aggregate"]["iql_true"]["iqm"]["value"])
+    assert out["target"]["datasets_at_or_above"] == {"cpl": []}
+    assert out["timing"]["cpl"] == {"cpu_s_per_run": 30.0, "cpu_s_per_1k_updates": 300.0, "updates_per_s": 5.0}
+    md = summary_mod.markdown(out, ["iql_true", "cpl"]).splitlines()
+    assert md[2].startswith("| mw | success % | 100.0 [100.0, 100.0] (100 %) | 50.0 [")
+    assert any(line.startswith("| aggregate (2 datasets x seeds) |") for line in md)
+
+
+def test_every_agent_of_a_seed_gets_the_same_label_settings(bench, tmp_path, reacher_random):
+    from pbrl.envs.datasets import save_d4rl
+
+    path = save_d4rl(reacher_random, tmp_path / "reacher.hdf5")
+    args = bench.parse_args(["--datasets", str(path), "--seeds", "0", "1", "--segment-length", "10"])
+    datasets = bench.prepare_datasets(args, tmp_path / "out")
+    points = bench.build_grid(args, datasets)
+    assert len(points) == len(bench.DEFAULT_AGENTS) * 2 and len({p.name for p in points}) == len(points)
+    assert all(p.config["kind"] == "offline" and p.config["steps"] == bench.DEFAULT_STEPS for p in points)
+    assert {p.config["eval_every"] for p in points} == {int(bench.EVAL_SHARE * bench.DEFAULT_STEPS)}
+    label_keys = ("dataset", "task", "teacher", "teacher_kwargs", "total_feedback", "segment_length", "stratified")
+    for seed in (0, 1):
+        same = {json.dumps([p.config[k] for k in label_keys]) for p in points if p.config["seed"] == seed}
+        assert len(same) == 1
+    assert {p.name.split("/")[1].split("__")[0] for p in points} == {bench.AGENTS[a] for a in bench.DEFAULT_AGENTS}
 
 
 def test_bad_flags_stop_with_one_clear_error(bench, tmp_path):
+    ok = ["--datasets", "collect:metaworld/reach-v3:scripted:100"]
     with pytest.raises(SystemExit, match="unknown agent"):
-        bench.parse_args(["--datasets", "collect:metaworld/reach-v3:scripted:100", "--agents", "dqn"])
+        bench.parse_args(ok + ["--agents", "dqn"])
+    with pytest.raises(SystemExit, match="source dataset"):
+        bench.parse_args(ok + ["--agents", "pearl"])
     with pytest.raises(SystemExit, match="make_datasets"):
         bench.parse_args(["--data-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="steps"):
-        bench.parse_args(["--datasets", "collect:metaworld/reach-v3:scripted:100", "--steps", "0"])
+        bench.parse_args(ok + ["--steps", "0"])
+    with pytest.raises(SystemExit, match="eval-every"):
+        bench.parse_args(ok + ["--eval-every", "0"])
     with pytest.raises(SystemExit, match="agent-kwargs"):
-        bench.parse_args(["--datasets", "collect:metaworld/reach-v3:scripted:100", "--agent-kwargs", "{oops"])
+        bench.parse_args(ok + ["--agent-kwargs", "{oops"])
     with pytest.raises(SystemExit, match="collect:<task>"):
         bench.parse_args(["--datasets", "collect:metaworld/reach-v3"])
     with pytest.raises(SystemExit, match="does not exist"):
@@ -80,24 +159,6 @@ def test_default_datasets_are_make_datasets_files_of_the_chosen_kinds(bench, tmp
         "button-press/scripted-noisy.hdf5", "hopper/medium-replay.hdf5"]
     args = bench.parse_args(["--data-dir", str(tmp_path), "--kinds", "all"])
     assert len(args.datasets) == 3
-
-
-def test_failed_run_is_reported_and_finished_runs_resume(bench, tmp_path):
-    argv = ["--datasets", "collect:mujoco/Reacher-v5:random:600", "--agents", "iql_true", "cpl", "--steps", "20",
-            "--seeds", "0", "--n-pairs", "16", "--segment-length", "10", "--hidden", "16", "16",
-            "--eval-episodes", "1", "--workers", "1", "--out", str(tmp_path), "--no-progress"]
-    bad = ["--agent-kwargs", '{"cpl": {"alpha": -1.0}}']
-    first = bench.main(argv + bad)
-    assert [f["agent"] for f in first["failures"]] == ["cpl"] and "alpha" in first["failures"][0]["error"]
-    assert [r["agent"] for r in first["runs"]] == ["iql_true"]
-    partial = tmp_path / "bench_offline.partial.json"
-    assert partial.exists()  # kept because a run failed
-    # other settings cannot reuse the saved runs
-    with pytest.raises(SystemExit, match="other settings"):
-        bench.main([("30" if a == "20" else a) for a in argv] + bad + ["--resume"])
-    again = bench.main(argv + bad + ["--resume"])
-    assert again["runs"] == first["runs"]  # the finished IQL run is reused as it was, not retrained
-    assert len(again["failures"]) == 1
 
 
 def test_agents_come_from_the_registry_at_their_defaults_plus_documented_cpu_changes(bench):

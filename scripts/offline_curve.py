@@ -1,0 +1,151 @@
+"""Measure where the offline agents' learning curves flatten, to choose ``scripts/bench_offline.py``'s ``--steps``.
+
+Runs IQL on the true reward, MR+IQL, IPL and CPL (``--agents``) on bench_offline's datasets for a long
+budget (``--steps``, default ``CURVE_STEPS``) with an evaluation every ``--eval-every`` updates
+(``CURVE_EVAL_EVERY``). It is bench_offline's grid with other defaults: the same flags, CPU sizes, labels
+and run-directory layout, run by ``pbrl sweep`` (rerun the same command to resume), with bench_offline's
+table, plots and per-dataset ``pbrl report`` in ``--out``. On top, for every dataset and agent, and for the
+aggregate curve over the datasets with a 0-100 score:
+
+* ``plateau``: the mean of the IQM curve over the last ``--plateau-share`` (20 %) of the updates;
+* ``flat_at``: the first evaluated update count from which the IQM curve stays within ``--tolerance``
+  (5 %) x ``scale`` of its plateau, ``scale`` being the largest absolute IQM any agent's curve reaches in
+  that panel; ``flat_before_window`` says whether that happens before the plateau's own window (if not,
+  the budget was too short to show a plateau, and a warning says so);
+* ``recommended_steps``: the largest aggregate ``flat_at`` over the agents (over every dataset's when no
+  dataset has a 0-100 score; the whole budget for a curve that never settles): the budget by which every
+  measured agent's curve has flattened. ``bench_offline.DEFAULT_STEPS`` is to be replaced by it.
+
+Read CPL's point with care: its schedule scales with the budget (the BC phase is 40 % of the updates, the
+lr warmup 2 %), so its curve at update t of a long run is not the final score of a t-update run; its
+``flat_at`` is that of the long recipe, whose CPL phase starts at 0.4 x ``--steps``. IQL, MR+IQL and IPL
+have no budget-dependent schedule: their curves are those of shorter runs.
+
+Writes ``<out>/offline_curve.json`` and ``<out>/offline_curve.png`` (IQM curves with 95 % bands, a dotted
+line at each ``flat_at``) and prints the flatten points as Markdown. At the defaults (5 datasets x 4 agents
+x 3 seeds x 20k updates) it costs about 13 CPU-hours by the old benchmark's per-update timings
+(``--dry-run`` prints the estimate for any flags).
+
+    python scripts/offline_curve.py --dry-run                  # the grid and its CPU estimate
+    nohup python scripts/offline_curve.py &                    # the measurement (rerun to resume)
+    python scripts/offline_curve.py --report-only              # the analysis of the finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import bench_offline
+import numpy as np
+from offline_summary import AGGREGATE, plot_curves
+
+CURVE_AGENTS = ("iql_true", "mriql", "ipl", "cpl")
+CURVE_STEPS = 20_000
+CURVE_EVAL_EVERY = 1_000
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = bench_offline.build_parser(__doc__.split("\n\n")[0])
+    p.set_defaults(agents=list(CURVE_AGENTS), steps=CURVE_STEPS, eval_every=CURVE_EVAL_EVERY,
+                   out="benchmarks/offline_curve")
+    p.add_argument("--tolerance", type=float, default=0.05,
+                   help="flat = within this share of the panel's largest |IQM| of the plateau")
+    p.add_argument("--plateau-share", type=float, default=0.2, help="last share of the updates that defines the plateau")
+    a = bench_offline.parse_args(argv, p)
+    if not 0.0 < a.tolerance < 1.0:
+        raise SystemExit(f"error: --tolerance must be in (0, 1), got {a.tolerance}")
+    if not 0.0 < a.plateau_share < 1.0:
+        raise SystemExit(f"error: --plateau-share must be in (0, 1), got {a.plateau_share}")
+    return a
+
+
+def flat_point(steps, values, scale: float, tolerance: float, plateau_share: float) -> dict[str, Any]:
+    """Plateau and flatten point of one IQM curve (see the module docstring).
+
+    Args:
+        steps: ``[K]`` evaluated update counts, increasing; values: ``[K]`` the IQM there.
+        scale: the panel's score scale (largest absolute IQM); the band is ``tolerance * scale``.
+    """
+    steps, values = np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)
+    window = steps >= (1.0 - plateau_share) * steps[-1]
+    plateau = float(values[window].mean())
+    band = tolerance * (scale if scale > 0 else 1.0)
+    inside = np.abs(values - plateau) <= band
+    i = len(values)
+    while i > 0 and inside[i - 1]:
+        i -= 1
+    flat_at = int(steps[i]) if i < len(values) else None
+    before = flat_at is not None and bool(steps[window][0] > flat_at)
+    return {"plateau": plateau, "band": band, "flat_at": flat_at, "flat_before_window": before,
+            "plateau_from": int(steps[window][0])}
+
+
+def analyse(summary: dict[str, Any], agents: list[str], tolerance: float, plateau_share: float) -> dict[str, Any]:
+    """Flatten points per dataset and agent and for the aggregate, the recommended ``--steps``, warnings."""
+    panels = {name: rows for name, rows in summary["per_dataset"].items() if rows}
+    if summary["aggregate"]:
+        panels[AGGREGATE] = summary["aggregate"]
+    points: dict[str, dict[str, Any]] = {}
+    warnings = []
+    for name, rows in panels.items():
+        curves = {a: rows[a]["curve"] for a in agents if a in rows and rows[a]["curve"]["step"]}
+        scale = max((abs(v) for c in curves.values() for v in c["value"]), default=1.0)
+        points[name] = {}
+        for a, c in curves.items():
+            pt = flat_point(c["step"], c["value"], scale, tolerance, plateau_share)
+            points[name][a] = pt
+            if not pt["flat_before_window"]:
+                warnings.append(f"{a} on {name}: the IQM curve does not settle before its plateau window "
+                                f"(from {pt['plateau_from']} updates); a longer --steps is needed to see a plateau")
+    basis = [AGGREGATE] if AGGREGATE in points else list(points)
+    budget = max((c["step"][-1] for rows in panels.values() for a in agents if a in rows
+                  for c in [rows[a]["curve"]] if c["step"]), default=0)
+    flat = [pt["flat_at"] if pt["flat_at"] is not None else budget for n in basis for pt in points[n].values()]
+    return {"points": points, "basis": basis, "recommended_steps": int(max(flat)) if flat else None,
+            "warnings": warnings}
+
+
+def markdown(analysis: dict[str, Any], agents: list[str]) -> str:
+    lines = ["| panel | " + " | ".join(agents) + " |", "|---|" + "---:|" * len(agents)]
+    for name, pts in analysis["points"].items():
+        cells = []
+        for a in agents:
+            pt = pts.get(a)
+            cells.append("-" if pt is None else
+                         f"{'never' if pt['flat_at'] is None else pt['flat_at']} ({pt['plateau']:.1f} ± {pt['band']:.1f})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append(f"\nflat at (plateau ± band), in updates; recommended --steps: {analysis['recommended_steps']} "
+                 f"(from {', '.join(analysis['basis'])})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    a = parse_args(argv)
+    res = bench_offline.run(a)
+    if a.dry_run:
+        return res
+    summary = {k: res[k] for k in ("per_dataset", "aggregate")}
+    analysis = analyse(summary, a.agents, a.tolerance, a.plateau_share)
+    out = Path(a.out)
+    marks = {name: {ag: pt["flat_at"] for ag, pt in pts.items()} for name, pts in analysis["points"].items()}
+    plot_curves(summary, a.agents, out / "offline_curve.png", marks=marks)
+    result = {"settings": res["settings"], "tolerance": a.tolerance, "plateau_share": a.plateau_share, **analysis,
+              "curves": {name: {ag: row["curve"] for ag, row in rows.items()} for name, rows in
+                         {**summary["per_dataset"], **({AGGREGATE: summary["aggregate"]} if summary["aggregate"] else {})}.items()},
+              "failures": res["failures"]}
+    from pbrl.io import atomic_write
+
+    with atomic_write(out / "offline_curve.json", suffix=".json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=str))
+    print(markdown(analysis, a.agents))
+    for w in analysis["warnings"]:
+        print(f"warning: {w}")
+    print(f"wrote {out / 'offline_curve.json'} and {out / 'offline_curve.png'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
