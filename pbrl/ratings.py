@@ -111,6 +111,7 @@ class RatingDataset:
 
     @property
     def segment_length(self) -> int:
+        """H, the steps per rated segment."""
         return self.segments.length
 
     def class_counts(self) -> np.ndarray:

@@ -367,9 +367,11 @@ class RatingTeacher(Teacher):
             self.set_margin(float(rets.mean()) * segment_length / float(episode_length))
 
     def get_state(self) -> dict[str, Any]:
+        """RNG state, margin and the returns seen (the quantile boundaries' sample)."""
         return {**super().get_state(), "margin": self.margin, "seen": self.seen.copy()}
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`get_state`."""
         super().set_state(state)
         self.margin = state.get("margin", self.margin)
         self.seen = np.asarray(state.get("seen", self.seen), dtype=np.float64).copy()
