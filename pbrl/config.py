@@ -46,6 +46,7 @@ __all__ = [
     "agent_class",
     "allowed_teachers",
     "agent_help",
+    "teacher_tag",
 ]
 
 class _AgentTable(Mapping):
@@ -156,6 +157,17 @@ _ONLINE_SET_BY_CONFIG = {
 }
 
 
+def teacher_tag(teacher: str, n_classes: int | None = None) -> str:
+    """How run names and reports show a teacher: its name, or ``rating-n<classes>`` for the rating teacher
+    (``n_classes`` ``None``: the teacher's default)."""
+    if teacher != "rating":
+        return str(teacher)
+    from pbrl.teachers import RatingTeacher
+
+    n = n_classes or inspect.signature(RatingTeacher).parameters["n_classes"].default
+    return f"rating-n{n}"
+
+
 @dataclass
 class _Common:
     """Shared by both configs: ``to_dict`` and ``save``; each subclass defines ``validate()``, which
@@ -173,12 +185,7 @@ class _Common:
 
     def teacher_tag(self) -> str:
         """The teacher as run-directory names show it: its name, ``rating-n<classes>`` for ratings."""
-        if self.teacher != "rating":
-            return self.teacher
-        from pbrl.teachers import RatingTeacher
-
-        n = self.n_classes or inspect.signature(RatingTeacher).parameters["n_classes"].default
-        return f"rating-n{n}"
+        return teacher_tag(self.teacher, self.n_classes)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the resolved config as JSON atomically."""

@@ -98,3 +98,14 @@ def test_sweep_over_pairs_and_ratings():
         expand_grid({"teacher": "rating"}, agents=["pebble", "surf"])
     res = runner.invoke(app, ["sweep", "-o", "unused", "--teachers", "rating", "--agents", "sac,qpa", "--dry-run"])
     assert res.exit_code == 2 and "agent 'qpa' learns from preference pairs" in " ".join(res.output.split())
+
+
+def test_reports_tell_rating_runs_of_different_class_counts_apart(tmp_path):
+    from pbrl.report import RunRecord
+
+    def rec(cfg):
+        return RunRecord(tmp_path, cfg, "finished", None)
+
+    assert rec({"teacher": "rating", "n_classes": 5}).key("teacher") == "rating-n5"
+    assert rec({"teacher": "rating", "n_classes": None}).key("teacher") == "rating-n3"
+    assert rec({"teacher": "mistake"}).key("teacher") == "mistake"
