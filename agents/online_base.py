@@ -198,12 +198,9 @@ class OnlinePrefAgent:
         self.feedback = feedback
         selector = self.default_selector if selector is None else selector
         if feedback == "rating":
-            from pbrl.online.ratings import RATING_SELECTORS
+            from pbrl.online.ratings import rating_selector
 
-            name = selector if isinstance(selector, str) else getattr(selector, "name", "")
-            if name not in RATING_SELECTORS:
-                raise ValueError(f"query selector '{name}' does not work on single segments; with a rating "
-                                 f"teacher use one of {', '.join(RATING_SELECTORS)}")
+            rating_selector(selector)  # clear error for a pair-only selector, before any work
         selector_obj = make_selector(selector)  # clear error if unknown
         self._check_extra(int(segment_length))
 

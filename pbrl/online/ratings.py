@@ -22,19 +22,27 @@ from pbrl.online.feedback import PreferenceCallback
 from pbrl.ratings import RatingDataset
 from pbrl.segments import Trajectory, sample_segments
 
-__all__ = ["RatingCallback", "RATING_SELECTORS", "select_segments"]
+__all__ = ["RatingCallback", "RATING_SELECTORS", "rating_selector", "select_segments"]
 
 #: query selectors that work on single segments
 RATING_SELECTORS = ("uniform", "disagreement")
+
+
+def rating_selector(selector: Any) -> str:
+    """The name of ``selector`` (a name or a selector object) if it works on single segments; else one
+    clear ``ValueError``."""
+    name = selector if isinstance(selector, str) else getattr(selector, "name", type(selector).__name__)
+    if name not in RATING_SELECTORS:
+        raise ValueError(f"query selector '{name}' does not work on single segments; rating queries use one "
+                         f"of {', '.join(RATING_SELECTORS)}")
+    return name
 
 
 def select_segments(name: str, candidates: Any, n: int, reward_model: Any = None) -> np.ndarray:
     """``n`` distinct indices into ``candidates`` (a Segments batch): all of the first ``n`` for ``uniform``
     (the candidates were drawn at random), the ``n`` with the largest std of the members' predicted returns
     for ``disagreement`` (ties by index)."""
-    if name not in RATING_SELECTORS:
-        raise ValueError(f"query selector '{name}' does not work on single segments; rating queries use one "
-                         f"of {', '.join(RATING_SELECTORS)}")
+    rating_selector(name)
     if n > len(candidates):
         raise ValueError(f"cannot select {n} queries from {len(candidates)} candidate segments")
     if name == "uniform":
@@ -56,11 +64,7 @@ class RatingCallback(PreferenceCallback):
         if getattr(teacher, "feedback", None) != "rating" or not hasattr(teacher, "rate"):
             raise TypeError(f"a RatingCallback needs a rating teacher (rate(segments), n_classes; e.g. "
                             f"make_teacher('rating')), got {type(teacher).__name__}")
-        name = selector if isinstance(selector, str) else getattr(selector, "name", type(selector).__name__)
-        if name not in RATING_SELECTORS:
-            raise ValueError(f"query selector '{name}' does not work on single segments; rating queries use one "
-                             f"of {', '.join(RATING_SELECTORS)}")
-        super().__init__(reward_model, teacher, name, *args, **kwargs)
+        super().__init__(reward_model, teacher, rating_selector(selector), *args, **kwargs)
         self.n_classes = int(teacher.n_classes)
 
     @property
