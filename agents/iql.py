@@ -20,8 +20,9 @@ Agents in this file:
 
 * :class:`IQL`: IQL on the dataset's own (true) reward; the offline benchmark's upper bound.
 * :class:`MRIQL`: "MR + IQL" (the preference-transformer paper's Markovian-reward baseline): a
-  :class:`pbrl.reward_models.RewardEnsemble` is fitted to the preferences, relabels every transition of
-  the dataset with its mean prediction, then IQL trains on the relabelled data.
+  :class:`pbrl.reward_models.RewardEnsemble` is fitted to the preferences (or, RbRL, to ratings of single
+  segments with the rating loss), relabels every transition of the dataset with its mean prediction, then
+  IQL trains on the relabelled data.
 
 Subclasses customise :meth:`IQL._training_rewards` (where rewards come from) or replace the critic step
 (:class:`pbrl.agents.ipl.IPL`); the value and policy steps are shared, not copied.
@@ -44,6 +45,7 @@ from pbrl.agents.offline_base import (
     soft_update,
 )
 from pbrl.preferences import PreferenceDataset
+from pbrl.ratings import RatingDataset
 
 __all__ = ["IQL", "MRIQL", "iql_value_loss", "iql_q_loss", "awr_policy_loss", "normalize_rewards", "REWARD_NORMALIZATIONS", "REWARD_MODELS"]
 
@@ -273,8 +275,12 @@ class MRIQL(IQL):
     relabelled with the per-step reward PT predicts at the last position of the window of
     ``context_length`` steps ending at it (:meth:`PreferenceTransformer.relabel`, the authors' relabelling).
 
+    With a :class:`~pbrl.ratings.RatingDataset` instead of preferences the ensemble is fitted with the RbRL
+    rating loss (White et al., AAAI 2024; :class:`~pbrl.reward_models.RatingLoss`), the rest unchanged: MR +
+    IQL with ratings.
+
     Args:
-        reward_model: ``"ensemble"`` (default) or ``"transformer"``.
+        reward_model: ``"ensemble"`` (default) or ``"transformer"`` (pairs only).
         reward_model_kwargs: passed to the model's constructor with ``seed=seed``: ``RewardEnsemble(obs_dim,
             act_dim, **kw)`` (defaults: 3 members, 256 x 3, tanh output) or ``PreferenceTransformer(obs_dim,
             act_dim, **kw)`` (defaults: ``size="small"``; ``size="paper"`` for the paper's sizes).
@@ -301,6 +307,8 @@ class MRIQL(IQL):
     """
 
     requires_preferences = True
+    #: learns from preference pairs or from ratings (the ensemble only)
+    feedback_kinds = ("preference", "rating")
 
     def __init__(
         self,
@@ -344,6 +352,21 @@ class MRIQL(IQL):
     def _make_reward_model(self, klass: type) -> Any:
         kw = {"seed": self.seed, **self.reward_model_kwargs}
         return klass(self.obs_dim, self.act_dim, **kw)
+
+    def _check_preferences(self, preferences: PreferenceDataset | RatingDataset | None) -> None:
+        """Preference pairs as every agent's, or ratings (non-empty, this agent's sizes, the ensemble)."""
+        if not isinstance(preferences, RatingDataset):
+            return super()._check_preferences(preferences)
+        if self.reward_model_name != "ensemble":
+            raise ValueError(f"reward_model='{self.reward_model_name}' learns from preference pairs; ratings train "
+                             "the ensemble (reward_model='ensemble') with the RbRL rating loss")
+        if len(preferences) == 0:
+            raise ValueError(f"{type(self).__name__} needs at least one rated segment; the RatingDataset is empty")
+        seg = preferences.segments
+        if seg.obs_dim != self.obs_dim or seg.act_dim != self.act_dim:
+            raise ValueError(f"rated segments have obs_dim={seg.obs_dim}, act_dim={seg.act_dim}; the agent "
+                             f"expects {self.obs_dim}, {self.act_dim} (rate segments of the same task's dataset)")
+        return None
 
     def _training_rewards(self, dataset: Any, preferences: PreferenceDataset | None) -> np.ndarray:
         """Fit the reward model on ``preferences`` (first ``fit`` only, see ``reward_fitted``) and relabel

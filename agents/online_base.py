@@ -11,6 +11,12 @@ its defaults, and supplies its own parts through four methods:
 * ``_make_hooks()``: :class:`~pbrl.online.FeedbackHook` objects around each refit;
 * ``_setup()``: anything else, once the learner exists (PEBBLE's entropy pre-training, QPA's replay).
 
+The teacher decides the kind of feedback (its ``feedback`` attribute): preference pairs, or ratings of single
+segments (:class:`~pbrl.teachers.RatingTeacher`, RbRL). With a rating teacher the callback is a
+:class:`~pbrl.online.RatingCallback` and the objective ``_rating_loss_terms()`` (default: the RbRL
+:class:`~pbrl.reward_models.RatingLoss`); everything else is unchanged. An agent lists the kinds it learns
+from in ``feedback_kinds`` (agents with a pair-specific mechanism, SURF, QPA, RIME, take pairs only).
+
 The base class itself runs no pre-training: the learned reward is on from the first step.
 
 Example::
@@ -45,10 +51,12 @@ from pbrl.online import (
     PbrlEvalCallback,
     PbrlReplayBuffer,
     PreferenceCallback,
+    RatingCallback,
 )
 from pbrl.online.feedback import AllEpisodes, QueryPool
 from pbrl.preferences import PreferenceDataset
-from pbrl.reward_models import RewardEnsemble, RewardTrainer
+from pbrl.ratings import RatingDataset
+from pbrl.reward_models import RatingLoss, RatingTrainer, RewardEnsemble, RewardTrainer
 from pbrl.validation import check_int
 
 __all__ = ["OnlinePrefAgent", "PhaseHook", "SAC_DEFAULTS", "REWARD_MODEL_DEFAULTS"]
@@ -120,6 +128,8 @@ class OnlinePrefAgent:
     #: steps of unsupervised pre-training before the first session (the base class has none)
     default_unsup_steps: int = 0
     default_selector: str = "disagreement"
+    #: the kinds of feedback this agent learns from (``teacher.feedback``): ``"preference"``, ``"rating"``
+    feedback_kinds: tuple[str, ...] = ("preference", "rating")
 
     def __init__(
         self,
@@ -178,7 +188,20 @@ class OnlinePrefAgent:
         for bad in ("env", "policy", "seed", "replay_buffer_class"):
             if bad in learner_kwargs:
                 raise ValueError(f"learner_kwargs may not set '{bad}'; the agent sets it (pass it to the agent instead)")
-        selector_obj = make_selector(self.default_selector if selector is None else selector)  # clear error if unknown
+        feedback = getattr(teacher, "feedback", "preference")
+        if feedback not in self.feedback_kinds:
+            raise ValueError(
+                f"{type(self).__name__} learns from {' or '.join(self.feedback_kinds)} feedback, but teacher "
+                f"'{getattr(teacher, 'name', type(teacher).__name__)}' gives {feedback}s; use a pair teacher "
+                "(e.g. oracle) or an agent that learns from ratings (e.g. pebble)"
+            )
+        self.feedback = feedback
+        selector = self.default_selector if selector is None else selector
+        if feedback == "rating":
+            from pbrl.online.ratings import rating_selector
+
+            rating_selector(selector)  # clear error for a pair-only selector, before any work
+        selector_obj = make_selector(selector)  # clear error if unknown
         self._check_extra(int(segment_length))
 
         self.task_id = task_id_or_env if isinstance(task_id_or_env, str) else None
@@ -219,7 +242,10 @@ class OnlinePrefAgent:
         self.seed_steps = int(kw.get("learning_starts", 0)) if self.is_off_policy else 0
 
         # ---------------------------------------------------------------- callbacks
-        self.callback = PreferenceCallback(
+        rating = feedback == "rating"
+        fit = self._fit_kwargs(fit_kwargs)
+        trainer = RatingTrainer(self._rating_loss_terms(), **fit) if rating else RewardTrainer(self._loss_terms(), **fit)
+        self.callback = (RatingCallback if rating else PreferenceCallback)(
             self.reward_model,
             teacher,
             selector_obj,
@@ -231,7 +257,7 @@ class OnlinePrefAgent:
             first_feedback_step=self.seed_steps + self.unsup_steps,
             large_batch=large_batch,
             pool=self._make_pool(),
-            trainer=RewardTrainer(self._loss_terms(), **self._fit_kwargs(fit_kwargs)),
+            trainer=trainer,
             relabel=self.is_off_policy,
             hooks=self._make_hooks(),
             seed=self.seed,
@@ -239,7 +265,7 @@ class OnlinePrefAgent:
             verbose=verbose,
         )
         meta = {"task_id": self.task_id, "agent": type(self).__name__, "teacher": getattr(teacher, "name", "")}
-        self.callback.preferences = PreferenceDataset.empty(self.segment_length, obs_dim, act_dim, metadata=meta)
+        self.callback.preferences = self.callback.empty_labels(obs_dim, act_dim, metadata=meta)
         self.eval_callback: PbrlEvalCallback | None = None
         if eval_every is not None:
             if eval_env is None:
@@ -320,6 +346,10 @@ class OnlinePrefAgent:
         """The reward objective (``None``: Bradley-Terry plus the reward model's own terms)."""
         return None
 
+    def _rating_loss_terms(self) -> list:
+        """The reward objective with a rating teacher (default: the RbRL rating loss, k = 30)."""
+        return [RatingLoss(self.teacher.n_classes)]
+
     def _make_hooks(self) -> list[FeedbackHook]:
         """Hooks around each refit (default: :class:`PhaseHook`, which ends pre-training at the first update)."""
         return [PhaseHook(self)]
@@ -344,8 +374,9 @@ class OnlinePrefAgent:
 
     # ------------------------------------------------------------------ public API
     @property
-    def preferences(self) -> PreferenceDataset:
-        """Every label collected so far (answered queries only)."""
+    def preferences(self) -> PreferenceDataset | RatingDataset:
+        """Every label collected so far (answered queries only): a PreferenceDataset, or a RatingDataset
+        with a rating teacher."""
         return self.callback.preferences
 
     def learn(self, total_timesteps: int, callback: BaseCallback | list | None = None, **learn_kwargs) -> OnlinePrefAgent:

@@ -251,6 +251,8 @@ class PEARL(MRIQL):
         transferred_probs: ``[n_target_pairs]`` the raw CPA probabilities.
     """
 
+    feedback_kinds = ("preference",)  # label transfer and the Gaussian reward work on pairs
+
     def __init__(
         self,
         obs_dim: int,

@@ -98,6 +98,7 @@ class QPA(PEBBLE):
 
     default_selector = "uniform"
     default_reward_model_kwargs = {**REWARD_MODEL_DEFAULTS, "n_members": 1}
+    feedback_kinds = ("preference",)  # the cropped Bradley-Terry loss is a pair mechanism
 
     def __init__(self, *args, recent_episodes: int | None = None, her_ratio: float = 0.5, crop_range: int = 5,
                  **kwargs):

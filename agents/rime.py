@@ -343,6 +343,8 @@ class RIME(PEBBLE):
     the inputs the warm start was trained on.
     """
 
+    feedback_kinds = ("preference",)  # the denoising discriminator judges pair labels
+
     def __init__(self, *args, alpha: float = 0.5, beta_max: float = 3.0, beta_min: float = 1.0,
                  decay_epochs: int | None = None, tau: float = 0.001, lr_warmup_epochs: int | None = None,
                  warm_start_steps: int = 5, **kwargs):

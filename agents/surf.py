@@ -157,6 +157,8 @@ class SURF(PEBBLE):
     Every other argument as :class:`PEBBLE`.
     """
 
+    feedback_kinds = ("preference",)  # pseudo-labels and crops are pair mechanisms
+
     def __init__(
         self,
         *args,

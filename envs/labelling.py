@@ -2,6 +2,8 @@
 
 * :func:`label_dataset` samples segment pairs inside episodes (uniformly, or stratified by segment
   return) and labels them with any teacher -> :class:`~pbrl.preferences.PreferenceDataset`.
+* :func:`rate_dataset` samples single segments the same way and has a rating teacher rate them
+  -> :class:`~pbrl.ratings.RatingDataset`.
 * :func:`import_index_labels` reads the index-style label files of Preference Transformer
   (Kim et al., ICLR 2023) and Uni-RLHF (Yuan et al., ICLR 2024).
 * :func:`segments_at` gathers segments at given flat start indices.
@@ -19,9 +21,10 @@ import numpy as np
 from pbrl.envs.dataset import OfflineDataset
 from pbrl.envs.loading import load_dataset
 from pbrl.preferences import PreferenceDataset
+from pbrl.ratings import RatingDataset
 from pbrl.segments import Segments
 
-__all__ = ["label_dataset", "import_index_labels", "segments_at"]
+__all__ = ["label_dataset", "rate_dataset", "import_index_labels", "segments_at"]
 
 
 def _window_starts(ds: OfflineDataset, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,46 +118,93 @@ def label_dataset(
         PreferenceDataset whose segments carry ``index`` (flat start) and qpos/qvel when known; metadata
         has ``dataset_id``, ``task_id``, ``teacher``, ``segment_length``, ``sampling``, ``seed``.
     """
-    from pbrl.teachers import ScriptedTeacher, Teacher, make_teacher
+    teacher, seed_int = _check_labelling(ds, teacher, n_pairs, "n_pairs", segment_length, n_bins, seed)
+    rng = np.random.default_rng(seed)
+    a = _sample(ds, n_pairs, segment_length, stratified, n_bins, rng)
+    b = _sample(ds, n_pairs, segment_length, stratified, n_bins, rng)
+    labels = _with_margin(teacher, ds, segment_length).label(a, b)
+    return PreferenceDataset(a, b, labels, metadata=_meta(ds, teacher, segment_length, stratified, seed_int, n_pairs))
+
+
+def rate_dataset(
+    ds: OfflineDataset,
+    teacher,
+    n_segments: int,
+    segment_length: int = 50,
+    seed: int | np.random.Generator | None = 0,
+    stratified: bool = False,
+    n_bins: int = 10,
+) -> RatingDataset:
+    """Sample ``n_segments`` single segments from ``ds`` (as :func:`label_dataset` samples each side of a pair)
+    and have a rating teacher rate them (RbRL). Skipped segments are dropped.
+
+    Args:
+        ds: the dataset.
+        teacher: a rating teacher (:class:`~pbrl.teachers.RatingTeacher`, ``rate(segments)``) or ``"rating"``.
+        n_segments: number of segments to ask about (> 0).
+        segment_length, seed, stratified, n_bins: as :func:`label_dataset`.
+
+    Returns:
+        RatingDataset with the teacher's ``n_classes``; metadata as :func:`label_dataset`'s.
+    """
+    teacher, seed_int = _check_labelling(ds, teacher, n_segments, "n_segments", segment_length, n_bins, seed)
+    if getattr(teacher, "feedback", None) != "rating":
+        raise TypeError(f"rate_dataset needs a rating teacher (e.g. make_teacher('rating')), got "
+                        f"'{getattr(teacher, 'name', type(teacher).__name__)}'; label pairs with label_dataset")
+    seg = _sample(ds, n_segments, segment_length, stratified, n_bins, np.random.default_rng(seed))
+    ratings = _with_margin(teacher, ds, segment_length).rate(seg)
+    meta = _meta(ds, teacher, segment_length, stratified, seed_int, n_segments)
+    return RatingDataset(seg, ratings, teacher.n_classes, metadata=meta)
+
+
+def _check_labelling(ds, teacher, n, n_name: str, segment_length, n_bins: int, seed):
+    """Validate the common arguments; returns the teacher (built when given by name) and the integer seed."""
+    from pbrl.teachers import Teacher, make_teacher
 
     if not isinstance(ds, OfflineDataset):
-        raise TypeError(f"label_dataset needs an OfflineDataset, got {type(ds).__name__}")
-    if not isinstance(n_pairs, (int, np.integer)) or n_pairs < 1:
-        raise ValueError(f"n_pairs must be a positive integer, got {n_pairs}")
+        raise TypeError(f"labelling needs an OfflineDataset, got {type(ds).__name__}")
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{n_name} must be a positive integer, got {n}")
     if not isinstance(segment_length, (int, np.integer)) or segment_length < 1:
         raise ValueError(f"segment_length must be a positive integer, got {segment_length}")
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    seed_int = seed if isinstance(seed, (int, np.integer)) else 0
+    seed_int = int(seed) if isinstance(seed, (int, np.integer)) else 0
     if isinstance(teacher, str):
-        teacher = make_teacher(teacher, seed=int(seed_int))
+        teacher = make_teacher(teacher, seed=seed_int)
     if not isinstance(teacher, Teacher):
         raise TypeError(f"teacher must be a pbrl Teacher or a preset name, got {type(teacher).__name__}")
-    starts, _ = _window_starts(ds, segment_length)
-    rng = np.random.default_rng(seed)
+    return teacher, seed_int
+
+
+def _sample(ds: OfflineDataset, n: int, length: int, stratified: bool, n_bins: int, rng: np.random.Generator) -> Segments:
+    """``n`` windows inside episodes: uniform over windows, or stratified by window return."""
+    starts, _ = _window_starts(ds, length)
     if stratified:
         c = np.concatenate([[0.0], np.cumsum(ds.rewards, dtype=np.float64)])
-        wret = c[starts + segment_length] - c[starts]
-        ia = _stratified_pick(wret, n_pairs, n_bins, rng)
-        ib = _stratified_pick(wret, n_pairs, n_bins, rng)
+        pick = _stratified_pick(c[starts + length] - c[starts], n, n_bins, rng)
     else:
-        ia = rng.integers(0, len(starts), size=n_pairs)
-        ib = rng.integers(0, len(starts), size=n_pairs)
-    a = segments_at(ds, starts[ia], segment_length)
-    b = segments_at(ds, starts[ib], segment_length)
-    if isinstance(teacher, ScriptedTeacher) and teacher.margin is None:
+        pick = rng.integers(0, len(starts), size=n)
+    return segments_at(ds, starts[pick], length)
+
+
+def _with_margin(teacher, ds: OfflineDataset, segment_length: int):
+    """A teacher with a skip margin but none set gets B-Pref's margin from the dataset."""
+    if getattr(teacher, "margin", 0.0) is None and hasattr(teacher, "update_margin"):
         teacher.update_margin(ds.episode_returns(), float(ds.episode_lengths().mean()), segment_length)
-    labels = teacher.label(a, b)
-    meta = {
+    return teacher
+
+
+def _meta(ds: OfflineDataset, teacher, segment_length: int, stratified: bool, seed: int, n: int) -> dict:
+    return {
         "dataset_id": ds.dataset_id,
         "task_id": ds.task_id,
         "teacher": getattr(teacher, "name", type(teacher).__name__),
         "segment_length": int(segment_length),
         "sampling": "stratified" if stratified else "uniform",
-        "seed": int(seed_int),
-        "n_queried": int(n_pairs),
+        "seed": int(seed),
+        "n_queried": int(n),
     }
-    return PreferenceDataset(a, b, labels, metadata=meta)
 
 
 def _load_index_array(src, name: str) -> np.ndarray:

@@ -1,8 +1,9 @@
 """pbrl: preference-based reinforcement learning for robotics and continuous control."""
 
 from pbrl.preferences import PreferenceDataset
+from pbrl.ratings import RatingDataset
 from pbrl.segments import Segments, Trajectory, sample_segment_pairs, sample_segments
-from pbrl.teachers import RegretTeacher, ScriptedTeacher, Teacher, make_teacher
+from pbrl.teachers import RatingTeacher, RegretTeacher, ScriptedTeacher, Teacher, make_teacher
 
 __version__ = "0.1.0"
 
@@ -12,9 +13,11 @@ __all__ = [
     "sample_segments",
     "sample_segment_pairs",
     "PreferenceDataset",
+    "RatingDataset",
     "Teacher",
     "ScriptedTeacher",
     "RegretTeacher",
+    "RatingTeacher",
     "make_teacher",
     "__version__",
 ]

@@ -46,7 +46,7 @@ def _collect(flags: dict[str, Any], sets: list[str] | None) -> dict[str, Any]:
 
 def _default_run_dir(cfg) -> Path:
     task = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.task)
-    return Path("runs") / f"{cfg.kind}__{cfg.agent}__{task}__{cfg.teacher}__b{cfg.total_feedback}__s{cfg.seed}"
+    return Path("runs") / f"{cfg.kind}__{cfg.agent}__{task}__{cfg.teacher_tag()}__b{cfg.total_feedback}__s{cfg.seed}"
 
 
 def _train(kind: str, config: Path | None, flags: dict[str, Any], sets: list[str] | None, run_dir: Path | None,
@@ -122,7 +122,8 @@ def train_online_cmd(
     config: Path = _CONFIG,
     task: str = typer.Option(None, help="task id (see `pbrl tasks`), default mujoco/HalfCheetah-v5"),
     agent: str = typer.Option(None, help=_agents("online", "pebble")),
-    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted"),
+    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating"),
+    n_classes: int = typer.Option(None, help="classes of the rating teacher (--teacher rating; default 3)"),
     total_timesteps: int = typer.Option(None, help="env steps (default 100000)"),
     total_feedback: int = typer.Option(None, help="label budget: queries asked (default 1000)"),
     feedback_per_session: int = typer.Option(None, help="queries per session (default 100)"),
@@ -139,12 +140,13 @@ def train_online_cmd(
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
 ) -> None:
-    """Online PbRL: an SB3 learner on a live task, a teacher labelling segment pairs as it trains."""
+    """Online PbRL: an SB3 learner on a live task, a teacher labelling segment pairs (or rating single
+    segments, --teacher rating) as it trains."""
     flags = dict(task=task, agent=agent, teacher=teacher, total_timesteps=total_timesteps,
                  total_feedback=total_feedback, feedback_per_session=feedback_per_session,
                  feedback_every=feedback_every, segment_length=segment_length, selector=selector, seed=seed,
                  checkpoint_every=checkpoint_every, eval_every=eval_every, n_eval_episodes=n_eval_episodes,
-                 max_episode_steps=max_episode_steps)
+                 max_episode_steps=max_episode_steps, n_classes=n_classes)
     _train("online", config, flags, sets, run_dir, overwrite, quiet)
 
 
@@ -154,8 +156,10 @@ def train_offline_cmd(
     task: str = typer.Option(None, help="task id the dataset comes from (evaluation runs on it)"),
     dataset: str = typer.Option(None, help="D4RL .hdf5 path or local Minari id (default: collect one)"),
     agent: str = typer.Option(None, help=_agents("offline", "mriql")),
-    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted"),
-    total_feedback: int = typer.Option(None, help="segment pairs labelled (default 500)"),
+    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating"),
+    n_classes: int = typer.Option(None, help="classes of the rating teacher (--teacher rating; default 3)"),
+    labels: str = typer.Option(None, help="preference or rating file (.h5) to learn from instead of the teacher"),
+    total_feedback: int = typer.Option(None, help="segment pairs labelled, or segments rated (default 500)"),
     segment_length: int = typer.Option(None, help="segment length H (default 50)"),
     steps: int = typer.Option(None, help="gradient updates (default 10000)"),
     seed: int = typer.Option(None, help="seed of the whole run (default 0)"),
@@ -169,11 +173,11 @@ def train_offline_cmd(
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
 ) -> None:
-    """Offline PbRL: label segment pairs of a fixed dataset once, then train an offline agent."""
+    """Offline PbRL: label segment pairs (or rate segments) of a fixed dataset once, then train an offline agent."""
     flags = dict(task=task, dataset=dataset, agent=agent, teacher=teacher, total_feedback=total_feedback,
                  segment_length=segment_length, steps=steps, seed=seed, checkpoint_every=checkpoint_every,
                  eval_every=eval_every, n_eval_episodes=n_eval_episodes, collect_policy=collect_policy,
-                 collect_steps=collect_steps)
+                 collect_steps=collect_steps, n_classes=n_classes, labels=labels)
     _train("offline", config, flags, sets, run_dir, overwrite, quiet)
 
 

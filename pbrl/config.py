@@ -4,7 +4,7 @@ before any work starts.
 Two kinds:
 
 * :class:`OnlineConfig`: an online PbRL agent (PEBBLE, PrefPPO, SURF, QPA, RUNE) learning on a live task
-  while a teacher labels segment pairs;
+  while a teacher labels segment pairs (or, ``teacher: rating`` with ``n_classes``, rates single segments);
 * :class:`OfflineConfig`: an offline agent (MR+IQL, IQL, IPL, CPL, CPL-BC, OPPO, PEARL, BC) trained from a fixed
   dataset whose segment pairs a teacher labels once.
 
@@ -29,6 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from pbrl.config_feedback import check_feedback as _check_feedback
+from pbrl.config_feedback import check_labels_file as _check_labels_file
+from pbrl.config_feedback import check_teacher_kwargs as _check_teacher_kwargs
 from pbrl.validation import check_int
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "agent_class",
     "allowed_teachers",
     "agent_help",
+    "teacher_tag",
 ]
 
 class _AgentTable(Mapping):
@@ -90,10 +94,11 @@ def agent_help(kind: str) -> str:
 
 
 def allowed_teachers() -> list[str]:
-    """Teacher names a run accepts: the B-Pref presets and ``scripted`` (explicit ``teacher_kwargs``)."""
+    """Teacher names a run accepts: the B-Pref presets, ``scripted`` (explicit ``teacher_kwargs``) and
+    ``rating`` (a :class:`~pbrl.teachers.RatingTeacher`, ``n_classes`` classes)."""
     from pbrl.teachers import TEACHER_PRESETS
 
-    return sorted([*TEACHER_PRESETS, "scripted"])
+    return sorted([*TEACHER_PRESETS, "scripted", "rating"])
 
 
 def agent_class(kind: str, name: str):
@@ -152,6 +157,17 @@ _ONLINE_SET_BY_CONFIG = {
 }
 
 
+def teacher_tag(teacher: str, n_classes: int | None = None) -> str:
+    """How run names and reports show a teacher: its name, or ``rating-n<classes>`` for the rating teacher
+    (``n_classes`` ``None``: the teacher's default)."""
+    if teacher != "rating":
+        return str(teacher)
+    from pbrl.teachers import RatingTeacher
+
+    n = n_classes or inspect.signature(RatingTeacher).parameters["n_classes"].default
+    return f"rating-n{n}"
+
+
 @dataclass
 class _Common:
     """Shared by both configs: ``to_dict`` and ``save``; each subclass defines ``validate()``, which
@@ -160,6 +176,16 @@ class _Common:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict, with ``kind``."""
         return {"kind": self.kind, **asdict(self)}
+
+    def teacher_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`pbrl.teachers.make_teacher` besides the seed: ``teacher_kwargs``, plus
+        ``n_classes`` for the rating teacher."""
+        extra = {"n_classes": self.n_classes} if self.n_classes is not None else {}
+        return {**self.teacher_kwargs, **extra}
+
+    def teacher_tag(self) -> str:
+        """The teacher as run-directory names show it: its name, ``rating-n<classes>`` for ratings."""
+        return teacher_tag(self.teacher, self.n_classes)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the resolved config as JSON atomically."""
@@ -178,8 +204,12 @@ class OnlineConfig(_Common):
     Attributes:
         task: task id (``pbrl tasks``), default ``mujoco/HalfCheetah-v5``.
         agent: one of :data:`ONLINE_AGENTS` (default ``pebble``).
-        teacher: B-Pref preset (``oracle, stoc, mistake, skip, myopic, equal``) or ``scripted``.
-        teacher_kwargs: overrides of the teacher's parameters (``beta``, ``gamma``, ``eps``, ...).
+        teacher: B-Pref preset (``oracle, stoc, mistake, skip, myopic, equal``), ``scripted``, or ``rating``
+            (:class:`~pbrl.teachers.RatingTeacher`: single segments rated into ``n_classes`` classes; the agent
+            must learn from ratings, e.g. ``pebble``, and the selector be ``uniform`` or ``disagreement``).
+        teacher_kwargs: overrides of the teacher's parameters (``beta``, ``gamma``, ``eps``, ...; for
+            ``rating``: ``bins``, ``eps_mistake``, ``mistake``, ``eps_skip``, ``gamma``).
+        n_classes: the rating teacher's number of classes (``None``: its default, 3); only with ``rating``.
         total_timesteps: env steps of the whole run (> 0).
         total_feedback: label budget: queries the teacher may answer (>= 1).
         feedback_per_session: queries asked at each feedback session (> 0).
@@ -203,6 +233,7 @@ class OnlineConfig(_Common):
     agent: str = "pebble"
     teacher: str = "oracle"
     teacher_kwargs: dict = field(default_factory=dict)
+    n_classes: int | None = None
     total_timesteps: int = 100_000
     total_feedback: int = 1000
     feedback_per_session: int = 100
@@ -247,7 +278,12 @@ class OnlineConfig(_Common):
                 raise ValueError(
                     f"max_episode_steps ({self.max_episode_steps}) must be >= segment_length ({self.segment_length})"
                 )
-        _check_teacher_kwargs(self.teacher, self.teacher_kwargs)
+        _check_teacher_kwargs(self.teacher, self.teacher_kwargs, self.n_classes)
+        _check_feedback(self.teacher, "online", self.agent)
+        if self.teacher == "rating":
+            from pbrl.online.ratings import RATING_SELECTORS
+
+            _check_choice("selector", self.selector, RATING_SELECTORS, "query selector", " for rating queries")
         import stable_baselines3 as sb3
 
         learner = getattr(sb3, get_entry(self.agent, "online").learner or "SAC")
@@ -282,8 +318,12 @@ class OfflineConfig(_Common):
         dataset: a D4RL-style ``.hdf5`` path or a local Minari id; ``None`` collects ``collect_steps``
             steps with ``collect_policy`` first (seeded by ``seed``).
         agent: one of :data:`OFFLINE_AGENTS` (default ``mriql``).
-        teacher, teacher_kwargs: as for online runs.
-        total_feedback: segment pairs the teacher labels (the label budget, > 0).
+        teacher, teacher_kwargs, n_classes: as for online runs (``rating``: the agent must learn from
+            ratings, ``mriql``).
+        labels: a label file to learn from instead of asking the teacher: a preference dataset or a rating
+            dataset (``.h5``, e.g. exported from the labelling page); ``None`` labels ``total_feedback``
+            queries with the teacher.
+        total_feedback: segment pairs (or, for ``rating``, single segments) the teacher labels (> 0).
         segment_length: steps per segment H.
         stratified: stratified pair sampling over the dataset's returns.
         steps: gradient updates (> 0).
@@ -299,6 +339,8 @@ class OfflineConfig(_Common):
     agent: str = "mriql"
     teacher: str = "oracle"
     teacher_kwargs: dict = field(default_factory=dict)
+    n_classes: int | None = None
+    labels: str | None = None
     total_feedback: int = 500
     segment_length: int = 50
     stratified: bool = False
@@ -332,7 +374,11 @@ class OfflineConfig(_Common):
                 raise ValueError(f"dataset must be a path or a Minari id string, got {self.dataset!r}")
             if self.dataset.endswith((".hdf5", ".h5")) and not Path(self.dataset).exists():
                 raise ValueError(f"dataset file '{self.dataset}' does not exist; give an existing .hdf5 path")
-        _check_teacher_kwargs(self.teacher, self.teacher_kwargs)
+        _check_teacher_kwargs(self.teacher, self.teacher_kwargs, self.n_classes)
+        if self.labels is not None:
+            _check_labels_file(self.labels, self.agent)
+        else:
+            _check_feedback(self.teacher, "offline", self.agent)
         if not isinstance(self.agent_kwargs, dict):
             raise ValueError(f"agent_kwargs must be a mapping, got {type(self.agent_kwargs).__name__}")
         if self.dataset is None:
@@ -364,14 +410,6 @@ class OfflineConfig(_Common):
 
 
 RunConfig = OnlineConfig | OfflineConfig
-
-
-def _check_teacher_kwargs(teacher: str, kwargs: Any) -> None:
-    from pbrl.teachers import ScriptedTeacher
-
-    _check_kwargs("teacher_kwargs", kwargs, ScriptedTeacher.__init__, f"teacher '{teacher}'")
-    if "seed" in kwargs:
-        raise ValueError("teacher_kwargs must not set 'seed'; the run's seed seeds the teacher")
 
 
 def _an(word: str) -> str:

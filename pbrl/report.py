@@ -47,6 +47,10 @@ class RunRecord:
     def key(self, name: str) -> str:
         if name == "budget":
             return str(self.config.get("total_feedback"))
+        if name == "teacher":  # ratings of n classes show as rating-n<n>
+            from pbrl.config import teacher_tag
+
+            return teacher_tag(str(self.config.get("teacher", "")), self.config.get("n_classes"))
         return str(self.config.get(name, ""))
 
     def final(self, score_field: str) -> float:

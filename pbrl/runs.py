@@ -110,11 +110,29 @@ def check_dataset(cfg: OfflineConfig, ds: Any, source: str) -> None:
                              f"'{source}' (the longest has {longest} steps); use segment_length <= {longest}")
 
 
+def check_labels(cfg: OfflineConfig) -> None:
+    """The offline run's ``labels`` file holds segments of the task's observation and action sizes."""
+    from pbrl.envs import make_env
+    from pbrl.ratings import RatingDataset, load_labels
+
+    labels = load_labels(cfg.labels)
+    seg = labels.segments if isinstance(labels, RatingDataset) else labels.a
+    env = make_env(cfg.task)
+    try:
+        obs_dim, act_dim = int(env.observation_space.shape[0]), int(env.action_space.shape[0])
+    finally:
+        env.close()
+    if (seg.obs_dim, seg.act_dim) != (obs_dim, act_dim):
+        raise ValueError(f"labels file '{cfg.labels}' holds segments with observations of size {seg.obs_dim} and "
+                         f"actions of size {seg.act_dim}, but {cfg.task} has {obs_dim} and {act_dim}; label "
+                         "segments of this task")
+
+
 def check_start(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False) -> StartCheck:
     """Everything that can be checked before a run starts, without creating anything: the config
     (validated again), the run directory (writable, not a file, no run in it unless ``overwrite``), an
-    online task's episode length against ``segment_length``, and an offline run's dataset (readable, of
-    the run's task and sizes, with episodes long enough). Raises one ``ValueError`` naming the fix."""
+    online task's episode length against ``segment_length``, an offline run's dataset (readable, of
+    the run's task and sizes, with episodes long enough) and its ``labels`` file (of the task's sizes). Raises one ``ValueError`` naming the fix."""
     cfg = cfg.validate()
     path = check_run_dir(run_dir, overwrite)
     if isinstance(cfg, OnlineConfig):
@@ -125,6 +143,8 @@ def check_start(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
             raise ValueError(f"segment_length {cfg.segment_length} is longer than an episode of {cfg.task} "
                              f"({horizon} steps); use segment_length <= {horizon}")
         return StartCheck(path)
+    if cfg.labels is not None:
+        check_labels(cfg)
     if cfg.dataset is None:  # collected at the start: at least the task's episodes must be long enough
         from pbrl.envs import episode_length
 

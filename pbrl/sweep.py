@@ -99,7 +99,7 @@ def expand_grid(
         except ValueError as e:
             raise ValueError(f"grid point {dict(zip(keys, combo))}: {e}") from None
         name = "__".join(
-            [_slug(cfg.agent), _slug(cfg.task), _slug(cfg.teacher), f"b{cfg.total_feedback}", f"s{cfg.seed}"]
+            [_slug(cfg.agent), _slug(cfg.task), _slug(cfg.teacher_tag()), f"b{cfg.total_feedback}", f"s{cfg.seed}"]
         )
         points.append(SweepPoint(name, cfg.to_dict()))
     if len({p.name for p in points}) != len(points):

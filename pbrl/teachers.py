@@ -20,6 +20,10 @@ segments is used, which estimates the same quantity when queries are drawn unifo
 :class:`RegretTeacher` labels by regret (Knox et al., "Models of human preference for learning reward
 functions", 2022): a segment's score is its discounted reward sum plus ``gamma^H V(s_H) - V(s_0)``.
 
+:class:`RatingTeacher` rates single segments into ``n_classes`` ordered classes from their true return
+(White et al., "Rating-based Reinforcement Learning", AAAI 2024), with the B-Pref options that carry over
+(skip, myopic, mistake); see its docstring.
+
 All teachers return float labels with NaN for skipped queries, and are deterministic given their seed.
 """
 
@@ -33,7 +37,8 @@ import numpy as np
 
 from pbrl.segments import Segments
 
-__all__ = ["Teacher", "ScriptedTeacher", "RegretTeacher", "TEACHER_PRESETS", "TEACHERS", "make_teacher", "teacher_names"]
+__all__ = ["Teacher", "ScriptedTeacher", "RegretTeacher", "RatingTeacher", "MISTAKE_KINDS", "TEACHER_PRESETS", "TEACHERS",
+           "make_teacher", "teacher_names"]
 
 TEACHER_PRESETS: dict[str, dict[str, float]] = {
     "oracle": {},
@@ -62,6 +67,8 @@ class Teacher(ABC):
     """
 
     name: str = "teacher"
+    #: what the teacher answers: ``"preference"`` (``label(a, b)`` on pairs) or ``"rating"`` (``rate(seg)``)
+    feedback: str = "preference"
 
     def __init__(self, seed: int | np.random.Generator | None = 0):
         self.rng = np.random.default_rng(seed)
@@ -251,12 +258,181 @@ class RegretTeacher(Teacher):
         return lab.astype(np.float32)
 
 
+#: how a rating teacher's mistake changes a class: to a neighbouring class (+-1) or to any other class
+MISTAKE_KINDS = ("neighbour", "random")
+
+
+class RatingTeacher(Teacher):
+    """A scripted teacher that rates single segments into ``n_classes`` ordered classes from their true return
+    (White et al., "Rating-based Reinforcement Learning", AAAI 2024: synthetic ratings from segment returns).
+
+    Applied to the true segment rewards in this order (B-Pref's options where they carry over to one segment):
+
+    1. **skip**: drop the query when ``R < eps_skip * margin`` (B-Pref's skip rule for a single segment;
+       ``margin`` as :class:`ScriptedTeacher`'s: set it, or let :meth:`update_margin` follow recent episodes;
+       unset, the mean |return| of the queried segments);
+    2. **myopic**: classify the discounted return ``sum_k gamma ** (H - 1 - k) r_k`` (recent steps count more);
+    3. **class**: the number of class boundaries at or below the return, so class ``i`` holds returns in
+       ``[b_i, b_{i+1})``. The ``n_classes - 1`` boundaries are either
+
+       * fixed (``bins=[b_1, ..., b_{n-1}]``, increasing segment returns given by the user; the authors'
+         synthetic teacher uses equal-width bins of the task's segment-return range), or
+       * (``bins=None``, the default) the ``i / n`` quantiles of every segment return this teacher has rated
+         so far, this batch included: the first batch is split into equally full classes, and the
+         boundaries follow the returns the teacher has seen, as a person's notion of "good" adapts to what
+         they were shown. Online, where returns grow, a segment rated "good" early may be "average" later;
+         use fixed ``bins`` for ratings that never drift;
+    4. **mistake**: with probability ``eps_mistake`` the class is changed, to a *neighbouring* class
+       (``mistake="neighbour"``, the default: one class up or down with equal probability, the only
+       neighbour at either end) or to a uniformly drawn *other* class (``mistake="random"``).
+
+    B-Pref's "equal" option has no single-segment meaning and does not exist here; its "stoc" teacher is
+    not modelled either.
+
+    :meth:`rate` returns float32 classes ``[N]`` with NaN for skipped segments; :meth:`label` answers pairs
+    through the same ratings (the better-rated segment is preferred, equal ratings give 0.5), so a rating
+    teacher also works behind the pair interface.
+
+    Args:
+        n_classes: number of classes (>= 2; the paper uses 2 to 6).
+        bins: ``None`` (quantile boundaries) or ``n_classes - 1`` increasing finite return boundaries.
+        eps_mistake: probability of a mistaken class, in [0, 1].
+        mistake: ``"neighbour"`` or ``"random"`` (see above).
+        eps_skip: skip threshold as a fraction of ``margin`` (0 disables).
+        gamma: myopic discount in (0, 1]; 1.0 is not myopic.
+        margin: the scale of a segment's return for the skip threshold (``None`` until set).
+        seed: seed or Generator for the mistakes.
+    """
+
+    name = "rating"
+    feedback = "rating"
+
+    def __init__(
+        self,
+        n_classes: int = 3,
+        bins: Sequence[float] | None = None,
+        eps_mistake: float = 0.0,
+        mistake: str = "neighbour",
+        eps_skip: float = 0.0,
+        gamma: float = 1.0,
+        margin: float | None = None,
+        seed: int | np.random.Generator | None = 0,
+        name: str = "rating",
+    ):
+        from pbrl.validation import check_int
+
+        n_classes = check_int("n_classes", n_classes, 2)
+        if bins is not None:
+            b = np.asarray(bins, dtype=np.float64).reshape(-1)
+            if len(b) != n_classes - 1:
+                raise ValueError(f"bins must hold n_classes - 1 = {n_classes - 1} class boundaries (segment "
+                                 f"returns), got {len(b)}")
+            if not np.all(np.isfinite(b)) or np.any(np.diff(b) <= 0):
+                raise ValueError(f"bins must be finite and strictly increasing, got {b.tolist()}")
+            bins = b
+        if mistake not in MISTAKE_KINDS:
+            raise ValueError(f"unknown mistake kind '{mistake}'; choose one of {', '.join(MISTAKE_KINDS)}")
+        for key, v in (("eps_mistake", eps_mistake), ("eps_skip", eps_skip)):
+            if not (0.0 <= v <= 1.0):
+                raise ValueError(f"{key} must be in [0, 1], got {v}")
+        if not (0.0 < gamma <= 1.0):
+            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+        if margin is not None and not np.isfinite(margin):
+            raise ValueError(f"margin must be finite, got {margin}")
+        super().__init__(seed)
+        self.n_classes = n_classes
+        self.bins = bins
+        self.eps_mistake, self.mistake = float(eps_mistake), mistake
+        self.eps_skip, self.gamma = float(eps_skip), float(gamma)
+        self.margin = None if margin is None else float(margin)
+        self.name = name
+        #: returns of every segment rated so far (the quantile boundaries' sample; unused with fixed bins)
+        self.seen = np.zeros(0, np.float64)
+
+    def __repr__(self) -> str:
+        bins = "quantiles" if self.bins is None else self.bins.tolist()
+        return (f"RatingTeacher(n_classes={self.n_classes}, bins={bins}, eps_mistake={self.eps_mistake}, "
+                f"mistake={self.mistake!r}, eps_skip={self.eps_skip}, gamma={self.gamma}, margin={self.margin})")
+
+    def set_margin(self, margin: float) -> None:
+        """Set the return scale used by the skip threshold."""
+        if not np.isfinite(margin):
+            raise ValueError(f"margin must be finite, got {margin}")
+        self.margin = float(margin)
+
+    def update_margin(self, episode_returns: Sequence[float], episode_length: float, segment_length: int) -> None:
+        """B-Pref's rule: margin = mean recent episode return * segment_length / episode_length."""
+        rets = np.asarray(episode_returns, dtype=np.float64)
+        if rets.size and episode_length > 0:
+            self.set_margin(float(rets.mean()) * segment_length / float(episode_length))
+
+    def get_state(self) -> dict[str, Any]:
+        """RNG state, margin and the returns seen (the quantile boundaries' sample)."""
+        return {**super().get_state(), "margin": self.margin, "seen": self.seen.copy()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`get_state`."""
+        super().set_state(state)
+        self.margin = state.get("margin", self.margin)
+        self.seen = np.asarray(state.get("seen", self.seen), dtype=np.float64).copy()
+
+    def boundaries(self) -> np.ndarray:
+        """The current ``n_classes - 1`` class boundaries (fixed ``bins``, or quantiles of the returns seen;
+        empty before anything was rated with quantile boundaries)."""
+        if self.bins is not None:
+            return self.bins.copy()
+        if self.seen.size == 0:
+            return np.zeros(0)
+        return np.quantile(self.seen, np.arange(1, self.n_classes) / self.n_classes)
+
+    def rate(self, seg: Segments) -> np.ndarray:
+        """Classes ``[N]`` (float32 integers in ``[0, n_classes)``, 0 = worst) of the segments; NaN where skipped."""
+        if not isinstance(seg, Segments):
+            raise TypeError(f"a rating teacher rates a Segments batch, got {type(seg).__name__}")
+        r = seg.reward.astype(np.float64)
+        ret = r.sum(1)
+        n = len(seg)
+        margin = self.margin
+        if margin is None:
+            margin = float(np.mean(np.abs(ret))) if n else 0.0
+        skip = ret < self.eps_skip * margin if self.eps_skip > 0 else np.zeros(n, bool)
+        if self.gamma < 1.0:
+            ret = r @ (self.gamma ** (seg.length - 1 - np.arange(seg.length)))
+        if self.bins is None:
+            self.seen = np.concatenate([self.seen, ret[~skip]])
+        cls = np.searchsorted(self.boundaries(), ret, side="right").astype(np.int64)
+        if self.eps_mistake > 0:
+            wrong = self.rng.random(n) < self.eps_mistake
+            k = self.n_classes
+            if self.mistake == "neighbour":
+                step = np.where(self.rng.random(n) < 0.5, -1, 1)
+                step = np.where(cls == 0, 1, np.where(cls == k - 1, -1, step))
+                other = cls + step
+            else:
+                other = (cls + self.rng.integers(1, k, size=n)) % k
+            cls = np.where(wrong, other, cls)
+        out = cls.astype(np.float32)
+        out[skip] = np.nan
+        return out
+
+    def label(self, a: Segments, b: Segments) -> np.ndarray:
+        """Preference labels from ratings: 1.0 if ``b`` is rated higher, 0.0 if lower, 0.5 if equal, NaN if
+        either is skipped (both batches are rated in one call)."""
+        _check_pair(a, b)
+        ra = self.rate(Segments.concatenate([a, b]))
+        ca, cb = ra[: len(a)], ra[len(a):]
+        lab = np.where(cb > ca, 1.0, np.where(cb < ca, 0.0, 0.5)).astype(np.float32)
+        lab[~(np.isfinite(ca) & np.isfinite(cb))] = np.nan
+        return lab
+
+
 #: Teacher kinds by name -> ``"module:Class"`` (imported on first use, so that ``pbrl.teachers`` never imports
 #: the labelling server and ``pbrl.label.teacher`` may import this module without a cycle). The B-Pref presets
 #: (:data:`TEACHER_PRESETS`) are ``ScriptedTeacher`` settings on top of these.
 TEACHERS: dict[str, str] = {
     "scripted": "pbrl.teachers:ScriptedTeacher",
     "regret": "pbrl.teachers:RegretTeacher",
+    "rating": "pbrl.teachers:RatingTeacher",
     "human": "pbrl.label.teacher:HumanTeacher",
 }
 
@@ -268,8 +444,9 @@ def teacher_names() -> list[str]:
 
 def make_teacher(name: str, seed: int = 0, **kwargs) -> Teacher:
     """Build a teacher by name: a B-Pref preset (``oracle, stoc, mistake, skip, myopic, equal``),
-    ``scripted`` with explicit keyword arguments, ``regret`` (``value_fn=...``), or ``human`` (``url=...``;
-    needs the label extra). The registry is :data:`TEACHERS`."""
+    ``scripted`` with explicit keyword arguments, ``regret`` (``value_fn=...``), ``rating`` (a
+    :class:`RatingTeacher`: ``n_classes=3, bins=None, eps_mistake, mistake, eps_skip, gamma``), or ``human``
+    (``url=...``; needs the label extra). The registry is :data:`TEACHERS`."""
     import importlib
 
     if name in TEACHER_PRESETS:

@@ -1,6 +1,7 @@
 """The offline training loop of ``pbrl train offline``: dataset (loaded, or collected into the run
-directory), labels drawn once from the teacher and saved first (``labels.h5``), then ``fit`` with the shared
-run callbacks of :mod:`pbrl.callbacks` (evaluations and checkpoints every ``eval_every`` /
+directory), labels drawn once from the teacher (preference pairs, or ratings from a rating teacher) or read
+from the config's ``labels`` file, and saved first (``labels.h5``), then ``fit`` with the shared run
+callbacks of :mod:`pbrl.callbacks` (evaluations and checkpoints every ``eval_every`` /
 ``checkpoint_every`` updates, SIGINT), and exact resume.
 
 An offline checkpoint is ``checkpoints/step_<N>.pt`` (global RNGs, the evaluation curve, counters) beside
@@ -20,6 +21,7 @@ from pbrl.checkpoint import global_rng_state, set_global_rng_state
 from pbrl.config import OfflineConfig, agent_class
 from pbrl.preferences import PreferenceDataset
 from pbrl.progress import Progress
+from pbrl.ratings import RatingDataset
 from pbrl.run_dir import RunDir
 from pbrl.train_common import eval_env, final_metrics, make_logger
 
@@ -52,7 +54,8 @@ def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool =
     loaded dataset (``pbrl.runs.train`` loads it while validating)."""
     from stable_baselines3.common.utils import set_random_seed
 
-    from pbrl.envs.datasets import label_dataset
+    from pbrl.envs.datasets import label_dataset, rate_dataset
+    from pbrl.ratings import load_labels
     from pbrl.teachers import make_teacher
 
     run = RunDir(run_dir)
@@ -64,15 +67,18 @@ def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool =
     ds = dataset if dataset is not None else offline_data(cfg, run, reuse_local=resume)
     cls = agent_class("offline", cfg.agent)
     needs_prefs = getattr(cls, "requires_preferences", True)
+    prefs: PreferenceDataset | RatingDataset | None = None
     if resume and run.labels_path.exists():
-        prefs = PreferenceDataset.load(run.labels_path)
-    elif needs_prefs:
-        teacher = make_teacher(cfg.teacher, seed=cfg.seed, **cfg.teacher_kwargs)
-        prefs = label_dataset(ds, teacher, cfg.total_feedback, segment_length=cfg.segment_length, seed=cfg.seed,
-                              stratified=cfg.stratified)
+        prefs = load_labels(run.labels_path)
+    elif needs_prefs and cfg.labels is not None:
+        prefs = load_labels(cfg.labels)
         prefs.save(run.labels_path)
-    else:
-        prefs = None
+    elif needs_prefs:
+        teacher = make_teacher(cfg.teacher, seed=cfg.seed, **cfg.teacher_options())
+        label = rate_dataset if teacher.feedback == "rating" else label_dataset
+        prefs = label(ds, teacher, cfg.total_feedback, segment_length=cfg.segment_length, seed=cfg.seed,
+                      stratified=cfg.stratified)
+        prefs.save(run.labels_path)
     loaded = None
     if resume:
         loaded = run.checkpoints.load(then=lambda p: cls.load(run.ckpt_dir / f"agent_{int(p['step']):010d}.pt"))

@@ -3,7 +3,8 @@
 
 An online checkpoint holds the SB3 learner (parameters, optimiser states, counters, last observation, its
 action-space RNG), the replay buffer (filled rows only), the reward model (weights, optimiser, RNGs), the
-``PreferenceCallback`` state (labels, teacher RNG, selector RNG, recorded episodes), the environment
+``PreferenceCallback`` state (labels, preference pairs or ratings, teacher RNG and thresholds, selector RNG,
+recorded episodes), the environment
 (MuJoCo integration state, the env's RNG, time-limit counter, Monitor statistics, Meta-World's task state)
 and the global ``random`` / NumPy / torch RNG states. It is taken at a rollout boundary (before a rollout
 starts, after the previous gradient step), where this state is complete: a resumed run continues with
@@ -46,7 +47,7 @@ def build_online(cfg: OnlineConfig, progress: bool = False):
 
     torch.set_num_threads(cfg.torch_threads)
     set_random_seed(cfg.seed)
-    teacher = make_teacher(cfg.teacher, seed=cfg.seed, **cfg.teacher_kwargs)
+    teacher = make_teacher(cfg.teacher, seed=cfg.seed, **cfg.teacher_options())
     cls = agent_class("online", cfg.agent)
     extra = dict(cfg.agent_kwargs)
     if cfg.max_episode_steps is not None:

@@ -37,6 +37,7 @@ import torch
 
 from pbrl.agents.registry import agent_names, get_agent
 from pbrl.envs.datasets import OfflineDataset, label_dataset
+from pbrl.reward_models import RewardEnsemble
 
 #: per-agent settings that only shorten the preparation before the updates (the reward-model fit of MR+IQL
 #: and PEARL, PEARL's target pairs); the update itself runs at the agent's defaults
@@ -120,6 +121,36 @@ def multiseed_rate(name: str, ds: Any, prefs: Any, k: int, seconds: float) -> fl
         if info["wall_time_s"] >= seconds or steps >= 10_000:
             return steps / info["wall_time_s"]
         steps = max(steps * 2, int(steps * seconds / max(info["wall_time_s"], 1e-3)) + 1)
+
+
+def reward_ensemble_trial(seconds: float, obs_dim: int = 39, act_dim: int = 4, pairs: int = 128, H: int = 50,
+                          quick: bool = False) -> dict[str, Any]:
+    """PEBBLE's reward-model training step at its defaults (3 members of 3 x 256, tanh; one minibatch of
+    128 pairs of 50 steps; Meta-World sizes): FLOPs per step (FlopCounterMode over a real one-batch fit),
+    steps/s and the share of the matmul peak."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pbrl.agents.online_base import REWARD_MODEL_DEFAULTS
+    from pbrl.preferences import PreferenceDataset
+    from pbrl.segments import Segments
+
+    rng = np.random.default_rng(0)
+    hidden = (32, 32) if quick else REWARD_MODEL_DEFAULTS["hidden"]
+    model = RewardEnsemble(obs_dim, act_dim, **{**REWARD_MODEL_DEFAULTS, "hidden": hidden, "seed": 0})
+
+    def seg():
+        return Segments(rng.normal(size=(pairs, H, obs_dim)).astype(np.float32),
+                        rng.uniform(-1, 1, size=(pairs, H, act_dim)).astype(np.float32),
+                        np.zeros((pairs, H), np.float32))
+
+    ds = PreferenceDataset(seg(), seg(), rng.integers(0, 2, pairs).astype(np.float32))
+    fit = dict(epochs=1, batch_size=pairs, early_stop_accuracy=None)
+    with FlopCounterMode(display=False) as counter:
+        model.fit(ds, **fit)
+    flops = float(counter.get_total_flops())
+    rate = timed_updates(lambda: model.fit(ds, **fit), seconds)
+    return {"members": model.n_members, "hidden": list(hidden), "pairs_per_step": pairs, "segment_length": H,
+            "obs_dim": obs_dim, "act_dim": act_dim, "gflop_per_step": flops / 1e9, "steps_per_s": rate}
 
 
 def compile_trial(ds: Any, prefs: Any, seconds: float) -> dict[str, Any]:
@@ -247,6 +278,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for t in results["twin_critics"]:
         print(f"twin critics, batch {t['batch']}: fused (TwinQ) {t['fused_per_s']:.0f}/s vs two MLPs "
               f"{t['separate_per_s']:.0f}/s ({t['fused_per_s'] / t['separate_per_s']:.2f}x)")
+    rm = reward_ensemble_trial(secs, quick=quick)
+    rm["share_of_peak"] = rm["gflop_per_step"] * rm["steps_per_s"] / peak[str(args.threads)]
+    results["reward_ensemble"] = rm
+    print(f"reward ensemble (PEBBLE: {rm['members']} x {rm['hidden']}, {rm['pairs_per_step']} pairs x "
+          f"{rm['segment_length']} steps): {rm['gflop_per_step']:.2f} GFLOP/step, {rm['steps_per_s']:.2f} steps/s, "
+          f"{100 * rm['share_of_peak']:.0f} % of peak")
     if not (args.no_compile or quick):
         try:
             results["torch_compile"] = compile_trial(ds, prefs, secs)

@@ -12,7 +12,8 @@ from pbrl.io import check_writable_file
 
 label_app = typer.Typer(
     name="label",
-    help="A labelling page for people: `queue` pairs from a dataset, `serve` the page, `export` the labels.",
+    help="A labelling page for people: `queue` pairs (or clips to rate) from a dataset, `serve` the page, "
+         "`export` the labels.",
     no_args_is_help=True,
     cls=ErrorHandlingGroup,
 )
@@ -37,9 +38,12 @@ def queue_cmd(
     seed: int = typer.Option(0, help="seed of the sampling and the selector"),
     instruction: str = typer.Option(None, help='what "better" means, shown above the clips '
                                     "(default: one per task family, e.g. Reacher: fingertip closer to the target)"),
+    n_classes: int = typer.Option(None, "--n-classes", min=2, max=9,
+                                  help="rating mode: single clips rated 1 .. N on the page (RbRL) instead of pairs"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out queue file"),
 ) -> None:
-    """Make a queue file of candidate segment pairs (with simulator states) from an offline dataset."""
+    """Make a queue file of candidate segment pairs (or, with --n-classes, single clips to rate), with
+    simulator states, from an offline dataset."""
     from pbrl.label.queue import make_queue, queue_from_pairs
 
     try:
@@ -57,7 +61,21 @@ def queue_cmd(
             except OSError as e:
                 raise ValueError(f"'{path}' is not a readable HDF5 file ({e}); it may be truncated or not HDF5: "
                                  "collect or download it again") from None
-        if fmt == "pbrl.preferences":
+        if fmt == "pbrl.preferences" and n_classes is not None:
+            raise ValueError(f"{path} holds preference pairs; --n-classes makes a rating queue from a dataset "
+                             "or a rating file")
+        if fmt == "pbrl.ratings":
+            from pbrl.label.queue import queue_from_segments
+            from pbrl.ratings import RatingDataset
+
+            rd = RatingDataset.load(path)
+            task_id = task or rd.metadata.get("task_id")
+            if not task_id:
+                raise ValueError(f"{path} does not record its task_id; pass --task")
+            q = queue_from_segments(rd.segments[: min(pairs, len(rd))], task_id, n_classes or rd.n_classes,
+                                    {"source": str(path), "dataset_id": rd.metadata.get("dataset_id", "")},
+                                    instruction=instruction)
+        elif fmt == "pbrl.preferences":
             from pbrl.preferences import PreferenceDataset
 
             pd = PreferenceDataset.load(path)
@@ -80,11 +98,13 @@ def queue_cmd(
                 rm = RewardEnsemble.load(reward_model)
             ds = load_dataset(dataset)
             q = make_queue(ds, pairs, segment_length, task_id=task, selector=selector, n_candidates=candidates,
-                           reward_model=rm, seed=seed, metadata={"source": str(dataset)}, instruction=instruction)
+                           reward_model=rm, seed=seed, metadata={"source": str(dataset)}, instruction=instruction,
+                           n_classes=n_classes)
         q.save(out)
     except (ValueError, OSError, TypeError) as e:
         _fail(e)
-    console.print(f"wrote {out}: {len(q)} pairs of {q.task_id}, H={q.segment_length}", highlight=False)
+    what = "pairs" if q.mode == "pairs" else f"clips to rate 1 .. {q.n_classes}"
+    console.print(f"wrote {out}: {len(q)} {what} of {q.task_id}, H={q.segment_length}", highlight=False)
     console.print(f"instruction: {q.instruction}", highlight=False)
     console.print(f"next: pbrl label serve {out}")
 
@@ -104,7 +124,8 @@ def serve_cmd(
     render: bool = typer.Option(True, help="render clips in the background (--no-render: serve cached clips only)"),
     shadows: bool = typer.Option(None, "--shadows/--no-shadows", help="shadows and reflections (default: off under OSMesa)"),
 ) -> None:
-    """Serve the labelling page: two clips side by side, arrow keys to answer; answers go to SQLite."""
+    """Serve the labelling page: two clips side by side, arrow keys to answer (a rating queue: one clip, keys
+    1 .. N); answers go to SQLite."""
     from pbrl.label.server import serve
 
     try:
@@ -117,17 +138,18 @@ def serve_cmd(
 @label_app.command("export")
 def export_cmd(
     queue: Path = typer.Argument(..., help="the queue file the server was started with"),
-    out: Path = typer.Option(..., "-o", "--out", help="PreferenceDataset file to write (.h5)"),
+    out: Path = typer.Option(..., "-o", "--out", help="PreferenceDataset (or, for a rating queue, RatingDataset) file (.h5)"),
     db: Path = typer.Option(None, help="SQLite answers file (default: <queue>.labels.sqlite)"),
     mode: str = typer.Option("majority", help="majority (one label per pair) or per-annotator (one row per answer)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
 ) -> None:
-    """Write the answers as a PreferenceDataset (label 1.0 = right clip preferred), ready for every agent."""
-    from pbrl.label.export import export_preferences
+    """Write the answers as a PreferenceDataset (label 1.0 = right clip preferred), ready for every agent; a
+    rating queue's as a RatingDataset (key k = class k - 1), for `pbrl train offline --labels`."""
+    from pbrl.label.export import export_labels
 
     try:
         check_writable_file(out, "--out file", overwrite=overwrite)
-        ds = export_preferences(db or queue.with_suffix(".labels.sqlite"), queue, out, mode=mode)
+        ds = export_labels(db or queue.with_suffix(".labels.sqlite"), queue, out, mode=mode)
     except (ValueError, OSError) as e:
         _fail(e)
     console.print(f"wrote {out}: {ds!r}")

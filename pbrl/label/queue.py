@@ -1,4 +1,4 @@
-"""Queue files: the candidate segment pairs a person will be asked about.
+"""Queue files: the candidate segment pairs (or, in rating mode, single segments) a person will be asked about.
 
 A queue file is an HDF5 file laid out like a :class:`~pbrl.preferences.PreferenceDataset` without labels:
 
@@ -10,6 +10,10 @@ A queue file is an HDF5 file laid out like a :class:`~pbrl.preferences.Preferenc
 
 Pair ``i`` of the queue is ``(a[i], b[i])``; the page shows ``a`` on the left and ``b`` on the right, so
 "right is better" is label 1.0 in pbrl's convention.
+
+A **rating queue** (RbRL, White et al. AAAI 2024) holds only group ``a/``: one clip per query, which the
+page asks to be rated ``1 .. n`` (stored as classes ``0 .. n - 1``); its metadata records ``mode = "rating"``
+and ``n_classes``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ import numpy as np
 
 from pbrl.io import atomic_write
 from pbrl.preferences import read_segments_group, write_segments_group
-from pbrl.segments import Segments, Trajectory, sample_segment_pairs
+from pbrl.segments import Segments, Trajectory, sample_segment_pairs, sample_segments
 from pbrl.validation import check_int
 
-__all__ = ["LabelQueue", "QUEUE_FORMAT_VERSION", "make_queue", "queue_from_pairs", "check_renderable",
-           "default_instruction", "check_states_fit_task"]
+__all__ = ["LabelQueue", "QUEUE_FORMAT_VERSION", "make_queue", "queue_from_pairs", "queue_from_segments",
+           "check_renderable", "default_instruction", "rating_instruction", "check_states_fit_task"]
 
 QUEUE_FORMAT_VERSION = 1
 
@@ -56,6 +60,12 @@ def default_instruction(task_id: str) -> str:
     if base in _LOCOMOTION:
         return "Which robot moves forward (to the right) faster, without falling or flipping over?"
     return f"Which clip does better at the task {task_id}?"
+
+
+def rating_instruction(task_id: str, n_classes: int) -> str:
+    """What the page asks in rating mode: rate one clip from 1 (worst) to ``n_classes`` (best), with what
+    "better" means on the task."""
+    return f"Rate this clip from 1 (worst) to {n_classes} (best). Better means: {default_instruction(task_id)}"
 
 
 _DIMS: dict[str, tuple[int, int]] = {}
@@ -86,16 +96,17 @@ def check_states_fit_task(task_id: str, nq: int, nv: int, what: str = "the segme
         )
 
 
-def check_renderable(a: Segments, b: Segments, what: str = "segments") -> None:
-    """Raise one clear error unless both batches carry simulator states (``qpos`` and ``qvel``)."""
-    for name, seg in (("a", a), ("b", b)):
+def check_renderable(a: Segments, b: Segments | None, what: str = "segments") -> None:
+    """Raise one clear error unless both batches (``a`` alone when ``b`` is ``None``) carry simulator states
+    (``qpos`` and ``qvel``)."""
+    for name, seg in (("a", a), ("b", b)) if b is not None else (("a", a),):
         if not seg.has_states():
             raise ValueError(
                 f"{what} '{name}' have no simulator states (qpos/qvel), so no clip can be rendered; "
                 "collect data with pbrl (it records info['qpos'] / info['qvel']) or use a D4RL file with "
                 "infos/qpos and infos/qvel"
             )
-    if a.qpos.shape[2] != b.qpos.shape[2] or a.qvel.shape[2] != b.qvel.shape[2]:
+    if b is not None and (a.qpos.shape[2] != b.qpos.shape[2] or a.qvel.shape[2] != b.qvel.shape[2]):
         raise ValueError(
             f"{what} a and b have different simulator state sizes: qpos {a.qpos.shape[2]} vs {b.qpos.shape[2]}, "
             f"qvel {a.qvel.shape[2]} vs {b.qvel.shape[2]}"
@@ -104,32 +115,55 @@ def check_renderable(a: Segments, b: Segments, what: str = "segments") -> None:
 
 @dataclass
 class LabelQueue:
-    """Candidate pairs ``(a[i], b[i])`` to show a person, with the task they come from.
+    """Candidate pairs ``(a[i], b[i])`` to show a person, with the task they come from; or, with ``b=None``, a
+    rating queue of single segments ``a[i]`` to rate into ``metadata["n_classes"]`` classes.
 
     Attributes:
-        a, b: ``Segments`` of equal size N and length H, with ``qpos`` / ``qvel``.
+        a, b: ``Segments`` of equal size N and length H, with ``qpos`` / ``qvel`` (``b`` is ``None`` in rating mode).
         task_id: the registry task id used to render the clips (e.g. ``mujoco/HalfCheetah-v5``).
-        metadata: JSON-serialisable provenance (``dataset_id``, ``selector``, ``seed``, ...).
+        metadata: JSON-serialisable provenance (``dataset_id``, ``selector``, ``seed``, ...; in rating mode
+            ``mode = "rating"`` and ``n_classes``).
     """
 
     a: Segments
-    b: Segments
+    b: Segments | None
     task_id: str
     metadata: dict
 
     def __post_init__(self) -> None:
         from pbrl.envs.registry import check_task
 
-        if len(self.a) != len(self.b):
-            raise ValueError(f"a and b must hold the same number of segments, got {len(self.a)} and {len(self.b)}")
-        if self.a.obs.shape[1:] != self.b.obs.shape[1:] or self.a.act.shape[1:] != self.b.act.shape[1:]:
-            raise ValueError("segments a and b of a queue must have the same length and dims")
+        meta = dict(self.metadata or {})
+        if self.b is None:
+            n = meta.get("n_classes")
+            if n is None:
+                raise ValueError("a rating queue (no segments b) must record n_classes in its metadata")
+            check_int("n_classes", n, 2, 9)  # the page's keys 1 .. 9
+            meta.update(mode="rating", n_classes=int(n))
+        else:
+            if len(self.a) != len(self.b):
+                raise ValueError(f"a and b must hold the same number of segments, got {len(self.a)} and {len(self.b)}")
+            if self.a.obs.shape[1:] != self.b.obs.shape[1:] or self.a.act.shape[1:] != self.b.act.shape[1:]:
+                raise ValueError("segments a and b of a queue must have the same length and dims")
+            if meta.get("mode", "pairs") != "pairs":
+                raise ValueError(f"a queue of pairs cannot have mode '{meta['mode']}'")
         check_renderable(self.a, self.b, "queue segments")
         check_task(self.task_id)
         check_states_fit_task(self.task_id, self.a.qpos.shape[2], self.a.qvel.shape[2], "the queue's segments")
-        self.metadata = {**dict(self.metadata or {}), "task_id": self.task_id}
+        self.metadata = {**meta, "task_id": self.task_id}
         if not self.metadata.get("instruction"):
-            self.metadata["instruction"] = default_instruction(self.task_id)
+            self.metadata["instruction"] = (rating_instruction(self.task_id, self.n_classes) if self.b is None
+                                            else default_instruction(self.task_id))
+
+    @property
+    def mode(self) -> str:
+        """``"pairs"`` or ``"rating"`` (single clips rated ``1 .. n_classes``)."""
+        return "rating" if self.b is None else "pairs"
+
+    @property
+    def n_classes(self) -> int | None:
+        """The number of rating classes (``None`` for a queue of pairs)."""
+        return int(self.metadata["n_classes"]) if self.b is None else None
 
     @property
     def instruction(self) -> str:
@@ -152,7 +186,8 @@ class LabelQueue:
                 f.attrs["version"] = QUEUE_FORMAT_VERSION
                 f.attrs["metadata"] = json.dumps(self.metadata, default=str)
                 for key, seg in (("a", self.a), ("b", self.b)):
-                    write_segments_group(f.create_group(key), seg)
+                    if seg is not None:
+                        write_segments_group(f.create_group(key), seg)
         return path
 
     @classmethod
@@ -177,10 +212,14 @@ class LabelQueue:
                 raise ValueError(f"{path} has queue format version {version}; this pbrl reads version 1")
             meta = json.loads(f.attrs.get("metadata", "{}"))
             required = ("obs", "act", "reward", "qpos", "qvel")
-            segs = {key: read_segments_group(f, key, path, required) for key in ("a", "b")}
+            rating = meta.get("mode") == "rating"
+            segs = {key: read_segments_group(f, key, path, required) for key in (("a",) if rating else ("a", "b"))}
         if "task_id" not in meta:
             raise ValueError(f"{path} does not record its task_id; remake it with `pbrl label queue --task ...`")
-        return cls(segs["a"], segs["b"], str(meta["task_id"]), meta)
+        try:
+            return cls(segs["a"], segs.get("b"), str(meta["task_id"]), meta)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def fingerprint(self) -> str:
         """A short content hash (sha1 of the states and observations) identifying this queue."""
@@ -188,7 +227,9 @@ class LabelQueue:
 
         h = hashlib.sha1()
         h.update(self.task_id.encode())
-        for seg in (self.a, self.b):
+        if self.b is None:
+            h.update(f"rating:{self.n_classes}".encode())
+        for seg in (self.a, self.b) if self.b is not None else (self.a,):
             for v in (seg.obs, seg.qpos, seg.qvel):
                 h.update(np.ascontiguousarray(v).tobytes())
         return h.hexdigest()[:16]
@@ -214,8 +255,10 @@ def make_queue(
     seed: int | np.random.Generator | None = 0,
     metadata: dict | None = None,
     instruction: str | None = None,
+    n_classes: int | None = None,
 ) -> LabelQueue:
-    """Candidate pairs for a person to label, drawn from an offline dataset or a list of trajectories.
+    """Candidate pairs for a person to label, drawn from an offline dataset or a list of trajectories; with
+    ``n_classes``, a rating queue of ``n_pairs`` single segments to rate into that many classes.
 
     ``n_candidates`` pairs of windows of ``segment_length`` steps are sampled uniformly over all windows
     (:func:`pbrl.segments.sample_segment_pairs`, seeded), then ``n_pairs`` of them are chosen by the
@@ -233,9 +276,14 @@ def make_queue(
         reward_model: a reward model for uncertainty-based selectors.
         seed: seed or Generator; same seed, same queue.
         metadata: extra provenance stored in the file.
-        instruction: what "better" means, shown above the clips (default: :func:`default_instruction`).
+        instruction: what "better" means, shown above the clips (default: :func:`default_instruction`, or
+            :func:`rating_instruction` in rating mode).
+        n_classes: rating mode (2 .. 9 classes, keys 1 .. n on the page): single segments drawn uniformly,
+            or chosen by ``selector="disagreement"`` (the ensemble's disagreement on their return).
     """
     n_pairs = check_int("n_pairs", n_pairs, 1)
+    if n_classes is not None:
+        check_int("n_classes", n_classes, 2, 9)
     segment_length = check_int("segment_length", segment_length, 1)
     src_meta = dict(getattr(source, "metadata", None) or {})
     task_id = task_id or src_meta.get("task_id")
@@ -258,8 +306,17 @@ def make_queue(
         )
     check_states_fit_task(task_id, episodes[0].qpos.shape[-1], episodes[0].qvel.shape[-1], "the dataset's episodes")
     rng = np.random.default_rng(seed)
-    a, b = sample_segment_pairs(episodes, int(n_candidates), int(segment_length), rng)
-    idx = _select(selector, a, b, int(n_pairs), reward_model, rng)
+    if n_classes is not None:
+        from pbrl.online.ratings import select_segments
+
+        if selector != "uniform" and reward_model is None:
+            raise ValueError(f"query selector '{selector}' needs a reward model (--reward-model)")
+        a = sample_segments(episodes, int(n_candidates), int(segment_length), rng)
+        b = None
+        idx = select_segments(selector, a, int(n_pairs), reward_model)
+    else:
+        a, b = sample_segment_pairs(episodes, int(n_candidates), int(segment_length), rng)
+        idx = _select(selector, a, b, int(n_pairs), reward_model, rng)
     meta = {
         "dataset_id": src_meta.get("dataset_id", ""),
         "selector": selector,
@@ -270,7 +327,9 @@ def make_queue(
     }
     if instruction:
         meta["instruction"] = str(instruction)
-    return LabelQueue(a[idx], b[idx], task_id, meta)
+    if n_classes is not None:
+        meta["n_classes"] = int(n_classes)
+    return LabelQueue(a[idx], None if b is None else b[idx], task_id, meta)
 
 
 def _select(selector: str, a: Segments, b: Segments, n: int, reward_model, rng: np.random.Generator) -> np.ndarray:
@@ -295,3 +354,11 @@ def queue_from_pairs(a: Segments, b: Segments, task_id: str, metadata: dict | No
         meta["instruction"] = str(instruction)
     return LabelQueue(a, b, task_id, meta)
 
+
+def queue_from_segments(segments: Segments, task_id: str, n_classes: int, metadata: dict | None = None,
+                        instruction: str | None = None) -> LabelQueue:
+    """Wrap existing segments (e.g. a RatingDataset's) as a rating queue of ``n_classes`` classes."""
+    meta = {**dict(metadata or {}), "n_classes": n_classes}
+    if instruction:
+        meta["instruction"] = str(instruction)
+    return LabelQueue(segments, None, task_id, meta)

@@ -6,8 +6,9 @@ Endpoints (JSON unless stated; every input is validated and a bad one gets a 4xx
 ``GET /``                   the labelling page (``?annotator=NAME`` pre-fills the name)
 ``GET /static/{file}``      its script and style sheet
 ``GET /api/status``         queue size, answered pairs, labels, skips, settings (``?annotator=`` adds ``mine``)
-``GET /api/next``           ``?annotator=NAME``: the pair to show (clip URLs) or ``{"done": true}``
-``POST /api/answer``        ``{pair_id, annotator, choice}`` with choice ``left|right|equal|skip``: committed,
+``GET /api/next``           ``?annotator=NAME``: the pair to show (clip URLs, ``mode``) or ``{"done": true}``
+``POST /api/answer``        ``{pair_id, annotator, choice}`` with choice ``left|right|equal|skip`` (rating
+                            mode: ``rate`` with ``rating`` = the class 0 .. n-1, or ``skip``): committed,
                             then the next pair is returned
 ``POST /api/undo``          ``{annotator}``: removes their last answer and returns that pair again
 ``GET /clips/{name}``       an MP4 from the cache folder (names are content hashes; nothing else is served)
@@ -15,6 +16,9 @@ Endpoints (JSON unless stated; every input is validated and a bad one gets a 4xx
                             run's queries (HumanTeacher), handed out before the offline queue
 ``POST /api/results``       ``{pair_ids: [...]}``: answers so far for those pairs
 ==========================  =====================================================================
+
+Rating mode (a rating queue, RbRL): every query is one clip (``clip_b`` is ``null``, ``mode`` is ``"rating"``,
+``n_classes`` is given) and the page rates it with the keys ``1 .. n``.
 
 Safety: :func:`serve` binds ``127.0.0.1`` by default and then accepts only ``Host: 127.0.0.1`` /
 ``localhost`` (no DNS rebinding). Bound to any other address it requires a token, generated and printed at
@@ -241,6 +245,8 @@ def create_app(
         w = state["worker"]
         for i, p in enumerate(pairs):
             for side in ("seg_a", "seg_b"):
+                if not p[side]:  # a rating query has one clip
+                    continue
                 name = clip_of(p["task_id"], p[side])
                 if w is not None:
                     w.submit(name, p["task_id"], _states_for(p[side]), priority=base + i)
@@ -264,21 +270,29 @@ def create_app(
     def payload(pid: int | None, annotator: str) -> dict:
         prog = store.progress(annotator)
         if pid is None:
-            return {"done": True, "pair_id": None, "progress": prog}
+            return {"done": True, "pair_id": None, "mode": store.mode, "n_classes": store.n_classes, "progress": prog}
         p = store.pair(pid)
-        a, b = clip_of(p["task_id"], p["seg_a"]), clip_of(p["task_id"], p["seg_b"])
         w = state["worker"]
-        if w is not None:  # the shown pair goes to the front of the render queue
-            w.submit(a, p["task_id"], _states_for(p["seg_a"]), priority=-1e12)
-            w.submit(b, p["task_id"], _states_for(p["seg_b"]), priority=-1e12)
+        clips = {}
+        for side in ("a", "b"):
+            seg = p[f"seg_{side}"]
+            if not seg:  # rating mode: one clip
+                clips[side] = None
+                continue
+            name = clip_of(p["task_id"], seg)
+            if w is not None:  # the shown pair goes to the front of the render queue
+                w.submit(name, p["task_id"], _states_for(seg), priority=-1e12)
+            clips[side] = f"/clips/{name}"
         return {
             "done": False,
             "pair_id": pid,
             "task_id": p["task_id"],
             "instruction": instruction_for(p["task_id"]),
             "source": p["source"],
-            "clip_a": f"/clips/{a}",
-            "clip_b": f"/clips/{b}",
+            "mode": store.mode,
+            "n_classes": store.n_classes,
+            "clip_a": clips["a"],
+            "clip_b": clips["b"],
             "progress": prog,
         }
 
@@ -286,7 +300,8 @@ def create_app(
         model_config = ConfigDict(extra="forbid")
         pair_id: PairId
         annotator: Annotator
-        choice: Literal["left", "right", "equal", "skip"]
+        choice: Literal["left", "right", "equal", "skip", "rate"]
+        rating: Annotated[StrictInt, Field(ge=0, le=8)] | None = None
 
     class UndoIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -326,6 +341,8 @@ def create_app(
         return {
             **store.progress(annotator),
             "annotators_per_pair": store.k,
+            "mode": store.mode,
+            "n_classes": store.n_classes,
             "task_id": store.meta().get("task_id", default_task),
             "instruction": instruction_for(store.meta().get("task_id", default_task)),
             "render_pending": w.pending() if w is not None else None,
@@ -339,12 +356,17 @@ def create_app(
     @app.post("/api/answer")
     def answer(body: AnswerIn):
         try:
-            aid, nxt = store.answer(body.pair_id, body.annotator, body.choice)
+            aid, nxt = store.answer(body.pair_id, body.annotator, body.choice, body.rating)
         except KeyError:
             raise HTTPException(404, f"no pair {body.pair_id}") from None
         except ConflictError as e:
             raise HTTPException(409, str(e)) from None
-        return {"saved": {"answer_id": aid, "pair_id": body.pair_id, "choice": body.choice}, "next": payload(nxt, body.annotator)}
+        except ValueError as e:  # a choice or rating this store does not take
+            raise HTTPException(422, str(e)) from None
+        saved = {"answer_id": aid, "pair_id": body.pair_id, "choice": body.choice}
+        if body.rating is not None:
+            saved["rating"] = body.rating
+        return {"saved": saved, "next": payload(nxt, body.annotator)}
 
     @app.post("/api/undo")
     def undo(body: UndoIn):
@@ -399,7 +421,10 @@ def create_app(
             if not (len(arrs[0]) == len(arrs[1]) == len(arrs[2]) == len(arrs[3])):
                 raise HTTPException(422, f"pairs[{i}]: qpos/qvel of both segments must have the same number of steps")
             states.append(tuple(arrs))
-        ids = store.add_pairs(body.session, task, states, priority=1)
+        try:
+            ids = store.add_pairs(body.session, task, states, priority=1)
+        except ValueError as e:  # a rating store takes no pairs
+            raise HTTPException(409, str(e)) from None
         queue_render([store.pair(i) for i in ids], -1e9)
         return {"pair_ids": ids}
 
@@ -456,11 +481,12 @@ def serve(
         db = Path(queue).with_suffix(".labels.sqlite") if queue is not None else Path("labels.sqlite")
     db = Path(db)
     cache_dir = Path(cache_dir) if cache_dir is not None else db.with_suffix(".clips")
-    store = LabelStore(db, annotators_per_pair=annotators_per_pair)
+    store = LabelStore(db, annotators_per_pair=annotators_per_pair, n_classes=q.n_classes if q is not None else None)
     if q is not None:
         added = store.import_queue(q, queue)
         prog = store.progress()
-        echo(f"queue {queue}: {len(q)} pairs of {q.task_id} ({added} new); {prog['complete']} answered so far")
+        what = "pairs" if q.mode == "pairs" else f"clips to rate 1 .. {q.n_classes}"
+        echo(f"queue {queue}: {len(q)} {what} of {q.task_id} ({added} new); {prog['complete']} answered so far")
     asgi = create_app(
         store, cache_dir, render=render, width=width, height=height, fps=fps, shadows=shadows, token=token,
         loopback_only=loopback, default_task=task_id, instruction=q.instruction if q is not None else None,

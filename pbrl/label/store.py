@@ -14,6 +14,11 @@ Tables:
 * ``leases(pair_id, annotator, expires)``: the pair each annotator is looking at, so that with
   ``annotators_per_pair = k`` no more than ``k`` people get a pair at the same time.
 
+A **rating store** (``LabelStore(path, n_classes=n)`` on a new file, for a rating queue; schema 2) rates
+single clips: a query row has only side ``a`` (``seg_b = ''``, empty ``b`` blobs), and ``answers.choice``
+is ``rate`` (``label`` = the class, an integer in ``[0, n)``; the page's key ``k`` is class ``k - 1``) or
+``skip`` (``label`` NULL). SQLite's CHECK constraints hold either store to its own answers.
+
 Every write is one transaction under a lock, committed before the call returns: an answer is on disk
 before the next pair is handed out, and a killed server loses nothing it acknowledged.
 """
@@ -33,12 +38,40 @@ import numpy as np
 from pbrl.label.render import states_hash
 from pbrl.validation import is_int
 
-__all__ = ["LabelStore", "ConflictError", "CHOICES", "CHOICE_LABEL", "majority_label"]
+__all__ = ["LabelStore", "ConflictError", "CHOICES", "CHOICE_LABEL", "RATING_CHOICES", "majority_label", "majority_rating"]
 
 #: the page's answers and the label each one stores (1.0 = right / second segment b preferred)
 CHOICE_LABEL: dict[str, float | None] = {"left": 0.0, "right": 1.0, "equal": 0.5, "skip": None}
 CHOICES = tuple(CHOICE_LABEL)
+#: a rating store's answers: a class (``rate``) or "can't tell" (``skip``)
+RATING_CHOICES = ("rate", "skip")
 SCHEMA_VERSION = 1
+RATING_SCHEMA_VERSION = 2
+
+_ANSWERS = """
+CREATE TABLE IF NOT EXISTS answers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pair_id INTEGER NOT NULL REFERENCES pairs(id),
+    annotator TEXT NOT NULL,
+    choice TEXT NOT NULL CHECK (choice IN ('left', 'right', 'equal', 'skip')),
+    label REAL CHECK (label IS NULL OR label IN (0.0, 0.5, 1.0)),
+    created REAL NOT NULL,
+    UNIQUE (pair_id, annotator)
+);
+"""
+
+_RATING_ANSWERS = """
+CREATE TABLE IF NOT EXISTS answers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pair_id INTEGER NOT NULL REFERENCES pairs(id),
+    annotator TEXT NOT NULL,
+    choice TEXT NOT NULL CHECK (choice IN ('rate', 'skip')),
+    label REAL CHECK ((choice = 'skip' AND label IS NULL) OR (choice = 'rate' AND label >= 0
+                      AND label < {n} AND label = CAST(label AS INTEGER))),
+    created REAL NOT NULL,
+    UNIQUE (pair_id, annotator)
+);
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,15 +86,6 @@ CREATE TABLE IF NOT EXISTS pairs (
     qpos_a BLOB NOT NULL, qvel_a BLOB NOT NULL, qpos_b BLOB NOT NULL, qvel_b BLOB NOT NULL,
     created REAL NOT NULL,
     UNIQUE (source, source_index)
-);
-CREATE TABLE IF NOT EXISTS answers (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    pair_id INTEGER NOT NULL REFERENCES pairs(id),
-    annotator TEXT NOT NULL,
-    choice TEXT NOT NULL CHECK (choice IN ('left', 'right', 'equal', 'skip')),
-    label REAL CHECK (label IS NULL OR label IN (0.0, 0.5, 1.0)),
-    created REAL NOT NULL,
-    UNIQUE (pair_id, annotator)
 );
 CREATE INDEX IF NOT EXISTS answers_pair ON answers(pair_id);
 CREATE INDEX IF NOT EXISTS answers_annotator ON answers(annotator, id);
@@ -96,11 +120,20 @@ class LabelStore:
         path: the SQLite file (created if missing).
         annotators_per_pair: how many people answer each pair (k >= 1, default 1).
         lease_s: how long a pair handed to an annotator stays reserved for them (seconds).
+        n_classes: make a new file a rating store of this many classes (2 .. 9); an existing store keeps its
+            mode, and a different ``n_classes`` for it is refused. ``None``: whatever the file is (a new
+            file becomes a pair store).
+
+    Attributes:
+        mode: ``"pairs"`` or ``"rating"``; n_classes: the rating store's classes (``None`` for pairs).
     """
 
-    def __init__(self, path: str | os.PathLike, annotators_per_pair: int = 1, lease_s: float = 600.0):
+    def __init__(self, path: str | os.PathLike, annotators_per_pair: int = 1, lease_s: float = 600.0,
+                 n_classes: int | None = None):
         if not is_int(annotators_per_pair) or annotators_per_pair < 1:
             raise ValueError(f"annotators_per_pair must be a positive integer, got {annotators_per_pair!r}")
+        if n_classes is not None and (not is_int(n_classes) or not 2 <= n_classes <= 9):
+            raise ValueError(f"n_classes must be an integer in [2, 9] (the page's keys 1 .. 9), got {n_classes!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.k = int(annotators_per_pair)
@@ -111,15 +144,28 @@ class LabelStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            new = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='answers'").fetchone() is None
+            if new:
+                self._db.executescript(_ANSWERS if n_classes is None else _RATING_ANSWERS.format(n=int(n_classes)))
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as e:
             raise ValueError(f"{self.path} is not a usable SQLite label store ({e}); choose another --db") from None
         with self._tx() as c:
             row = c.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
-                c.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise ValueError(f"{self.path} has label store schema {row[0]}; this pbrl uses {SCHEMA_VERSION}")
+                version = SCHEMA_VERSION if n_classes is None else RATING_SCHEMA_VERSION
+                c.execute("INSERT INTO meta VALUES ('schema', ?)", (str(version),))
+                if n_classes is not None:
+                    c.executemany("INSERT INTO meta VALUES (?, ?)", [("mode", "rating"), ("n_classes", str(n_classes))])
+            elif int(row[0]) not in (SCHEMA_VERSION, RATING_SCHEMA_VERSION):
+                raise ValueError(f"{self.path} has label store schema {row[0]}; this pbrl uses {SCHEMA_VERSION} "
+                                 f"(pairs) and {RATING_SCHEMA_VERSION} (ratings)")
+            meta = dict(c.execute("SELECT key, value FROM meta").fetchall())
+        self.mode = meta.get("mode", "pairs")
+        self.n_classes = int(meta["n_classes"]) if self.mode == "rating" else None
+        if n_classes is not None and self.n_classes != n_classes:
+            have = "pairs" if self.n_classes is None else f"ratings of {self.n_classes} classes"
+            raise ValueError(f"{self.path} holds {have}, not ratings of {n_classes} classes; use a new --db")
 
     # ------------------------------------------------------------------ plumbing
     class _Tx:
@@ -157,6 +203,10 @@ class LabelStore:
         store made for a different queue is refused with a clear error.
         """
         fp = queue.fingerprint()
+        if queue.mode != self.mode or queue.n_classes != self.n_classes:
+            want = "ratings" if queue.mode == "rating" else "pairs"
+            raise ValueError(f"{self.path} is a {self.mode} store but the queue asks for {want}"
+                             f"{f' of {queue.n_classes} classes' if queue.n_classes else ''}; use a new --db")
         with self._tx() as c:
             row = c.execute("SELECT value FROM meta WHERE key='queue_fingerprint'").fetchone()
             if row is not None:
@@ -170,13 +220,15 @@ class LabelStore:
             now = time.time()
             rows = []
             for i in range(len(queue)):
-                qa, va, qb, vb = queue.a.qpos[i], queue.a.qvel[i], queue.b.qpos[i], queue.b.qvel[i]
+                qa, va = queue.a.qpos[i], queue.a.qvel[i]
+                if queue.b is None:  # a rating query: one clip
+                    seg_b, blob_b = "", (b"", b"")
+                else:
+                    qb, vb = queue.b.qpos[i], queue.b.qvel[i]
+                    seg_b, blob_b = states_hash(queue.task_id, qb, vb), (_blob(qb), _blob(vb))
                 rows.append(
-                    (
-                        "queue", i, queue.task_id, 0,
-                        states_hash(queue.task_id, qa, va), states_hash(queue.task_id, qb, vb),
-                        _blob(qa), _blob(va), _blob(qb), _blob(vb), now,
-                    )
+                    ("queue", i, queue.task_id, 0, states_hash(queue.task_id, qa, va), seg_b, _blob(qa), _blob(va),
+                     *blob_b, now)
                 )
             c.executemany(
                 "INSERT INTO pairs (source, source_index, task_id, priority, seg_a, seg_b, qpos_a, qvel_a, qpos_b,"
@@ -199,8 +251,10 @@ class LabelStore:
         """Add query pairs of a session ``source``; ``states[i] = (qpos_a, qvel_a, qpos_b, qvel_b)``.
 
         Returns the new pair ids. Pairs with a higher ``priority`` are handed out first (a training run
-        waiting on a person goes ahead of the offline queue).
+        waiting on a person goes ahead of the offline queue). A rating store takes no pairs.
         """
+        if self.mode == "rating":
+            raise ValueError(f"{self.path} is a rating store (single clips); pair queries need a pair store")
         now = time.time()
         with self._tx() as c:
             start = c.execute("SELECT COALESCE(MAX(source_index) + 1, 0) FROM pairs WHERE source=?", (source,)).fetchone()[0]
@@ -284,15 +338,17 @@ class LabelStore:
         with self._tx() as c:
             return self._next(c, annotator, time.time())
 
-    def answer(self, pair_id: int, annotator: str, choice: str) -> tuple[int, int | None]:
+    def answer(self, pair_id: int, annotator: str, choice: str, rating: int | None = None) -> tuple[int, int | None]:
         """Store ``annotator``'s ``choice`` for ``pair_id`` and hand out the next pair, in one transaction.
 
+        A rating store takes ``choice="rate"`` with ``rating``, the class in ``[0, n_classes)``, or ``"skip"``.
+
         Returns ``(answer_id, next_pair_id or None)``. Raises ``KeyError`` for an unknown pair, ``ValueError``
-        for a choice outside ``left/right/equal/skip`` and :class:`ConflictError` when this annotator answered
-        the pair already or it has its ``k`` annotators; nothing is written then.
+        for a choice outside ``left/right/equal/skip`` (rating store: ``rate/skip``, a rating outside the
+        classes) and :class:`ConflictError` when this annotator answered the pair already or it has its ``k``
+        annotators; nothing is written then.
         """
-        if choice not in CHOICE_LABEL:
-            raise ValueError(f"choice must be one of {list(CHOICES)}, got {choice!r}")
+        label = self._label_of(choice, rating)
         now = time.time()
         with self._tx() as c:
             if c.execute("SELECT 1 FROM pairs WHERE id=?", (int(pair_id),)).fetchone() is None:
@@ -308,11 +364,31 @@ class LabelStore:
                 raise ConflictError(f"pair {pair_id} already has its {self.k} annotator(s); ask for the next pair")
             cur = c.execute(
                 "INSERT INTO answers (pair_id, annotator, choice, label, created) VALUES (?,?,?,?,?)",
-                (int(pair_id), annotator, choice, CHOICE_LABEL[choice], now),
+                (int(pair_id), annotator, choice, label, now),
             )
             c.execute("DELETE FROM leases WHERE annotator=?", (annotator,))
             nxt = self._next(c, annotator, now)
             return int(cur.lastrowid), nxt
+
+    def _label_of(self, choice: str, rating: int | None) -> float | None:
+        """The label an answer stores (pairs: by ``choice``; ratings: the class), or one clear ``ValueError``."""
+        if self.mode == "rating":
+            if choice not in RATING_CHOICES:
+                raise ValueError(f"this store rates single clips: choice must be one of {list(RATING_CHOICES)}, "
+                                 f"got {choice!r}")
+            if choice == "skip":
+                if rating is not None:
+                    raise ValueError("a skip carries no rating")
+                return None
+            if not is_int(rating) or not 0 <= rating < self.n_classes:
+                raise ValueError(f"rating must be a class in [0, {self.n_classes - 1}] (keys 1 .. {self.n_classes}), "
+                                 f"got {rating!r}")
+            return float(rating)
+        if choice not in CHOICE_LABEL:
+            raise ValueError(f"choice must be one of {list(CHOICES)}, got {choice!r}")
+        if rating is not None:
+            raise ValueError("this store compares pairs; an answer carries no rating")
+        return CHOICE_LABEL[choice]
 
     def undo(self, annotator: str) -> int:
         """Delete ``annotator``'s most recent answer and give its pair back to them; returns the pair id."""
@@ -380,6 +456,16 @@ class LabelStore:
             rows = c.execute(q + " ORDER BY a.id", args).fetchall()
         keys = ("id", "pair_id", "source", "source_index", "annotator", "choice", "label", "created")
         return [dict(zip(keys, r)) for r in rows]
+
+
+def majority_rating(ratings: list[float]) -> float:
+    """The most frequent class among annotators' ratings; a tie goes to the lower middle of the tied classes
+    (``[0, 2]`` -> 0, ``[0, 1, 2]`` -> 1). An empty list (every annotator skipped) gives NaN."""
+    if not ratings:
+        return float("nan")
+    vals, counts = np.unique(np.asarray(ratings, dtype=np.float64), return_counts=True)
+    top = vals[counts == counts.max()]
+    return float(top[(len(top) - 1) // 2])
 
 
 def majority_label(labels: list[float]) -> float:

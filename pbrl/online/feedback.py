@@ -11,6 +11,10 @@ queries were asked. A session is the same for every agent; what differs between 
 * **hooks** (:class:`FeedbackHook`): an agent's own mechanism around the refit (PEBBLE's switch from the
   entropy reward and critic reset, SURF's unlabelled pool).
 
+The kind of feedback is the callback's own :meth:`PreferenceCallback.ask` and
+:meth:`PreferenceCallback.empty_labels`: pairs here, rated single segments in
+:class:`pbrl.online.ratings.RatingCallback`.
+
 Budget accounting follows B-Pref: every query *asked* counts against ``total_feedback``, answered or
 skipped; only answered ones are stored.
 """
@@ -91,11 +95,11 @@ class PreferenceCallback(BaseCallback):
 
     1. sets the teacher's margin from the true returns of the last 10 complete episodes
        (``teacher.update_margin(returns, episode_length, segment_length)``, B-Pref's thresholds);
-    2. draws ``large_batch * n`` candidate pairs of ``segment_length``-step windows from the pool's
-       episodes, ``n = min(feedback_per_session, total_feedback - asked)`` (``n`` for a uniform selector);
-    3. picks ``n`` queries with the selector (uniform at the first session, as PEBBLE, since the reward
-       model is untrained), asks the teacher, counts all ``n`` as asked, stores the answered ones; then
-       the hooks' ``after_labels``;
+    2. (:meth:`ask`) draws ``large_batch * n`` candidate pairs of ``segment_length``-step windows from the
+       pool's episodes, ``n = min(feedback_per_session, total_feedback - asked)`` (``n`` for a uniform
+       selector), picks ``n`` queries with the selector (uniform at the first session, as PEBBLE, since the
+       reward model is untrained), asks the teacher and stores the answered ones;
+    3. counts all ``n`` as asked; then the hooks' ``after_labels``;
     4. refits the reward model with the trainer; the hooks' ``after_update``;
     5. off-policy learners (``relabel``): relabels every stored reward (:func:`relabel_replay_buffer`) and
        has the transition of the current step stored with the new reward (SB3 stores it after this
@@ -225,7 +229,7 @@ class PreferenceCallback(BaseCallback):
         obs_dim = self.wrapper.observation_space.shape[0]
         act_dim = self.wrapper.action_space.shape[0]
         if self.preferences is None:
-            self.preferences = PreferenceDataset.empty(self.segment_length, obs_dim, act_dim)
+            self.preferences = self.empty_labels(obs_dim, act_dim)
         if self._pending_wrapper_state is not None:
             self.wrapper.set_state(self._pending_wrapper_state)
             self._pending_wrapper_state = None
@@ -244,11 +248,27 @@ class PreferenceCallback(BaseCallback):
         return True
 
     # ------------------------------------------------------------------ a session
+    def empty_labels(self, obs_dim: int, act_dim: int, metadata: dict | None = None) -> PreferenceDataset:
+        """The empty label set a run starts from (a :class:`~pbrl.preferences.PreferenceDataset` here)."""
+        return PreferenceDataset.empty(self.segment_length, obs_dim, act_dim, metadata=metadata)
+
+    def ask(self, episodes: list[Trajectory], n: int) -> int:
+        """Draw candidates from ``episodes``, choose ``n`` queries, have the teacher answer them and store the
+        answered ones; returns how many were answered (pairs here: ``large_batch * n`` candidate pairs, the
+        selector, ``teacher.label``)."""
+        from pbrl.queries import candidate_pairs
+
+        selector = self.uniform if self.updates == 0 else self.selector
+        n_candidates = n if selector.name == "uniform" else n * self.large_batch
+        a, b = candidate_pairs(episodes, n_candidates, self.segment_length, self.rng)
+        idx = selector.select(a, b, n, reward_model=self.reward_model, labelled=self.preferences, rng=self.rng)
+        qa, qb = a[idx], b[idx]
+        labels = np.asarray(self.teacher.label(qa, qb), dtype=np.float32)
+        return self.preferences.append(qa, qb, labels)
+
     def run_session(self) -> bool:
         """One feedback session (see the class docstring). Returns False (and does nothing) when no
         complete episode of at least ``segment_length`` steps has been recorded yet."""
-        from pbrl.queries import candidate_pairs
-
         eps = self.pool.episodes(self.wrapper, self.segment_length)
         if not eps or self.budget_left <= 0:
             return False
@@ -257,14 +277,8 @@ class PreferenceCallback(BaseCallback):
             self.wrapper.recent_returns(10), float(np.mean([len(t) for t in eps])), self.segment_length
         )
         n = min(self.feedback_per_session, self.budget_left)
-        selector = self.uniform if self.updates == 0 else self.selector
-        n_candidates = n if selector.name == "uniform" else n * self.large_batch
-        a, b = candidate_pairs(eps, n_candidates, self.segment_length, self.rng)
-        idx = selector.select(a, b, n, reward_model=self.reward_model, labelled=self.preferences, rng=self.rng)
-        qa, qb = a[idx], b[idx]
-        labels = np.asarray(self.teacher.label(qa, qb), dtype=np.float32)
+        answered = self.ask(eps, n)
         self.asked += n  # B-Pref: every asked query counts, skipped or not
-        answered = self.preferences.append(qa, qb, labels)
         self.sessions += 1
         if self._bar is not None:
             self._bar.update(n)

@@ -6,6 +6,8 @@
   al. 2023 (imported on first use);
 * :mod:`.training`: :class:`RewardTrainer` and the loss terms (:class:`BradleyTerryLoss`,
   :class:`TemporalCrop`; SURF's pseudo-label term lives in :mod:`pbrl.agents.surf`);
+* :mod:`.ratings`: :class:`RatingLoss` and :class:`RatingTrainer`, reward learning from rated single
+  segments (RbRL, White et al. AAAI 2024);
 * :mod:`.networks`: :class:`EnsembleMLP`, the one batched ensemble MLP (``BatchedMLP``: with the reward
   models' defaults), also the offline agents' twin critics;
 * :func:`evaluate_reward_model` (:mod:`.metrics`), :func:`load_reward_model`.
@@ -22,6 +24,7 @@ from pbrl.reward_models.ensemble import MODEL_CLASSES, RewardEnsemble
 from pbrl.reward_models.gaussian import GaussianKL, GaussianRewardModel
 from pbrl.reward_models.metrics import evaluate_reward_model
 from pbrl.reward_models.networks import BatchedMLP, EnsembleMLP
+from pbrl.reward_models.ratings import RatingBatch, RatingLoss, RatingTrainer
 from pbrl.reward_models.training import BradleyTerryLoss, LossTerm, PairBatch, RewardTrainer, TemporalCrop
 
 __all__ = [
@@ -36,6 +39,9 @@ __all__ = [
     "PairBatch",
     "BradleyTerryLoss",
     "TemporalCrop",
+    "RatingLoss",
+    "RatingTrainer",
+    "RatingBatch",
     "MODEL_CLASSES",
     "evaluate_reward_model",
     "load_reward_model",

@@ -233,10 +233,12 @@ class RewardEnsemble(SavedRewardModel):
 
         The objective is the Bradley-Terry cross-entropy on the labelled pairs (PEBBLE Eq. 2) plus the
         model's own terms (the Gaussian model's KL), or exactly ``losses`` when given (e.g. SURF's
-        ``[BradleyTerryLoss(crop), SemiSupervisedLoss(...)]``).
+        ``[BradleyTerryLoss(crop), SemiSupervisedLoss(...)]``). On a :class:`~pbrl.ratings.RatingDataset` it is
+        the RbRL rating loss (:class:`~pbrl.reward_models.ratings.RatingLoss`, or ``losses`` starting with one)
+        through a :class:`~pbrl.reward_models.ratings.RatingTrainer`; accuracies are then class accuracies.
 
         Args:
-            dataset: labelled pairs (label 1.0 = b preferred, 0.5 = equal).
+            dataset: labelled pairs (label 1.0 = b preferred, 0.5 = equal), or rated segments.
             epochs: maximum number of epochs (default 200).
             batch_size: pairs per member per step (default 128).
             early_stop_accuracy: stop when mean member train accuracy >= this (default 0.97; ``None``: never).
@@ -255,8 +257,16 @@ class RewardEnsemble(SavedRewardModel):
             ``history`` (per-epoch mean loss and accuracy), ``n_train``, ``val_loss`` / ``val_accuracy`` /
             ``val_member_accuracy`` when ``val_fraction > 0``, and what each term reports.
         """
+        from pbrl.ratings import RatingDataset
         from pbrl.reward_models.training import BradleyTerryLoss, RewardTrainer, TemporalCrop  # noqa: I001
 
+        if isinstance(dataset, RatingDataset):
+            from pbrl.reward_models.ratings import RatingTrainer
+
+            if crop_range:
+                raise ValueError("crop_range applies to preference pairs; ratings are fitted on whole segments")
+            trainer = RatingTrainer(losses, epochs, batch_size, early_stop_accuracy, val_fraction, progress)
+            return trainer.fit(self, dataset, renormalize=renormalize)
         if losses is None:
             crop = None if isinstance(crop_range, (int, np.integer)) and crop_range == 0 else TemporalCrop(crop_range)
             losses = [BradleyTerryLoss(crop), *self.default_loss_terms()]

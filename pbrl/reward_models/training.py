@@ -187,7 +187,14 @@ class RewardTrainer:
             (default 0.97, B-Pref); ``None`` disables it.
         val_fraction: share of pairs held out (seeded) for ``val_loss`` / ``val_accuracy``.
         progress: a tqdm bar over epochs.
+
+    What depends on the kind of labels (pairs here) is in five small methods (``_check_dataset``, ``_inputs``,
+    ``_batch``, ``_correct``, ``_validate``) and ``first_term``; :class:`pbrl.reward_models.ratings.RatingTrainer`
+    overrides them to fit on rated single segments.
     """
+
+    #: the class the objective's first term must have (its ``batch.cache["logits"]`` give the accuracy)
+    first_term: type = BradleyTerryLoss
 
     def __init__(
         self,
@@ -200,8 +207,8 @@ class RewardTrainer:
     ):
         self.losses = list(losses) if losses is not None else None
         if self.losses is not None:
-            if not self.losses or not isinstance(self.losses[0], BradleyTerryLoss):
-                raise ValueError("losses must start with a BradleyTerryLoss (its logits give the training accuracy)")
+            if not self.losses or not isinstance(self.losses[0], self.first_term):
+                raise ValueError(f"losses must start with a {self.first_term.__name__} (it gives the training accuracy)")
             for t in self.losses:
                 if not isinstance(t, LossTerm):
                     raise TypeError(f"every loss must be a pbrl LossTerm, got {type(t).__name__}")
@@ -221,27 +228,53 @@ class RewardTrainer:
             return self.losses
         return [BradleyTerryLoss(), *model.default_loss_terms()]
 
-    def fit(self, model: Any, dataset: PreferenceDataset, renormalize: bool = True) -> dict[str, Any]:
-        """Train every member of ``model`` on ``dataset``; returns the result dict of
-        :meth:`pbrl.reward_models.RewardEnsemble.fit`."""
+    # ------------------------------------------------------------------ what depends on the kind of labels
+    def _check_dataset(self, model: Any, dataset: Any) -> None:
+        """One clear error unless ``dataset`` holds labelled pairs of the model's sizes."""
         if not isinstance(dataset, PreferenceDataset):
             raise TypeError(f"dataset must be a PreferenceDataset, got {type(dataset).__name__}")
         if len(dataset) == 0:
             raise ValueError("cannot fit a reward model on an empty PreferenceDataset; collect labels first")
         model._check_segments(dataset.a, "dataset.a")
         model._check_segments(dataset.b, "dataset.b")
+
+    def _inputs(self, model: Any, train: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw model inputs of every training row (pairs: ``[N, 2, H, in]``) and their targets ``[N]``."""
+        return model._pair_inputs(train.a, train.b), torch.as_tensor(train.label, device=model.device)
+
+    def _batch(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> PairBatch:
+        """The minibatch of rows ``idx [M, B]`` for every member."""
+        return PairBatch(x=x[idx], y=y[idx], idx=idx)
+
+    def _correct(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member correct answers and rows that count, both ``[M]`` (pairs: ties do not count)."""
+        logits = batch.cache["logits"]
+        decided = batch.y != 0.5
+        pred_b = logits[..., 1] > logits[..., 0]
+        return ((pred_b == (batch.y > 0.5)) & decided).sum(1).float(), decided.sum(1).float()
+
+    def _validate(self, model: Any, val: Any) -> dict[str, Any]:
+        """``loss``, ``accuracy`` and ``member_accuracy`` on held-out rows."""
+        return model._evaluate_pairs(val.a, val.b, val.label)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, model: Any, dataset: Any, renormalize: bool = True) -> dict[str, Any]:
+        """Train every member of ``model`` on ``dataset``; returns the result dict of
+        :meth:`pbrl.reward_models.RewardEnsemble.fit`."""
+        self._check_dataset(model, dataset)
         terms = self.terms(model)
+        if not terms or not isinstance(terms[0], self.first_term):
+            raise ValueError(f"the first loss term must be a {self.first_term.__name__} (it gives the training accuracy)")
         train, val = dataset, None
         if self.val_fraction > 0:
             val, train = dataset.split(self.val_fraction, seed=model.rng)
             if len(train) == 0:
-                raise ValueError(f"val_fraction={self.val_fraction} leaves no training pairs out of {len(dataset)}")
+                raise ValueError(f"val_fraction={self.val_fraction} leaves no training rows out of {len(dataset)}")
             if len(val) == 0:
                 val = None
         for t in terms:
             t.check(model, train)
-        x = model._pair_inputs(train.a, train.b)  # [N, 2, H, in]
-        y = torch.as_tensor(train.label, device=model.device)
+        x, y = self._inputs(model, train)
         if model.normalize and (renormalize or not model.fitted_normalizer):
             model._fit_normalizer(x)
         for t in terms:
@@ -264,24 +297,22 @@ class RewardTrainer:
             order_t = torch.as_tensor(order, device=model.device)
             loss_sum = torch.zeros(M, device=model.device)
             correct_sum = torch.zeros(M, device=model.device)
-            decided_sum = torch.zeros(M, device=model.device)
+            counted_sum = torch.zeros(M, device=model.device)
             for bi in range(n_batches):
                 idx = order_t[:, bi * bs : (bi + 1) * bs]  # [M, B]
-                batch = PairBatch(x=x[idx], y=y[idx], idx=idx)
+                batch = self._batch(x, y, idx)
                 parts = [t(model, batch) for t in terms]  # each [M]
                 loss = torch.stack(parts).sum()
                 model.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 model.optimizer.step()
                 with torch.no_grad():
-                    logits = batch.cache["logits"]
                     loss_sum += parts[0].detach() * idx.shape[1]
-                    decided = batch.y != 0.5
-                    pred_b = logits[..., 1] > logits[..., 0]
-                    correct_sum += ((pred_b == (batch.y > 0.5)) & decided).sum(1).float()
-                    decided_sum += decided.sum(1).float()
+                    correct, counted = self._correct(batch)
+                    correct_sum += correct
+                    counted_sum += counted
             member_loss = (loss_sum / N).cpu()
-            member_acc = torch.where(decided_sum > 0, correct_sum / decided_sum.clamp_min(1), torch.nan).cpu()
+            member_acc = torch.where(counted_sum > 0, correct_sum / counted_sum.clamp_min(1), torch.nan).cpu()
             mean_acc = float(member_acc.mean())
             history["loss"].append(float(member_loss.mean()))
             history["accuracy"].append(mean_acc)
@@ -301,7 +332,7 @@ class RewardTrainer:
             "n_train": N,
         }
         if val is not None:
-            v = model._evaluate_pairs(val.a, val.b, val.label)
+            v = self._validate(model, val)
             out.update({"val_loss": v["loss"], "val_accuracy": v["accuracy"], "val_member_accuracy": v["member_accuracy"]})
         for t in terms:
             out.update(t.summary())

@@ -35,7 +35,7 @@ def test_yaml_file_and_flag_overrides(tmp_path):
         ({"total_timesteps": -1}, r"total_timesteps must be >= 1, got -1"),
         ({"agent": "pebbel"}, r"unknown agent 'pebbel'.*allowed values: pebble, pref_ppo, qpa, rime, rune, sac, surf"),
         ({"agent": "ipl"}, r"unknown agent 'ipl'.*allowed values: pebble"),
-        ({"teacher": "genius"}, r"unknown teacher 'genius'.*allowed values: equal, mistake, myopic, oracle, scripted"),
+        ({"teacher": "genius"}, r"unknown teacher 'genius'.*allowed values: equal, mistake, myopic, oracle, rating, scripted"),
         ({"selector": "best"}, r"unknown query selector 'best'.*allowed values: disagreement"),
         ({"task": "mujoco/Cheetah-v5"}, r"unknown task id 'mujoco/Cheetah-v5'"),
         ({"segment_length": "long"}, r"segment_length must be an integer, got 'long'"),

@@ -79,7 +79,7 @@ def test_metrics_name_where_the_feedback_cpu_time_went_summed_over_resumes(refer
     cfg_path.write_text(json.dumps(TINY))
     d = tmp_path / "killed"
     proc = _start(cfg_path, d)
-    _wait_for_checkpoint(proc, d, 300)  # after several refits
+    wait_for_checkpoint(proc, d, 300)  # after several refits
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     payload = runs.RunDir(d).load_checkpoint()

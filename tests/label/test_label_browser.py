@@ -116,3 +116,62 @@ def test_page_in_chromium(tmp_path):
     ds = export_preferences(db, queue, tmp_path / "prefs.h5")
     assert len(ds) == 3 and sorted(ds.label.tolist()) == [0.0, 0.5, 1.0]
     assert set(ds.annotator.tolist()) == {"tester"}
+
+
+RATING_PLAYING = """() => {
+  const a = document.getElementById('clip-a'), b = document.getElementById('clip-b');
+  return document.body.dataset.state === 'ready' && document.body.dataset.mode === 'rating'
+    && a.currentTime > 0 && a.videoWidth > 0 && getComputedStyle(b.parentElement).display === 'none';
+}"""
+
+
+def test_rating_mode_in_chromium(tmp_path):
+    """Rating mode: one clip plays, the keys 4, Space and 1 store the classes 3 and 0 and one skip."""
+    from pbrl.label.export import export_ratings
+
+    trajs = rollout(make_env(TASK, seed=0), n_steps=60, seed=0)
+    queue = make_queue(trajs, 3, 10, task_id=TASK, seed=0, n_classes=4).save(tmp_path / "q.h5")
+    db = tmp_path / "labels.sqlite"
+    store = LabelStore(db, n_classes=4)
+    store.import_queue(LabelQueue.load(queue), queue)
+    app = create_app(store, tmp_path / "clips", render=True, width=160, height=120)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    t0 = time.monotonic()
+    while not server.started:
+        assert time.monotonic() - t0 < 60 and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    shown: dict[str, int] = {}
+    try:
+        with sync_api.sync_playwright() as p:
+            ctx = p.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+                viewport={"width": 1000, "height": 700},
+            )
+            try:
+                page = ctx.pages[0] if ctx.pages else ctx.new_page()
+                page.goto(f"http://127.0.0.1:{port}/?annotator=rater")
+                page.wait_for_function(RATING_PLAYING, timeout=90_000)
+                assert page.inner_text("#title") == "How good is this clip?"
+                assert page.locator("#ratings button").count() == 4
+                for key in ("4", "Space", "1"):
+                    pid = page.evaluate("document.body.dataset.pairId")
+                    shown[key] = int(pid)
+                    page.keyboard.press(key)
+                    if key != "1":
+                        page.wait_for_function(
+                            f"() => document.body.dataset.pairId !== '{pid}' && ({RATING_PLAYING})()", timeout=90_000
+                        )
+                page.wait_for_function("document.body.dataset.state === 'done'", timeout=30_000)
+                assert "3 / 3 answered" in page.inner_text("#progress")
+            finally:
+                ctx.close()
+    finally:
+        server.should_exit = True
+        thread.join(20)
+    rows = sqlite3.connect(db).execute("SELECT pair_id, choice, label FROM answers ORDER BY id").fetchall()
+    assert rows == [(shown["4"], "rate", 3.0), (shown["Space"], "skip", None), (shown["1"], "rate", 0.0)]
+    ds = export_ratings(db, queue)
+    assert sorted(ds.rating.tolist()) == [0, 3] and ds.n_classes == 4

@@ -1,0 +1,86 @@
+"""Validation of what a run's feedback comes from: the teacher's keyword arguments, a rating teacher
+against the agent (only agents whose class lists ``"rating"`` in ``feedback_kinds`` learn from ratings),
+and an offline run's ``labels`` file. Used by :mod:`pbrl.config`; every check raises one ``ValueError``
+naming the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pbrl.validation import check_int
+
+__all__ = ["check_teacher_kwargs", "feedback_kinds", "check_feedback", "check_labels_file"]
+
+
+def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> None:
+    """``teacher_kwargs`` are arguments of the teacher's class (``RatingTeacher`` for ``rating``, else
+    ``ScriptedTeacher``), without ``seed`` or ``n_classes``; ``n_classes`` only with ``rating``; a rating
+    teacher can be built from them."""
+    from pbrl.config import _check_kwargs
+    from pbrl.teachers import RatingTeacher, ScriptedTeacher
+
+    klass = RatingTeacher if teacher == "rating" else ScriptedTeacher
+    _check_kwargs("teacher_kwargs", kwargs, klass.__init__, f"teacher '{teacher}'")
+    if "seed" in kwargs:
+        raise ValueError("teacher_kwargs must not set 'seed'; the run's seed seeds the teacher")
+    if "n_classes" in kwargs:
+        raise ValueError("teacher_kwargs must not set 'n_classes'; use the config key 'n_classes'")
+    if n_classes is not None:
+        if teacher != "rating":
+            raise ValueError(f"n_classes applies to the rating teacher only (teacher is '{teacher}'); "
+                             "drop n_classes or pass --teacher rating")
+        check_int("n_classes", n_classes, 2)
+    if teacher == "rating":
+        try:
+            RatingTeacher(**{**kwargs, **({"n_classes": n_classes} if n_classes is not None else {})})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"teacher 'rating': {e}") from None
+
+
+def feedback_kinds(kind: str, agent: str) -> tuple[str, ...] | None:
+    """The kinds of feedback an agent learns from (``None`` when the class cannot be imported here)."""
+    from pbrl.config import agent_class
+
+    try:
+        cls = agent_class(kind, agent)
+    except ValueError:
+        return None
+    return tuple(getattr(cls, "feedback_kinds", ("preference",)))
+
+
+def check_feedback(teacher: str, kind: str, agent: str) -> None:
+    """A rating teacher needs an agent that learns from ratings."""
+    from pbrl.agents.registry import AGENTS
+
+    if teacher != "rating" or agent not in AGENTS or not AGENTS[agent].needs_preferences:
+        return  # agents that learn from no labels ignore the teacher
+    kinds = feedback_kinds(kind, agent)
+    if kinds is not None and "rating" not in kinds:
+        from pbrl.agents.registry import agent_names
+
+        ok = [a for a in agent_names(kind)
+              if AGENTS[a].needs_preferences and "rating" in (feedback_kinds(kind, a) or ())]
+        raise ValueError(f"agent '{agent}' learns from preference pairs, not ratings; with teacher 'rating' "
+                         f"use one of: {', '.join(ok)}")
+
+
+def check_labels_file(path: Any, agent: str) -> None:
+    """The offline ``labels`` file exists, is a pbrl label file, and its kind suits the agent."""
+    if not isinstance(path, str):
+        raise ValueError(f"labels must be the path of a label file (.h5), got {path!r}")
+    if not Path(path).is_file():
+        raise ValueError(f"labels file '{path}' does not exist; give a preference or rating dataset (.h5)")
+    from pbrl.ratings import RatingDataset, load_labels
+
+    try:
+        labels = load_labels(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"labels file '{path}' cannot be used: {e}") from None
+    if isinstance(labels, RatingDataset):
+        kinds = feedback_kinds("offline", agent)
+        if kinds is not None and "rating" not in kinds:
+            raise ValueError(f"labels file '{path}' holds ratings, but agent '{agent}' learns from preference pairs; "
+                             "use agent 'mriql' or a preference file")
+    if len(labels) == 0:
+        raise ValueError(f"labels file '{path}' holds no labels")
