@@ -95,6 +95,9 @@ def test_a_changed_grid_never_resumes_or_skips_runs_of_other_settings(tmp_path):
     from pbrl.sweep import check_existing_runs
 
     check_existing_runs(pts, out)
+    # hidden sizes given as a tuple are the same settings as the list config.json stores
+    check_existing_runs(expand_grid({**BASE, "agent_kwargs": {"hidden": (16, 16), "batch_size": 32}},
+                                    agents=["iql"], seeds=[0, 1]), out)
 
 
 def _write(tmp_path, data):
