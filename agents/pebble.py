@@ -26,7 +26,7 @@ from typing import Any
 
 from pbrl.agents.online_base import OnlinePrefAgent, PhaseHook
 from pbrl.online import FeedbackHook, PbrlReplayBuffer, PreferenceCallback, StateEntropyReward
-from pbrl.online.learners import is_jax_model, reset_jax_critic
+from pbrl.online.learners import gradient_steps_now, is_jax_model, reset_jax_critic
 
 __all__ = ["PEBBLE", "EntropyPretraining", "CriticReset", "reset_sac_critic"]
 
@@ -85,7 +85,7 @@ class CriticReset(FeedbackHook):
         model = callback.model
         reset_sac_critic(model)
         if self.updates > 0 and hasattr(model, "train"):
-            model.train(gradient_steps=self.updates, batch_size=model.batch_size)
+            gradient_steps_now(model, self.updates)
 
 
 class PEBBLE(OnlinePrefAgent):

@@ -22,6 +22,7 @@ __all__ = [
     "learner_class",
     "is_off_policy",
     "is_jax_model",
+    "gradient_steps_now",
     "reset_jax_critic",
     "jax_state",
     "set_jax_state",
@@ -62,6 +63,20 @@ def is_jax_model(model: Any) -> bool:
     """Whether ``model`` is an SBX learner (checked without importing JAX when SBX was never imported)."""
     mod = sys.modules.get("sbx.common.off_policy_algorithm")
     return mod is not None and isinstance(model, mod.OffPolicyAlgorithmJax)
+
+
+def gradient_steps_now(model: Any, n: int) -> None:
+    """``n`` gradient steps of an off-policy learner right now, outside its loop (PEBBLE's and RIME's updates
+    after the switch to the learned reward). SB3: one ``train(n)`` call. SBX compiles its update for each
+    number of steps (a static argument of its jitted loop), so it runs them as calls of its own per-update
+    ``gradient_steps``, which reuse the update compiled for training (a 100-step compile costs seconds)."""
+    if not is_jax_model(model):
+        model.train(gradient_steps=n, batch_size=model.batch_size)
+        return
+    g = int(model.gradient_steps) if model.gradient_steps > 0 else int(model.train_freq.frequency)
+    full, rest = divmod(int(n), max(g, 1))
+    for k in [g] * full + ([rest] if rest else []):
+        model.train(gradient_steps=k, batch_size=model.batch_size)
 
 
 def reset_jax_critic(model: Any) -> None:
