@@ -47,7 +47,6 @@ from pbrl.online import (
     PreferenceCallback,
 )
 from pbrl.online.feedback import AllEpisodes, QueryPool
-from pbrl.online.learners import is_off_policy, learner_class
 from pbrl.preferences import PreferenceDataset
 from pbrl.reward_models import RewardEnsemble, RewardTrainer
 from pbrl.validation import check_int
@@ -106,8 +105,6 @@ class OnlinePrefAgent:
         episode_length: override the detected episode length.
         max_episodes: complete episodes kept for queries (default 100).
         device: torch device of the learner and reward model (default ``"cpu"``).
-        learner: ``"sb3"`` (default: SB3's torch learner) or ``"sbx"`` (SBX's JAX port of it, for the agents
-            whose ``learners`` list it; ``pip install -e '.[jax]'``). ``learner_kwargs`` apply to either.
         tensorboard_log: passed to the SB3 learner.
         progress: tqdm bars for env steps and labels.
         verbose: SB3 verbosity.
@@ -118,8 +115,6 @@ class OnlinePrefAgent:
     #: every online agent learns from a teacher's labels
     requires_preferences: bool = True
     learner_cls: type[BaseAlgorithm] = SAC
-    #: the learners it trains on (see ``learner``); SAC-based agents run on SBX's SAC as well
-    learners: tuple[str, ...] = ("sb3", "sbx")
     default_learner_kwargs: dict[str, Any] = SAC_DEFAULTS
     default_reward_model_kwargs: dict[str, Any] = REWARD_MODEL_DEFAULTS
     #: steps of unsupervised pre-training before the first session (the base class has none)
@@ -150,7 +145,6 @@ class OnlinePrefAgent:
         episode_length: int | None = None,
         max_episodes: int = 100,
         device: str = "cpu",
-        learner: str = "sb3",
         tensorboard_log: str | None = None,
         progress: bool = False,
         verbose: int = 0,
@@ -184,12 +178,6 @@ class OnlinePrefAgent:
         for bad in ("env", "policy", "seed", "replay_buffer_class"):
             if bad in learner_kwargs:
                 raise ValueError(f"learner_kwargs may not set '{bad}'; the agent sets it (pass it to the agent instead)")
-        if learner not in self.learners:
-            raise ValueError(f"unknown learner '{learner}' for {type(self).__name__}; allowed values: "
-                             f"{', '.join(self.learners)}")
-        self.learner = learner
-        if learner != "sb3":  # the same algorithm from the other library (clear error when not installed)
-            self.learner_cls = learner_class(type(self).learner_cls.__name__, learner)
         selector_obj = make_selector(self.default_selector if selector is None else selector)  # clear error if unknown
         self._check_extra(int(segment_length))
 
@@ -228,8 +216,6 @@ class OnlinePrefAgent:
             verbose=verbose, **kw
         )
         self.learner_kwargs = kw
-        if self.is_off_policy:  # SBX samples all of an update's minibatches at once: the sampler splits them
-            self.model.replay_buffer.minibatch_size = int(self.model.batch_size)
         self.seed_steps = int(kw.get("learning_starts", 0)) if self.is_off_policy else 0
 
         # ---------------------------------------------------------------- callbacks
@@ -272,7 +258,7 @@ class OnlinePrefAgent:
     # ------------------------------------------------------------------ construction helpers
     @property
     def is_off_policy(self) -> bool:
-        return is_off_policy(self.learner_cls)
+        return issubclass(self.learner_cls, SAC)
 
     @staticmethod
     def _make_venv(task_id_or_env: Any, n_envs: int, seed: int, episode_len: int | None) -> tuple[VecEnv, int]:
@@ -393,7 +379,7 @@ class OnlinePrefAgent:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(task={self.task_id!r}, learner={self.learner}:{self.learner_cls.__name__}, "
+            f"{type(self).__name__}(task={self.task_id!r}, learner={self.learner_cls.__name__}, "
             f"total_feedback={self.total_feedback}, labels={len(self.preferences)}, seed={self.seed})"
         )
 

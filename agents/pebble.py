@@ -26,7 +26,6 @@ from typing import Any
 
 from pbrl.agents.online_base import OnlinePrefAgent, PhaseHook
 from pbrl.online import FeedbackHook, PbrlReplayBuffer, PreferenceCallback, StateEntropyReward
-from pbrl.online.learners import gradient_steps_now, is_jax_model, reset_jax_critic
 
 __all__ = ["PEBBLE", "EntropyPretraining", "CriticReset", "reset_sac_critic"]
 
@@ -36,13 +35,8 @@ def reset_sac_critic(model: Any) -> None:
 
     PEBBLE resets the critic after the unsupervised phase, so that Q-values learned for the intrinsic
     reward do not bias learning of the preference reward. The actor and the entropy temperature are kept.
-    Uses torch's global RNG (seeded by SB3 from the model's seed). An SBX SAC's critic (flax parameters,
-    target parameters, optax state) is reset from the model's PRNG key
-    (:func:`~pbrl.online.learners.reset_jax_critic`).
+    Uses torch's global RNG (seeded by SB3 from the model's seed).
     """
-    if is_jax_model(model):
-        reset_jax_critic(model)
-        return
     critic = getattr(getattr(model, "policy", None), "critic", None) or getattr(model, "critic", None)
     if critic is None:
         raise TypeError(f"{type(model).__name__} has no critic to reset (needs an SB3 SAC/TD3 model)")
@@ -85,11 +79,11 @@ class CriticReset(FeedbackHook):
         model = callback.model
         reset_sac_critic(model)
         if self.updates > 0 and hasattr(model, "train"):
-            gradient_steps_now(model, self.updates)
+            model.train(gradient_steps=self.updates, batch_size=model.batch_size)
 
 
 class PEBBLE(OnlinePrefAgent):
-    """PEBBLE on SB3's SAC, or SBX's with ``learner="sbx"`` (see the module docstring for the paper and equations).
+    """PEBBLE on SB3's SAC (see the module docstring for the paper and equations).
 
     ``PEBBLE(task_id_or_env, teacher, total_feedback, feedback_per_session, feedback_every, segment_length=50,
     selector="disagreement", seed=0, learner_kwargs=None, reward_model_kwargs=None, unsup_steps=9000, ...)``;

@@ -95,7 +95,6 @@ class PrefPPO(OnlinePrefAgent):
     """
 
     learner_cls = PPO
-    learners = ("sb3",)  # VecNormalize-wrapped PPO; SBX's PPO is not wired up
     default_learner_kwargs = PPO_DEFAULTS
     default_unsup_steps = 32000
 

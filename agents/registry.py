@@ -8,12 +8,10 @@ Each class also says what it is, as class attributes that the entry mirrors (a t
 
 * ``kind``: ``"online"`` (learns on a live task, on an SB3 learner) or ``"offline"`` (from a dataset);
 * ``learner_cls``: the SB3 learner of an online agent (``SAC`` or ``PPO``);
-* ``learners``: the libraries an online agent's learner can come from: ``"sb3"`` (SB3's torch learners) and,
-  for the SAC-based agents, ``"sbx"`` (SBX's JAX SAC, the optional ``jax`` extra);
 * ``requires_preferences``: whether it learns from labelled pairs (``IQL`` on the true reward and ``BC``
   do not).
 
-The entry repeats ``kind``, ``learner``, ``learners`` and ``needs_preferences`` so that help texts and listings never
+The entry repeats ``kind``, ``learner`` and ``needs_preferences`` so that help texts and listings never
 import torch or SB3.
 
 Example::
@@ -45,8 +43,6 @@ class AgentEntry:
         learner: SB3 learner of an online agent (``"SAC"`` / ``"PPO"``), ``None`` offline.
         needs_preferences: whether the agent learns from labelled pairs.
         summary: one line for help texts and tables.
-        learners: the libraries its learner can come from (``("sb3",)``; ``("sb3", "sbx")`` for the
-            SAC-based agents); empty for offline agents.
     """
 
     name: str
@@ -55,7 +51,6 @@ class AgentEntry:
     learner: str | None
     needs_preferences: bool
     summary: str
-    learners: tuple[str, ...] = ()
 
     @property
     def class_name(self) -> str:
@@ -78,19 +73,19 @@ def _entries(*rows: AgentEntry) -> dict[str, AgentEntry]:
 AGENTS: dict[str, AgentEntry] = _entries(
     # ---- online, on SB3 learners
     AgentEntry("pebble", "pbrl.agents.pebble:PEBBLE", "online", "SAC", True,
-               "PEBBLE: entropy pre-training, reward ensemble, replay relabelling", ("sb3", "sbx")),
+               "PEBBLE: entropy pre-training, reward ensemble, replay relabelling"),
     AgentEntry("pref_ppo", "pbrl.agents.pref_ppo:PrefPPO", "online", "PPO", True,
-               "PrefPPO: PPO on the learned reward (B-Pref)", ("sb3",)),
+               "PrefPPO: PPO on the learned reward (B-Pref)"),
     AgentEntry("surf", "pbrl.agents.surf:SURF", "online", "SAC", True,
-               "SURF: PEBBLE + pseudo-labels and temporal cropping", ("sb3", "sbx")),
+               "SURF: PEBBLE + pseudo-labels and temporal cropping"),
     AgentEntry("qpa", "pbrl.agents.qpa:QPA", "online", "SAC", True,
-               "QPA: PEBBLE + policy-aligned queries and hybrid replay", ("sb3", "sbx")),
+               "QPA: PEBBLE + policy-aligned queries and hybrid replay"),
     AgentEntry("rune", "pbrl.agents.rune:RUNE", "online", "SAC", True,
-               "RUNE: PEBBLE + ensemble-disagreement exploration bonus", ("sb3", "sbx")),
+               "RUNE: PEBBLE + ensemble-disagreement exploration bonus"),
     AgentEntry("rime", "pbrl.agents.rime:RIME", "online", "SAC", True,
-               "RIME: PEBBLE + denoising discriminator for noisy labels, reward warm start", ("sb3", "sbx")),
+               "RIME: PEBBLE + denoising discriminator for noisy labels, reward warm start"),
     AgentEntry("sac", "pbrl.agents.sac_true:SACTrue", "online", "SAC", False,
-               "SAC on the true reward (the upper bound; asks no queries)", ("sb3", "sbx")),
+               "SAC on the true reward (the upper bound; asks no queries)"),
     # ---- offline, from datasets
     AgentEntry("mriql", "pbrl.agents.iql:MRIQL", "offline", None, True,
                "MR+IQL: learned reward relabels the dataset, then IQL"),

@@ -59,7 +59,6 @@ import torch
 from pbrl.agents.online_base import PhaseHook
 from pbrl.agents.pebble import PEBBLE
 from pbrl.online import FeedbackHook, PbrlReplayBuffer, PreferenceCallback, StateEntropyReward, unscale_action
-from pbrl.online.learners import gradient_steps_now
 from pbrl.preferences import PreferenceDataset
 from pbrl.reward_models.training import BradleyTerryLoss, LossTerm, PairBatch, soft_cross_entropy
 from pbrl.validation import check_int
@@ -321,7 +320,7 @@ class PostSwitchUpdates(FeedbackHook):
     def after_relabel(self, callback: PreferenceCallback, first: bool) -> None:
         model = callback.model
         if first and self.updates > 0 and hasattr(model, "train"):
-            gradient_steps_now(model, self.updates)
+            model.train(gradient_steps=self.updates, batch_size=model.batch_size)
 
 
 class RIME(PEBBLE):

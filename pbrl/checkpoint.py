@@ -263,39 +263,24 @@ _SB3_ATTRS = (
     "ep_success_buffer",
     "_current_progress_remaining",
     "_n_calls",
-    "reset_idx",  # SBX: how many of its scheduled parameter resets were done
 )
 
 
 def sb3_state(model: Any) -> dict[str, Any]:
-    """An SB3-API learner: its torch modules and optimisers, counters and last observation, its action-space
-    RNG, and for an SBX learner its JAX state (parameters, optimiser states, PRNG keys; SBX lists no torch
-    parameters)."""
     from stable_baselines3.common.save_util import recursive_getattr
 
-    from pbrl.online.learners import is_jax_model, jax_state
-
     dicts, tensors = model._get_torch_save_params()
-    out = {
+    return {
         "state_dicts": {n: copy.deepcopy(recursive_getattr(model, n).state_dict()) for n in dicts},
         "tensors": {n: recursive_getattr(model, n).detach().clone() for n in (tensors or [])},
         "attrs": {k: copy.deepcopy(getattr(model, k)) for k in _SB3_ATTRS if hasattr(model, k)},
         "action_space_rng": copy.deepcopy(model.action_space._np_random),
     }
-    if is_jax_model(model):
-        out["jax"] = jax_state(model)
-    return out
 
 
 def set_sb3_state(model: Any, state: dict[str, Any]) -> None:
-    """Restore :func:`sb3_state` into a learner built the same way."""
     from stable_baselines3.common.save_util import recursive_getattr
 
-    from pbrl.online.learners import is_jax_model, set_jax_state
-
-    if is_jax_model(model) != ("jax" in state):
-        raise ValueError("the checkpoint was written by another learner (sb3 / sbx) than this run's; "
-                         "resume with the learner the run was started with")
     for n, sd in state["state_dicts"].items():
         recursive_getattr(model, n).load_state_dict(sd)
     with torch.no_grad():
@@ -304,8 +289,6 @@ def set_sb3_state(model: Any, state: dict[str, Any]) -> None:
     for k, v in state["attrs"].items():
         setattr(model, k, copy.deepcopy(v))
     model.action_space._np_random = copy.deepcopy(state["action_space_rng"])
-    if "jax" in state:
-        set_jax_state(model, state["jax"])
 
 
 def buffer_state(buf: Any) -> dict[str, Any] | None:

@@ -134,7 +134,6 @@ def train_online_cmd(
     eval_every: int = typer.Option(None, help="env steps between evaluations (default 10000)"),
     n_eval_episodes: int = typer.Option(None, help="episodes per evaluation (default 5)"),
     max_episode_steps: int = typer.Option(None, help="shorter time limit for quick runs"),
-    learner: str = typer.Option(None, help="sb3 (default, torch) | sbx (JAX SAC, pip install -e '.[jax]')"),
     sets: list[str] = _SET,
     run_dir: Path = _RUN_DIR,
     overwrite: bool = _OVERWRITE,
@@ -145,7 +144,7 @@ def train_online_cmd(
                  total_feedback=total_feedback, feedback_per_session=feedback_per_session,
                  feedback_every=feedback_every, segment_length=segment_length, selector=selector, seed=seed,
                  checkpoint_every=checkpoint_every, eval_every=eval_every, n_eval_episodes=n_eval_episodes,
-                 max_episode_steps=max_episode_steps, learner=learner)
+                 max_episode_steps=max_episode_steps)
     _train("online", config, flags, sets, run_dir, overwrite, quiet)
 
 

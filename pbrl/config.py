@@ -148,7 +148,7 @@ _ONLINE_SET_BY_CONFIG = {
     "task_id_or_env": "task", "teacher": "teacher", "total_feedback": "total_feedback",
     "feedback_per_session": "feedback_per_session", "feedback_every": "feedback_every",
     "segment_length": "segment_length", "selector": "selector", "seed": "seed",
-    "learner_kwargs": "learner_kwargs", "reward_model_kwargs": "reward_model_kwargs", "learner": "learner",
+    "learner_kwargs": "learner_kwargs", "reward_model_kwargs": "reward_model_kwargs",
 }
 
 
@@ -192,8 +192,6 @@ class OnlineConfig(_Common):
         eval_every: env steps between evaluations of the policy on the true reward (> 0).
         n_eval_episodes: episodes per evaluation (> 0).
         max_episode_steps: shorter time limit for quick runs (``None``: the task's own).
-        learner: where the learner comes from: ``sb3`` (default, SB3's torch SAC/PPO) or ``sbx`` (SBX's JAX
-            SAC, for the SAC-based agents; the optional ``jax`` extra, ``docs/sbx.md``).
         learner_kwargs: keyword arguments of the SB3 learner (SAC, or PPO for ``pref_ppo``).
         reward_model_kwargs: keyword arguments of the reward model.
         agent_kwargs: further keyword arguments of the agent class.
@@ -215,7 +213,6 @@ class OnlineConfig(_Common):
     eval_every: int = 10_000
     n_eval_episodes: int = 5
     max_episode_steps: int | None = None
-    learner: str = "sb3"
     learner_kwargs: dict = field(default_factory=dict)
     reward_model_kwargs: dict = field(default_factory=dict)
     agent_kwargs: dict = field(default_factory=dict)
@@ -246,12 +243,10 @@ class OnlineConfig(_Common):
                     f"max_episode_steps ({self.max_episode_steps}) must be >= segment_length ({self.segment_length})"
                 )
         _check_teacher_kwargs(self.teacher, self.teacher_kwargs)
-        from pbrl.online.learners import learner_class
+        import stable_baselines3 as sb3
 
-        entry = get_entry(self.agent, "online")
-        _check_choice("learner", self.learner, entry.learners, "learner", f" for agent '{self.agent}'")
-        learner = learner_class(entry.learner or "SAC", self.learner)  # clear error when sbx is not installed
-        _check_kwargs("learner_kwargs", self.learner_kwargs, learner.__init__, learner.__name__ if self.learner == "sb3" else f"sbx's {learner.__name__}")
+        learner = getattr(sb3, get_entry(self.agent, "online").learner or "SAC")
+        _check_kwargs("learner_kwargs", self.learner_kwargs, learner.__init__, f"{learner.__name__}")
         from pbrl.reward_models import RewardEnsemble
 
         _check_kwargs("reward_model_kwargs", self.reward_model_kwargs, RewardEnsemble.__init__, "RewardEnsemble")

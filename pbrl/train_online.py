@@ -59,7 +59,6 @@ def build_online(cfg: OnlineConfig, progress: bool = False):
         segment_length=cfg.segment_length,
         selector=cfg.selector,
         seed=cfg.seed,
-        learner=cfg.learner,
         learner_kwargs=dict(cfg.learner_kwargs) or None,
         reward_model_kwargs=dict(cfg.reward_model_kwargs) or None,
         **extra,

@@ -3,9 +3,7 @@
 * :class:`PbrlReplayBuffer` is an ordinary SB3 ``ReplayBuffer`` with three hooks, each ``None`` by default:
 
   - ``sampler(buffer, batch_size) -> row indices``: which rows a batch draws (QPA's hybrid replay,
-    :class:`pbrl.agents.qpa.HybridReplay`); uniform when ``None``. A learner that samples several
-    minibatches in one call (SBX draws ``batch_size * gradient_steps`` rows per ``train``) gets one sampler
-    draw per ``minibatch_size`` rows, so every gradient step's batch has the sampler's mix;
+    :class:`pbrl.agents.qpa.HybridReplay`); uniform when ``None``;
   - ``sample_reward(obs, act, next_obs, reward) -> [B]``: replaces a sampled batch's rewards at sample
     time, the stored ones unchanged (PEBBLE's state-entropy pre-training, RUNE's exploration bonus);
     ``buffer.last_batch_rows`` holds the flat row index (``row * n_envs + env``) of every sampled row;
@@ -44,9 +42,6 @@ class PbrlReplayBuffer(ReplayBuffer):
         self.sample_reward: Callable[..., np.ndarray] | None = None
         self.reward_on_add: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
         self.last_batch_rows: np.ndarray | None = None
-        #: rows of one gradient step's batch (the agents set the learner's ``batch_size``); ``None``: the
-        #: whole sampled batch is one minibatch
-        self.minibatch_size: int | None = None
 
     def size_filled(self) -> int:
         """Number of stored rows (per env)."""
@@ -67,11 +62,7 @@ class PbrlReplayBuffer(ReplayBuffer):
         if self.sampler is None:
             inds = np.random.randint(0, n, size=batch_size)  # noqa: NPY002 - SB3 seeds the global RNG
         else:
-            m = self.minibatch_size
-            if m is not None and batch_size > m and batch_size % m == 0:  # one draw per gradient step
-                inds = np.concatenate([np.asarray(self.sampler(self, m)) for _ in range(batch_size // m)])
-            else:
-                inds = np.asarray(self.sampler(self, batch_size))
+            inds = np.asarray(self.sampler(self, batch_size))
         return self._get_samples(inds, env=env)
 
     def _get_samples(self, batch_inds: np.ndarray, env=None):
