@@ -2,6 +2,10 @@
 feedback study's sizes on a Meta-World task, one CPU thread each, measured in one run.
 
 The speed issue's rule: offer SBX as an optional learner only if a whole PEBBLE run is >= 1.4x faster on it.
+It was not (``docs/sbx.md``), so SBX is not a pbrl learner: this script carries the few lines PEBBLE needs on
+SBX's SAC (:func:`sbx_pebble_class`: the learner class, the replay buffer SBX samples from, the critic reset
+of SBX's flax parameters and optax state, the reset's updates as calls of the learner's own
+``gradient_steps``, as the in-package integration of commits 3cd7d0a and 8ad6c17 did).
 Each run here is a real PEBBLE run at the study's sizes (SAC 2 x 128, batch 256, one gradient step per 2 env
 steps; reward ensemble 3 x (3 x 128); 1,000 labels, 100 per session every 2,500 steps; the oracle teacher):
 by default 15,000 env steps, i.e. 1,000 random steps, 9,000 steps of k-NN state-entropy pre-training, the
@@ -20,7 +24,8 @@ Measured, in CPU seconds (``time.process_time`` of the run's process, from build
   phase's per-step cost for the remaining steps and the remaining sessions at the measured per-label fit
   and per-row relabel rates (an estimate, not a measurement; the decision rests on the measured runs).
 
-Writes ``<out>/bench_sbx_pebble.json`` and ``<out>/bench_sbx_pebble.png`` and prints a table. Needs sbx-rl::
+Writes ``<out>/bench_sbx_pebble.json`` and ``<out>/bench_sbx_pebble.png`` and prints a table. Needs
+``pip install sbx-rl`` (0.28.0 measured; it is not a pbrl dependency)::
 
     python scripts/bench_sbx_pebble.py --repeats 2
 """
@@ -74,6 +79,47 @@ class _Clock:
         return timed
 
 
+def sbx_pebble_class() -> type:
+    """PEBBLE on SBX's SAC, for this measurement (SBX keeps SB3's API, off-policy loop and replay buffers, so
+    the wrapper, the feedback callback, relabelling and PbrlReplayBuffer's hooks work unchanged; SBX's
+    ``train`` samples ``batch_size * gradient_steps`` rows per call through the same buffer)."""
+    import jax
+    import numpy as np
+    import sbx
+
+    from pbrl.agents.pebble import PEBBLE, CriticReset
+
+    def reset_critic(model) -> None:  # new flax parameters from the model's PRNG key, target = them, fresh Adam
+        model.key, qf_key, dropout_key = jax.random.split(model.key, 3)
+        qf = model.policy.qf_state
+        obs = np.zeros((1, *model.observation_space.shape), np.float32)
+        act = np.zeros((1, *model.action_space.shape), np.float32)
+        params = model.policy.qf.init({"params": qf_key, "dropout": dropout_key}, obs, act)
+        model.policy.qf_state = qf.replace(step=0, params=params, target_params=params, opt_state=qf.tx.init(params))
+
+    class SbxCriticReset(CriticReset):
+        def after_relabel(self, callback, first: bool) -> None:
+            if not first:
+                return
+            model = callback.model
+            reset_critic(model)
+            g = max(int(model.gradient_steps), 1)  # SBX compiles per step count: reuse training's update
+            for k in [g] * (self.updates // g) + ([self.updates % g] if self.updates % g else []):
+                model.train(gradient_steps=k, batch_size=model.batch_size)
+
+    class SbxPEBBLE(PEBBLE):
+        learner_cls = sbx.SAC
+
+        @property
+        def is_off_policy(self) -> bool:  # PbrlReplayBuffer as SBX's buffer, relabelling on
+            return True
+
+        def _make_hooks(self):
+            return [SbxCriticReset(h.updates) if isinstance(h, CriticReset) else h for h in super()._make_hooks()]
+
+    return SbxPEBBLE
+
+
 def child(spec: dict) -> dict:
     """One PEBBLE run in this process, instrumented (see the module docstring)."""
     c0 = time.process_time()
@@ -92,7 +138,8 @@ def child(spec: dict) -> dict:
     set_random_seed(seed)
     env = spec["task"] if spec.get("max_episode_steps") is None else make_env(
         spec["task"], seed=seed, max_episode_steps=spec["max_episode_steps"])
-    agent = PEBBLE(env, make_teacher("oracle", seed=seed), seed=seed, learner=spec["learner"],
+    cls = PEBBLE if spec["learner"] == "sb3" else sbx_pebble_class()
+    agent = cls(env, make_teacher("oracle", seed=seed), seed=seed,
                    learner_kwargs={**spec["learner_kwargs"], "learning_starts": spec["learning_starts"]},
                    reward_model_kwargs=spec["reward_model_kwargs"], unsup_steps=spec["unsup_steps"],
                    segment_length=spec.get("segment_length", 50), **spec["feedback"])
@@ -260,7 +307,7 @@ def _plot(out: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     m = out["mean"]
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = plt.subplots(figsize=(8.5, 3.2))
     left = {lib: 0.0 for lib in LEARNERS}
     colors = plt.get_cmap("tab10")
     for i, k in enumerate(PARTS):
@@ -271,8 +318,8 @@ def _plot(out: dict, path: Path) -> None:
     ax.set_yticks(range(2), ["SB3 SAC (torch)", "SBX SAC (JAX)"])
     ax.set_xlabel("CPU seconds per run")
     ax.set_title(f"PEBBLE, {out['spec']['task']}, {out['spec']['steps']} steps: "
-                 f"SB3 / SBX = {out['speedup_sb3_over_sbx']['run']:.2f}x")
-    ax.legend(fontsize=7, ncol=3, loc="lower right")
+                 f"SB3 / SBX = {out['speedup_sb3_over_sbx']['run']:.2f}x", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
