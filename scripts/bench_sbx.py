@@ -11,8 +11,9 @@ faster with a JAX learner, so SAC's own end-to-end ratio bounds PEBBLE's from ab
 * the ratios SB3 / SBX of both, and the implied bound on PEBBLE's ratio given PEBBLE's measured share of
   non-learner CPU time (``--pbrl-share``, from the feedback study's ``feedback_time_s``).
 
-Writes ``<out>/bench_sbx.json`` and ``<out>/bench_sbx.png`` and prints a table. Needs ``pip install sbx-rl``
-(it is not a pbrl dependency)::
+Writes ``<out>/bench_sbx.json`` and ``<out>/bench_sbx.png`` and prints a table. The decision itself (whole
+PEBBLE runs on either learner) is measured by ``scripts/bench_sbx_pebble.py`` (``docs/sbx.md``). Needs
+``pip install sbx-rl`` (it is not a pbrl dependency)::
 
     python scripts/bench_sbx.py --steps 5000
 """
