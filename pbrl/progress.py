@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,10 @@ class Progress:
         next_ckpt: the step at or after which the next checkpoint is written.
         last_ckpt: the step of the latest checkpoint (``None`` before the first).
         session: 0 for the first session of a run, k for its k-th resume.
-        wall_time_s, cpu_time_s: time spent by finished sessions (added up in the final metrics).
+        wall_time_s, cpu_time_s: time spent by earlier sessions, each up to its last checkpoint (a killed
+            session's time after its last checkpoint is lost with its work); :meth:`start_clock` then adds
+            the running session's time to every :meth:`to_dict` (so each checkpoint carries the run's
+            time up to it) and :meth:`add_time` adds it for good at the end.
     """
 
     curve: list[dict[str, Any]] = field(default_factory=list)
@@ -38,6 +42,18 @@ class Progress:
     session: int = 0
     wall_time_s: float = 0.0
     cpu_time_s: float = 0.0
+    _clock: tuple[float, float] | None = field(default=None, repr=False, compare=False)
+
+    def start_clock(self, wall0: float | None = None, cpu0: float | None = None) -> None:
+        """Count this session's time (from ``time.time()`` / ``time.process_time()`` values ``wall0`` /
+        ``cpu0``, default now) in every checkpoint until :meth:`add_time`."""
+        self._clock = (time.time() if wall0 is None else float(wall0),
+                       time.process_time() if cpu0 is None else float(cpu0))
+
+    def _running(self) -> tuple[float, float]:
+        if self._clock is None:
+            return 0.0, 0.0
+        return time.time() - self._clock[0], time.process_time() - self._clock[1]
 
     # ------------------------------------------------------------------ derived
     @property
@@ -62,20 +78,23 @@ class Progress:
         return max(returns) if returns else None
 
     def add_time(self, wall: float, cpu: float) -> None:
-        """Add one session's wall and CPU seconds."""
+        """Add one session's wall and CPU seconds (and stop its clock)."""
         self.wall_time_s = float(self.wall_time_s) + float(wall)
         self.cpu_time_s = float(self.cpu_time_s) + float(cpu)
+        self._clock = None
 
     # ------------------------------------------------------------------ on disk
     def to_dict(self) -> dict[str, Any]:
-        """The plain dict a checkpoint stores (``payload["progress"]``); a deep copy, so training may go on."""
+        """The plain dict a checkpoint stores (``payload["progress"]``); a deep copy, so training may go on.
+        Its times include the running session's so far (see :meth:`start_clock`)."""
+        wall, cpu = self._running()
         out: dict[str, Any] = {
             "curve": copy.deepcopy(self.curve),
             "next_eval": int(self.next_eval),
             "next_ckpt": int(self.next_ckpt),
             "session": int(self.session),
-            "wall_time_s": float(self.wall_time_s),
-            "cpu_time_s": float(self.cpu_time_s),
+            "wall_time_s": float(self.wall_time_s) + wall,
+            "cpu_time_s": float(self.cpu_time_s) + cpu,
         }
         if self.last_ckpt is not None:
             out["last_ckpt"] = int(self.last_ckpt)

@@ -91,6 +91,7 @@ def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool =
         run.write_curve(progress.curve)
     else:
         agent = cls.from_dataset(ds, seed=cfg.seed, **cfg.agent_kwargs)
+    progress.start_clock(t0, c0)  # checkpoints carry the run's time up to them
     done = int(agent.num_updates)
     agent.set_logger(make_logger(run, progress.session, verbose=False, resume_step=done if loaded is not None else None))
     n_labels = len(prefs) if prefs is not None else 0

@@ -142,6 +142,7 @@ def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = F
         prefs = agent.callback.preferences
         if prefs is not None:  # labels.h5 matches the checkpoint resumed from (an older one after a fallback)
             prefs.save(run.labels_path)
+    progress.start_clock(t0, c0)  # checkpoints carry the run's time up to them
     done = int(agent.model.num_timesteps) if payload is not None else 0
     agent.model.set_logger(make_logger(run, progress.session, verbose,
                                        resume_step=done if payload is not None else None))

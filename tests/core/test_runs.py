@@ -85,8 +85,11 @@ def test_metrics_name_where_the_feedback_cpu_time_went_summed_over_resumes(refer
     payload = runs.RunDir(d).load_checkpoint()
     before = payload["callback"]["timing"]["fit"]
     assert before > 0  # the checkpoint carries the time spent before the kill
-    after = runs.resume(d, verbose=False)["feedback_time_s"]["fit"]
-    assert after > before
+    cpu_before = payload["progress"]["cpu_time_s"]
+    assert cpu_before > 1.0  # and the run's CPU time up to it (it was lost with a killed session)
+    metrics = runs.resume(d, verbose=False)
+    assert metrics["feedback_time_s"]["fit"] > before
+    assert metrics["cpu_time_s"] > cpu_before
 
 
 def _tb_points(run_dir: Path) -> list[tuple[str, int]]:
