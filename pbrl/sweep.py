@@ -212,8 +212,9 @@ def check_existing_runs(points: list[SweepPoint], out: str | os.PathLike) -> Non
         rd = RunDir(out / p.name)
         if not rd.config_path.exists():
             continue
-        saved = rd.config().to_dict()
-        want = config_from_dict(dict(p.config)).to_dict()
+        # both as the run directory's config.json holds them (a tuple there is a list)
+        saved = json.loads(json.dumps(rd.config().to_dict()))
+        want = json.loads(json.dumps(config_from_dict(dict(p.config)).to_dict()))
         diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
         if diff:
             raise ValueError(

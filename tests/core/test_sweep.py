@@ -95,6 +95,10 @@ def test_a_changed_grid_never_resumes_or_skips_runs_of_other_settings(tmp_path):
     from pbrl.sweep import check_existing_runs
 
     check_existing_runs(pts, out)
+    # a tuple in the grid is the list config.json holds: the same settings
+    tup = expand_grid({**BASE, "agent_kwargs": {"hidden": (16, 16)}}, agents=["iql"], seeds=[0])
+    config_from_dict(dict(tup[0].config)).save(out / tup[0].name / "config.json")
+    check_existing_runs(tup, out)
 
 
 def _write(tmp_path, data):
