@@ -252,6 +252,9 @@ class PEARL(MRIQL):
     """
 
     feedback_kinds = ("preference",)  # label transfer and the Gaussian reward work on pairs
+    #: its labels are a source task's, of any sizes: ``pbrl train offline --labels`` (config ``labels``) takes
+    #: another task's label file without checking it against the target task's sizes
+    labels_from_source_task = True
 
     def __init__(
         self,

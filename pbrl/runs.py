@@ -111,10 +111,13 @@ def check_dataset(cfg: OfflineConfig, ds: Any, source: str) -> None:
 
 
 def check_labels(cfg: OfflineConfig) -> None:
-    """The offline run's ``labels`` file holds segments of the task's observation and action sizes."""
+    """The offline run's ``labels`` file holds segments of the task's observation and action sizes (unless the
+    agent learns from another task's labels, ``labels_from_source_task``: PEARL transfers them)."""
     from pbrl.envs import make_env
     from pbrl.ratings import RatingDataset, load_labels
 
+    if getattr(agent_class("offline", cfg.agent), "labels_from_source_task", False):
+        return
     labels = load_labels(cfg.labels)
     seg = labels.segments if isinstance(labels, RatingDataset) else labels.a
     env = make_env(cfg.task)

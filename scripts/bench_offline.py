@@ -6,22 +6,28 @@ preference labels for the same number of gradient updates:
 * ``iql_true``: IQL on the dataset's true reward, the upper bound (the registry's ``iql``; no labels);
 * ``bc``: behaviour cloning on all the data (no labels), the reference a preference agent has to beat;
 * ``mriql``: MR + IQL (reward ensemble from the labels, then IQL);
+* ``pt_iql``: PT + IQL, MR+IQL with the Preference Transformer as its reward model (the registry's
+  ``mriql`` with ``reward_model="transformer"``, :data:`VARIANTS`; its run directories are
+  ``pt_iql__...``, apart from MR+IQL's; opt-in, see *Costs*);
 * ``ipl``: Inverse Preference Learning on the IQL backbone;
 * ``cpl``: Contrastive Preference Learning (policy only);
 * ``cplbc``: CPL-BC (CPL plus behaviour cloning on the dataset, weight 10);
 * ``iplawac``: IPL on the AWAC backbone (opt-in, like every registry agent not in ``DEFAULT_AGENTS``);
-* ``oppo``: OPPO (context encoder, HIM, optimal context).
-
-PEARL is not run here. Its labels come from a *source* dataset of another task, and a run of
-``pbrl train offline`` draws its labels from its own dataset: :class:`pbrl.config.OfflineConfig` has no key
-for a label file or a label source on this branch, so PEARL's zero-target-label transfer is not a sweep
-point (``--agents pearl`` stops with this reason). Train it by hand (``PEARL.fit(target, source_labels)``,
-``agents/pearl.py``) until the config can name a label file.
+* ``oppo``: OPPO (context encoder, HIM, optimal context);
+* ``pearl``: PEARL with zero target labels (opt-in, see *Costs*). It learns from a *source* dataset's
+  labels, those of the next dataset of the same domain (Meta-World or locomotion) with another task
+  (:func:`pearl_source`), transferred to the target dataset by Gromov-Wasserstein. A seed's source labels
+  are the ones the source dataset's own runs of that seed draw; the benchmark writes them once per
+  (source, seed) into ``<out>/_labels/`` before the sweep (:func:`source_labels`), and PEARL's sweep point
+  names that file in the config's ``labels`` key (as ``pbrl train offline --labels`` does; PEARL takes
+  another task's labels whatever their sizes, ``labels_from_source_task``). A dataset with no such source
+  has no PEARL point (it is listed under ``"skipped"``). Its runs' ``labels`` count is the source's.
 
 How it runs. Every (dataset, agent, seed) is one offline sweep point (``kind: offline``, see
 :class:`pbrl.config.OfflineConfig` and :func:`pbrl.train_offline.train_offline`) run by
 :func:`pbrl.sweep.run_sweep` (``--workers`` processes, one torch thread each): one run directory per point,
-``<out>/<dataset>/<agent>__<task>__<teacher>__b<pairs>__s<seed>/``, with its live ``progress.csv`` and
+``<out>/<dataset>/<agent>__<task>__<teacher>__b<pairs>__s<seed>/`` (``<agent>``: the registry name, a
+variant's row name), with its live ``progress.csv`` and
 ``curve.csv`` (an evaluation every ``--eval-every`` updates). Running the same command again resumes the
 unfinished runs and skips the finished ones; a run directory made with other settings stops the script
 with the keys that differ (choose another ``--out``). A failed run is listed under ``"failures"``; the
@@ -44,7 +50,8 @@ Written to ``<out>``:
 * ``bench_offline.png``: bars of the IQM with its interval per dataset and for the aggregate, plus the CPU
   time per 1k updates; ``bench_offline_curves.png``: IQM score against updates with bands;
 * ``report/<dataset>/``: :func:`pbrl.report.build_report`'s table and plots of that dataset's runs (success
-  on Meta-World, return elsewhere);
+  on Meta-World, return elsewhere); the report groups runs by their config's agent, so a variant row's runs
+  get their own, ``report/<dataset>/pt_iql/``;
 * the table, printed as Markdown.
 
 Datasets are the files written by ``scripts/make_datasets.py`` (the ``<task>/<kind>.hdf5`` files under
@@ -68,15 +75,33 @@ cores in about an hour:
   pull from both;
 * OPPO: 32 windows and 32 pairs per update (the authors' 64), its policy-lr warmup 10 % of the run (their
   10k of 100k updates);
-* MR+IQL: 100 reward-model epochs.
+* MR+IQL and PEARL: 100 reward-model epochs (PEARL's own default 300); PT + IQL at the transformer's
+  CPU size ``"small"`` (its default: 100 epochs, embedding 64, one head; ``docs/hyperparameters.md``).
 
-At the defaults (5 datasets x 7 agents x 3 seeds = 105 runs) the grid costs about 1.5 CPU-hours by the old
-script's timings plus the evaluations (``--dry-run`` prints the estimate for any flags): under an hour of
-wall time on 2 free cores. ``--hidden`` replaces every agent's hidden layers and ``--agent-kwargs`` any argument. ``bc`` is CPL's BC
-phase run for all the updates (on all the data), so the table shows what the contrastive phase adds to it.
+``--hidden`` replaces every agent's hidden layers and ``--agent-kwargs`` any argument of a row (by the row's
+name: ``{"pt_iql": {"reward_epochs": 50}}``). ``bc`` is CPL's BC phase run for all the updates (on all the
+data), so the table shows what the contrastive phase adds to it.
+
+Costs. ``--dry-run`` prints the grid and a CPU estimate (``scripts/offline_costs.py``): per run, the row's
+one-off CPU (reward-model fit, relabelling, label transfer) + its CPU per 1k updates x ``--steps`` / 1000 +
+evaluations x ``--eval-episodes`` x one episode's CPU on the dataset's domain. The per-row numbers come
+from the old script's 105 runs (``docs/bench_offline.json``) and, for the rows it did not run and for the
+evaluations, from smoke runs (``docs/offline_costs.json``). At the defaults (5 datasets x 7 agents x 3 seeds
+= 105 runs of 1,500 updates) that is about 1.7 CPU-hours, under an hour of wall time on 2 free cores.
+
+PT + IQL and PEARL are opt-in for their one-off cost. Both run the IQL update of MR+IQL, at the same CPU
+per update (a smoke run: 14.5 and 16.5 s per 1k updates against MR+IQL's 16.0), but PT + IQL first fits
+the transformer (126 s CPU: 100 epochs on 500 pairs of 50 steps, where MR+IQL's ensemble stops at 97 %
+training accuracy after 11 epochs, 22 s) and relabels every transition through a 50-step window (28 s on
+50,000 transitions), and PEARL transfers the labels (26 s) and fits its Gaussian reward (82 s). At 1,500
+updates a run then costs about 190 s (PT + IQL) and 150 s (PEARL) against MR+IQL's 75 s, and both rows
+take the defaults from about 1.7 to 3.2 CPU-hours. With an equal cost per update they belong in
+``DEFAULT_AGENTS`` once ``DEFAULT_STEPS`` grows to where the update loop dominates a run.
 
     python scripts/bench_offline.py --dry-run                        # the grid, its size, a CPU estimate
     nohup python scripts/bench_offline.py &                          # defaults (rerun the same command to resume)
+    nohup python scripts/bench_offline.py --agents iql_true bc mriql pt_iql ipl cpl cplbc oppo pearl &
+                                                                     # every row, 3.2 CPU-hours (the defaults' runs are kept)
     python scripts/bench_offline.py --report-only                    # tables and plots from finished runs
     python scripts/bench_offline.py --datasets collect:metaworld/reach-v3:scripted:3000 --steps 300 \\
         --seeds 0 --hidden 64 64 --eval-episodes 2 --out /tmp/smoke  # smoke run
@@ -93,21 +118,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from offline_costs import COST_FILES, estimate_cpu_s
 from offline_summary import LABELS, UPPER_BOUND, markdown, plot_bars, plot_curves, summarise, write_reports
 
 from pbrl.agents.registry import agent_names, get_entry
 
 #: the benchmark's own row names for registry agents where they differ ("iql" runs on the true reward here)
 REGISTRY_NAME = {"iql_true": "iql"}
-#: benchmark row -> registry name, for every offline agent of :mod:`pbrl.agents.registry` (the one list)
+#: rows that run a registry agent with settings of their own: row -> (registry name, agent_kwargs the row sets).
+#: Their run directories are named by the row (``pt_iql__<task>__...``), so they never meet the plain agent's
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"pt_iql": ("mriql", {"reward_model": "transformer"})}
+#: benchmark row -> registry name: every offline agent of :mod:`pbrl.agents.registry` (the one list), then the variants
 AGENTS: dict[str, str] = {
-    next((row for row, reg in REGISTRY_NAME.items() if reg == name), name): name for name in agent_names("offline")
-}
-#: registry agents this benchmark cannot run as sweep points, and why (see the module docstring)
-NOT_A_SWEEP_POINT = {
-    "pearl": "PEARL learns from a source dataset's labels, and an offline run draws its labels from its own "
-             "dataset (OfflineConfig has no label-file key yet); train PEARL by hand, see agents/pearl.py",
+    **{next((row for row, reg in REGISTRY_NAME.items() if reg == name), name): name for name in agent_names("offline")},
+    **{row: reg for row, (reg, _) in VARIANTS.items()},
 }
 #: dataset kinds of scripts/make_datasets.py benchmarked by default: D4RL-style medium-replay for each MuJoCo
 #: task and the noisy scripted data of each Meta-World task (2 + 3 datasets with make_datasets' defaults)
@@ -122,6 +146,7 @@ EVAL_SHARE = 0.2
 CPU_SIZES = {"hidden": (256, 256), "pair_batch_size": 32}
 DEFAULT_AGENT_KWARGS: dict[str, dict[str, Any]] = {
     "mriql": {"reward_epochs": 100},
+    "pearl": {"reward_epochs": 100},
     "cpl": dict(CPU_SIZES),
     # the BC term is a mean over steps, the CPL term a sum of alpha log pi over the H = 50 steps of a segment:
     # weight 10 = 2 alpha H gives a step the same pull from both
@@ -132,12 +157,18 @@ DEFAULT_AGENT_KWARGS: dict[str, dict[str, Any]] = {
 #: warmups as a share of the run: CPL's 10k-update lr warmup is 2 % of the authors' 500k updates, OPPO's 10k
 #: is 10 % of theirs (100 x 1,000); the benchmark keeps those shares of --steps
 WARMUP_SHARE = {"cpl": ("lr_warmup", 0.02), "cplbc": ("lr_warmup", 0.02), "oppo": ("warmup_steps", 0.10)}
+#: rows run by default; pt_iql and pearl are opt-in for their one-off reward-model costs (module docstring)
 DEFAULT_AGENTS = ("iql_true", "bc", "mriql", "ipl", "cpl", "cplbc", "oppo")
 
 
 def agent_class(row: str) -> type:
     """The class of benchmark row ``row``, from the registry."""
     return get_entry(AGENTS[row]).load()
+
+
+def run_prefix(row: str) -> str:
+    """The first part of row ``row``'s run-directory names: the row for a variant, else the registry name."""
+    return row if row in VARIANTS else AGENTS[row]
 
 
 def needs_labels(row: str) -> bool:
@@ -158,7 +189,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
                    help="which of make_datasets' <task>/<kind>.hdf5 files to use when --datasets is not given "
                         "('all' for every file)")
     p.add_argument("--agents", nargs="+", default=list(DEFAULT_AGENTS),
-                   help=f"subset of {[a for a in AGENTS if a not in NOT_A_SWEEP_POINT]} (default {list(DEFAULT_AGENTS)})")
+                   help=f"subset of {list(AGENTS)} (default {list(DEFAULT_AGENTS)})")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="gradient updates per agent and seed")
     p.add_argument("--eval-every", type=int, default=None,
                    help=f"updates between evaluations (default {EVAL_SHARE:g} x --steps)")
@@ -188,9 +219,6 @@ def check_args(args: argparse.Namespace) -> None:
     unknown = [a for a in args.agents if a not in AGENTS]
     if unknown:
         raise SystemExit(f"error: unknown agent(s) {unknown}; choose from {list(AGENTS)}")
-    for a in args.agents:
-        if a in NOT_A_SWEEP_POINT:
-            raise SystemExit(f"error: --agents {a}: {NOT_A_SWEEP_POINT[a]}")
     if len(set(args.agents)) != len(args.agents):
         raise SystemExit(f"error: --agents repeats an agent: {args.agents}")
     for name in ("steps", "n_pairs", "segment_length", "eval_episodes", "workers"):
@@ -235,9 +263,9 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def agent_kwargs(agent: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The benchmark's kwargs for ``agent``: :data:`DEFAULT_AGENT_KWARGS`, then ``--hidden``, then
+    """The benchmark's kwargs for ``agent``: a variant's own (:data:`VARIANTS`), :data:`DEFAULT_AGENT_KWARGS`, ``--hidden``,
     ``--agent-kwargs``, then the warmups of :data:`WARMUP_SHARE` scaled to ``--steps`` unless given."""
-    kw = dict(DEFAULT_AGENT_KWARGS.get(agent, {}))
+    kw = {**(VARIANTS[agent][1] if agent in VARIANTS else {}), **DEFAULT_AGENT_KWARGS.get(agent, {})}
     if args.hidden is not None:
         kw["hidden"] = tuple(args.hidden)
     kw.update(args.agent_kwargs_dict.get(agent, {}))
@@ -312,11 +340,54 @@ def prepare_datasets(args: argparse.Namespace, out: Path) -> list[dict[str, Any]
 # ---------------------------------------------------------------------------------------------- the grid
 
 
-def build_grid(args: argparse.Namespace, datasets: list[dict[str, Any]]):
-    """One offline sweep point per (dataset, agent, seed), named ``<dataset slug>/<pbrl sweep name>``;
-    every config is validated here, before anything runs."""
+def pearl_source(datasets: list[dict[str, Any]], i: int) -> int | None:
+    """Index of PEARL's source dataset for target ``datasets[i]``: the next dataset (cyclically) of the same
+    domain, Meta-World or locomotion, with another task; ``None`` when there is none."""
+    n = len(datasets)
+    for k in range(1, n):
+        j = (i + k) % n
+        if domain(datasets[j]["task_id"]) == domain(datasets[i]["task_id"]) and datasets[j]["task_id"] != datasets[i]["task_id"]:
+            return j
+    return None
+
+
+def source_labels(args: argparse.Namespace, datasets: list[dict[str, Any]], out: Path) -> dict[tuple[str, int], str]:
+    """PEARL's label files, ``{(target dataset name, seed): path}``: the labels the source dataset's own runs
+    of that seed draw (``label_dataset(source, make_teacher(teacher, seed), n_pairs, segment_length, seed)``,
+    as :func:`pbrl.train_offline.train_offline` does), written once per (source, seed) into ``<out>/_labels/``
+    and reused. Targets without a source get none (their PEARL points are skipped)."""
+    if "pearl" not in args.agents:
+        return {}
+    from pbrl.envs.datasets import label_dataset, load_dataset
+    from pbrl.teachers import make_teacher
+
+    files: dict[tuple[str, int], str] = {}
+    loaded: dict[int, Any] = {}
+    for i, d in enumerate(datasets):
+        j = pearl_source(datasets, i)
+        if j is None:
+            continue
+        src = datasets[j]
+        d["pearl_source"] = src["name"]
+        for seed in args.seeds:
+            path = out / "_labels" / f"{src['slug']}__{slug(args.teacher)}__b{args.n_pairs}__H{args.segment_length}__s{seed}.h5"
+            if not path.exists():
+                ds = loaded.setdefault(j, load_dataset(src["dataset"]))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                label_dataset(ds, make_teacher(args.teacher, seed=seed), args.n_pairs,
+                              segment_length=args.segment_length, seed=seed).save(path)
+            files[(d["name"], seed)] = str(path.resolve())
+    return files
+
+
+def build_grid(args: argparse.Namespace, datasets: list[dict[str, Any]], labels: dict[tuple[str, int], str] | None = None):
+    """One offline sweep point per (dataset, agent, seed), named ``<dataset slug>/<pbrl sweep name>`` (a
+    variant's name starts with its row, :func:`run_prefix`); PEARL's points learn from ``labels`` (the
+    source dataset's, :func:`source_labels`) and a dataset without a source has none. Every config is
+    validated here, before anything runs."""
     from pbrl.sweep import SweepPoint, expand_grid
 
+    labels = labels or {}
     base = {"kind": "offline", "total_feedback": args.n_pairs, "segment_length": args.segment_length,
             "steps": args.steps, "eval_every": args.eval_every, "checkpoint_every": args.eval_every,
             "n_eval_episodes": args.eval_episodes, "torch_threads": 1}
@@ -324,11 +395,16 @@ def build_grid(args: argparse.Namespace, datasets: list[dict[str, Any]]):
     for d in datasets:
         for a in args.agents:
             cfg = {**base, "task": d["task_id"], "dataset": d["dataset"], "agent_kwargs": agent_kwargs(a, args)}
-            try:
-                grid = expand_grid(cfg, agents=[AGENTS[a]], teachers=[args.teacher], seeds=list(args.seeds))
-            except ValueError as e:
-                raise SystemExit(f"error: {d['name']}, {a}: {e}") from None
-            points += [SweepPoint(f"{d['slug']}/{p.name}", p.config) for p in grid]
+            per_seed = [({**cfg, "labels": labels[(d["name"], s)]}, [s]) for s in args.seeds if (d["name"], s) in labels] \
+                if a == "pearl" else [(cfg, list(args.seeds))]
+            for c, seeds in per_seed:
+                try:
+                    grid = expand_grid(c, agents=[AGENTS[a]], teachers=[args.teacher], seeds=seeds)
+                except ValueError as e:
+                    raise SystemExit(f"error: {d['name']}, {a}: {e}") from None
+                for p in grid:
+                    name = p.name if a not in VARIANTS else f"{a}__{p.name.split('__', 1)[1]}"
+                    points.append(SweepPoint(f"{d['slug']}/{name}", p.config))
     return points
 
 
@@ -348,27 +424,9 @@ def check_existing(points, out: Path) -> None:
 def row_of(point_name: str, datasets: list[dict[str, Any]], agents: list[str]) -> tuple[str, str]:
     """``(dataset name, benchmark row)`` of a point name."""
     ds_slug, run = point_name.split("/", 1)
-    reg = run.split("__", 1)[0]
+    prefix = run.split("__", 1)[0]
     name = next(d["name"] for d in datasets if d["slug"] == ds_slug)
-    return name, next(a for a in agents if AGENTS[a] == reg)
-
-
-def estimate_cpu_s(points, args: argparse.Namespace) -> float | None:
-    """Rough CPU seconds of the grid from the committed measurement of the old script
-    (``docs/bench_offline.json``: seconds per run at its 1,500 updates, scaled to ``--steps``);
-    ``None`` when that file is not there or has none of these agents."""
-    f = Path(__file__).resolve().parents[1] / "docs" / "bench_offline.json"
-    if not f.exists():
-        return None
-    old = json.loads(f.read_text())
-    per_run: dict[str, list[float]] = {}
-    for r in old.get("runs", []):
-        per_run.setdefault(r["agent"], []).append(float(r["fit_wall_s"]) * args.steps / max(int(r["steps"]), 1))
-    rows = [a for a in args.agents if a in per_run]
-    if not rows:
-        return None
-    n = len(points) // len(args.agents)
-    return float(sum(n * np.mean(per_run[a]) for a in rows) * len(args.agents) / len(rows))
+    return name, next(a for a in agents if run_prefix(a) == prefix)
 
 
 def finished_runs(out: Path, points, datasets, agents) -> tuple[dict, dict]:
@@ -409,21 +467,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """The benchmark for parsed flags: datasets, grid, sweep (unless ``--report-only``), summary, files."""
     out = Path(args.out)
     datasets = prepare_datasets(args, out)
-    points = build_grid(args, datasets)
+    labels = source_labels(args, datasets, out)
+    points = build_grid(args, datasets, labels)
+    skipped = {d["name"]: "pearl: no other-task dataset of the same domain to transfer labels from"
+               for d in datasets if "pearl" in args.agents and "pearl_source" not in d}
+    for name, why in skipped.items():
+        print(f"skipped on {name}: {why}")
     if args.dry_run:
         for p in points:
             print(p.name)
-        cpu = estimate_cpu_s(points, args)
-        est = "" if cpu is None else f", about {cpu / 3600:.1f} CPU-hours (from docs/bench_offline.json, evaluations excluded)"
-        print(f"{len(points)} runs of {args.steps} updates{est}")
-        return {"points": [p.name for p in points], "cpu_s_estimate": cpu}
+        by_slug = {d["slug"]: d for d in datasets}
+        est = estimate_cpu_s([row_of(p.name, datasets, args.agents)[1] for p in points],
+                             [domain(by_slug[p.name.split("/", 1)[0]]["task_id"]) for p in points],
+                             args.steps, args.eval_every, args.eval_episodes)
+        if est is not None:
+            print(f"about {est['cpu_s'] / 3600:.1f} CPU-hours: updates {est['updates_s'] / 3600:.1f} h, one-off reward "
+                  f"fits and transfers {est['fixed_s'] / 3600:.1f} h, evaluations {est['evaluations_s'] / 3600:.1f} h "
+                  f"(from docs/{' and docs/'.join(COST_FILES)}"
+                  + (f"; {', '.join(est['unmeasured'])} counted as the measured rows' mean" if est["unmeasured"] else "") + ")")
+        print(f"{len(points)} runs of {args.steps} updates, an evaluation of {args.eval_episodes} episodes every "
+              f"{args.eval_every}")
+        return {"points": [p.name for p in points], "cpu_s_estimate": None if est is None else est["cpu_s"],
+                "estimate": est, "skipped": skipped}
     failures = {} if args.report_only else run_grid(args, out, datasets, points)
     runs, failed = finished_runs(out, points, datasets, args.agents)
     failures.update(failed)
     if not runs:
         raise SystemExit(f"error: no finished runs under {out}; failures: {failures or 'none'}")
     summary = summarise(runs, datasets, args.agents)
-    reports = write_reports(out, runs, datasets)
+    reports = write_reports(out, runs, datasets, variants=set(VARIANTS))
     settings = {k: v for k, v in vars(args).items() if k != "agent_kwargs_dict"}
     settings["agent_kwargs"] = {a: agent_kwargs(a, args) for a in args.agents}
     result = {
@@ -437,6 +509,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **summary,
         "reports": reports,
         "failures": failures,
+        "skipped": skipped,
         "unfinished": sorted(p.name for p in points if not any(
             r.path == out / p.name for rs in runs.values() for r in rs) and p.name not in failures),
     }

@@ -1,11 +1,12 @@
 """Measure where the offline agents' learning curves flatten, to choose ``scripts/bench_offline.py``'s ``--steps``.
 
-Runs IQL on the true reward, MR+IQL, IPL and CPL (``--agents``) on bench_offline's datasets for a long
-budget (``--steps``, default ``CURVE_STEPS``) with an evaluation every ``--eval-every`` updates
-(``CURVE_EVAL_EVERY``). It is bench_offline's grid with other defaults: the same flags, CPU sizes, labels
-and run-directory layout, run by ``pbrl sweep`` (rerun the same command to resume), with bench_offline's
-table, plots and per-dataset ``pbrl report`` in ``--out``. On top, for every dataset and agent, and for the
-aggregate curve over the datasets with a 0-100 score:
+Runs IQL on the true reward, MR+IQL, IPL and CPL (``--agents``) for a long budget (``--steps``, default
+``CURVE_STEPS``) with an evaluation every ``--eval-every`` updates (``CURVE_EVAL_EVERY``), on two of
+bench_offline's datasets (``CURVE_DATASETS`` under ``--data-dir``, or any ``--datasets``) with two seeds
+(``--seeds``, ``CURVE_SEEDS``). It is bench_offline's grid with other defaults: the same flags, CPU sizes,
+labels and run-directory layout, run by ``pbrl sweep`` (rerun the same command to resume), with
+bench_offline's table, plots and per-dataset ``pbrl report`` in ``--out``. On top, for every dataset and
+agent, and for the aggregate curve over the datasets with a 0-100 score:
 
 * ``plateau``: the mean of the IQM curve over the last ``--plateau-share`` (20 %) of the updates;
 * ``flat_at``: the first evaluated update count from which the IQM curve stays within ``--tolerance``
@@ -16,16 +17,38 @@ aggregate curve over the datasets with a 0-100 score:
   dataset has a 0-100 score; the whole budget for a curve that never settles): the budget by which every
   measured agent's curve has flattened. ``bench_offline.DEFAULT_STEPS`` is to be replaced by it.
 
+The defaults are sized to about 2.4 CPU-hours (bench_offline's five datasets x 3 seeds x 20k updates cost
+about 11.5 by the same estimate, too much for a shared 2-core machine):
+
+* two datasets, one per domain, each the one where bench_offline's agents differ most at 1,500 updates
+  (``docs/bench_offline.json``): Hopper medium-replay (IPL and CPL collapse below 0 where IQL scores 32)
+  and the noisy scripted drawer-open (MR+IQL 87 %, IPL 60 % with a wide spread, CPL 13 %). The other
+  Meta-World datasets were at or near 100 % for most agents and HalfCheetah at 6-7 for all, so their
+  curves say little about when learning stops; both chosen datasets have a 0-100 score, so the aggregate
+  curve exists;
+* the four agents: the IQL backbone on the true and on a learned reward, IPL, CPL (the other rows share
+  these mechanisms: PT + IQL and PEARL are IQL on another learned reward, CPL-BC and BC CPL's recipe);
+* two seeds (with two runs per panel the IQM is their mean; the bands show their spread);
+* 15,000 updates, ten times bench_offline's placeholder budget: long enough that the plateau window (the
+  last 20 %, 12k-15k) lies far past 1,500, so a flatten point anywhere up to 12k is seen before it;
+* an evaluation every 750 updates: 20 points per curve, 4 in the plateau window, and a flatten point
+  located to within 750 updates (5 % of the budget).
+
+``--dry-run`` prints the grid and its estimate (``scripts/offline_costs.py``): per run, the row's one-off
+CPU + its CPU per 1k updates x the updates + evaluations x episodes x one episode's CPU, from the old
+benchmark's runs (``docs/bench_offline.json``) and smoke runs (``docs/offline_costs.json``). At the
+defaults: 16 runs, about 2.4 CPU-hours (2.1 h of updates, IPL's the largest at 55 s per 1k, 0.2 h of
+evaluations), about 1.2 h of wall time on 2 free cores.
+
 Read CPL's point with care: its schedule scales with the budget (the BC phase is 40 % of the updates, the
 lr warmup 2 %), so its curve at update t of a long run is not the final score of a t-update run; its
 ``flat_at`` is that of the long recipe, whose CPL phase starts at 0.4 x ``--steps``. IQL, MR+IQL and IPL
 have no budget-dependent schedule: their curves are those of shorter runs.
 
 Writes ``<out>/offline_curve.json`` and ``<out>/offline_curve.png`` (IQM curves with 95 % bands, a dotted
-line at each ``flat_at``) and prints the flatten points as Markdown. At the defaults (5 datasets x 4 agents
-x 3 seeds x 20k updates) it costs about 13 CPU-hours by the old benchmark's per-update timings
-(``--dry-run`` prints the estimate for any flags).
+line at each ``flat_at``) and prints the flatten points as Markdown.
 
+    python scripts/make_datasets.py                            # the datasets (once)
     python scripts/offline_curve.py --dry-run                  # the grid and its CPU estimate
     nohup python scripts/offline_curve.py &                    # the measurement (rerun to resume)
     python scripts/offline_curve.py --report-only              # the analysis of the finished runs
@@ -43,18 +66,28 @@ import numpy as np
 from offline_summary import AGGREGATE, plot_curves
 
 CURVE_AGENTS = ("iql_true", "mriql", "ipl", "cpl")
-CURVE_STEPS = 20_000
-CURVE_EVAL_EVERY = 1_000
+#: make_datasets' files (under --data-dir) measured when --datasets is not given: one locomotion, one Meta-World
+CURVE_DATASETS = ("mujoco_Hopper-v5/medium-replay", "metaworld_drawer-open-v3/scripted-noisy")
+CURVE_SEEDS = (0, 1)
+CURVE_STEPS = 15_000
+CURVE_EVAL_EVERY = 750
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = bench_offline.build_parser(__doc__.split("\n\n")[0])
     p.set_defaults(agents=list(CURVE_AGENTS), steps=CURVE_STEPS, eval_every=CURVE_EVAL_EVERY,
-                   out="benchmarks/offline_curve")
+                   seeds=list(CURVE_SEEDS), out="benchmarks/offline_curve")
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="flat = within this share of the panel's largest |IQM| of the plateau")
     p.add_argument("--plateau-share", type=float, default=0.2, help="last share of the updates that defines the plateau")
-    a = bench_offline.parse_args(argv, p)
+    a = p.parse_args(argv)
+    if a.datasets is None:  # the two default datasets, not every file of --kinds
+        a.datasets = [str(Path(a.data_dir) / f"{rel}.hdf5") for rel in CURVE_DATASETS]
+        missing = [d for d in a.datasets if not Path(d).exists()]
+        if missing:
+            raise SystemExit(f"error: the default datasets {missing} are not there; run scripts/make_datasets.py "
+                             "first, or pass --datasets")
+    bench_offline.check_args(a)
     if not 0.0 < a.tolerance < 1.0:
         raise SystemExit(f"error: --tolerance must be in (0, 1), got {a.tolerance}")
     if not 0.0 < a.plateau_share < 1.0:

@@ -26,6 +26,7 @@ LABELS = {
     "iql_true": "IQL (true reward)",
     "bc": "BC (no labels)",
     "mriql": "MR + IQL",
+    "pt_iql": "PT + IQL",
     "ipl": "IPL",
     "iplawac": "IPL (AWAC)",
     "cpl": "CPL",
@@ -234,17 +235,25 @@ def plot_curves(summary: dict[str, Any], agents: list[str], path: Path, marks: d
     _save(fig, path)
 
 
-def write_reports(out: Path, runs: dict, datasets: list[dict[str, Any]]) -> dict[str, Any]:
-    """:func:`pbrl.report.build_report` over each dataset's finished runs, into ``<out>/report/<dataset>/``."""
+def write_reports(out: Path, runs: dict, datasets: list[dict[str, Any]], variants: set[str] = frozenset()) -> dict[str, Any]:
+    """:func:`pbrl.report.build_report` over each dataset's finished runs, into ``<out>/report/<dataset>/``.
+
+    The report groups runs by their config's agent, so a ``variants`` row (a registry agent with settings
+    of its own, e.g. ``pt_iql``, which is ``mriql``) gets a report of its own in ``<out>/report/<dataset>/<row>/``
+    instead of being pooled with the plain agent's runs. Returns ``{dataset: {"dir", "plots", "warnings"}}``
+    (a variant's under ``"<dataset>/<row>"``)."""
     from pbrl.report import build_report
 
     reports = {}
     for d in datasets:
-        dirs = [r.path for (name, _), rs in runs.items() if name == d["name"] for r in rs]
-        if not dirs:
-            continue
-        rep = build_report(dirs, score="success" if d["metric"] == "success_rate" else "return",
-                           group_by=("agent",), out=out / "report" / d["slug"], overwrite=True)
-        reports[d["name"]] = {"dir": str(out / "report" / d["slug"]), "plots": rep.get("plots", []),
-                              "warnings": rep.get("warnings", [])}
+        rows = sorted({row for (name, row) in runs if name == d["name"]})
+        groups = [(d["name"], out / "report" / d["slug"], [r for r in rows if r not in variants])]
+        groups += [(f"{d['name']}/{r}", out / "report" / d["slug"] / r, [r]) for r in rows if r in variants]
+        for key, folder, members in groups:
+            dirs = [r.path for row in members for r in runs[(d["name"], row)]]
+            if not dirs:
+                continue
+            rep = build_report(dirs, score="success" if d["metric"] == "success_rate" else "return",
+                               group_by=("agent",), out=folder, overwrite=True)
+            reports[key] = {"dir": str(folder), "plots": rep.get("plots", []), "warnings": rep.get("warnings", [])}
     return reports

@@ -72,6 +72,16 @@ def test_offline_labels_file_is_checked_before_any_work(tmp_path):
                               "-o", str(run_dir), "--quiet"])
     assert res.exit_code == 2 and res.output.startswith("error:"), res.output
     assert "observations of size 11" in " ".join(res.output.split()) and not run_dir.exists()
+    # PEARL learns from another task's labels (it transfers them): their sizes need not be the task's
+    from pbrl.runs import check_labels
+
+    for agent, ok in (("pearl", True), ("mriql", False)):
+        cfg = config_from_dict({"labels": str(prefs), "agent": agent, "task": "mujoco/Reacher-v5"}, kind="offline")
+        if ok:
+            check_labels(cfg)
+        else:
+            with pytest.raises(ValueError, match="observations of size 11"):
+                check_labels(cfg)
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -1,5 +1,7 @@
 """scripts/bench_offline.py: the grid of offline sweep points, a tiny end-to-end run through pbrl sweep + report
-(resume skips finished runs, identical labels across the agents of a seed), the IQM summary, flag errors."""
+(resume skips finished runs, identical labels across the agents of a seed), the PT + IQL row (MR+IQL with the
+Preference Transformer, in run directories of its own), PEARL's row (another dataset's labels, transferred),
+the IQM summary, the CPU estimate, flag errors."""
 
 from __future__ import annotations
 
@@ -133,8 +135,8 @@ def test_bad_flags_stop_with_one_clear_error(bench, tmp_path):
     ok = ["--datasets", "collect:metaworld/reach-v3:scripted:100"]
     with pytest.raises(SystemExit, match="unknown agent"):
         bench.parse_args(ok + ["--agents", "dqn"])
-    with pytest.raises(SystemExit, match="source dataset"):
-        bench.parse_args(ok + ["--agents", "pearl"])
+    with pytest.raises(SystemExit, match="repeats"):
+        bench.parse_args(ok + ["--agents", "pt_iql", "pt_iql"])
     with pytest.raises(SystemExit, match="make_datasets"):
         bench.parse_args(["--data-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="steps"):
@@ -164,7 +166,9 @@ def test_default_datasets_are_make_datasets_files_of_the_chosen_kinds(bench, tmp
 def test_agents_come_from_the_registry_at_their_defaults_plus_documented_cpu_changes(bench):
     from pbrl.agents.registry import agent_names, get_agent
 
-    assert sorted(bench.AGENTS.values()) == agent_names("offline")  # every offline agent, no private list
+    # every offline agent, no private list, plus the variant rows of registry agents
+    assert sorted(v for a, v in bench.AGENTS.items() if a not in bench.VARIANTS) == agent_names("offline")
+    assert bench.AGENTS["pt_iql"] == "mriql" and bench.run_prefix("pt_iql") == "pt_iql" and bench.run_prefix("iql_true") == "iql"
     assert bench.AGENTS["iql_true"] == "iql" and bench.agent_class("iql_true") is get_agent("iql")
     assert bench.agent_class("cpl") is get_agent("cpl") and not bench.needs_labels("bc")
     args = bench.parse_args(["--datasets", "collect:metaworld/reach-v3:scripted:100", "--steps", "1500"])
@@ -179,3 +183,86 @@ def test_agents_come_from_the_registry_at_their_defaults_plus_documented_cpu_cha
                              "--agent-kwargs", '{"cpl": {"lr_warmup": 0, "hidden": [8]}}'])
     assert bench.agent_kwargs("cplbc", args)["hidden"] == (16, 16) and bench.agent_kwargs("mriql", args)["hidden"] == (16, 16)
     assert bench.agent_kwargs("cpl", args)["lr_warmup"] == 0 and bench.agent_kwargs("cpl", args)["hidden"] == [8]
+
+
+def _runs(out, ds_slug):
+    return {p.name: json.loads((p / "config.json").read_text()) for p in (out / ds_slug).iterdir() if p.is_dir()}
+
+
+def test_the_pt_row_is_mriql_with_the_preference_transformer_in_run_directories_of_its_own(bench, tmp_path):
+    out = tmp_path / "bench"
+    small_pt = {"reward_epochs": 2, "reward_model_kwargs": {"embed_dim": 8, "pref_attn_dim": 8}}
+    res = bench.main(TINY + ["--agents", "mriql", "pt_iql", "--steps", "40", "--eval-every", "20", "--out", str(out),
+                             "--agent-kwargs", json.dumps({"mriql": {"reward_epochs": 2}, "pt_iql": small_pt})])
+    assert not res["failures"]
+    rows = res["per_dataset"]["mujoco/Reacher-v5/random"]
+    assert set(rows) == {"mriql", "pt_iql"} and rows["pt_iql"]["curve"]["step"] == [20, 40]
+    configs = _runs(out, "mujoco_Reacher-v5_random")
+    mr, pt = "mriql__mujoco_Reacher-v5__oracle__b16__s0", "pt_iql__mujoco_Reacher-v5__oracle__b16__s0"
+    assert set(configs) == {mr, pt}
+    # the same registry agent on the same labels, the transformer as its reward model
+    assert configs[mr]["agent"] == configs[pt]["agent"] == "mriql"
+    assert configs[pt]["agent_kwargs"]["reward_model"] == "transformer" and "reward_model" not in configs[mr]["agent_kwargs"]
+    assert res["settings"]["agent_kwargs"]["pt_iql"]["reward_model"] == "transformer"
+    from pbrl.agents.iql import MRIQL
+
+    agent = MRIQL.load(out / "mujoco_Reacher-v5_random" / pt / "agent.pt")
+    assert agent.reward_model_name == "transformer" and type(agent.reward_model).__name__ == "PreferenceTransformer"
+    # the pbrl report groups runs by their config's agent: the variant has its own, not pooled with mriql's
+    rep = out / "report" / "mujoco_Reacher-v5_random"
+    assert json.loads((rep / "report.json").read_text())["groups"]["mriql"]["n_runs"] == 1
+    assert json.loads((rep / "pt_iql" / "report.json").read_text())["groups"]["mriql"]["n_runs"] == 1
+    assert "PT + IQL" in res["table"]
+
+
+def test_pearl_learns_from_the_next_same_domain_dataset_s_labels_end_to_end(bench, tmp_path):
+    out = tmp_path / "bench"
+    tiny_pearl = {"reward_epochs": 2, "n_target_pairs": 8, "gw_max_iter": 20, "reward_model_kwargs": {"hidden": [16]}}
+    datasets = ["collect:mujoco/Reacher-v5:random:600", "collect:mujoco/HalfCheetah-v5:random:300"]
+    argv = [x for x in TINY if x != "collect:mujoco/Reacher-v5:random:600"]
+    argv[argv.index("--datasets") + 1:argv.index("--datasets") + 1] = datasets
+    res = bench.main(argv + ["--agents", "pearl", "--steps", "20", "--eval-every", "20", "--out", str(out),
+                             "--agent-kwargs", json.dumps({"pearl": tiny_pearl})])
+    assert not res["failures"] and not res["skipped"]
+    reacher, cheetah = "mujoco/Reacher-v5/random", "mujoco/HalfCheetah-v5/random"
+    assert res["datasets"][reacher]["pearl_source"] == cheetah and res["datasets"][cheetah]["pearl_source"] == reacher
+    assert set(res["per_dataset"][reacher]) == {"pearl"} and set(res["per_dataset"][cheetah]) == {"pearl"}
+    # a Reacher run learns from HalfCheetah's labels (other sizes): the ones HalfCheetah's own runs of the seed draw
+    from pbrl.envs.datasets import label_dataset, load_dataset
+    from pbrl.preferences import PreferenceDataset
+    from pbrl.teachers import make_teacher
+
+    run = out / "mujoco_Reacher-v5_random" / "pearl__mujoco_Reacher-v5__oracle__b16__s0"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["labels"] == str((out / "_labels" / "mujoco_HalfCheetah-v5_random__oracle__b16__H10__s0.h5").resolve())
+    got = PreferenceDataset.load(run / "labels.h5")
+    want = label_dataset(load_dataset(res["datasets"][cheetah]["dataset"]), make_teacher("oracle", seed=0), 16,
+                         segment_length=10, seed=0)
+    assert got.a.obs_dim == 17 and np.array_equal(got.label, want.label) and np.array_equal(got.a.obs, want.a.obs)
+    # one dataset alone has no source: PEARL is skipped there, with the reason
+    alone = bench.main(["--datasets", datasets[0], "--agents", "pearl", "--seeds", "0", "--dry-run", "--out", str(out)])
+    assert alone["points"] == [] and "no other-task dataset" in alone["skipped"][reacher]
+
+
+def test_the_cpu_estimate_adds_updates_one_off_costs_and_evaluations():
+    costs_mod = importlib.import_module("offline_costs")
+    costs = costs_mod.measured_costs()
+    for row in ("iql_true", "mriql", "pt_iql", "pearl"):
+        assert costs["agents"][row]["cpu_s_per_1k_updates"] > 0 and costs["agents"][row]["fixed_cpu_s"] >= 0
+    assert set(costs["eval_cpu_s_per_episode"]) == {"metaworld", "locomotion"}
+    assert costs_mod.n_evaluations(1500, 300) == 5 and costs_mod.n_evaluations(1000, 300) == 4
+    rows, domains = ["mriql", "mriql", "pt_iql", "pt_iql"], ["locomotion", "metaworld"] * 2
+    est = costs_mod.estimate_cpu_s(rows, domains, steps=2000, eval_every=500, eval_episodes=3)
+    c, e = costs["agents"], costs["eval_cpu_s_per_episode"]
+    want = {"updates_s": 2 * 2 * (c["mriql"]["cpu_s_per_1k_updates"] + c["pt_iql"]["cpu_s_per_1k_updates"]),
+            "fixed_s": 2 * (c["mriql"]["fixed_cpu_s"] + c["pt_iql"]["fixed_cpu_s"]),
+            "evaluations_s": 2 * 4 * 3 * (e["locomotion"] + e["metaworld"])}
+    for k, v in want.items():
+        assert est[k] == pytest.approx(v)
+    assert est["cpu_s"] == pytest.approx(sum(want.values())) and est["unmeasured"] == []
+    # a row nobody measured counts as the measured rows' mean, and says so
+    other = costs_mod.estimate_cpu_s(["new_row"], ["metaworld"], 1000, 500, 1,
+                                     {"agents": {"a": {"cpu_s_per_1k_updates": 10.0, "fixed_cpu_s": 4.0},
+                                                 "b": {"cpu_s_per_1k_updates": 30.0, "fixed_cpu_s": 0.0}},
+                                      "eval_cpu_s_per_episode": {}})
+    assert other["cpu_s"] == pytest.approx(22.0) and other["unmeasured"] == ["new_row"]

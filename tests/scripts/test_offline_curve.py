@@ -1,4 +1,5 @@
-"""scripts/offline_curve.py: where an IQM curve flattens, the recommended budget, a tiny end-to-end measurement."""
+"""scripts/offline_curve.py: where an IQM curve flattens, the recommended budget, a tiny end-to-end measurement,
+the default grid (its size and estimated cost)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,21 @@ def test_a_tiny_measurement_writes_flatten_points_curves_and_a_plot(curve, tmp_p
         curve.parse_args(["--datasets", "collect:mujoco/Reacher-v5:random:600", "--tolerance", "0"])
     a = curve.parse_args(["--datasets", "collect:mujoco/Reacher-v5:random:600"])
     assert a.agents == list(curve.CURVE_AGENTS) and a.steps == curve.CURVE_STEPS and a.eval_every == curve.CURVE_EVAL_EVERY
+
+
+def test_the_default_grid_is_two_datasets_four_agents_two_seeds_at_about_two_and_a_half_cpu_hours(curve, tmp_path):
+    from pbrl.envs.datasets import collect, save_d4rl
+
+    with pytest.raises(SystemExit, match="make_datasets"):
+        curve.parse_args(["--data-dir", str(tmp_path)])
+    for (task, policy), rel in zip((("mujoco/Hopper-v5", "random"), ("metaworld/drawer-open-v3", "scripted")),
+                                   curve.CURVE_DATASETS):
+        save_d4rl(collect(task, policy=policy, n_steps=60, seed=0), tmp_path / f"{rel}.hdf5")
+    (tmp_path / "metaworld_door-open-v3").mkdir()
+    (tmp_path / "metaworld_door-open-v3" / "scripted-noisy.hdf5").write_bytes(b"")  # other files are not used
+    res = curve.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), "--dry-run"])
+    assert len(res["points"]) == 2 * 4 * 2 == len(curve.CURVE_DATASETS) * len(curve.CURVE_AGENTS) * len(curve.CURVE_SEEDS)
+    assert {p.split("/")[0] for p in res["points"]} == {"mujoco_Hopper-v5_random", "metaworld_drawer-open-v3_scripted"}
+    assert curve.CURVE_STEPS == 15_000 and curve.CURVE_STEPS // curve.CURVE_EVAL_EVERY == 20
+    # the docstring's cost, from the committed measurements (docs/bench_offline.json, docs/offline_costs.json)
+    assert 2.0 * 3600 <= res["cpu_s_estimate"] <= 3.0 * 3600 and not res["estimate"]["unmeasured"]
