@@ -146,7 +146,7 @@ class ScriptedTeacher(Teacher):
 
     # ---------------------------------------------------------------- margin
     def set_margin(self, margin: float) -> None:
-        """Set the return scale used by the skip and equal thresholds."""
+        """Set the return scale used by the skip and equal thresholds (RatingTeacher: skip)."""
         if not np.isfinite(margin):
             raise ValueError(f"margin must be finite, got {margin}")
         self.margin = float(margin)
@@ -354,17 +354,8 @@ class RatingTeacher(Teacher):
         return (f"RatingTeacher(n_classes={self.n_classes}, bins={bins}, eps_mistake={self.eps_mistake}, "
                 f"mistake={self.mistake!r}, eps_skip={self.eps_skip}, gamma={self.gamma}, margin={self.margin})")
 
-    def set_margin(self, margin: float) -> None:
-        """Set the return scale used by the skip threshold."""
-        if not np.isfinite(margin):
-            raise ValueError(f"margin must be finite, got {margin}")
-        self.margin = float(margin)
-
-    def update_margin(self, episode_returns: Sequence[float], episode_length: float, segment_length: int) -> None:
-        """B-Pref's rule: margin = mean recent episode return * segment_length / episode_length."""
-        rets = np.asarray(episode_returns, dtype=np.float64)
-        if rets.size and episode_length > 0:
-            self.set_margin(float(rets.mean()) * segment_length / float(episode_length))
+    set_margin = ScriptedTeacher.set_margin  # B-Pref's margin rule, as for the scripted teachers
+    update_margin = ScriptedTeacher.update_margin
 
     def get_state(self) -> dict[str, Any]:
         """RNG state, margin and the returns seen (the quantile boundaries' sample)."""
