@@ -16,6 +16,11 @@ The "floor" column is the best ratio K seeds could reach if the batched run hit 
 ``K x FLOPs/update x (1-seed updates/s) / peak``; an agent whose single seed already runs near the peak cannot
 run K seeds in much less than K times its time on this CPU, however they are batched.
 
+(e) The fixed cost of one update: the same agent with every size shrunk (batch 2, 8 x 8 networks, one
+    preference pair or segment per update), so that what is left is Python, dispatch and allocation. Batching
+    K seeds can at best pay this once instead of K times while the per-seed compute stays: the "best if only
+    overhead is saved" column is ``K - (K - 1) x fixed / full``.
+
 Prints a table and writes ``bench_speed.json`` and ``bench_speed.png`` to ``--out``. The default run takes
 about 10 CPU-minutes; ``--quick`` is a smoke test (seconds, small data, tiny time budgets).
 
@@ -108,6 +113,21 @@ def single_agent(name: str, ds: Any, prefs: Any, seed: int = 0, **over: Any) -> 
     agent = klass.from_dataset(ds, seed=seed, **PREP.get(name, {}), **over)
     agent.fit(ds, _prefs(klass, prefs), steps=1, progress=False)
     return agent
+
+
+#: every size shrunk to its minimum, for (e): what an update costs beyond its arithmetic
+TINY_COMMON = dict(batch_size=2, hidden=(8, 8))
+TINY = {
+    "cpl": dict(pair_batch_size=1), "cplbc": dict(pair_batch_size=1),
+    "ipl": dict(pref_batch_size=1), "iplawac": dict(pref_batch_size=1),
+    "oppo": dict(pair_batch_size=1, seg_batch_size=1),
+}
+
+
+def fixed_cost_rate(name: str, ds: Any, prefs: Any, seconds: float) -> float:
+    """Updates/s of the agent with every size shrunk (:data:`TINY`): its per-update fixed cost."""
+    agent = single_agent(name, ds, prefs, **TINY_COMMON, **TINY.get(name, {}))
+    return timed_updates(agent._update, seconds)
 
 
 def multiseed_rate(name: str, ds: Any, prefs: Any, k: int, seconds: float) -> float:
@@ -250,6 +270,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         flops = flops_per_update(agent)
         ups = timed_updates(agent._update, secs)
         k_ups = multiseed_rate(name, ds, prefs, args.seeds, secs)
+        tiny_ups = fixed_cost_rate(name, ds, prefs, secs)
+        fixed = min(ups / tiny_ups, 1.0)  # share of one update that does not scale with its sizes
         row = {
             "agent": name,
             "gflop_per_update": flops / 1e9,
@@ -260,11 +282,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "k_vs_1_time_ratio": ups / k_ups,
             "k_share_of_peak": args.seeds * flops * k_ups / (peak[str(args.threads)] * 1e9),
             "k_floor_ratio": args.seeds * flops * ups / (peak[str(args.threads)] * 1e9),
+            "fixed_ms_per_update": 1e3 / tiny_ups,
+            "fixed_share": fixed,
+            "k_best_if_overhead_saved": args.seeds - (args.seeds - 1) * fixed,
         }
         rows.append(row)
         print(f"{name:8s} {row['gflop_per_update']:7.3f} GFLOP/upd  {ups:7.1f} upd/s  (limit {row['limit_updates_per_s']:7.1f}) "
               f"{100 * row['share_of_peak']:5.1f} % of peak  | {args.seeds} seeds: {k_ups:6.1f} upd/s, "
-              f"{row['k_vs_1_time_ratio']:.2f}x the time of 1", flush=True)
+              f"{row['k_vs_1_time_ratio']:.2f}x the time of 1 (fixed cost {row['fixed_ms_per_update']:.2f} ms = "
+              f"{100 * fixed:.0f} %: best {row['k_best_if_overhead_saved']:.2f}x)", flush=True)
 
     results: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
@@ -296,11 +322,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"torch.compile failed: {results['torch_compile']['error']}")
     k = args.seeds
     print(f"\n| agent | GFLOP/update | updates/s | limit/s | share of peak | {k} seeds: time / 1 seed | "
-          f"{k} seeds: share of peak | floor at 100 % of peak |\n|---|---|---|---|---|---|---|---|")
+          f"{k} seeds: share of peak | floor at 100 % of peak | fixed cost / update | best if only overhead is saved |"
+          "\n|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['agent']} | {r['gflop_per_update']:.3f} | {r['updates_per_s']:.1f} | {r['limit_updates_per_s']:.1f} | "
               f"{100 * r['share_of_peak']:.0f} % | {r['k_vs_1_time_ratio']:.2f}x | {100 * r['k_share_of_peak']:.0f} % | "
-              f"{r['k_floor_ratio']:.2f}x |")
+              f"{r['k_floor_ratio']:.2f}x | {r['fixed_ms_per_update']:.2f} ms ({100 * r['fixed_share']:.0f} %) | "
+              f"{r['k_best_if_overhead_saved']:.2f}x |")
     (out / "bench_speed.json").write_text(json.dumps(results, indent=2))
     plot(results, out / "bench_speed.png")
     print(f"wrote {out / 'bench_speed.json'} and {out / 'bench_speed.png'}")
