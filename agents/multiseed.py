@@ -286,7 +286,8 @@ class MultiSeed:
     ) -> dict[str, Any]:
         """Train every seed for ``steps`` updates (as :meth:`OfflineAgent.fit` would, seed by seed).
 
-        ``eval_env`` (a task id or env) evaluates each seed after the last update. ``fit_options`` are the
+        ``preferences``: one labelled set for every seed, or a list of one per seed (a sweep's seeds draw
+        their own labels). ``eval_env`` (a task id or env) evaluates each seed after the last update. ``fit_options`` are the
         agent's own extra ``fit`` arguments (PEARL's ``target_preferences``).
 
         Returns:
@@ -296,11 +297,17 @@ class MultiSeed:
         """
         steps = _check_positive_int("steps", steps)
         n_eval_episodes = _check_positive_int("n_eval_episodes", n_eval_episodes)
-        for m in self.members:
+        if isinstance(preferences, (list, tuple)):
+            if len(preferences) != len(self):
+                raise ValueError(f"preferences: one per seed expected ({len(self)}), got {len(preferences)}")
+            per_seed = list(preferences)
+        else:
+            per_seed = [preferences] * len(self)
+        for m, p in zip(self.members, per_seed):
             m._fit_options(**fit_options)
-            m._check_inputs(dataset, preferences)
-        for m in self.members:
-            m._start_fit(dataset, preferences, steps)
+            m._check_inputs(dataset, p)
+        for m, p in zip(self.members, per_seed):
+            m._start_fit(dataset, p, steps)
         engine = _VmappedSeeds(self.members)
         t0 = time.perf_counter()
         t = self.members[0]

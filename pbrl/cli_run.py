@@ -273,6 +273,8 @@ def sweep_cmd(
     workers: int = typer.Option(None, min=1, help="parallel runs of the local pool (default: CPU count)"),
     backend: str = typer.Option("auto", help="auto | local | ray"),
     address: str = typer.Option(None, help="Ray cluster address (uses Ray Tune; needs the sweep extra: pip install 'pbrl\\[sweep]')"),
+    batch_seeds: bool = typer.Option(False, help="train offline points that differ only in their seed in one "
+                                     "process, vmapped (local pool; pays on a GPU, not on a small CPU)"),
     dry_run: bool = typer.Option(False, help="list the grid and stop"),
 ) -> None:
     """Run a grid tasks x agents x teachers x budgets x seeds (local processes, or Ray Tune with --address);
@@ -296,7 +298,7 @@ def sweep_cmd(
                 console.print(f"{out / p.name}")
             console.print(f"{len(points)} runs")
             return
-        res = run_sweep(points, out, backend=backend, workers=workers, address=address)
+        res = run_sweep(points, out, backend=backend, workers=workers, address=address, batch_seeds=batch_seeds)
     except ValueError as e:
         raise _fail(str(e)) from None
     failed = {k: v for k, v in res.items() if "error" in v}

@@ -42,18 +42,20 @@ class Progress:
     session: int = 0
     wall_time_s: float = 0.0
     cpu_time_s: float = 0.0
-    _clock: tuple[float, float] | None = field(default=None, repr=False, compare=False)
+    _clock: tuple[float, float, float] | None = field(default=None, repr=False, compare=False)
 
-    def start_clock(self, wall0: float | None = None, cpu0: float | None = None) -> None:
+    def start_clock(self, wall0: float | None = None, cpu0: float | None = None, share: float = 1.0) -> None:
         """Count this session's time (from ``time.time()`` / ``time.process_time()`` values ``wall0`` /
-        ``cpu0``, default now) in every checkpoint until :meth:`add_time`."""
+        ``cpu0``, default now) in every checkpoint until :meth:`add_time`. ``share``: the part of the
+        process's time that is this run's (``1 / K`` when K seeds train in one process)."""
         self._clock = (time.time() if wall0 is None else float(wall0),
-                       time.process_time() if cpu0 is None else float(cpu0))
+                       time.process_time() if cpu0 is None else float(cpu0), float(share))
 
     def _running(self) -> tuple[float, float]:
         if self._clock is None:
             return 0.0, 0.0
-        return time.time() - self._clock[0], time.process_time() - self._clock[1]
+        share = self._clock[2]
+        return share * (time.time() - self._clock[0]), share * (time.process_time() - self._clock[1])
 
     # ------------------------------------------------------------------ derived
     @property

@@ -43,7 +43,7 @@ from pbrl.run_dir import CURVE_FIELDS, RunDir, check_run_dir
 from pbrl.train_common import FailureStatus as _FailureStatus
 from pbrl.train_common import eval_env as _eval_env
 from pbrl.train_common import normalized as _normalized
-from pbrl.train_offline import train_offline
+from pbrl.train_offline import train_offline, train_offline_seeds
 from pbrl.train_online import build_online as _build_online
 from pbrl.train_online import train_online
 from pbrl.video import render_video
@@ -51,6 +51,7 @@ from pbrl.video import render_video
 __all__ = [
     "RunDir",
     "train",
+    "train_seeds",
     "resume",
     "check_start",
     "train_online",
@@ -204,6 +205,44 @@ def _undo_start(run: RunDir, existed: bool) -> None:
         for p in run.moved_to.iterdir():
             os.replace(p, run.path / p.name)
         run.moved_to.rmdir()
+
+
+def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], verbose: bool = False) -> list[dict[str, Any]]:
+    """Start, resume or skip K offline runs that differ only in their seed, training the unfinished ones in
+    one process (:func:`pbrl.train_offline.train_offline_seeds`, vmapped). New runs pass
+    :func:`check_start` first (all of them, before any directory is made); a failure before the first
+    checkpoint removes the directories this call made. Returns each run's metrics (or status), in order."""
+    out: dict[int, dict[str, Any]] = {}
+    todo: list[tuple[int, OfflineConfig, Path, bool]] = []
+    checks: dict[int, StartCheck] = {}
+    for i, (cfg, d) in enumerate(zip(cfgs, run_dirs)):
+        run = RunDir(d)
+        if run.config_path.exists():
+            if run.status().get("state") == "finished" and run.metrics() is not None:
+                out[i] = run.metrics()
+                continue
+            todo.append((i, run.config(), run.path, True))
+        else:
+            cfg = cfg.validate()
+            checks[i] = check_start(cfg, d)
+            todo.append((i, cfg, Path(d), False))
+    for _, cfg, d, resumed in todo:
+        if not resumed:
+            RunDir(d).create(cfg)
+    dataset = next((c.dataset for c in checks.values() if c.dataset is not None), None)
+    try:
+        res = train_offline_seeds([t[1] for t in todo], [t[2] for t in todo], resume=[t[3] for t in todo],
+                                  verbose=verbose, dataset=dataset) if todo else []
+    except BaseException as e:
+        for _, _, d, resumed in todo:
+            if not resumed and RunDir(d).latest_checkpoint() is None:
+                shutil.rmtree(d, ignore_errors=True)  # a failed start leaves nothing behind
+            else:
+                _FailureStatus(d).__exit__(type(e), e, None)  # resumable: status "failed" with the error
+        raise
+    for (i, *_), r in zip(todo, res):
+        out[i] = r
+    return [out[i] for i in range(len(cfgs))]
 
 
 def resume(run_dir: str | os.PathLike, verbose: bool = True) -> dict[str, Any]:

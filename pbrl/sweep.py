@@ -20,6 +20,13 @@ Backends:
 * ``auto`` (default): Ray Tune when ``address`` is given or Ray is installed, the local pool otherwise.
   The choice is logged.
 
+``batch_seeds`` (local pool; ``pbrl sweep --batch-seeds``): offline grid points that differ only in their
+seed and share a dataset file train in one process, vmapped (:func:`pbrl.runs.train_seeds`), each still in
+its own run directory with its own labels; seed k equals its single-seed run up to float rounding. On this
+project's 2-core CPU machines it does not pay (5 seeds take 4.9-7.8x one seed's time, about what 5 runs in a
+row cost: ``scripts/bench_speed.py``), so it is off by default; it is meant for a GPU, where one seed
+leaves the device mostly idle.
+
 The core of pbrl never imports Ray: it is imported only here, only for the ``ray`` backend.
 """
 
@@ -43,7 +50,7 @@ from tqdm.auto import tqdm
 from pbrl.config import config_from_dict
 from pbrl.validation import check_int
 
-__all__ = ["SweepPoint", "expand_grid", "run_sweep", "choose_backend", "run_point", "GRID_AXES"]
+__all__ = ["SweepPoint", "expand_grid", "run_sweep", "choose_backend", "run_point", "seed_groups", "GRID_AXES"]
 
 log = logging.getLogger("pbrl.sweep")
 
@@ -117,6 +124,38 @@ def run_point(config: dict[str, Any], run_dir: str, verbose: bool = False) -> di
     return runs.train(config_from_dict(dict(config)), run_dir, verbose=verbose)
 
 
+def seed_groups(points: list[SweepPoint]) -> list[list[SweepPoint]]:
+    """The grid points in groups that can train in one process (``batch_seeds``): offline points whose
+    configs differ only in ``seed`` and that read a dataset file; every other point is a group of one.
+    Groups keep the grid's order of their first point."""
+    groups: dict[str, list[SweepPoint]] = {}
+    for i, p in enumerate(points):
+        c = p.config
+        if c.get("kind") == "offline" and c.get("dataset") is not None:
+            key = json.dumps({k: v for k, v in c.items() if k != "seed"}, sort_keys=True, default=str)
+        else:
+            key = f"#{i}"
+        groups.setdefault(key, []).append(p)
+    return list(groups.values())
+
+
+def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[str, Any]]:
+    """A group of :func:`seed_groups` in one process: :func:`pbrl.runs.train_seeds` (a group of one:
+    :func:`run_point`)."""
+    if len(configs) == 1:
+        return [_local_worker(configs[0], run_dirs[0])]
+    import contextlib
+
+    import torch
+
+    from pbrl import runs
+
+    torch.set_num_threads(int(configs[0].get("torch_threads", 1)))
+    log_path = Path(run_dirs[0]).parent / f".{Path(run_dirs[0]).name}.out"
+    with open(log_path, "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        return runs.train_seeds([config_from_dict(dict(c)) for c in configs], run_dirs, verbose=False)
+
+
 def _local_worker(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
     import torch
 
@@ -154,6 +193,7 @@ def run_sweep(
     address: str | None = None,
     progress: bool = True,
     retries: int = 2,
+    batch_seeds: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Run every grid point into ``out/<name>``; returns ``{name: metrics or {"error": message}}``.
 
@@ -165,6 +205,8 @@ def run_sweep(
         address: Ray cluster address (``HOST:PORT`` of the head, ``ray://host:10001`` or ``auto``).
         retries: Ray backend: how often a trial whose process or node died is started again (Tune's
             ``FailureConfig(max_failures=...)``); the new attempt resumes the run from its newest checkpoint.
+        batch_seeds: local pool: train offline points that differ only in their seed in one process each
+            (:func:`seed_groups`; see the module docstring).
     """
     if not points:
         raise ValueError("the sweep grid is empty")
@@ -174,6 +216,8 @@ def run_sweep(
     check_existing_runs(points, out)
     out.mkdir(parents=True, exist_ok=True)
     chosen = choose_backend(backend, address)
+    if batch_seeds and chosen == "ray":
+        raise ValueError("--batch-seeds runs on the local process pool; add --backend local")
     if chosen == "ray":
         log.warning("pbrl sweep: %d runs on Ray Tune%s", len(points), f" at {address}" if address else " (local Ray)")
         return _run_ray(points, out, address, check_int("retries", retries, 0), progress)
@@ -183,17 +227,27 @@ def run_sweep(
     results: dict[str, dict[str, Any]] = {}
     import multiprocessing as mp
 
+    groups = seed_groups(points) if batch_seeds else [[p] for p in points]
     with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(_local_worker, p.config, str(out / p.name)): p.name for p in points}
-        bar = tqdm(total=len(futs), desc="sweep", unit="run", disable=not progress)
+        futs = {}
+        for g in groups:
+            if len(g) == 1:
+                f = pool.submit(_local_worker, g[0].config, str(out / g[0].name))
+            else:
+                f = pool.submit(_local_group_worker, [p.config for p in g], [str(out / p.name) for p in g])
+            futs[f] = [p.name for p in g]
+        bar = tqdm(total=len(points), desc="sweep", unit="run", disable=not progress)
         for f in as_completed(futs):
-            name = futs[f]
+            names = futs[f]
             try:
-                results[name] = f.result()
+                res = f.result()
+                for name, r in zip(names, res if len(names) > 1 else [res]):
+                    results[name] = r
             except Exception as e:  # noqa: BLE001 - one failed run must not stop the sweep
-                results[name] = {"error": f"{type(e).__name__}: {e}"}
-                log.warning("pbrl sweep: run %s failed: %s", name, results[name]["error"])
-            bar.update(1)
+                for name in names:
+                    results[name] = {"error": f"{type(e).__name__}: {e}"}
+                log.warning("pbrl sweep: run(s) %s failed: %s", ", ".join(names), f"{type(e).__name__}: {e}")
+            bar.update(len(names))
         bar.close()
     return results
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from pbrl.callbacks import PbrlCheckpointCallback, PbrlEvalCallback, StopOnSignal
 from pbrl.checkpoint import global_rng_state, set_global_rng_state
@@ -25,7 +27,7 @@ from pbrl.ratings import RatingDataset
 from pbrl.run_dir import RunDir
 from pbrl.train_common import eval_env, final_metrics, make_logger
 
-__all__ = ["train_offline", "offline_data"]
+__all__ = ["train_offline", "train_offline_seeds", "offline_data"]
 
 
 def offline_data(cfg: OfflineConfig, run: RunDir | None = None, reuse_local: bool = True):
@@ -46,78 +48,188 @@ def offline_data(cfg: OfflineConfig, run: RunDir | None = None, reuse_local: boo
     return ds
 
 
+class _OfflineRun:
+    """One offline run prepared up to its first update (a new run) or its newest checkpoint (a resume): the
+    run directory, dataset, labels (drawn and saved first, or reloaded), agent, ``Progress``, and the shared
+    evaluation and checkpoint callbacks. ``share``: the part of the process's time that is this run's."""
+
+    def __init__(self, cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool, verbose: bool,
+                 dataset: Any = None, share: float = 1.0, clock: tuple[float, float] | None = None):
+        from stable_baselines3.common.utils import set_random_seed
+
+        from pbrl.envs.datasets import label_dataset, rate_dataset
+        from pbrl.ratings import load_labels
+        from pbrl.teachers import make_teacher
+
+        self.cfg, self.run, self.share = cfg, RunDir(run_dir), float(share)
+        run = self.run
+        self.t0, self.c0 = clock if clock is not None else (time.time(), time.process_time())
+        if resume:
+            run.remove_temp_files()
+        torch.set_num_threads(cfg.torch_threads)
+        set_random_seed(cfg.seed)
+        ds = self.ds = dataset if dataset is not None else offline_data(cfg, run, reuse_local=resume)
+        cls = agent_class("offline", cfg.agent)
+        needs_prefs = getattr(cls, "requires_preferences", True)
+        prefs: PreferenceDataset | RatingDataset | None = None
+        if resume and run.labels_path.exists():
+            prefs = load_labels(run.labels_path)
+        elif needs_prefs and cfg.labels is not None:
+            prefs = load_labels(cfg.labels)
+            prefs.save(run.labels_path)
+        elif needs_prefs:
+            teacher = make_teacher(cfg.teacher, seed=cfg.seed, **cfg.teacher_options())
+            label = rate_dataset if teacher.feedback == "rating" else label_dataset
+            prefs = label(ds, teacher, cfg.total_feedback, segment_length=cfg.segment_length, seed=cfg.seed,
+                          stratified=cfg.stratified)
+            prefs.save(run.labels_path)
+        self.prefs = prefs
+        loaded = None
+        if resume:
+            loaded = run.checkpoints.load(then=lambda p: cls.load(run.ckpt_dir / f"agent_{int(p['step']):010d}.pt"))
+        progress = Progress(next_eval=cfg.eval_every, next_ckpt=cfg.checkpoint_every)
+        if loaded is not None:
+            payload, agent = loaded
+            set_global_rng_state(payload["rng"])
+            progress = Progress.from_dict(payload["progress"])
+            progress.session += 1
+            run.write_curve(progress.curve)
+        else:
+            agent = cls.from_dataset(ds, seed=cfg.seed, **cfg.agent_kwargs)
+        self.agent, self.progress = agent, progress
+        progress.start_clock(self.t0, self.c0, share=self.share)  # checkpoints carry the run's time up to them
+        done = int(agent.num_updates)
+        agent.set_logger(make_logger(run, progress.session, verbose=False,
+                                     resume_step=done if loaded is not None else None))
+        self.n_labels = len(prefs) if prefs is not None else 0
+        self.evaluator = PbrlEvalCallback(eval_env(cfg), cfg.eval_every, cfg.n_eval_episodes, seed=10_000 + cfg.seed,
+                                          eval_at_end=False, labels=self.n_labels, task=cfg.task, dataset=ds,
+                                          progress=progress, run=run)
+        self.evaluator.init_callback(agent)
+        self.ckpt = PbrlCheckpointCallback(self.checkpoint, cfg.checkpoint_every, progress)
+        run.write_status("running", step=done, labels=self.n_labels)
+
+    @property
+    def done(self) -> int:
+        """Updates taken so far."""
+        return int(self.agent.num_updates)
+
+    def checkpoint(self, step: int) -> None:
+        run = self.run
+        self.agent.save(run.ckpt_dir / f"agent_{step:010d}.pt")
+        run.save_checkpoint(step, {"kind": "offline", "rng": global_rng_state(), "progress": self.progress.to_dict()})
+        for old in sorted(run.ckpt_dir.glob("agent_*.pt"))[:-2]:
+            old.unlink(missing_ok=True)
+        run.write_status("running", step=step, labels=self.n_labels, checkpoint=step)
+
+    def interrupted(self) -> dict[str, Any]:
+        last = self.progress.last_ckpt
+        self.run.write_status("interrupted", step=last, labels=self.n_labels, checkpoint=last)
+        return self.run.status()
+
+    def finish(self, **extra: Any) -> dict[str, Any]:
+        self.evaluator.finish()
+        self.agent.save(self.run.path / "agent.pt")
+        wall, cpu = self.share * (time.time() - self.t0), self.share * (time.process_time() - self.c0)
+        metrics = final_metrics(self.cfg, self.progress, self.done, self.n_labels, wall, cpu, **extra)
+        self.run.write_metrics(metrics)
+        self.run.write_status("finished", step=self.done, labels=self.n_labels)
+        return metrics
+
+
 def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool = False, verbose: bool = True,
                   dataset: Any = None) -> dict[str, Any]:
     """Train an offline agent into ``run_dir``. ``resume=True`` continues from the newest usable checkpoint
     (temp files of writes killed mid-way are removed first; the saved labels and collected dataset are
     reused); a new run never reads labels or a dataset an earlier run left. ``dataset``: the already
     loaded dataset (``pbrl.runs.train`` loads it while validating)."""
-    from stable_baselines3.common.utils import set_random_seed
-
-    from pbrl.envs.datasets import label_dataset, rate_dataset
-    from pbrl.ratings import load_labels
-    from pbrl.teachers import make_teacher
-
-    run = RunDir(run_dir)
-    t0, c0 = time.time(), time.process_time()
-    if resume:
-        run.remove_temp_files()
-    torch.set_num_threads(cfg.torch_threads)
-    set_random_seed(cfg.seed)
-    ds = dataset if dataset is not None else offline_data(cfg, run, reuse_local=resume)
-    cls = agent_class("offline", cfg.agent)
-    needs_prefs = getattr(cls, "requires_preferences", True)
-    prefs: PreferenceDataset | RatingDataset | None = None
-    if resume and run.labels_path.exists():
-        prefs = load_labels(run.labels_path)
-    elif needs_prefs and cfg.labels is not None:
-        prefs = load_labels(cfg.labels)
-        prefs.save(run.labels_path)
-    elif needs_prefs:
-        teacher = make_teacher(cfg.teacher, seed=cfg.seed, **cfg.teacher_options())
-        label = rate_dataset if teacher.feedback == "rating" else label_dataset
-        prefs = label(ds, teacher, cfg.total_feedback, segment_length=cfg.segment_length, seed=cfg.seed,
-                      stratified=cfg.stratified)
-        prefs.save(run.labels_path)
-    loaded = None
-    if resume:
-        loaded = run.checkpoints.load(then=lambda p: cls.load(run.ckpt_dir / f"agent_{int(p['step']):010d}.pt"))
-    progress = Progress(next_eval=cfg.eval_every, next_ckpt=cfg.checkpoint_every)
-    if loaded is not None:
-        payload, agent = loaded
-        set_global_rng_state(payload["rng"])
-        progress = Progress.from_dict(payload["progress"])
-        progress.session += 1
-        run.write_curve(progress.curve)
-    else:
-        agent = cls.from_dataset(ds, seed=cfg.seed, **cfg.agent_kwargs)
-    progress.start_clock(t0, c0)  # checkpoints carry the run's time up to them
-    done = int(agent.num_updates)
-    agent.set_logger(make_logger(run, progress.session, verbose=False, resume_step=done if loaded is not None else None))
-    n_labels = len(prefs) if prefs is not None else 0
-    evaluator = PbrlEvalCallback(eval_env(cfg), cfg.eval_every, cfg.n_eval_episodes, seed=10_000 + cfg.seed,
-                                 eval_at_end=False, labels=n_labels, task=cfg.task, dataset=ds, progress=progress, run=run)
-    evaluator.init_callback(agent)
-
-    def checkpoint(step: int) -> None:
-        agent.save(run.ckpt_dir / f"agent_{step:010d}.pt")
-        run.save_checkpoint(step, {"kind": "offline", "rng": global_rng_state(), "progress": progress.to_dict()})
-        for old in sorted(run.ckpt_dir.glob("agent_*.pt"))[:-2]:
-            old.unlink(missing_ok=True)
-        run.write_status("running", step=step, labels=n_labels, checkpoint=step)
-
-    ckpt = PbrlCheckpointCallback(checkpoint, cfg.checkpoint_every, progress)
-    run.write_status("running", step=done, labels=n_labels)
-    with StopOnSignal(ckpt) as stop:
-        if done < cfg.steps:
-            agent.fit(ds, prefs, steps=cfg.steps - done, callback=[evaluator, ckpt, stop], progress=verbose)
-    step = int(agent.num_updates)
+    r = _OfflineRun(cfg, run_dir, resume, verbose, dataset)
+    with StopOnSignal(r.ckpt) as stop:
+        if r.done < cfg.steps:
+            r.agent.fit(r.ds, r.prefs, steps=cfg.steps - r.done, callback=[r.evaluator, r.ckpt, stop], progress=verbose)
     if stop.stopping:
-        run.write_status("interrupted", step=progress.last_ckpt, labels=n_labels, checkpoint=progress.last_ckpt)
-        return run.status()
-    evaluator.finish()
-    agent.save(run.path / "agent.pt")
-    metrics = final_metrics(cfg, progress, step, n_labels, time.time() - t0, time.process_time() - c0)
-    run.write_metrics(metrics)
-    run.write_status("finished", step=step, labels=n_labels)
-    return metrics
+        return r.interrupted()
+    return r.finish()
+
+
+def _checkpoint_step(run_dir: str | os.PathLike) -> int | None:
+    """The step of a run directory's newest checkpoint (``None``: none)."""
+    latest = RunDir(run_dir).latest_checkpoint()
+    if latest is None:
+        return None
+    digits = "".join(ch for ch in latest.stem if ch.isdigit())
+    return int(digits) if digits else None
+
+
+def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | os.PathLike],
+                        resume: bool | Sequence[bool] = False, verbose: bool = True,
+                        dataset: Any = None) -> list[dict[str, Any]]:
+    """Train K offline runs that differ only in their seed in one process, vmapped (:class:`MultiSeed`).
+
+    Every run directory ends exactly as :func:`train_offline` leaves it (labels drawn with its own seed,
+    ``curve.csv``, checkpoints, ``agent.pt``, ``metrics.json``), and seed k's numbers equal its single-seed
+    run's up to float rounding (the vmapped update is the same computation). Each run records ``1 / K`` of
+    the process's wall and CPU time, and ``seed_batch: K`` in its metrics. The losses a single run logs at
+    every ``log_interval`` are logged here as means over each evaluation interval.
+
+    The runs must share one dataset file (``cfg.dataset``). ``resume``: one flag, or one per run. Runs whose
+    newest checkpoints are at different steps (or a mix of new and resumed runs) are trained one after the
+    other with :func:`train_offline` instead, so nothing is lost. SIGINT checkpoints every run and stops.
+    """
+    cfgs, run_dirs = list(cfgs), [os.fspath(d) for d in run_dirs]
+    flags = [bool(resume)] * len(cfgs) if isinstance(resume, bool) else [bool(f) for f in resume]
+    if not cfgs or len(cfgs) != len(run_dirs) or len(flags) != len(cfgs):
+        raise ValueError("train_offline_seeds needs one run directory (and resume flag) per config")
+    base = {k: v for k, v in cfgs[0].to_dict().items() if k != "seed"}
+    for c in cfgs:
+        if {k: v for k, v in c.to_dict().items() if k != "seed"} != base:
+            raise ValueError("train_offline_seeds: the configs must differ only in their seed")
+    if len({c.seed for c in cfgs}) != len(cfgs):
+        raise ValueError(f"train_offline_seeds: the seeds must be distinct, got {[c.seed for c in cfgs]}")
+    if cfgs[0].dataset is None:
+        raise ValueError("train_offline_seeds: the seeds must share a dataset file (set 'dataset'); runs that "
+                         "collect their own data train one by one")
+    steps_at = [_checkpoint_step(d) if f else None for d, f in zip(run_dirs, flags)]
+    if len(cfgs) == 1 or len(set(steps_at)) != 1:
+        return [train_offline(c, d, resume=f, verbose=verbose, dataset=dataset)
+                for c, d, f in zip(cfgs, run_dirs, flags)]
+    from pbrl.agents.multiseed import MultiSeed
+    from pbrl.envs.datasets import load_dataset
+
+    ds = dataset if dataset is not None else load_dataset(cfgs[0].dataset)
+    clock = (time.time(), time.process_time())
+    runs = [_OfflineRun(c, d, f, False, ds, share=1.0 / len(cfgs), clock=clock) for c, d, f in zip(cfgs, run_dirs, flags)]
+    if len({r.done for r in runs}) != 1:  # a checkpoint that failed to load fell back to an older one
+        raise RuntimeError("train_offline_seeds: the runs' checkpoints are at different steps; resume them one by one")
+    steps = cfgs[0].steps
+    group = MultiSeed([r.agent for r in runs])
+    prefs = [r.prefs for r in runs]
+    for r in runs:  # the first fit fixes what depends on the whole run's length (CPL's BC phase)
+        r.agent._fit_options()
+        r.agent._check_inputs(ds, r.prefs)
+        r.agent._start_fit(ds, r.prefs, max(steps - r.done, 1))
+        r.ckpt.init_callback(r.agent)
+    lead = runs[0].progress
+    bar = tqdm(total=steps, initial=runs[0].done, desc=f"{cfgs[0].agent} x{len(runs)}", unit="upd",
+               disable=not verbose)
+    with StopOnSignal() as stop:
+        while runs[0].done < steps and not stop.requested:
+            done = runs[0].done
+            nxt = max(done + 1, min(steps, lead.next_eval, lead.next_ckpt))
+            info = group.fit(ds, prefs, steps=nxt - done, progress=False)
+            for r, losses in zip(runs, info["losses"]):
+                for k, v in losses.items():
+                    r.agent.logger.record(f"train/{k}", v)
+                r.agent.logger.record("train/n_updates", r.done)
+                r.evaluator.on_step()
+                r.ckpt.on_step()
+                if r.progress.curve and r.progress.curve[-1]["step"] != r.done:
+                    r.agent.logger.dump(r.done)  # no evaluation here, so the losses are written now
+            bar.update(nxt - done)
+    bar.close()
+    if stop.requested:
+        for r in runs:
+            if r.progress.last_ckpt != r.done:
+                r.ckpt.save_now(r.done)
+        return [r.interrupted() for r in runs]
+    return [r.finish(seed_batch=len(runs)) for r in runs]

@@ -201,6 +201,10 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden layers of every agent's networks")
     p.add_argument("--agent-kwargs", default="{}", help='JSON {"cpl": {"bc_steps": 1000}, ...} merged over the defaults')
     p.add_argument("--workers", type=int, default=2, help="runs in parallel (processes, one torch thread each)")
+    p.add_argument("--batch-seeds", action="store_true",
+                   help="train each agent's seeds on a dataset in one process, vmapped (pbrl sweep --batch-seeds); "
+                        "off by default: on a 2-core CPU it is no faster than the seeds one by one "
+                        "(scripts/bench_speed.py), on a GPU it should be")
     p.add_argument("--out", default="benchmarks/bench_offline")
     p.add_argument("--dry-run", action="store_true", help="print the grid and a CPU estimate, then exit")
     p.add_argument("--report-only", action="store_true", help="summarise the finished runs only")
@@ -455,7 +459,8 @@ def run_grid(args: argparse.Namespace, out: Path, datasets: list[dict[str, Any]]
     check_existing(points, out)
     for d in datasets:
         (out / d["slug"]).mkdir(parents=True, exist_ok=True)
-    results = run_sweep(points, out, backend="local", workers=args.workers, progress=not args.no_progress)
+    results = run_sweep(points, out, backend="local", workers=args.workers, progress=not args.no_progress,
+                        batch_seeds=getattr(args, "batch_seeds", False))
     return {n: r["error"] for n, r in results.items() if "error" in r}
 
 

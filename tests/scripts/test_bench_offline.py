@@ -266,3 +266,14 @@ def test_the_cpu_estimate_adds_updates_one_off_costs_and_evaluations():
                                                  "b": {"cpu_s_per_1k_updates": 30.0, "fixed_cpu_s": 0.0}},
                                       "eval_cpu_s_per_episode": {}})
     assert other["cpu_s"] == pytest.approx(22.0) and other["unmeasured"] == ["new_row"]
+
+
+def test_batch_seeds_trains_an_agent_s_seeds_in_one_process(bench, tmp_path):
+    out = tmp_path / "bench"
+    argv = list(TINY)
+    argv[argv.index("--seeds") + 1:argv.index("--seeds") + 2] = ["0", "1"]
+    bench.main(argv + ["--agents", "mriql", "--out", str(out), "--batch-seeds",
+                       "--agent-kwargs", json.dumps({"mriql": {"reward_epochs": 2}})])
+    runs = sorted((out / "mujoco_Reacher-v5_random").glob("mriql__*/metrics.json"))
+    metrics = [json.loads(p.read_text()) for p in runs]
+    assert [m["seed"] for m in metrics] == [0, 1] and all(m["seed_batch"] == 2 for m in metrics)
