@@ -17,6 +17,7 @@ def test_gpu_check_script_runs_end_to_end_on_the_cpu(tmp_path):
     out = gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path / "g.json")])
     assert out["online"]["ok"] and out["offline"]["ok"] and out["reward_model"]["ok"], out
     assert out["online"]["labels"] > 0 and out["offline"]["action_shape"] == [4, 2]
+    assert out["seeds"]["ok"] and out["seeds"]["seeds"] == 2 and out["seeds"]["time_ratio"] > 0, out["seeds"]
     assert (tmp_path / "g.json").exists()
 
 
