@@ -10,9 +10,10 @@ can be imported and exported.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -29,6 +30,8 @@ __all__ = [
     "validate_labels",
     "write_segments_group",
     "read_segments_group",
+    "write_label_file",
+    "open_label_file",
 ]
 
 FORMAT_VERSION = 1
@@ -74,6 +77,63 @@ def read_segments_group(
         return Segments(**{fld.name: g[fld.name][()] for fld in fields(Segments) if fld.name in g})
     except ValueError as e:
         raise ValueError(f"{path}: segments '{key}' are malformed: {e}") from None
+
+
+def write_label_file(path: str | os.PathLike, fmt: str, version: int, metadata: dict, arrays: dict[str, np.ndarray],
+                     segments: dict[str, Segments], annotator: list[str] | None = None, **attrs) -> Path:
+    """The one HDF5 layout of pbrl's label files (preference pairs, ratings), written atomically (temp file +
+    rename): attrs ``format``, ``version``, ``metadata`` (JSON) and ``attrs``; one dataset per ``arrays``
+    entry; one group per ``segments`` entry (:func:`write_segments_group`); ``annotator [N]`` (strings)
+    when known."""
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = fmt
+            f.attrs["version"] = version
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            f.attrs["metadata"] = json.dumps(metadata, default=str)
+            for k, v in arrays.items():
+                f.create_dataset(k, data=v)
+            for k, seg in segments.items():
+                write_segments_group(f.create_group(k), seg)
+            if annotator is not None:
+                f.create_dataset("annotator", data=np.asarray(annotator, dtype=object), dtype=h5py.string_dtype())
+    return path
+
+
+@contextlib.contextmanager
+def open_label_file(path: str | os.PathLike, fmt: str, what: str, version: int, required: tuple[str, ...],
+                    writer: str, unversioned_format_ok: bool = False) -> Iterator[tuple[h5py.File, dict, list[str] | None]]:
+    """Open a label file written by :func:`write_label_file` for reading, after the checks every reader
+    makes, each failing with one clear error naming ``path``: it exists, is HDF5, is ``fmt`` (a file without
+    a ``format`` attribute passes when ``unversioned_format_ok``: the first preference files), has a version
+    this pbrl reads (at most ``version``), and holds every ``required`` key. ``what`` names the kind in
+    messages ("preference", "rating"), ``writer`` the method that writes it. Yields ``(file, metadata,
+    annotator or None)``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} file at {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ValueError(f"{path} is not a readable HDF5 {what} file ({e})") from None
+    with f:
+        found = f.attrs.get("format")
+        if (found is None and not unversioned_format_ok) or (found is not None and str(found) != fmt):
+            raise ValueError(f"{path} is a {found or 'unknown'!s} file, not a pbrl {what} dataset")
+        v = int(f.attrs.get("version", -1))
+        if v < 0:
+            raise ValueError(f"{path} has no format version; it was not written by {writer}")
+        if v > version:
+            raise ValueError(f"{path} uses {what} format version {v}, newer than this pbrl reads ({version}); "
+                             "upgrade pbrl to read it")
+        for key in required:
+            if key not in f:
+                raise ValueError(f"{path} is missing the required key '{key}'")
+        meta = json.loads(f.attrs.get("metadata", "{}"))
+        ann = [x.decode() if isinstance(x, bytes) else str(x) for x in f["annotator"][()]] if "annotator" in f else None
+        yield f, meta, ann
 
 
 class PreferenceDataset:
@@ -187,54 +247,20 @@ class PreferenceDataset:
         groups ``a/`` and ``b/`` each with ``obs, act, reward`` and any optional segment fields,
         and ``annotator [N]`` (strings) when known.
         """
-        path = Path(path)
-        with atomic_write(path) as tmp:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = "pbrl.preferences"
-                f.attrs["version"] = FORMAT_VERSION
-                f.attrs["metadata"] = json.dumps(self.metadata, default=str)
-                f.create_dataset("label", data=self.label)
-                for key, seg in (("a", self.a), ("b", self.b)):
-                    write_segments_group(f.create_group(key), seg)
-                if self.annotator is not None:
-                    f.create_dataset("annotator", data=np.asarray(self.annotator, dtype=object), dtype=h5py.string_dtype())
-        return path
+        return write_label_file(path, "pbrl.preferences", FORMAT_VERSION, self.metadata, {"label": self.label},
+                                {"a": self.a, "b": self.b}, self.annotator)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PreferenceDataset:
         """Read a file written by :meth:`save`; every malformed file gives one clear error."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no preference file at {path}")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as e:
-            raise ValueError(f"{path} is not a readable HDF5 preference file ({e})") from None
-        with f:
-            fmt = f.attrs.get("format")
-            if fmt is not None and str(fmt) != "pbrl.preferences":
-                raise ValueError(f"{path} is a {fmt!s} file, not a pbrl preference dataset")
-            version = int(f.attrs.get("version", -1))
-            if version < 0:
-                raise ValueError(f"{path} has no format version; it was not written by PreferenceDataset.save")
-            if version > FORMAT_VERSION:
-                raise ValueError(
-                    f"{path} uses preference format version {version}, newer than this pbrl reads "
-                    f"({FORMAT_VERSION}); upgrade pbrl to read it"
-                )
-            for key in ("label", "a", "b"):
-                if key not in f:
-                    raise ValueError(f"{path} is missing the required key '{key}'")
+        with open_label_file(path, "pbrl.preferences", "preference", FORMAT_VERSION, ("label", "a", "b"),
+                             "PreferenceDataset.save", unversioned_format_ok=True) as (f, meta, ann):
             segs = {key: read_segments_group(f, key, path) for key in ("a", "b")}
             label = f["label"][()]
             try:
                 validate_labels(label)
             except ValueError as e:
                 raise ValueError(f"{path}: {e}") from None
-            meta = json.loads(f.attrs.get("metadata", "{}"))
-            ann = None
-            if "annotator" in f:
-                ann = [x.decode() if isinstance(x, bytes) else str(x) for x in f["annotator"][()]]
         try:
             return cls(segs["a"], segs["b"], label, metadata=meta, annotator=ann)
         except ValueError as e:

@@ -14,7 +14,6 @@ laid out like a :class:`~pbrl.preferences.PreferenceDataset` with one segment gr
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,8 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pbrl.io import atomic_write
-from pbrl.preferences import PreferenceDataset, read_segments_group, write_segments_group
+from pbrl.preferences import PreferenceDataset, open_label_file, read_segments_group, write_label_file
 from pbrl.segments import Segments
 from pbrl.validation import check_int
 
@@ -163,49 +161,19 @@ class RatingDataset:
         ``rating [N]`` (int64); group ``segments/`` with ``obs, act, reward`` and any optional segment fields;
         ``annotator [N]`` (strings) when known.
         """
-        path = Path(path)
-        with atomic_write(path) as tmp:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = "pbrl.ratings"
-                f.attrs["version"] = RATING_FORMAT_VERSION
-                f.attrs["n_classes"] = self.n_classes
-                f.attrs["metadata"] = json.dumps(self.metadata, default=str)
-                f.create_dataset("rating", data=self.rating)
-                write_segments_group(f.create_group("segments"), self.segments)
-                if self.annotator is not None:
-                    f.create_dataset("annotator", data=np.asarray(self.annotator, dtype=object), dtype=h5py.string_dtype())
-        return path
+        return write_label_file(path, "pbrl.ratings", RATING_FORMAT_VERSION, self.metadata, {"rating": self.rating},
+                                {"segments": self.segments}, self.annotator, n_classes=self.n_classes)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RatingDataset:
         """Read a file written by :meth:`save`; every malformed file gives one clear error naming it."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no rating file at {path}")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as e:
-            raise ValueError(f"{path} is not a readable HDF5 rating file ({e})") from None
-        with f:
-            fmt = str(f.attrs.get("format", ""))
-            if fmt != "pbrl.ratings":
-                raise ValueError(f"{path} is a {fmt or 'unknown'} file, not a pbrl rating dataset")
-            version = int(f.attrs.get("version", -1))
-            if version < 1 or version > RATING_FORMAT_VERSION:
-                raise ValueError(f"{path} uses rating format version {version}; this pbrl reads version "
-                                 f"{RATING_FORMAT_VERSION} (upgrade pbrl for newer files)")
-            for key in ("rating", "segments"):
-                if key not in f:
-                    raise ValueError(f"{path} is missing the required key '{key}'")
+        with open_label_file(path, "pbrl.ratings", "rating", RATING_FORMAT_VERSION, ("rating", "segments"),
+                             "RatingDataset.save") as (f, meta, ann):
             if "n_classes" not in f.attrs:
                 raise ValueError(f"{path} does not record n_classes; it was not written by RatingDataset.save")
             n_classes = int(f.attrs["n_classes"])
             seg = read_segments_group(f, "segments", path)
             rating = f["rating"][()]
-            meta = json.loads(f.attrs.get("metadata", "{}"))
-            ann = None
-            if "annotator" in f:
-                ann = [x.decode() if isinstance(x, bytes) else str(x) for x in f["annotator"][()]]
         try:
             validate_ratings(rating, max(n_classes, 2))
             return cls(seg, rating, n_classes, metadata=meta, annotator=ann)

@@ -97,6 +97,31 @@ def contrast_problem(n_pairs: int = 64, H: int = 8, good: float = 0.6, noise: fl
 
 
 # ---------------------------------------------------------------------------------------- child runs
+def tiny_online_config(**over) -> dict:
+    """A tiny online run config (PEBBLE on HalfCheetah: 450 steps of 50-step episodes, 40 labels in sessions
+    of 10 every 80 steps, checkpoints every 100 steps, 32-wide networks) for resume and CLI tests;
+    ``over`` replaces top-level keys."""
+    return {
+        "task": "mujoco/HalfCheetah-v5",
+        "agent": "pebble",
+        "total_timesteps": 450,
+        "total_feedback": 40,
+        "feedback_per_session": 10,
+        "feedback_every": 80,
+        "segment_length": 10,
+        "max_episode_steps": 50,
+        "checkpoint_every": 100,
+        "eval_every": 200,
+        "n_eval_episodes": 1,
+        "learner_kwargs": {"learning_starts": 50, "batch_size": 32, "buffer_size": 5000,
+                           "policy_kwargs": {"net_arch": [32, 32]}},
+        "reward_model_kwargs": {"hidden": [32, 32]},
+        "agent_kwargs": {"unsup_steps": 50, "fit_kwargs": {"epochs": 5}},
+        **over,
+    }
+
+
+
 def start_train(*args: str) -> subprocess.Popen:
     """``python -m pbrl.cli train ARGS`` in a child process (stdout discarded, stderr kept for errors)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

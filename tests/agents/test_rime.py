@@ -11,7 +11,7 @@ import signal
 import numpy as np
 import pytest
 import torch
-from helpers import random_segments, start_train, wait_for_checkpoint
+from helpers import random_segments, start_train, tiny_online_config, wait_for_checkpoint
 
 from pbrl.agents.rime import (
     DROPPED,
@@ -160,22 +160,8 @@ def test_short_learn_on_halfcheetah():
         _agent(tau=2.0)
 
 
-TINY = dict(
-    task="mujoco/HalfCheetah-v5",
-    agent="rime",
-    total_timesteps=400,
-    total_feedback=30,
-    feedback_per_session=10,
-    feedback_every=80,
-    segment_length=10,
-    max_episode_steps=50,
-    checkpoint_every=50,
-    eval_every=200,
-    n_eval_episodes=1,
-    learner_kwargs={"learning_starts": 50, "batch_size": 32, "buffer_size": 5000, "policy_kwargs": {"net_arch": [32, 32]}},
-    reward_model_kwargs={"hidden": [32, 32]},
-    agent_kwargs={"unsup_steps": 100, "fit_kwargs": {"epochs": 5}, "reset_updates": 10},
-)
+TINY = tiny_online_config(agent="rime", total_timesteps=400, total_feedback=30, checkpoint_every=50,
+                          agent_kwargs={"unsup_steps": 100, "fit_kwargs": {"epochs": 5}, "reset_updates": 10})
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import start_train, wait_for_checkpoint
+from helpers import start_train, tiny_online_config, wait_for_checkpoint
 from typer.testing import CliRunner
 
 from pbrl import runs
@@ -15,22 +15,7 @@ from pbrl.cli import app
 from pbrl.config import config_from_dict
 from pbrl.preferences import PreferenceDataset
 
-TINY = dict(
-    task="mujoco/HalfCheetah-v5",
-    agent="pebble",
-    total_timesteps=450,
-    total_feedback=40,
-    feedback_per_session=10,
-    feedback_every=80,
-    segment_length=10,
-    max_episode_steps=50,
-    checkpoint_every=100,
-    eval_every=200,
-    n_eval_episodes=1,
-    learner_kwargs={"learning_starts": 50, "batch_size": 32, "buffer_size": 5000, "policy_kwargs": {"net_arch": [32, 32]}},
-    reward_model_kwargs={"hidden": [32, 32]},
-    agent_kwargs={"unsup_steps": 50, "fit_kwargs": {"epochs": 5}},
-)
+TINY = tiny_online_config()
 
 
 def _start(cfg_path: Path, run_dir: Path):

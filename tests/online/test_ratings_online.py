@@ -3,15 +3,12 @@ relabelling; agents with pair-only mechanisms refuse a rating teacher; a run kil
 to exactly the uninterrupted run (the same ratings, the same evaluation curve)."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import start_train, tiny_online_config, wait_for_checkpoint
 
 from pbrl import runs
 from pbrl.agents.registry import agent_names, get_agent
@@ -30,14 +27,7 @@ SMALL = dict(
     learner_kwargs={"learning_starts": 50, "batch_size": 32, "buffer_size": 5000, "policy_kwargs": {"net_arch": [32, 32]}},
     reward_model_kwargs={"hidden": (32, 32)},
 )
-TINY = dict(
-    task=TASK, agent="pebble", teacher="rating", n_classes=3, total_timesteps=450, total_feedback=40,
-    feedback_per_session=10, feedback_every=80, segment_length=10, max_episode_steps=50, checkpoint_every=100,
-    eval_every=200, n_eval_episodes=1,
-    learner_kwargs={"learning_starts": 50, "batch_size": 32, "buffer_size": 5000, "policy_kwargs": {"net_arch": [32, 32]}},
-    reward_model_kwargs={"hidden": [32, 32]},
-    agent_kwargs={"unsup_steps": 50, "fit_kwargs": {"epochs": 5}},
-)
+TINY = tiny_online_config(teacher="rating", n_classes=3)
 
 
 def test_disagreement_picks_the_segments_the_members_disagree_on():
@@ -98,29 +88,8 @@ def test_rating_agent_refuses_pair_selectors():
 
 
 # ---------------------------------------------------------------------------- exact resume after SIGKILL
-def _start(cfg_path: Path, run_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "pbrl.cli", "train", "online", "-c", str(cfg_path), "-o", str(run_dir), "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True,
-    )
-
-
-def _wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, step: int, timeout: float = 180) -> int:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        st = run_dir / "status.json"
-        if st.exists():
-            try:
-                s = json.loads(st.read_text())
-            except json.JSONDecodeError:
-                s = {}
-            if s.get("checkpoint", -1) >= step:
-                return s["checkpoint"]
-        if proc.poll() is not None:
-            raise AssertionError(f"training exited early (rc {proc.returncode}): {proc.stderr.read()[-2000:]}")
-        time.sleep(0.02)
-    raise AssertionError("no checkpoint in time")
+def _start(cfg_path: Path, run_dir: Path):
+    return start_train("online", "-c", str(cfg_path), "-o", str(run_dir), "--quiet")
 
 
 def test_sigkill_then_resume_equals_uninterrupted_rating_run(tmp_path):
@@ -130,7 +99,7 @@ def test_sigkill_then_resume_equals_uninterrupted_rating_run(tmp_path):
     cfg_path.write_text(json.dumps(TINY))
     d = tmp_path / "killed"
     proc = _start(cfg_path, d)
-    _wait_for_checkpoint(proc, d, 200)
+    wait_for_checkpoint(proc, d, 200)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     status = json.loads((d / "status.json").read_text())
