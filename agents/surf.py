@@ -188,11 +188,8 @@ class SURF(PEBBLE):
         super().__init__(*args, **kwargs)
 
     def _check_extra(self, segment_length: int) -> None:
-        if 2 * self.crop_range >= segment_length:
-            raise ValueError(
-                f"crop_range {self.crop_range} is too large for segments of {segment_length} steps "
-                "(need 2 * crop_range < segment_length)"
-            )
+        if self.crop_range > 0:
+            TemporalCrop(self.crop_range).check(segment_length)
 
     def _pool(self) -> UnlabelledPool:
         if self.unlabelled_pool is None:
