@@ -217,6 +217,132 @@ def summarise(out: Path, seed: int = 0) -> dict:
     return table
 
 
+def per_task(out: Path) -> dict:
+    """Final success of every finished run, by ``agent/budget/teacher`` and task: ``{key: {task: {seed: s}}}``."""
+    from pbrl.report import load_runs
+
+    res: dict[str, dict[str, dict[int, float]]] = {}
+    for r in load_runs([out]):
+        if r.metrics is None:
+            continue
+        key = f"{r.key('agent')}/{0 if r.key('agent') == 'sac' else r.key('budget')}/{teacher_label(r.config)}"
+        res.setdefault(key, {}).setdefault(r.task, {})[int(r.config.get("seed", 0))] = r.final("success_rate")
+    return res
+
+
+def markdown_per_task(table: dict, tasks_of: dict) -> str:
+    """One row per ``agent/budget/teacher``: each task's per-seed final success and mean, the pooled IQM [95 %
+    CI], the ratio to SAC-true and CPU minutes per run."""
+    tasks = sorted({t for v in tasks_of.values() for t in v})
+    short = [t.split("/")[-1].removesuffix("-v3") for t in tasks]
+    lines = ["| agent | labels | teacher | " + " | ".join(f"{t} (per seed: mean)" for t in short)
+             + " | IQM, both tasks [95 % CI] | vs SAC-true | CPU-min / run |",
+             "|---|---:|---|" + "---|" * len(tasks) + "---|---:|---:|"]
+    for key, v in table.items():
+        cells = []
+        for t in tasks:
+            seeds = tasks_of.get(key, {}).get(t, {})
+            vals = [seeds[k] for k in sorted(seeds)]
+            cells.append(" ".join(f"{x:.1f}" for x in vals) + (f": **{sum(vals) / len(vals):.2f}**" if vals else "-"))
+        i = v["iqm"]
+        lines.append(f"| {v['agent']} | {v['budget']} | {v['teacher']} | " + " | ".join(cells)
+                     + f" | {i['value']:.2f} [{i['low']:.2f}, {i['high']:.2f}] | {100 * v['vs_sac']:.0f} % | "
+                     f"{v['cpu_s_per_run'] / 60:.1f} |")
+    return "\n".join(lines)
+
+
+def plot_study(out: Path, path: Path) -> Path | None:
+    """The study's figure: for each task and budget, success against env steps (mean over seeds, band: the
+    seeds' min to max) of every agent beside SAC-true; PEBBLE and RIME under the noisy teachers; final
+    success against the label budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    import numpy as np
+
+    from pbrl.report import load_runs
+
+    runs = [r for r in load_runs([out]) if r.curve and r.metrics is not None]  # finished runs only
+    if not runs:
+        return None
+    tasks = sorted({r.task for r in runs})
+    budgets = sorted({int(r.config.get("total_feedback", 0)) for r in runs if r.key("agent") != "sac"})
+    agents = [a for a in ("sac", "pebble", "surf", "rune", "qpa", "rime") if any(r.key("agent") == a for r in runs)]
+    colour = {a: c for a, c in zip(agents, ("k", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"))}
+
+    def band(ax, rs, label, **kw):
+        steps = sorted({int(row["step"]) for r in rs for row in r.curve})
+        by = np.full((len(rs), len(steps)), np.nan)
+        for i, r in enumerate(rs):
+            for row in r.curve:
+                by[i, steps.index(int(row["step"]))] = float(row["success_rate"])
+        m = np.nanmean(by, 0)
+        ax.plot(steps, m, label=f"{label} ({len(rs)})", **kw)
+        ax.fill_between(steps, np.nanmin(by, 0), np.nanmax(by, 0), alpha=0.12, color=kw.get("color"))
+
+    fig, axes = plt.subplots(len(tasks), len(budgets) + 2, figsize=(4.2 * (len(budgets) + 2), 3.4 * len(tasks)),
+                             squeeze=False, sharey=True)
+    for ti, task in enumerate(tasks):
+        for bi, b in enumerate(budgets):
+            ax = axes[ti, bi]
+            for a in agents:
+                rs = [r for r in runs if r.task == task and r.key("agent") == a and r.key("teacher") == "oracle"
+                      and (a == "sac" or int(r.config["total_feedback"]) == b)]
+                if rs:
+                    band(ax, rs, "SAC, true reward" if a == "sac" else a.upper(), color=colour[a],
+                         ls="--" if a == "sac" else "-")
+            ax.set_title(f"{task.split('/')[-1]}, {b} labels (oracle)", fontsize=9)
+            ax.set_xlabel("env steps")
+        ax = axes[ti, len(budgets)]
+        noisy = [r for r in runs if r.task == task and r.key("agent") in ("pebble", "rime")
+                 and int(r.config.get("total_feedback", 0)) == max(budgets)]
+        styles = {"oracle": "-", "mistake": "--", "scripted": ":"}
+        for a in ("pebble", "rime"):
+            for teacher in ("oracle", "mistake", "scripted"):
+                rs = [r for r in noisy if r.key("agent") == a and r.key("teacher") == teacher]
+                if rs and any(r.key("teacher") != "oracle" for r in noisy):
+                    band(ax, rs, f"{a.upper()} {teacher_label(rs[0].config)}", color=colour.get(a),
+                         ls=styles[teacher])
+        ax.set_title(f"{task.split('/')[-1]}, {max(budgets)} labels: noisy teachers", fontsize=9)
+        ax.set_xlabel("env steps")
+        if not ax.lines:
+            ax.set_visible(False)  # the noisy teachers ran on one task
+        ax = axes[ti, len(budgets) + 1]
+        for a in agents:
+            if a == "sac":
+                rs = [r for r in runs if r.task == task and r.key("agent") == "sac"]
+                if rs:
+                    ax.axhline(np.mean([r.final("success_rate") for r in rs]), color="k", ls="--", label="SAC, true reward")
+                continue
+            xs, ms = [], []
+            for b in budgets:
+                vals = [r.final("success_rate") for r in runs if r.task == task and r.key("agent") == a
+                        and r.key("teacher") == "oracle" and int(r.config["total_feedback"]) == b]
+                if vals:
+                    xs.append(b)
+                    ms.append(np.mean(vals))
+            if xs:
+                ax.plot(xs, ms, "o-", color=colour[a], label=a.upper())
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(f"{task.split('/')[-1]}: final success vs labels", fontsize=9)
+        ax.set_xlabel("labels (oracle)")
+        axes[ti, 0].set_ylabel("success rate")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6.5, loc="upper left")
+    fig.suptitle("Meta-World feedback efficiency (lines: mean over seeds, bands: min to max; legend: runs)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def teacher_label(cfg: dict) -> str:
     """The teacher's name, with its error rate when it is a ``scripted`` teacher (``scripted-eps0.3``)."""
     name = str(cfg.get("teacher", ""))
@@ -267,10 +393,15 @@ def main(argv=None) -> dict:
     rep = build_report([out], score="success", group_by=("agent", "budget", "teacher"), out=out / "report",
                        overwrite=True)
     table = summarise(out)
-    result = {"settings": {k: v for k, v in vars(a).items()}, "table": table, "report_plots": rep.get("plots", []),
+    tasks_of = per_task(out)
+    fig = plot_study(out, out / "feedback.png")
+    result = {"settings": {k: v for k, v in vars(a).items()}, "table": table, "per_task": tasks_of,
+              "figure": str(fig) if fig else None, "report_plots": rep.get("plots", []),
               "warnings": rep.get("warnings", [])}
     (out / "feedback.json").write_text(json.dumps(result, indent=2, default=str))
     print(markdown(table))
+    print()
+    print(markdown_per_task(table, tasks_of))
     return result
 
 

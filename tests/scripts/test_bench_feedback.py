@@ -66,6 +66,10 @@ def test_a_tiny_study_runs_resumes_and_reports(bench, tmp_path, capsys):
     saved = json.loads((tmp_path / "study" / "feedback.json").read_text())
     assert saved["table"].keys() == table.keys()
     assert (tmp_path / "study" / "report" / "report.json").exists()
+    # the study's own figure and the per-task table (one seed: each cell is that seed's final success)
+    assert (tmp_path / "study" / "feedback.png").stat().st_size > 10_000
+    assert set(saved["per_task"]["pebble/6/oracle"]) == {"mujoco/Reacher-v5"}
+    assert "| pebble | 6 | oracle | " in capsys.readouterr().out
     mtimes = {p: p.stat().st_mtime for p in (tmp_path / "study").glob("*/metrics.json")}
     bench.main(argv)  # a second call skips the finished runs
     assert {p: p.stat().st_mtime for p in mtimes} == mtimes
