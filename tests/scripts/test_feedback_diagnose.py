@@ -1,0 +1,37 @@
+"""scripts/feedback_diagnose.py: a finished tiny PbRL run on Meta-World is diagnosed (its own policy, the
+scripted expert and random episodes under the true and the learned reward); SAC and unfinished runs are
+skipped; a bad folder is one clear error."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import tiny_online_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+
+def test_a_finished_run_is_diagnosed_and_others_are_skipped(tmp_path):
+    from pbrl import runs
+    from pbrl.config import config_from_dict
+
+    diag = importlib.import_module("feedback_diagnose")
+    out = tmp_path / "study"
+    cfg = tiny_online_config(task="metaworld/button-press-v3", total_timesteps=300, total_feedback=20,
+                             max_episode_steps=None, eval_every=300, checkpoint_every=300)
+    runs.train(config_from_dict(cfg), out / "pebble_run", verbose=False)
+    (out / "not_finished").mkdir()
+    (out / "not_finished" / "config.json").write_text(json.dumps(cfg))
+    rows = diag.main(["--out", str(out), "--episodes", "1"])
+    assert [r["run"] for r in rows] == ["pebble_run"]
+    r = rows[0]
+    assert r["expert"]["success"] == 1.0 and r["random"]["success"] == 0.0  # the references behave as named
+    assert -1.0 <= r["spearman_step"] <= 1.0
+    assert r["expert"]["true_return"] > r["random"]["true_return"]
+    assert json.loads((out / "diagnose.json").read_text())[0]["run"] == "pebble_run"
+    with pytest.raises(SystemExit):
+        diag.main(["--out", str(tmp_path / "nope")])
