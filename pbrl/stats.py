@@ -163,15 +163,21 @@ def stratified_bootstrap_ci(
     cols = as_task_columns(scores)
     n = int(sum(len(c) for c in cols))
     value = float(f(np.concatenate(cols)))
-    if all(len(c) < 2 for c in cols) or all(np.ptp(c) == 0 for c in cols):
+    # a task with one run resamples to itself: it enters every replicate as a constant (scipy refuses
+    # samples of one observation), so uneven seeds per task (a study still running) still get an interval
+    multi = [c for c in cols if len(c) >= 2]
+    fixed = np.concatenate([c for c in cols if len(c) < 2] or [np.empty(0)])
+    if not multi or all(np.ptp(c) == 0 for c in multi):
         return Interval(value, value, value, n)  # nothing to resample: every replicate is identical
 
     def statistic(*samples, axis=-1):
-        pooled = np.concatenate([np.moveaxis(np.asarray(s), axis, -1) for s in samples], axis=-1)
-        return f(pooled, axis=-1)
+        parts = [np.moveaxis(np.asarray(s), axis, -1) for s in samples]
+        if len(fixed):
+            parts.append(np.broadcast_to(fixed, parts[0].shape[:-1] + fixed.shape))
+        return f(np.concatenate(parts, axis=-1), axis=-1)
 
     res = sps.bootstrap(
-        tuple(cols),
+        tuple(multi),
         statistic,
         n_resamples=n_resamples,
         confidence_level=confidence,

@@ -30,6 +30,17 @@ def test_stratified_interval_exact_distribution():
     # a non-stratified bootstrap of the 5 pooled scores would reach 1.0 or 5.0; ours never leaves [3, 3.4]
 
 
+def test_a_task_with_one_run_enters_every_replicate_as_a_constant():
+    # uneven seeds per task (a study still running): task A runs [0, 1], task B one run [5]. The pooled mean
+    # is (k + 5) / 3 with k ~ Binomial(2, 1/2): 5/3 (1/4), 2 (1/2), 7/3 (1/4). scipy refuses a sample of one
+    # observation, which used to crash every report of such a grid.
+    iv = stats.stratified_bootstrap_ci([np.array([0.0, 1.0]), np.array([5.0])], "mean", n_resamples=4000, seed=1)
+    assert (iv.value, iv.n_runs) == (pytest.approx(2.0), 3)
+    assert iv.low == pytest.approx(5 / 3) and iv.high == pytest.approx(7 / 3)
+    iqm = stats.stratified_bootstrap_ci([np.array([0.2, 0.8, 0.4]), np.array([1.0])], "iqm", seed=0)
+    assert iqm.low <= iqm.value <= iqm.high
+
+
 def test_matrix_with_nan_equals_task_list():
     m = np.array([[0.0, 5.0], [1.0, 5.0], [np.nan, 5.0]])
     a = stats.stratified_bootstrap_ci(m, "mean", n_resamples=500, seed=3)
