@@ -226,16 +226,19 @@ def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], ve
             cfg = cfg.validate()
             checks[i] = check_start(cfg, d)
             todo.append((i, cfg, Path(d), False))
-    for _, cfg, d, resumed in todo:
-        if not resumed:
-            RunDir(d).create(cfg)
-    dataset = next((c.dataset for c in checks.values() if c.dataset is not None), None)
     try:
+        for _, cfg, d, resumed in todo:
+            if not resumed:
+                RunDir(d).create(cfg)
+        dataset = next((c.dataset for c in checks.values() if c.dataset is not None), None)
         res = train_offline_seeds([t[1] for t in todo], [t[2] for t in todo], resume=[t[3] for t in todo],
                                   verbose=verbose, dataset=dataset) if todo else []
     except BaseException as e:
         for _, _, d, resumed in todo:
-            if not resumed and RunDir(d).latest_checkpoint() is None:
+            run = RunDir(d)
+            if not run.path.exists() or (run.status_path.exists() and run.status().get("state") == "finished"):
+                continue  # never made, or finished before the failure: kept as it is
+            if not resumed and run.latest_checkpoint() is None:
                 shutil.rmtree(d, ignore_errors=True)  # a failed start leaves nothing behind
             else:
                 _FailureStatus(d).__exit__(type(e), e, None)  # resumable: status "failed" with the error

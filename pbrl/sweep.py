@@ -153,7 +153,11 @@ def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str]) -> l
     torch.set_num_threads(int(configs[0].get("torch_threads", 1)))
     log_path = Path(run_dirs[0]).parent / f".{Path(run_dirs[0]).name}.out"
     with open(log_path, "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-        return runs.train_seeds([config_from_dict(dict(c)) for c in configs], run_dirs, verbose=False)
+        try:
+            return runs.train_seeds([config_from_dict(dict(c)) for c in configs], run_dirs, verbose=False)
+        except Exception as e:  # noqa: BLE001 - the runs that finished keep their metrics, the others report it
+            err = {"error": f"{type(e).__name__}: {e}"}
+            return [_finished(Path(d)) or err for d in run_dirs]
 
 
 def _local_worker(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
@@ -215,7 +219,7 @@ def run_sweep(
     out = Path(out).resolve()
     check_existing_runs(points, out)
     out.mkdir(parents=True, exist_ok=True)
-    chosen = choose_backend(backend, address)
+    chosen = "local" if (batch_seeds and backend == "auto" and address is None) else choose_backend(backend, address)
     if batch_seeds and chosen == "ray":
         raise ValueError("--batch-seeds runs on the local process pool; add --backend local")
     if chosen == "ray":
@@ -243,6 +247,8 @@ def run_sweep(
                 res = f.result()
                 for name, r in zip(names, res if len(names) > 1 else [res]):
                     results[name] = r
+                    if "error" in r:
+                        log.warning("pbrl sweep: run %s failed: %s", name, r["error"])
             except Exception as e:  # noqa: BLE001 - one failed run must not stop the sweep
                 for name in names:
                     results[name] = {"error": f"{type(e).__name__}: {e}"}

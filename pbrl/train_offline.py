@@ -143,10 +143,15 @@ def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool =
     (temp files of writes killed mid-way are removed first; the saved labels and collected dataset are
     reused); a new run never reads labels or a dataset an earlier run left. ``dataset``: the already
     loaded dataset (``pbrl.runs.train`` loads it while validating)."""
-    r = _OfflineRun(cfg, run_dir, resume, verbose, dataset)
+    return _fit_one(_OfflineRun(cfg, run_dir, resume, verbose, dataset), verbose)
+
+
+def _fit_one(r: _OfflineRun, verbose: bool) -> dict[str, Any]:
+    """Train one prepared run to its end (or to a SIGINT: checkpoint, status ``interrupted``)."""
     with StopOnSignal(r.ckpt) as stop:
-        if r.done < cfg.steps:
-            r.agent.fit(r.ds, r.prefs, steps=cfg.steps - r.done, callback=[r.evaluator, r.ckpt, stop], progress=verbose)
+        if r.done < r.cfg.steps:
+            r.agent.fit(r.ds, r.prefs, steps=r.cfg.steps - r.done, callback=[r.evaluator, r.ckpt, stop],
+                        progress=verbose)
     if stop.stopping:
         return r.interrupted()
     return r.finish()
@@ -169,12 +174,15 @@ def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | 
     Every run directory ends exactly as :func:`train_offline` leaves it (labels drawn with its own seed,
     ``curve.csv``, checkpoints, ``agent.pt``, ``metrics.json``), and seed k's numbers equal its single-seed
     run's up to float rounding (the vmapped update is the same computation). Each run records ``1 / K`` of
-    the process's wall and CPU time, and ``seed_batch: K`` in its metrics. The losses a single run logs at
-    every ``log_interval`` are logged here as means over each evaluation interval.
+    the process's wall and CPU time, and ``seed_batch: K`` in its metrics. ``progress.csv`` has one row per
+    evaluation, with the mean losses of the last 10 % of the updates before it (a single-seed run also
+    writes a row every ``log_interval`` updates).
 
     The runs must share one dataset file (``cfg.dataset``). ``resume``: one flag, or one per run. Runs whose
     newest checkpoints are at different steps (or a mix of new and resumed runs) are trained one after the
-    other with :func:`train_offline` instead, so nothing is lost. SIGINT checkpoints every run and stops.
+    other with :func:`train_offline` instead, so nothing is lost; so are runs whose newest checkpoint turns
+    out unreadable (each resumes from the one before). SIGINT checkpoints every run and stops after the
+    current evaluation interval.
     """
     cfgs, run_dirs = list(cfgs), [os.fspath(d) for d in run_dirs]
     flags = [bool(resume)] * len(cfgs) if isinstance(resume, bool) else [bool(f) for f in resume]
@@ -191,16 +199,26 @@ def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | 
                          "collect their own data train one by one")
     steps_at = [_checkpoint_step(d) if f else None for d, f in zip(run_dirs, flags)]
     if len(cfgs) == 1 or len(set(steps_at)) != 1:
-        return [train_offline(c, d, resume=f, verbose=verbose, dataset=dataset)
-                for c, d, f in zip(cfgs, run_dirs, flags)]
+        out: list[dict[str, Any]] = []
+        for c, d, f in zip(cfgs, run_dirs, flags):
+            if out and out[-1].get("state") == "interrupted":  # SIGINT stops the rest too
+                out.append({"state": "not started"})
+                continue
+            out.append(train_offline(c, d, resume=f, verbose=verbose, dataset=dataset))
+        return out
     from pbrl.agents.multiseed import MultiSeed
     from pbrl.envs.datasets import load_dataset
 
     ds = dataset if dataset is not None else load_dataset(cfgs[0].dataset)
     clock = (time.time(), time.process_time())
     runs = [_OfflineRun(c, d, f, False, ds, share=1.0 / len(cfgs), clock=clock) for c, d, f in zip(cfgs, run_dirs, flags)]
-    if len({r.done for r in runs}) != 1:  # a checkpoint that failed to load fell back to an older one
-        raise RuntimeError("train_offline_seeds: the runs' checkpoints are at different steps; resume them one by one")
+    if len({r.done for r in runs}) != 1:  # a corrupt newest checkpoint fell back to an older one: one by one
+        out = []
+        for r in runs:
+            r.share, r.t0, r.c0 = 1.0, time.time(), time.process_time()
+            r.progress.start_clock(r.t0, r.c0)
+            out.append(_fit_one(r, verbose))
+        return out
     steps = cfgs[0].steps
     group = MultiSeed([r.agent for r in runs])
     prefs = [r.prefs for r in runs]
@@ -218,13 +236,10 @@ def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | 
             nxt = max(done + 1, min(steps, lead.next_eval, lead.next_ckpt))
             info = group.fit(ds, prefs, steps=nxt - done, progress=False)
             for r, losses in zip(runs, info["losses"]):
-                for k, v in losses.items():
+                for k, v in losses.items():  # written out with the next evaluation's row
                     r.agent.logger.record(f"train/{k}", v)
-                r.agent.logger.record("train/n_updates", r.done)
                 r.evaluator.on_step()
                 r.ckpt.on_step()
-                if r.progress.curve and r.progress.curve[-1]["step"] != r.done:
-                    r.agent.logger.dump(r.done)  # no evaluation here, so the losses are written now
             bar.update(nxt - done)
     bar.close()
     if stop.requested:

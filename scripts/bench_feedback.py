@@ -269,6 +269,8 @@ def plot_study(out: Path, path: Path) -> Path | None:
         return None
     tasks = sorted({r.task for r in runs})
     budgets = sorted({int(r.config.get("total_feedback", 0)) for r in runs if r.key("agent") != "sac"})
+    if not budgets:  # only SAC-true has finished: nothing to compare yet
+        return None
     agents = [a for a in ("sac", "pebble", "surf", "rune", "qpa", "rime") if any(r.key("agent") == a for r in runs)]
     colour = {a: c for a, c in zip(agents, ("k", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"))}
 

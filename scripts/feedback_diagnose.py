@@ -45,19 +45,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
-    return float(np.corrcoef(rx, ry)[0, 1])
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)  # ties get their average rank
 
 
 def diagnose_run(run_dir: Path, episodes: int, seed: int) -> dict[str, Any] | None:
     """The table row of one run (``None`` when its model files are gone or it is not a PbRL run)."""
-    from pbrl.envs import make_env, rollout
+    from pbrl.config import config_from_dict
+    from pbrl.envs import rollout
     from pbrl.envs.collect import scripted_policy
     from pbrl.reward_models import load_reward_model
     from pbrl.runs import load_policy
+    from pbrl.train_common import eval_env
 
     cfg = json.loads((run_dir / "config.json").read_text())
-    if cfg.get("agent") == "sac" or not (run_dir / "reward_model.pt").exists() or not (run_dir / "model.zip").exists():
+    if cfg.get("kind", "online") != "online" or cfg.get("agent") == "sac" or not cfg.get("task", "").startswith("metaworld/"):
+        return None  # the scripted expert exists on Meta-World only
+    if not (run_dir / "reward_model.pt").exists() or not (run_dir / "model.zip").exists():
         return None
     task = cfg["task"]
     rm = load_reward_model(run_dir / "reward_model.pt")
@@ -68,7 +73,7 @@ def diagnose_run(run_dir: Path, episodes: int, seed: int) -> dict[str, Any] | No
                            "teacher": cfg.get("teacher"), "seed": cfg.get("seed")}
     true_all, learned_all = [], []
     for name, pol in behaviours.items():
-        env = make_env(task, seed=seed)
+        env = eval_env(config_from_dict(dict(cfg)))  # the run's own episode length
         trajs = rollout(env, pol, n_episodes=episodes, seed=seed)
         env.close()
         true = [float(t.reward.sum()) for t in trajs]

@@ -67,7 +67,7 @@ def test_batched_seeds_equal_their_single_seed_runs(tmp_path, dataset_file, agen
 
 
 def test_an_interrupted_batch_resumes_to_the_uninterrupted_result(tmp_path, dataset_file, monkeypatch):
-    cfgs = _cfgs(dataset_file, "ipl")
+    cfgs = _cfgs(dataset_file, "ipl", checkpoint_every=10)
     whole = [tmp_path / f"whole_s{c.seed}" for c in cfgs]
     runs.train_seeds(cfgs, whole)
     cut = [tmp_path / f"cut_s{c.seed}" for c in cfgs]
@@ -75,7 +75,7 @@ def test_an_interrupted_batch_resumes_to_the_uninterrupted_result(tmp_path, data
 
     def dying_fit(self, *a, **kw):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:  # after the checkpoints at 10 and 20
             raise KeyboardInterrupt
         return real_fit(self, *a, **kw)
 
@@ -92,6 +92,36 @@ def test_an_interrupted_batch_resumes_to_the_uninterrupted_result(tmp_path, data
     # finished runs are skipped: the same metrics come back, nothing is trained again
     again = runs.train_seeds(cfgs, cut)
     assert [m["final"] for m in again] == [m["final"] for m in res]
+
+
+def _interrupt_after_two_checkpoints(cfgs, dirs, monkeypatch):
+    real_fit, calls = MultiSeed.fit, []
+
+    def dying_fit(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 3:  # after the checkpoints at 10 and 20
+            raise KeyboardInterrupt
+        return real_fit(self, *a, **kw)
+
+    monkeypatch.setattr(MultiSeed, "fit", dying_fit)
+    with pytest.raises(KeyboardInterrupt):
+        runs.train_seeds(cfgs, dirs)
+    monkeypatch.setattr(MultiSeed, "fit", real_fit)
+
+
+def test_an_unreadable_newest_checkpoint_falls_back_to_one_by_one(tmp_path, dataset_file, monkeypatch):
+    cfgs = _cfgs(dataset_file, "iql", checkpoint_every=10)
+    whole = [tmp_path / f"whole_s{c.seed}" for c in cfgs]
+    runs.train_seeds(cfgs, whole)
+    cut = [tmp_path / f"cut_s{c.seed}" for c in cfgs]
+    _interrupt_after_two_checkpoints(cfgs, cut, monkeypatch)
+    # seed 0's newest checkpoint is unreadable: it resumes from step 10, seed 1 from 20; they can no longer
+    # be batched, so they train one by one (this used to fail the whole group at every retry)
+    RunDir(cut[0]).latest_checkpoint().write_bytes(b"not a checkpoint")
+    res = runs.train_seeds(cfgs, cut)
+    assert all("seed_batch" not in m and m["steps"] == 40 for m in res)
+    for w, c in zip(whole, cut):  # the single-seed path: equal up to float rounding
+        np.testing.assert_allclose([r for _, r in _curve(c)], [r for _, r in _curve(w)], rtol=1e-4)
 
 
 def test_a_failed_batched_start_leaves_no_directory(tmp_path, dataset_file, monkeypatch):
@@ -133,3 +163,25 @@ def test_sweep_batch_seeds_from_the_command_line(tmp_path, dataset_file):
     assert "2 of 2 runs finished" in res.output
     metrics = [json.loads((d / "metrics.json").read_text()) for d in sorted(out.iterdir()) if d.is_dir()]
     assert [m["seed"] for m in metrics] == [0, 1] and all(m["seed_batch"] == 2 for m in metrics)
+
+
+def test_a_failure_after_a_run_finished_keeps_that_run(tmp_path, dataset_file, monkeypatch):
+    import pbrl.train_offline as to
+
+    cfgs = _cfgs(dataset_file, "iql", checkpoint_every=10)
+    dirs = [tmp_path / f"s{c.seed}" for c in cfgs]
+    other = _cfgs(dataset_file, "iql", seeds=(1, 2), checkpoint_every=10)
+    _interrupt_after_two_checkpoints(other, [dirs[1], tmp_path / "s2"], monkeypatch)  # seed 1: resumable at 20
+    real, calls = to._fit_one, []
+
+    def fail_second(r, verbose):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return real(r, verbose)
+
+    monkeypatch.setattr(to, "_fit_one", fail_second)
+    with pytest.raises(RuntimeError, match="boom"):
+        runs.train_seeds(cfgs, dirs)  # a new run and a resumed one: trained one by one, the second fails
+    assert RunDir(dirs[0]).status()["state"] == "finished" and (dirs[0] / "metrics.json").exists()
+    assert RunDir(dirs[1]).status()["state"] == "failed" and RunDir(dirs[1]).latest_checkpoint() is not None

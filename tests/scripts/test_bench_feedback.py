@@ -73,3 +73,13 @@ def test_a_tiny_study_runs_resumes_and_reports(bench, tmp_path, capsys):
     mtimes = {p: p.stat().st_mtime for p in (tmp_path / "study").glob("*/metrics.json")}
     bench.main(argv)  # a second call skips the finished runs
     assert {p: p.stat().st_mtime for p in mtimes} == mtimes
+
+
+def test_a_study_with_only_sac_finished_still_reports(bench, tmp_path):
+    out = tmp_path / "study"
+    res = bench.main(["--tasks", "mujoco/Reacher-v5", "--agents", "sac", "--seeds", "1", "--steps", "200",
+                      "--eval-every", "100", "--n-eval-episodes", "1", "--no-mistake", "--workers", "1",
+                      "--out", str(out), "--set", json.dumps({"learner_kwargs": {
+                          "learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}}})])
+    assert set(res["table"]) == {"sac/0/oracle"} and res["figure"] is None  # nothing to compare yet: no figure
+    assert (out / "feedback.json").exists()
