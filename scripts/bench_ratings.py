@@ -22,7 +22,7 @@ failing to solving, as ``scripts/make_datasets.py`` builds its Meta-World data. 
 
 Example::
 
-    .venv/bin/python scripts/bench_ratings.py                  # the study (about 30 CPU-minutes here)
+    .venv/bin/python scripts/bench_ratings.py                  # the study (about 13 minutes here)
     .venv/bin/python scripts/bench_ratings.py --quick --out /tmp/bench_ratings
 """
 
