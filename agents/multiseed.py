@@ -282,12 +282,15 @@ class MultiSeed:
         n_eval_episodes: int = 5,
         eval_seed: int = 0,
         progress: bool = True,
+        prepare: bool = True,
         **fit_options: Any,
     ) -> dict[str, Any]:
         """Train every seed for ``steps`` updates (as :meth:`OfflineAgent.fit` would, seed by seed).
 
         ``preferences``: one labelled set for every seed, or a list of one per seed (a sweep's seeds draw
-        their own labels). ``eval_env`` (a task id or env) evaluates each seed after the last update. ``fit_options`` are the
+        their own labels). ``eval_env`` (a task id or env) evaluates each seed after the last update.
+        ``prepare=False`` continues on inputs an earlier ``fit`` (or ``_start_fit``) of the same data already
+        prepared, without redoing it (a run trained in chunks: MR+IQL would relabel the dataset each time). ``fit_options`` are the
         agent's own extra ``fit`` arguments (PEARL's ``target_preferences``).
 
         Returns:
@@ -307,7 +310,9 @@ class MultiSeed:
             m._fit_options(**fit_options)
             m._check_inputs(dataset, p)
         for m, p in zip(self.members, per_seed):
-            m._start_fit(dataset, p, steps)
+            if prepare or not getattr(m, "_multiseed_prepared", False):
+                m._start_fit(dataset, p, steps)
+                m._multiseed_prepared = True
         engine = _VmappedSeeds(self.members)
         t0 = time.perf_counter()
         t = self.members[0]

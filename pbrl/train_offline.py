@@ -226,6 +226,7 @@ def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | 
         r.agent._fit_options()
         r.agent._check_inputs(ds, r.prefs)
         r.agent._start_fit(ds, r.prefs, max(steps - r.done, 1))
+        r.agent._multiseed_prepared = True  # the chunks below go on from here (MultiSeed.fit(prepare=False))
         r.ckpt.init_callback(r.agent)
     lead = runs[0].progress
     bar = tqdm(total=steps, initial=runs[0].done, desc=f"{cfgs[0].agent} x{len(runs)}", unit="upd",
@@ -234,7 +235,7 @@ def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | 
         while runs[0].done < steps and not stop.requested:
             done = runs[0].done
             nxt = max(done + 1, min(steps, lead.next_eval, lead.next_ckpt))
-            info = group.fit(ds, prefs, steps=nxt - done, progress=False)
+            info = group.fit(ds, prefs, steps=nxt - done, progress=False, prepare=False)
             for r, losses in zip(runs, info["losses"]):
                 for k, v in losses.items():  # written out with the next evaluation's row
                     r.agent.logger.record(f"train/{k}", v)

@@ -185,3 +185,14 @@ def test_a_failure_after_a_run_finished_keeps_that_run(tmp_path, dataset_file, m
         runs.train_seeds(cfgs, dirs)  # a new run and a resumed one: trained one by one, the second fails
     assert RunDir(dirs[0]).status()["state"] == "finished" and (dirs[0] / "metrics.json").exists()
     assert RunDir(dirs[1]).status()["state"] == "failed" and RunDir(dirs[1]).latest_checkpoint() is not None
+
+
+def test_the_chunks_of_a_batch_prepare_their_inputs_once(tmp_path, dataset_file, monkeypatch):
+    from pbrl.agents.iql import MRIQL
+
+    calls = []
+    real = MRIQL.learned_rewards
+    monkeypatch.setattr(MRIQL, "learned_rewards", lambda self, ds: calls.append(1) or real(self, ds))
+    cfgs = _cfgs(dataset_file, "mriql", checkpoint_every=10)  # 4 chunks of 10 updates
+    runs.train_seeds(cfgs, [tmp_path / f"s{c.seed}" for c in cfgs])
+    assert len(calls) == 2  # one relabelling of the dataset per seed, not one per chunk
