@@ -144,3 +144,22 @@ def wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, step: int, timeou
             raise AssertionError(f"training exited early (rc {proc.returncode}): {proc.stderr.read()[-2000:]}")
         time.sleep(0.02)
     raise AssertionError("no checkpoint in time")
+
+
+def sigkill_then_resume(cfg: dict, tmp_path: Path, step: int) -> tuple[Path, dict]:
+    """Train ``cfg`` online in a child process, SIGKILL it after its checkpoint at ``step`` (checked to be
+    mid-run), then resume it here; returns ``(run directory, final metrics)``."""
+    import signal
+
+    from pbrl import runs
+
+    cfg_path = Path(tmp_path) / "tiny.json"
+    cfg_path.write_text(json.dumps(cfg))
+    d = Path(tmp_path) / "killed"
+    proc = start_train("online", "-c", str(cfg_path), "-o", str(d), "--quiet")
+    wait_for_checkpoint(proc, d, step)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    status = json.loads((d / "status.json").read_text())
+    assert status["state"] == "running" and status["step"] < cfg["total_timesteps"]  # really killed mid-run
+    return d, runs.resume(d, verbose=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import start_train, tiny_online_config, wait_for_checkpoint
+from helpers import sigkill_then_resume, start_train, tiny_online_config, wait_for_checkpoint
 from typer.testing import CliRunner
 
 from pbrl import runs
@@ -40,16 +40,7 @@ def _same_labels(a: Path, b: Path) -> None:
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(reference, tmp_path):
-    cfg_path = tmp_path / "tiny.json"
-    cfg_path.write_text(json.dumps(TINY))
-    d = tmp_path / "killed"
-    proc = _start(cfg_path, d)
-    wait_for_checkpoint(proc, d, 200)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    status = json.loads((d / "status.json").read_text())
-    assert status["state"] == "running" and status["step"] < TINY["total_timesteps"]  # really killed mid-run
-    metrics = runs.resume(d, verbose=False)
+    d, metrics = sigkill_then_resume(TINY, tmp_path, 200)
     assert metrics["steps"] == TINY["total_timesteps"] == json.loads((reference / "metrics.json").read_text())["steps"]
     _same_labels(reference, d)
     # the policy continued identically too: the same evaluation curve

@@ -66,34 +66,6 @@ def test_batched_seeds_equal_their_single_seed_runs(tmp_path, dataset_file, agen
     assert all(0 < m["cpu_time_s"] for m in res)
 
 
-def test_an_interrupted_batch_resumes_to_the_uninterrupted_result(tmp_path, dataset_file, monkeypatch):
-    cfgs = _cfgs(dataset_file, "ipl", checkpoint_every=10)
-    whole = [tmp_path / f"whole_s{c.seed}" for c in cfgs]
-    runs.train_seeds(cfgs, whole)
-    cut = [tmp_path / f"cut_s{c.seed}" for c in cfgs]
-    real_fit, calls = MultiSeed.fit, []
-
-    def dying_fit(self, *a, **kw):
-        calls.append(1)
-        if len(calls) == 3:  # after the checkpoints at 10 and 20
-            raise KeyboardInterrupt
-        return real_fit(self, *a, **kw)
-
-    monkeypatch.setattr(MultiSeed, "fit", dying_fit)
-    with pytest.raises(KeyboardInterrupt):
-        runs.train_seeds(cfgs, cut)
-    monkeypatch.setattr(MultiSeed, "fit", real_fit)
-    for d in cut:  # killed after the step-20 checkpoint: kept, resumable, marked failed
-        assert RunDir(d).status()["state"] == "failed" and RunDir(d).latest_checkpoint() is not None
-    res = runs.train_seeds(cfgs, cut)
-    for w, c, m in zip(whole, cut, res):
-        assert m["steps"] == 40
-        assert _curve(c) == _curve(w)
-    # finished runs are skipped: the same metrics come back, nothing is trained again
-    again = runs.train_seeds(cfgs, cut)
-    assert [m["final"] for m in again] == [m["final"] for m in res]
-
-
 def _interrupt_after_two_checkpoints(cfgs, dirs, monkeypatch):
     real_fit, calls = MultiSeed.fit, []
 
@@ -107,6 +79,23 @@ def _interrupt_after_two_checkpoints(cfgs, dirs, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         runs.train_seeds(cfgs, dirs)
     monkeypatch.setattr(MultiSeed, "fit", real_fit)
+
+
+def test_an_interrupted_batch_resumes_to_the_uninterrupted_result(tmp_path, dataset_file, monkeypatch):
+    cfgs = _cfgs(dataset_file, "ipl", checkpoint_every=10)
+    whole = [tmp_path / f"whole_s{c.seed}" for c in cfgs]
+    runs.train_seeds(cfgs, whole)
+    cut = [tmp_path / f"cut_s{c.seed}" for c in cfgs]
+    _interrupt_after_two_checkpoints(cfgs, cut, monkeypatch)
+    for d in cut:  # killed after the step-20 checkpoint: kept, resumable, marked failed
+        assert RunDir(d).status()["state"] == "failed" and RunDir(d).latest_checkpoint() is not None
+    res = runs.train_seeds(cfgs, cut)
+    for w, c, m in zip(whole, cut, res):
+        assert m["steps"] == 40
+        assert _curve(c) == _curve(w)
+    # finished runs are skipped: the same metrics come back, nothing is trained again
+    again = runs.train_seeds(cfgs, cut)
+    assert [m["final"] for m in again] == [m["final"] for m in res]
 
 
 def test_an_unreadable_newest_checkpoint_falls_back_to_one_by_one(tmp_path, dataset_file, monkeypatch):

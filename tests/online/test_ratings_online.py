@@ -2,13 +2,10 @@
 relabelling; agents with pair-only mechanisms refuse a rating teacher; a run killed with SIGKILL resumes
 to exactly the uninterrupted run (the same ratings, the same evaluation curve)."""
 
-import json
-import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import start_train, tiny_online_config, wait_for_checkpoint
+from helpers import sigkill_then_resume, tiny_online_config
 
 from pbrl import runs
 from pbrl.agents.registry import agent_names, get_agent
@@ -88,23 +85,12 @@ def test_rating_agent_refuses_pair_selectors():
 
 
 # ---------------------------------------------------------------------------- exact resume after SIGKILL
-def _start(cfg_path: Path, run_dir: Path):
-    return start_train("online", "-c", str(cfg_path), "-o", str(run_dir), "--quiet")
 
 
 def test_sigkill_then_resume_equals_uninterrupted_rating_run(tmp_path):
     ref = tmp_path / "ref"
     runs.train(config_from_dict(dict(TINY)), ref, verbose=False)
-    cfg_path = tmp_path / "tiny.json"
-    cfg_path.write_text(json.dumps(TINY))
-    d = tmp_path / "killed"
-    proc = _start(cfg_path, d)
-    wait_for_checkpoint(proc, d, 200)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    status = json.loads((d / "status.json").read_text())
-    assert status["state"] == "running" and status["step"] < TINY["total_timesteps"]  # really killed mid-run
-    metrics = runs.resume(d, verbose=False)
+    d, metrics = sigkill_then_resume(TINY, tmp_path, 200)
     assert metrics["steps"] == TINY["total_timesteps"]
     x, y = RatingDataset.load(ref / "labels.h5"), RatingDataset.load(d / "labels.h5")
     assert len(x) == len(y) == 40 and x.n_classes == y.n_classes == 3
