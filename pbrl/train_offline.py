@@ -53,7 +53,7 @@ class _OfflineRun:
     run directory, dataset, labels (drawn and saved first, or reloaded), agent, ``Progress``, and the shared
     evaluation and checkpoint callbacks. ``share``: the part of the process's time that is this run's."""
 
-    def __init__(self, cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool, verbose: bool,
+    def __init__(self, cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool,
                  dataset: Any = None, share: float = 1.0, clock: tuple[float, float] | None = None):
         from stable_baselines3.common.utils import set_random_seed
 
@@ -143,7 +143,7 @@ def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool =
     (temp files of writes killed mid-way are removed first; the saved labels and collected dataset are
     reused); a new run never reads labels or a dataset an earlier run left. ``dataset``: the already
     loaded dataset (``pbrl.runs.train`` loads it while validating)."""
-    return _fit_one(_OfflineRun(cfg, run_dir, resume, verbose, dataset), verbose)
+    return _fit_one(_OfflineRun(cfg, run_dir, resume, dataset), verbose)
 
 
 def _fit_one(r: _OfflineRun, verbose: bool) -> dict[str, Any]:
@@ -211,7 +211,7 @@ def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | 
 
     ds = dataset if dataset is not None else load_dataset(cfgs[0].dataset)
     clock = (time.time(), time.process_time())
-    runs = [_OfflineRun(c, d, f, False, ds, share=1.0 / len(cfgs), clock=clock) for c, d, f in zip(cfgs, run_dirs, flags)]
+    runs = [_OfflineRun(c, d, f, ds, share=1.0 / len(cfgs), clock=clock) for c, d, f in zip(cfgs, run_dirs, flags)]
     if len({r.done for r in runs}) != 1:  # a corrupt newest checkpoint fell back to an older one: one by one
         out = []
         for r in runs:
