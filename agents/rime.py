@@ -247,9 +247,10 @@ class RewardWarmStart(FeedbackHook):
     (the entropy statistics with the agent's ``entropy``, the RNG and Adam with the reward model).
     """
 
-    def __init__(self, reward_model: Any, steps: int = 5):
+    def __init__(self, reward_model: Any, steps: int = 5, reset_optimizer: bool = False):
         self.reward_model = reward_model
         self.steps = check_int("warm_start_steps", steps, 0)
+        self.reset_optimizer = bool(reset_optimizer)
         self.buffer: PbrlReplayBuffer | None = None
         self.entropy: StateEntropyReward | None = None
         self.action_space = None
@@ -302,6 +303,17 @@ class RewardWarmStart(FeedbackHook):
         self.last_loss = float(loss.detach())
         return self.last_loss
 
+    def after_labels(self, callback: PreferenceCallback, episodes) -> None:
+        """Before the first preference fit: forget the warm start's Adam moments (``reset_optimizer``).
+
+        Off by default: the authors' code keeps one optimizer for the warm start and the preference fits.
+        Thousands of small-gradient regression steps leave Adam's second moments far below the
+        Bradley-Terry gradients (sums over ``H`` steps), so the first preference steps move every weight
+        several times ``lr`` (``docs/hyperparameters.md`` has the measurement and what the reset changes).
+        """
+        if self.reset_optimizer and self.updates > 0 and callback.updates == 0:
+            self.reward_model.optimizer.state.clear()
+
     def state(self) -> dict[str, Any]:
         return {"h_min": self.h_min, "h_max": self.h_max, "updates": self.updates, "last_loss": self.last_loss}
 
@@ -336,6 +348,9 @@ class RIME(PEBBLE):
             with ``least`` = 5 on Meta-World, 15 otherwise; 0 disables).
         warm_start_steps: reward-model regression steps per SAC gradient step of pre-training (default 5;
             0 disables the warm start, the paper's ablation).
+        warm_start_reset_optimizer: clear the reward model's Adam moments before the first preference fit
+            (default False, as the authors' code; pbrl's opt-in mitigation of the reward saturation after
+            a long warm start, see ``docs/hyperparameters.md``).
 
     Reward fitting defaults to up to 50 epochs (10 on Meta-World), early stop at 98 % accuracy. Every other
     argument and default as :class:`PEBBLE`; the warm start expects the reward model's raw inputs
@@ -347,7 +362,7 @@ class RIME(PEBBLE):
 
     def __init__(self, *args, alpha: float = 0.5, beta_max: float = 3.0, beta_min: float = 1.0,
                  decay_epochs: int | None = None, tau: float = 0.001, lr_warmup_epochs: int | None = None,
-                 warm_start_steps: int = 5, **kwargs):
+                 warm_start_steps: int = 5, warm_start_reset_optimizer: bool = False, **kwargs):
         task = args[0] if args else kwargs.get("task_id_or_env")
         self.metaworld = isinstance(task, str) and task.startswith("metaworld/")
         if decay_epochs is None:
@@ -359,6 +374,7 @@ class RIME(PEBBLE):
         DenoisingDiscriminator(**self._disc_kwargs)  # validates before any work
         self.lr_warmup_epochs = lr_warmup_epochs
         self.warm_start_steps = check_int("warm_start_steps", warm_start_steps, 0)
+        self.warm_start_reset_optimizer = bool(warm_start_reset_optimizer)
         self.discriminator: DenoisingDiscriminator | None = None
         self.warm_start: RewardWarmStart | None = None
         super().__init__(*args, **kwargs)
@@ -375,7 +391,8 @@ class RIME(PEBBLE):
 
     def _warm(self) -> RewardWarmStart:
         if self.warm_start is None:
-            self.warm_start = RewardWarmStart(self.reward_model, self.warm_start_steps)
+            self.warm_start = RewardWarmStart(self.reward_model, self.warm_start_steps,
+                                              reset_optimizer=self.warm_start_reset_optimizer)
         return self.warm_start
 
     def _fit_kwargs(self, overrides: dict | None) -> dict:

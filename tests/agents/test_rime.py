@@ -126,6 +126,32 @@ def test_warm_start_changes_the_reward_model_before_the_first_session():
     assert last < first and n == buf.size_filled()
 
 
+def _first_fit_step_over_lr(reset: bool) -> float:
+    """The largest weight change of the first preference step after a long warm start, in units of lr."""
+    agent = _agent(warm_start_reset_optimizer=reset)
+    agent.learn(2 * EP - 8)  # pre-training with the warm start; the first session is at step 80
+    ws, rm = agent.warm_start, agent.reward_model
+    ref = agent.model.replay_buffer.filled_next_observations(ws.entropy.max_ref)
+    for _ in range(300):  # a long warm start: Adam's second moments settle on the small regression gradients
+        ws.warm_start(ref)
+    rng = np.random.default_rng(0)
+    obs_dim, act_dim = agent.model.observation_space.shape[0], agent.model.action_space.shape[0]
+    a, b = (random_segments(rng, 32, H, obs_dim, act_dim) for _ in range(2))
+    prefs = PreferenceDataset(a, b, (b.reward.sum(1) > a.reward.sum(1)).astype(np.float32))
+    ws.after_labels(agent.callback, [])  # what the feedback loop calls before the first fit
+    before = [p.detach().clone() for p in rm.net.parameters()]
+    RewardTrainer(epochs=1, batch_size=32, early_stop_accuracy=None).fit(rm, prefs)  # one Adam step
+    return max(float((p.detach() - q).abs().max()) for p, q in zip(rm.net.parameters(), before)) / rm.lr
+
+
+def test_first_preference_fit_starts_from_fresh_adam_moments():
+    # Adam's first step from fresh moments moves each weight by at most lr; carried over from thousands of
+    # small regression steps, the moments let the Bradley-Terry gradients move weights ~3x lr at once (and
+    # more over the next steps), which saturated RIME's tanh reward in 2 of 11 study runs
+    assert _first_fit_step_over_lr(reset=True) <= 1.0 + 1e-3
+    assert _first_fit_step_over_lr(reset=False) > 1.5
+
+
 def test_warm_start_can_be_switched_off():
     agent = _agent(warm_start_steps=0)
     before = copy.deepcopy(agent.reward_model.net.state_dict())
