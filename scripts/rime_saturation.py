@@ -56,6 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--segment-length", type=int, default=50)
     p.add_argument("--out", default="benchmarks/rime_saturation")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing")
+    p.add_argument("--report-only", action="store_true", help="the table and figure of --out's saved results")
     a = p.parse_args(argv)
     if a.labels < a.sessions or a.sessions < 1 or a.held_out < 1:
         p.error("need --sessions >= 1, --labels >= --sessions and --held-out >= 1")
@@ -144,14 +145,15 @@ def run_seed(a: argparse.Namespace, seed: int) -> dict[str, Any]:
 
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = ["| seed | start of the fits | median pre-activation per member after fit 1 | after the last fit | "
-             f"states with \\|pre-activation\\| > {SATURATED:g} after the last fit | held-out accuracy after the last fit |",
-             "|---:|---|---|---|---:|---:|"]
+             f"states with \\|pre-activation\\| > {SATURATED:g} after the last fit | train accuracy, last fit | "
+             "held-out accuracy, last fit |",
+             "|---:|---|---|---|---:|---:|---:|"]
     for r in results:
         for name, rows in r["variants"].items():
             first, last = rows[1], rows[-1]
             lines.append(f"| {r['seed']} | {name} | {', '.join(f'{v:.1f}' for v in first['median_pre'])} | "
                          f"{', '.join(f'{v:.1f}' for v in last['median_pre'])} | {last['saturated']:.0%} | "
-                         f"{last['held_out_accuracy']:.2f} |")
+                         f"{last['train_accuracy']:.2f} | {last['held_out_accuracy']:.2f} |")
     return "\n".join(lines)
 
 
@@ -184,6 +186,14 @@ def plot(results: list[dict[str, Any]], path: Path) -> Path | None:
 def main(argv=None) -> list[dict[str, Any]]:
     a = parse_args(argv)
     out = Path(a.out)
+    if a.report_only:
+        saved = out / "rime_saturation.json"
+        if not saved.exists():
+            sys.exit(f"rime_saturation: no {saved}; run without --report-only first")
+        results = json.loads(saved.read_text())["results"]
+        plot(results, out / "rime_saturation.png")
+        print(markdown(results))
+        return results
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for seed in a.seeds:

@@ -29,6 +29,8 @@ def test_smoke_run_replays_every_variant(tmp_path):
     assert v["no warm start"][0]["median_pre"] != v["warm start, one Adam"][0]["median_pre"]
     saved = json.loads((tmp_path / "rime_saturation.json").read_text())
     assert saved["results"][0]["seed"] == 0 and (tmp_path / "rime_saturation.png").exists()
+    again = rs.main(["--report-only", "--out", str(tmp_path)])  # the table from the saved results
+    assert again == saved["results"]
 
 
 def test_bad_sizes_are_one_clear_error(tmp_path, capsys):
