@@ -92,11 +92,11 @@ def _buffer_inputs(agent) -> torch.Tensor:
 
 
 def _probe(rm, x: torch.Tensor, held) -> dict[str, Any]:
+    from pbrl.reward_models.metrics import evaluate_reward_model
+
     with torch.no_grad():
         pre = rm.net(rm._normalise(x))[..., 0].cpu().numpy()  # [M, N]
-    probs = np.asarray(rm.preference_probs(held.a, held.b)).mean(0)
-    keep = held.label != 0.5
-    acc = float(((probs > 0.5) == (held.label > 0.5))[keep].mean()) if keep.any() else float("nan")
+    acc = evaluate_reward_model(rm, held)["label_accuracy"]
     return {"median_pre": np.median(pre, axis=1).round(3).tolist(), "saturated": float((np.abs(pre) > SATURATED).mean()),
             "held_out_accuracy": acc}
 
@@ -131,8 +131,9 @@ def run_seed(a: argparse.Namespace, seed: int) -> dict[str, Any]:
                            "variants": {}}
     for name in VARIANTS:
         rm.load_state(copy.deepcopy(init if name == "no warm start" else warm))
-        if name == "warm start, moments cleared":
-            rm.optimizer.state.clear()
+        if name == "warm start, moments cleared":  # the hook the run calls before its first fit
+            agent.warm_start.reset_optimizer = True
+            agent.warm_start.after_labels(agent.callback, episodes)
         agent.discriminator = None  # a fresh discriminator: epoch counter, KL statistics, lr warm-up
         trainer = RewardTrainer(agent._loss_terms(), **agent._fit_kwargs(None))
         rows = [{"session": 0, **_probe(rm, x, held)}]
