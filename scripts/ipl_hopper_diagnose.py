@@ -85,15 +85,17 @@ def _variant_agent(name: str, ds: Any, args: argparse.Namespace) -> Any:
 
 def measure(agent: Any, held: dict[str, torch.Tensor]) -> dict[str, float]:
     """Reward quality and level of ``agent``'s implicit reward (see the module docstring)."""
+    from pbrl.agents.ipl import implicit_reward, segment_logits
+
     def implicit(o: torch.Tensor, a: torch.Tensor, n: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        return agent.nets["q"](o, a).mean(0) - agent.gamma * (1 - d) * agent.nets["v"](n)
+        return implicit_reward(agent.nets["q"](o, a).mean(0), agent.nets["v"](n), d, agent.gamma)
 
     with torch.no_grad():
         d = agent.data
         r = implicit(d["observations"], d["actions"], d["next_observations"], d["dones"]).numpy()
-        ra = implicit(held["obs_a"], held["act_a"], held["next_a"], held["done_a"]) * held["mask_a"]
-        rb = implicit(held["obs_b"], held["act_b"], held["next_b"], held["done_b"]) * held["mask_b"]
-    logit = (rb.sum(-1) - ra.sum(-1)).numpy()
+        ra = implicit(held["obs_a"], held["act_a"], held["next_a"], held["done_a"])
+        rb = implicit(held["obs_b"], held["act_b"], held["next_b"], held["done_b"])
+        logit = segment_logits(ra, rb, held["mask_a"], held["mask_b"]).numpy()
     lab = held["label"].numpy()
     strict = lab != 0.5
     true = d["rewards"].numpy()
