@@ -15,7 +15,9 @@ not got there within the step budget (an RL-budget finding). If it scores the ag
 behaviour at or above the expert's, the agent found what the reward model gets wrong (a reward-model
 finding).
 
-Prints a Markdown table and writes ``<out>/diagnose.json``. About 5 CPU-seconds per run.
+Prints a Markdown table and writes ``<out>/diagnose.json``. About 5 CPU-seconds per run. The file is merged,
+not replaced: a run diagnosed again gets its new row, and the saved rows of runs whose models are no longer
+on disk (a fresh checkout has none) are kept as they were, so the committed diagnosis survives a rerun.
 
     .venv/bin/python scripts/feedback_diagnose.py                     # benchmarks/bench_feedback
     .venv/bin/python scripts/feedback_diagnose.py --out DIR --episodes 3
@@ -104,14 +106,23 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main(argv=None) -> list[dict[str, Any]]:
     a = parse_args(argv)
     out = Path(a.out)
-    rows = []
+    saved_file = out / "diagnose.json"
+    saved = {r["run"]: r for r in json.loads(saved_file.read_text())} if saved_file.exists() else {}
+    fresh = {}
     for d in sorted(p for p in out.iterdir() if (p / "metrics.json").exists()):
         row = diagnose_run(d, a.episodes, a.seed)
         if row is not None:
-            rows.append(row)
+            fresh[d.name] = row
             print(f"[diagnose] {d.name}: own success {row['own']['success']:.1f}, Spearman {row['spearman_step']:.2f}",
                   flush=True)
-    (out / "diagnose.json").write_text(json.dumps(rows, indent=2))
+    rows = [r for _, r in sorted({**saved, **fresh}.items())]
+    kept = len(set(saved) - set(fresh))
+    if kept:
+        print(f"[diagnose] kept the saved rows of {kept} runs whose models are not on disk", flush=True)
+    from pbrl.io import atomic_write
+
+    with atomic_write(saved_file, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(rows, indent=2))
     print(markdown(rows))
     return rows
 

@@ -33,5 +33,9 @@ def test_a_finished_run_is_diagnosed_and_others_are_skipped(tmp_path):
     assert -1.0 <= r["spearman_step"] <= 1.0
     assert r["expert"]["true_return"] > r["random"]["true_return"]
     assert json.loads((out / "diagnose.json").read_text())[0]["run"] == "pebble_run"
+    # a rerun where the models are gone (a fresh checkout) keeps the saved rows instead of emptying the file
+    (out / "pebble_run" / "reward_model.pt").unlink()
+    assert diag.main(["--out", str(out), "--episodes", "1"]) == rows
+    assert [r["run"] for r in json.loads((out / "diagnose.json").read_text())] == ["pebble_run"]
     with pytest.raises(SystemExit):
         diag.main(["--out", str(tmp_path / "nope")])
