@@ -67,7 +67,8 @@ from offline_summary import AGGREGATE, plot_curves
 
 CURVE_AGENTS = ("iql_true", "mriql", "ipl", "cpl")
 #: make_datasets' files (under --data-dir) measured when --datasets is not given: one locomotion, one Meta-World
-CURVE_DATASETS = ("mujoco_Hopper-v5/medium-replay", "metaworld_drawer-open-v3/scripted-noisy")
+#: (bench_offline's default datasets)
+CURVE_DATASETS = bench_offline.DEFAULT_DATASETS
 CURVE_SEEDS = (0, 1)
 CURVE_STEPS = 15_000
 CURVE_EVAL_EVERY = 750
@@ -81,12 +82,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="flat = within this share of the panel's largest |IQM| of the plateau")
     p.add_argument("--plateau-share", type=float, default=0.2, help="last share of the updates that defines the plateau")
     a = p.parse_args(argv)
-    if a.datasets is None:  # the two default datasets, not every file of --kinds
-        a.datasets = [str(Path(a.data_dir) / f"{rel}.hdf5") for rel in CURVE_DATASETS]
-        missing = [d for d in a.datasets if not Path(d).exists()]
-        if missing:
-            raise SystemExit(f"error: the default datasets {missing} are not there; run scripts/make_datasets.py "
-                             "first, or pass --datasets")
     bench_offline.check_args(a)
     if not 0.0 < a.tolerance < 1.0:
         raise SystemExit(f"error: --tolerance must be in (0, 1), got {a.tolerance}")

@@ -128,7 +128,7 @@ def test_every_agent_of_a_seed_gets_the_same_label_settings(bench, tmp_path, rea
     for seed in (0, 1):
         same = {json.dumps([p.config[k] for k in label_keys]) for p in points if p.config["seed"] == seed}
         assert len(same) == 1
-    assert {p.name.split("/")[1].split("__")[0] for p in points} == {bench.AGENTS[a] for a in bench.DEFAULT_AGENTS}
+    assert {p.name.split("/")[1].split("__")[0] for p in points} == {bench.run_prefix(a) for a in bench.DEFAULT_AGENTS}
 
 
 def test_bad_flags_stop_with_one_clear_error(bench, tmp_path):
@@ -151,16 +151,33 @@ def test_bad_flags_stop_with_one_clear_error(bench, tmp_path):
         bench.parse_args(["--datasets", str(tmp_path / "missing.hdf5")])
 
 
-def test_default_datasets_are_make_datasets_files_of_the_chosen_kinds(bench, tmp_path):
+def test_default_datasets_are_the_two_curve_datasets_and_kinds_widen_the_grid(bench, tmp_path):
     for rel in ("hopper/medium.hdf5", "hopper/medium-replay.hdf5", "button-press/scripted-noisy.hdf5",
-                "hopper/medium.prefs_oracle_500.h5"):
+                "hopper/medium.prefs_oracle_500.h5", *(f"{rel}.hdf5" for rel in bench.DEFAULT_DATASETS)):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
     args = bench.parse_args(["--data-dir", str(tmp_path)])
+    assert [Path(d).relative_to(tmp_path).as_posix() for d in args.datasets] == [
+        "mujoco_Hopper-v5/medium-replay.hdf5", "metaworld_drawer-open-v3/scripted-noisy.hdf5"]
+    args = bench.parse_args(["--data-dir", str(tmp_path), "--kinds", *bench.WIDE_KINDS])
     assert sorted(Path(d).relative_to(tmp_path).as_posix() for d in args.datasets) == [
-        "button-press/scripted-noisy.hdf5", "hopper/medium-replay.hdf5"]
+        "button-press/scripted-noisy.hdf5", "hopper/medium-replay.hdf5",
+        "metaworld_drawer-open-v3/scripted-noisy.hdf5", "mujoco_Hopper-v5/medium-replay.hdf5"]
     args = bench.parse_args(["--data-dir", str(tmp_path), "--kinds", "all"])
-    assert len(args.datasets) == 3
+    assert len(args.datasets) == 5
+    (tmp_path / "mujoco_Hopper-v5" / "medium-replay.hdf5").unlink()
+    with pytest.raises(SystemExit, match="default datasets"):
+        bench.parse_args(["--data-dir", str(tmp_path)])
+
+
+def test_the_default_budget_is_the_measured_learning_curve_s_recommendation(bench):
+    # benchmarks/offline_curve/offline_curve.json is scripts/offline_curve.py's committed measurement on the same
+    # datasets: DEFAULT_STEPS is its recommended_steps, not a number of its own
+    curve = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "offline_curve" / "offline_curve.json").read_text())
+    assert bench.DEFAULT_STEPS == curve["recommended_steps"]
+    measured = {Path(d).parent.name + "/" + Path(d).stem for d in curve["settings"]["datasets"]}
+    assert set(bench.DEFAULT_DATASETS) == measured
+    assert "pt_iql" in bench.DEFAULT_AGENTS  # the PT + IQL row (issue 17) at the measured budget
 
 
 def test_agents_come_from_the_registry_at_their_defaults_plus_documented_cpu_changes(bench):
