@@ -302,11 +302,19 @@ def sweep_cmd(
     except ValueError as e:
         raise _fail(str(e)) from None
     failed = {k: v for k, v in res.items() if "error" in v}
-    console.print(f"{len(res) - len(failed)} of {len(res)} runs finished in {out}; `pbrl report {out}` compares them")
+    stopped = {k: v for k, v in res.items() if v.get("state") in ("interrupted", "not_started")}
+    done = len(res) - len(failed) - len(stopped)
+    console.print(f"{done} of {len(res)} runs finished in {out}; `pbrl report {out}` compares them")
     for k, v in failed.items():
         console.print(f"[red]failed[/red] {k}: {v['error']}")
+    if stopped:
+        n_int = sum(v["state"] == "interrupted" for v in stopped.values())
+        console.print(f"stopped: {n_int} runs interrupted after a checkpoint, {len(stopped) - n_int} not started; "
+                      "run the same command again to resume")
     if failed:
         raise typer.Exit(1)
+    if stopped:
+        raise typer.Exit(130)
 
 
 def register(app: typer.Typer) -> None:

@@ -27,6 +27,13 @@ project's 2-core CPU machines it does not pay (5 seeds take 4.9-7.8x one seed's 
 row cost: ``scripts/bench_speed.py``), so it is off by default; it is meant for a GPU, where one seed
 leaves the device mostly idle.
 
+Stopping a local sweep: Ctrl-C (SIGINT to the process group) stops it as it stops one run. Every running
+run checkpoints at its next checkpointable point and stops (status ``interrupted``), no queued run starts
+(result ``{"state": "not_started"}``), and the sweep returns; the same command resumes. A run that is
+still preparing (collecting, labelling) when the signal comes runs on until it ends. A SIGINT that reaches
+only one worker's run stops the sweep the same way, once that run reports ``interrupted``. (Before, the
+pool went on starting the queued runs after a Ctrl-C.)
+
 The core of pbrl never imports Ray: it is imported only here, only for the ``ray`` backend.
 """
 
@@ -50,7 +57,8 @@ from tqdm.auto import tqdm
 from pbrl.config import config_from_dict
 from pbrl.validation import check_int
 
-__all__ = ["SweepPoint", "expand_grid", "run_sweep", "choose_backend", "run_point", "seed_groups", "GRID_AXES"]
+__all__ = ["SweepPoint", "expand_grid", "run_sweep", "choose_backend", "run_point", "seed_groups", "GRID_AXES",
+           "NOT_STARTED"]
 
 log = logging.getLogger("pbrl.sweep")
 
@@ -144,6 +152,8 @@ def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str]) -> l
     :func:`run_point`)."""
     if len(configs) == 1:
         return [_local_worker(configs[0], run_dirs[0])]
+    if _stopped():
+        return [dict(NOT_STARTED) for _ in configs]
     import contextlib
 
     import torch
@@ -160,7 +170,30 @@ def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str]) -> l
             return [_finished(Path(d)) or err for d in run_dirs]
 
 
+#: the local pool's stop request, shared by the driver and its workers (set in each worker by :func:`_init_worker`)
+_STOP: Any = None
+#: the result of a grid point that a stopped sweep never started
+NOT_STARTED = {"state": "not_started"}
+
+
+def _init_worker(stop: Any) -> None:
+    """A pool worker's start: remember the sweep's stop event; a SIGINT while the worker is between runs (or
+    before a run's training loop installs :class:`pbrl.callbacks.StopOnSignal`) sets it instead of killing
+    the worker, so no further run starts and the pool stays whole."""
+    import signal
+
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+
+def _stopped() -> bool:
+    return _STOP is not None and _STOP.is_set()
+
+
 def _local_worker(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    if _stopped():
+        return dict(NOT_STARTED)
     import torch
 
     torch.set_num_threads(int(config.get("torch_threads", 1)))
@@ -232,29 +265,62 @@ def run_sweep(
     import multiprocessing as mp
 
     groups = seed_groups(points) if batch_seeds else [[p] for p in points]
-    with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
-        futs = {}
-        for g in groups:
-            if len(g) == 1:
-                f = pool.submit(_local_worker, g[0].config, str(out / g[0].name))
-            else:
-                f = pool.submit(_local_group_worker, [p.config for p in g], [str(out / p.name) for p in g])
-            futs[f] = [p.name for p in g]
-        bar = tqdm(total=len(points), desc="sweep", unit="run", disable=not progress)
-        for f in as_completed(futs):
-            names = futs[f]
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(stop,))
+    futs = {}
+    for g in groups:
+        if len(g) == 1:
+            f = pool.submit(_local_worker, g[0].config, str(out / g[0].name))
+        else:
+            f = pool.submit(_local_group_worker, [p.config for p in g], [str(out / p.name) for p in g])
+        futs[f] = [p.name for p in g]
+    bar = tqdm(total=len(points), desc="sweep", unit="run", disable=not progress)
+
+    def stop_sweep(why: str) -> None:
+        if not stop.is_set():
+            log.warning("pbrl sweep: %s: no further run starts; running runs stop at their next checkpoint "
+                        "(rerun the same command to resume)", why)
+        stop.set()
+        for f in futs:
+            f.cancel()  # the queued runs; the ones already handed to a worker see the stop event
+
+    pending = set(futs)
+    try:
+        while pending:
             try:
-                res = f.result()
-                for name, r in zip(names, res if len(names) > 1 else [res]):
-                    results[name] = r
-                    if "error" in r:
-                        log.warning("pbrl sweep: run %s failed: %s", name, r["error"])
-            except Exception as e:  # noqa: BLE001 - one failed run must not stop the sweep
-                for name in names:
-                    results[name] = {"error": f"{type(e).__name__}: {e}"}
-                log.warning("pbrl sweep: run(s) %s failed: %s", ", ".join(names), f"{type(e).__name__}: {e}")
-            bar.update(len(names))
+                for f in as_completed(pending):
+                    pending.discard(f)
+                    names = futs[f]
+                    if f.cancelled():
+                        for name in names:
+                            results[name] = dict(NOT_STARTED)
+                        continue
+                    try:
+                        res = f.result()
+                        for name, r in zip(names, res if len(names) > 1 else [res]):
+                            results[name] = r
+                            if "error" in r:
+                                log.warning("pbrl sweep: run %s failed: %s", name, r["error"])
+                            elif r.get("state") == "interrupted":
+                                stop_sweep(f"run {name} was interrupted")
+                    except KeyboardInterrupt:  # a worker's run aborted by a second SIGINT: resumes from its checkpoint
+                        for name in names:
+                            results[name] = {"state": "interrupted", "aborted": True}
+                        stop_sweep(f"run(s) {', '.join(names)} aborted")
+                    except Exception as e:  # noqa: BLE001 - one failed run must not stop the sweep
+                        for name in names:
+                            results[name] = {"error": f"{type(e).__name__}: {e}"}
+                        log.warning("pbrl sweep: run(s) %s failed: %s", ", ".join(names), f"{type(e).__name__}: {e}")
+                    bar.update(len(names))
+            except KeyboardInterrupt:  # the driver's SIGINT (Ctrl-C reaches the workers too): wait for them
+                stop_sweep("SIGINT")
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
         bar.close()
+    pool.shutdown(wait=True)
     return results
 
 

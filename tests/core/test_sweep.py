@@ -104,3 +104,37 @@ def _write(tmp_path, data):
     p = tmp_path / "base.json"
     p.write_text(json.dumps(data))
     return p
+
+
+def test_ctrl_c_stops_the_whole_local_sweep(tmp_path):
+    """SIGINT to the sweep's process group (what Ctrl-C sends): the running run checkpoints and stops, the
+    queued runs never start, and the command exits 130. It used to stop only the running run while the pool
+    went on to start every queued one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import wait_for_checkpoint
+
+    base = {**BASE, "steps": 20_000, "eval_every": 10_000, "checkpoint_every": 50}
+    cfg = _write(tmp_path, base)
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "pbrl.cli", "sweep", "-o", str(out), "-c", str(cfg),
+                             "--agents", "iql", "--seeds", "0-2", "--workers", "1", "--backend", "local"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    first = out / "iql__mujoco_Hopper-v5__oracle__b20__s0"
+    try:
+        wait_for_checkpoint(proc, first, 100, timeout=180)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stdout + stderr
+    assert json.loads((first / "status.json").read_text())["state"] == "interrupted"
+    assert not (first / "metrics.json").exists()
+    assert not (out / "iql__mujoco_Hopper-v5__oracle__b20__s1").exists()  # queued: never started
+    assert not (out / "iql__mujoco_Hopper-v5__oracle__b20__s2").exists()
+    assert "0 of 3 runs finished" in stdout and "1 runs interrupted after a checkpoint, 2 not started" in stdout
