@@ -71,7 +71,7 @@ cores:
 * 15,000 updates per run (``--steps``, ``DEFAULT_STEPS``) instead of the papers' 0.1-1M: the
   ``recommended_steps`` that ``scripts/offline_curve.py`` measured on the same two datasets
   (``benchmarks/offline_curve/``). IQL on the true reward and MR+IQL still rise on Hopper until about 11k
-  updates (from about 32 normalised at 1,500 to 60), and MR+IQL's noisy drawer-open curve never stays
+  updates (from about 33 normalised at 1,500 to 60), and MR+IQL's noisy drawer-open curve never stays
   within the rule's 5 % band, so the rule returns its whole budget;
 * CPL and CPL-BC: 2 x 256 units and 32 pairs per update (``CPU_SIZES``; the authors' 2 x 512 and 96), BC
   with the same 2 x 256; their BC phase stays 40 % of the updates (the default ``bc_fraction``) and the CPL
