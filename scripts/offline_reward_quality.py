@@ -19,7 +19,8 @@ own dataset:
   transformer it tells whether its per-step read-out keeps what its segment score knows.
 
 Prints a Markdown table (mean and per-seed values per dataset and row) and writes
-``<out>/reward_quality.json`` and ``<out>/reward_quality.png``. Seconds per run (the transformer's
+``<out>/reward_quality.json`` and ``<out>/reward_quality.png``. The JSON file is merged, not replaced: the
+saved rows of runs whose agents are no longer on disk (a fresh checkout has none) are kept. Seconds per run (the transformer's
 relabelling of a dataset is most of it).
 
     .venv/bin/python scripts/offline_reward_quality.py                 # benchmarks/bench_offline
@@ -158,14 +159,20 @@ def plot(summary: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
 def main(argv=None) -> dict[str, Any]:
     a = parse_args(argv)
     out = Path(a.out)
+    saved_file = out / "reward_quality.json"
+    saved = {f"{r['dataset']}/{r['run']}": r for r in json.loads(saved_file.read_text())["runs"]} if saved_file.exists() else {}
     runs = sorted(d for ds in out.iterdir() if ds.is_dir() for d in ds.iterdir() if d.is_dir())
-    rows = []
+    fresh = {}
     for d in runs:
         r = measure_run(d, a.pairs)
         if r is not None:
-            rows.append(r)
+            fresh[f"{d.parent.name}/{d.name}"] = r
             print(f"[reward] {d.parent.name}/{d.name}: pair accuracy {r['pair_accuracy']:.3f}, per-step "
                   f"{r['step_pair_accuracy']:.3f}, Pearson {r['pearson']:.3f}", flush=True)
+    kept = set(saved) - set(fresh)
+    if kept:
+        print(f"[reward] kept the saved rows of {len(kept)} runs whose agents are not on disk", flush=True)
+    rows = [r for _, r in sorted({**saved, **fresh}.items())]
     if not rows:
         raise SystemExit(f"error: no finished mriql / pt_iql runs with agent.pt under {out}")
     summary = summarise(rows)
