@@ -408,7 +408,8 @@ def build_grid(args: argparse.Namespace, datasets: list[dict[str, Any]], labels:
     """One offline sweep point per (dataset, agent, seed), named ``<dataset slug>/<pbrl sweep name>`` (a
     variant's name starts with its row, :func:`run_prefix`); PEARL's points learn from ``labels`` (the
     source dataset's, :func:`source_labels`) and a dataset without a source has none. Every config is
-    validated here, before anything runs."""
+    validated here, before anything runs. The points come seed-major: every cell's first seed, then the
+    second, so that a run stopped part-way (it resumes across sessions) can already be read at one seed."""
     from pbrl.sweep import SweepPoint, expand_grid
 
     labels = labels or {}
@@ -429,7 +430,9 @@ def build_grid(args: argparse.Namespace, datasets: list[dict[str, Any]], labels:
                 for p in grid:
                     name = p.name if a not in VARIANTS else f"{a}__{p.name.split('__', 1)[1]}"
                     points.append(SweepPoint(f"{d['slug']}/{name}", p.config))
-    return points
+    # seed-major (a stable sort): a benchmark stopped part-way has every (dataset, agent) cell at its first
+    # seed before any cell gets a second
+    return sorted(points, key=lambda p: p.config["seed"])
 
 
 def check_existing(points, out: Path) -> None:

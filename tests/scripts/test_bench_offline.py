@@ -122,6 +122,10 @@ def test_every_agent_of_a_seed_gets_the_same_label_settings(bench, tmp_path, rea
     datasets = bench.prepare_datasets(args, tmp_path / "out")
     points = bench.build_grid(args, datasets)
     assert len(points) == len(bench.DEFAULT_AGENTS) * 2 and len({p.name for p in points}) == len(points)
+    # seed-major: every agent's seed 0 before any seed 1, the agents in their row order within a seed
+    assert [p.config["seed"] for p in points] == [0] * len(bench.DEFAULT_AGENTS) + [1] * len(bench.DEFAULT_AGENTS)
+    assert [p.name.split("/")[1].split("__")[0] for p in points[: len(bench.DEFAULT_AGENTS)]] == [
+        bench.run_prefix(a) for a in bench.DEFAULT_AGENTS]
     assert all(p.config["kind"] == "offline" and p.config["steps"] == bench.DEFAULT_STEPS for p in points)
     assert {p.config["eval_every"] for p in points} == {int(bench.EVAL_SHARE * bench.DEFAULT_STEPS)}
     label_keys = ("dataset", "task", "teacher", "teacher_kwargs", "total_feedback", "segment_length", "stratified")
