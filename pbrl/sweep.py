@@ -164,10 +164,12 @@ def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str]) -> l
     log_path = Path(run_dirs[0]).parent / f".{Path(run_dirs[0]).name}.out"
     with open(log_path, "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
         try:
-            return runs.train_seeds([config_from_dict(dict(c)) for c in configs], run_dirs, verbose=False)
+            res = runs.train_seeds([config_from_dict(dict(c)) for c in configs], run_dirs, verbose=False)
         except Exception as e:  # noqa: BLE001 - the runs that finished keep their metrics, the others report it
             err = {"error": f"{type(e).__name__}: {e}"}
             return [_finished(Path(d)) or err for d in run_dirs]
+    _stop_after(res)
+    return res
 
 
 #: the local pool's stop request, shared by the driver and its workers (set in each worker by :func:`_init_worker`)
@@ -201,7 +203,17 @@ def _local_worker(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
     import contextlib
 
     with open(log_path, "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-        return run_point(config, run_dir, verbose=False)
+        res = run_point(config, run_dir, verbose=False)
+    _stop_after([res])
+    return res
+
+
+def _stop_after(results: list[dict[str, Any]]) -> None:
+    """Set the sweep's stop event when a run of this worker stopped at a SIGINT. The run's own handler
+    (:class:`pbrl.callbacks.StopOnSignal`) took the signal, so the worker's handler never saw it; without this
+    the worker could take its next queued run before the driver's stop request arrived."""
+    if _STOP is not None and any(r.get("state") == "interrupted" for r in results):
+        _STOP.set()
 
 
 def choose_backend(backend: str = "auto", address: str | None = None) -> str:

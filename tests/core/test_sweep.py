@@ -138,3 +138,32 @@ def test_ctrl_c_stops_the_whole_local_sweep(tmp_path):
     assert not (out / "iql__mujoco_Hopper-v5__oracle__b20__s1").exists()  # queued: never started
     assert not (out / "iql__mujoco_Hopper-v5__oracle__b20__s2").exists()
     assert "0 of 3 runs finished" in stdout and "1 runs interrupted after a checkpoint, 2 not started" in stdout
+
+
+def test_a_worker_whose_run_took_the_sigint_starts_no_queued_run(tmp_path, monkeypatch):
+    """The run's own SIGINT handler takes Ctrl-C, so the worker's handler never sets the stop event. The
+    worker must set it itself when its run comes back interrupted: the pool hands every worker one more
+    queued run, which used to start when it reached the worker before the driver's stop request did."""
+    import multiprocessing as mp
+    import signal
+
+    from pbrl import sweep
+
+    calls = []
+
+    def fake_run_point(config, run_dir, verbose=False):
+        calls.append(run_dir)
+        return {"state": "interrupted"}
+
+    monkeypatch.setattr(sweep, "run_point", fake_run_point)
+    old = signal.getsignal(signal.SIGINT)
+    stop = mp.get_context("spawn").Event()
+    try:
+        sweep._init_worker(stop)
+        assert sweep._local_worker({}, str(tmp_path / "a")) == {"state": "interrupted"}
+        assert stop.is_set()
+        assert sweep._local_worker({}, str(tmp_path / "b")) == sweep.NOT_STARTED
+    finally:
+        signal.signal(signal.SIGINT, old)
+        monkeypatch.setattr(sweep, "_STOP", None)
+    assert calls == [str(tmp_path / "a")]
