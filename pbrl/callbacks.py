@@ -311,13 +311,29 @@ class PbrlCheckpointCallback(BoundaryCallback):
 
 
 # ---------------------------------------------------------------------------- SIGINT
+#: a process-wide stop check that every :class:`StopOnSignal` honours (see :func:`set_external_stop`)
+_EXTERNAL_STOP: Callable[[], bool] | None = None
+
+
+def set_external_stop(check: Callable[[], bool] | None) -> None:
+    """Make every :class:`StopOnSignal` of this process stop at its next checkpointable point once ``check()``
+    is true, as if it had taken a SIGINT itself (``None`` removes the check).
+
+    A sweep's pool worker sets it to the sweep's stop event: a SIGINT that arrives while a run is still
+    preparing (collecting its dataset, labelling) reaches the worker's own handler, not the run's, and
+    without this check the run would then train to its end."""
+    global _EXTERNAL_STOP
+    _EXTERNAL_STOP = check
+
+
 class StopOnSignal(BoundaryCallback):
     """Turns the first SIGINT into a request to stop at the next checkpointable point, after a checkpoint
     there (through ``checkpoint``, unless one was just written at that step); a second SIGINT aborts
     (``KeyboardInterrupt``). ``stopping`` tells afterwards whether training stopped so.
 
     The handler is installed for a ``with`` block (or from ``on_training_start`` to ``on_training_end``)
-    and only in the main thread; :meth:`request` asks to stop without a signal.
+    and only in the main thread; :meth:`request` asks to stop without a signal. ``requested`` is also true
+    once the process's external stop check (:func:`set_external_stop`) is.
     """
 
     def __init__(self, checkpoint: PbrlCheckpointCallback | None = None, signum: int = signal.SIGINT,
@@ -325,7 +341,7 @@ class StopOnSignal(BoundaryCallback):
         super().__init__(verbose)
         self.checkpoint = checkpoint
         self.signum = signum
-        self.requested = False
+        self._requested = False
         self.stopping = False
         self._old: Any = None
         self._installed = False
@@ -352,15 +368,22 @@ class StopOnSignal(BoundaryCallback):
             signal.signal(self.signum, self._old)
             self._installed = False
 
+    @property
+    def requested(self) -> bool:
+        """Whether a stop was asked: a SIGINT, :meth:`request`, or the external stop check."""
+        if not self._requested and _EXTERNAL_STOP is not None and _EXTERNAL_STOP():
+            self._requested = True
+        return self._requested
+
     def _handler(self, signum, frame) -> None:
-        if self.requested:
+        if self._requested:
             raise KeyboardInterrupt
         self.request()
         print("\n[pbrl] SIGINT: stopping after the next checkpoint (Ctrl-C again to abort now)", file=sys.stderr)
 
     def request(self) -> None:
         """Ask training to stop at the next checkpointable point."""
-        self.requested = True
+        self._requested = True
 
     def _on_training_start(self) -> None:
         self._installed_at_start = not self._installed

@@ -30,9 +30,11 @@ leaves the device mostly idle.
 Stopping a local sweep: Ctrl-C (SIGINT to the process group) stops it as it stops one run. Every running
 run checkpoints at its next checkpointable point and stops (status ``interrupted``), no queued run starts
 (result ``{"state": "not_started"}``), and the sweep returns; the same command resumes. A run that is
-still preparing (collecting, labelling) when the signal comes runs on until it ends. A SIGINT that reaches
-only one worker's run stops the sweep the same way, once that run reports ``interrupted``. (Before, the
-pool went on starting the queued runs after a Ctrl-C.)
+still preparing (collecting, labelling) when the signal comes finishes that preparation and stops at its
+first checkpointable point (its labels are saved, so the resume reuses them). A SIGINT that reaches only
+one worker's run stops the sweep the same way, once that run reports ``interrupted``: the other running
+runs stop at their next checkpoint. (Before, the pool went on starting the queued runs after a Ctrl-C,
+and a run that was preparing trained to its end.)
 
 The core of pbrl never imports Ray: it is imported only here, only for the ``ray`` backend.
 """
@@ -181,12 +183,17 @@ NOT_STARTED = {"state": "not_started"}
 def _init_worker(stop: Any) -> None:
     """A pool worker's start: remember the sweep's stop event; a SIGINT while the worker is between runs (or
     before a run's training loop installs :class:`pbrl.callbacks.StopOnSignal`) sets it instead of killing
-    the worker, so no further run starts and the pool stays whole."""
+    the worker, so no further run starts and the pool stays whole. Every run's ``StopOnSignal`` honours the
+    event too (:func:`pbrl.callbacks.set_external_stop`), so a run that was still preparing when the signal
+    came stops at its first checkpointable point instead of training to its end."""
     import signal
+
+    from pbrl.callbacks import set_external_stop
 
     global _STOP
     _STOP = stop
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    set_external_stop(stop.is_set)  # a run that was preparing when the signal came stops at its first checkpoint
 
 
 def _stopped() -> bool:

@@ -167,3 +167,40 @@ def test_a_worker_whose_run_took_the_sigint_starts_no_queued_run(tmp_path, monke
         signal.signal(signal.SIGINT, old)
         monkeypatch.setattr(sweep, "_STOP", None)
     assert calls == [str(tmp_path / "a")]
+
+
+def test_a_run_still_labelling_when_the_sigint_comes_stops_at_its_first_checkpoint(tmp_path, monkeypatch):
+    """A SIGINT during a run's preparation (here: right after the teacher labelled its pairs) reaches the
+    pool worker's handler, not the run's, which is installed only when training starts. The run must still
+    stop at its first checkpointable point; it used to train to its end."""
+    import multiprocessing as mp
+    import os
+    import signal
+
+    from pbrl import sweep
+    from pbrl.callbacks import set_external_stop
+    from pbrl.envs import datasets
+
+    orig = datasets.label_dataset
+
+    def label_then_sigint(*args, **kwargs):
+        out = orig(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the run is still preparing
+        return out
+
+    monkeypatch.setattr(datasets, "label_dataset", label_then_sigint)
+    cfg = expand_grid({**BASE, "steps": 400, "checkpoint_every": 100, "eval_every": 200}, agents=["mriql"], seeds=[0])[0]
+    old = signal.getsignal(signal.SIGINT)
+    stop = mp.get_context("spawn").Event()
+    run_dir = tmp_path / cfg.name
+    try:
+        sweep._init_worker(stop)
+        res = sweep._local_worker(cfg.config, str(run_dir))
+    finally:
+        signal.signal(signal.SIGINT, old)
+        set_external_stop(None)
+        monkeypatch.setattr(sweep, "_STOP", None)
+    assert stop.is_set()
+    assert res.get("state") == "interrupted" and res["step"] < 100, res
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "interrupted"
+    assert not (run_dir / "metrics.json").exists() and (run_dir / "labels.h5").exists()
