@@ -23,7 +23,7 @@ resume). Written to ``--out``: ``ablation.json`` (per variant: the IQM final ret
 95 % stratified-bootstrap interval, mean, std, per seed, CPU seconds per run and reward-fit CPU seconds
 per run, ``bench_online.py``'s row; plus the reference rows of ``docs/bench_online.json``, the old
 script's SAC-true and PEBBLE at the same settings) and ``ablation.png`` (the final returns per seed with
-the IQM, and the IQM return against env steps per variant), and the table is printed as Markdown.
+the IQM, and the IQM return against env steps per variant, with 95 % bands, as `pbrl report` computes them), and the table is printed as Markdown.
 
 Example::
 
@@ -126,15 +126,6 @@ def reference_rows(path: str) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def iqm_curve(curves: list[list[dict]]) -> tuple[np.ndarray, np.ndarray]:
-    """The IQM over seeds of the evaluation return at each env step every seed has."""
-    from pbrl import stats
-
-    steps = sorted(set.intersection(*({int(r["step"]) for r in c} for c in curves)))
-    by = [{int(r["step"]): float(r["mean_return"]) for r in c} for c in curves]
-    return np.array(steps), np.array([stats.iqm(np.array([b[s] for b in by])) for s in steps])
-
-
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -153,14 +144,13 @@ def plot(result: dict, path: Path) -> None:
         else:
             ax1.plot([i - 0.2, i + 0.2], [row["mean"]] * 2, color="k", lw=2)
     ax1.set_xticks(range(len(rows)), list(rows), rotation=20, ha="right", fontsize=8)
-    ax1.set_ylabel("final return (dots: seeds; bar: IQM [95 % CI], or the mean)")
+    ax1.set_ylabel("final return\n(dots: seeds; bar: IQM [95 % CI], or the mean)", fontsize=8)
     ax1.set_title("PEBBLE on " + result["task"] + ", one factor changed")
-    for i, (name, row) in enumerate(result["variants"].items()):
-        if row.get("curve_steps"):
-            ax2.plot(row["curve_steps"], row["curve_iqm"], color=f"C{i}", label=name)
-    ax2.set_xlabel("env steps")
-    ax2.set_ylabel("IQM evaluation return over seeds")
-    ax2.legend(fontsize=8)
+    from pbrl.plots import _draw_curves
+
+    _draw_curves(ax2, {name: (row["curve_steps"], row["curve_iqm"], row["curve_low"], row["curve_high"])
+                       for name, row in result["variants"].items() if row.get("curve_steps")},
+                 "env steps", "IQM evaluation return over seeds [95 % CI]", None)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -181,10 +171,13 @@ def main(argv=None) -> dict:
             print(f"[ablation] {v}: {e}", flush=True)
             continue
         row = dict(res["table"]["pebble"])
-        curves = [r["curve"] for r in res["runs"].values() if r["curve"]]
-        if curves:
-            s, c = iqm_curve(curves)
-            row["curve_steps"], row["curve_iqm"] = s.tolist(), c.tolist()
+        from pbrl.report import _group_curve, load_runs
+
+        # pbrl report's IQM learning curve with its stratified-bootstrap band
+        curve = _group_curve(load_runs([out / VARIANTS[v][0] / name for name in res["runs"]]), [task],
+                             "step", "mean_return", 500, 0.95, seed=0)
+        for key, arr in zip(("curve_steps", "curve_iqm", "curve_low", "curve_high"), curve):
+            row[key] = arr.tolist()
         row["flags"] = bench_argv(a, v)
         variants[v] = row
     if not variants:
