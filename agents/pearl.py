@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from pbrl.agents.iql import MRIQL
+from pbrl.extras import require
 from pbrl.preferences import PreferenceDataset
 from pbrl.segments import Segments
 
@@ -106,8 +107,7 @@ def gw_coupling(c_source: np.ndarray, c_target: np.ndarray, max_iter: int = 1000
 
     Rows of ``T*`` sum to ``1 / n_s``, columns to ``1 / n_t``.
     """
-    import ot
-
+    ot = require("ot", "PEARL's optimal transport")
     ns, nt = len(c_source), len(c_target)
     p, q = np.full(ns, 1.0 / ns), np.full(nt, 1.0 / nt)
     T = ot.gromov.gromov_wasserstein(

@@ -43,6 +43,8 @@ class AgentEntry:
         learner: SB3 learner of an online agent (``"SAC"`` / ``"PPO"``), ``None`` offline.
         needs_preferences: whether the agent learns from labelled pairs.
         summary: one line for help texts and tables.
+        extras: top-level packages of optional extras the agent needs (:mod:`pbrl.extras`); a run checks
+            them before any work.
     """
 
     name: str
@@ -51,6 +53,7 @@ class AgentEntry:
     learner: str | None
     needs_preferences: bool
     summary: str
+    extras: tuple[str, ...] = ()
 
     @property
     def class_name(self) -> str:
@@ -104,7 +107,7 @@ AGENTS: dict[str, AgentEntry] = _entries(
     AgentEntry("oppo", "pbrl.agents.oppo:OPPO", "offline", None, True,
                "OPPO: hindsight information matching, optimal context z*"),
     AgentEntry("pearl", "pbrl.agents.pearl:PEARL", "offline", None, True,
-               "PEARL: cross-task label transfer, robust Gaussian reward, IQL"),
+               "PEARL: cross-task label transfer, robust Gaussian reward, IQL", extras=("ot",)),
 )
 """Every agent, by the name users type."""
 

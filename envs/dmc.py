@@ -37,11 +37,13 @@ from functools import lru_cache
 import gymnasium as gym
 import numpy as np
 
+from pbrl.extras import MissingExtra
+
 __all__ = ["DmcEnv", "DMC_EPISODE_LENGTH", "dmc_available", "dmc_tasks", "make_dmc", "INSTALL_HINT"]
 
 #: control steps per episode (every suite task's own limit: time_limit / control_timestep = 1000)
 DMC_EPISODE_LENGTH = 1000
-INSTALL_HINT = "DMC tasks need dm-control: pip install 'pbrl[dmc]' (or pip install dm-control==1.0.28)"
+INSTALL_HINT = str(MissingExtra("dm_control", "DeepMind Control tasks (dmc/...)"))
 _EXCLUDED_DOMAINS = ("lqr",)
 _DEFAULT_CAMERA = {"quadruped": 2}
 
@@ -54,7 +56,7 @@ def dmc_available() -> bool:
 def _suite():
     """``dm_control.suite``, imported with pbrl's offscreen GL default and numpy-2 compatibility."""
     if not dmc_available():
-        raise ImportError(INSTALL_HINT)
+        raise MissingExtra("dm_control", "DeepMind Control tasks (dmc/...)")
     # dm_control picks its GL backend at import; without MUJOCO_GL it tries GLFW first, which imports
     # PyOpenGL for a display that a headless machine lacks and then breaks gymnasium's offscreen renderer
     os.environ.setdefault("MUJOCO_GL", "egl" if os.path.exists("/dev/nvidia0") else "osmesa")

@@ -13,17 +13,14 @@ from typing import Any
 import numpy as np
 
 from pbrl.envs.dataset import OfflineDataset
+from pbrl.extras import require
 from pbrl.io import atomic_write
 
 __all__ = ["to_minari", "from_minari"]
 
 
 def _minari():
-    try:
-        import minari
-    except ImportError:  # pragma: no cover - minari is in the offline extra
-        raise ImportError("Minari support needs the offline extra: pip install 'pbrl[offline]'") from None
-    return minari
+    return require("minari", "a Minari dataset")
 
 
 _META_FILE = "pbrl_metadata.json"

@@ -91,7 +91,7 @@ def check_task(task_id: str) -> str:
     if task_id in _base_tasks():
         return task_id
     if is_dmc(task_id) and not dmc_available():
-        raise ValueError(f"'{task_id}' is a DeepMind Control task; {INSTALL_HINT}")
+        raise ValueError(f"'{task_id}': {INSTALL_HINT}")
     tasks = list_tasks()
     if task_id in tasks:
         return task_id

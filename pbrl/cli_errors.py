@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
+
+from pbrl.extras import MissingExtra
 
 __all__ = ["ErrorHandlingGroup", "fail", "error_message", "set_debug", "debug_enabled", "USER_ERRORS"]
 
@@ -33,8 +34,10 @@ def debug_enabled() -> bool:
 
 def error_message(e: BaseException) -> str:
     """One line naming the problem (and, where pbrl knows it, the fix)."""
+    if isinstance(e, MissingExtra):
+        return " ".join(str(e).split())
     if isinstance(e, ModuleNotFoundError):
-        return f"this needs the Python package '{e.name}', which is not installed; install it (pip install {e.name})"
+        return " ".join(str(MissingExtra(e.name or "?")).split())
     if isinstance(e, OSError) and e.strerror is None and e.args:  # raised with pbrl's own message
         return " ".join(str(e.args[0]).split())
     if isinstance(e, OSError):
@@ -62,10 +65,10 @@ def fail(msg: str, code: int = 2) -> typer.Exit:
 class ErrorHandlingGroup(TyperGroup):
     """A Typer group whose sub-commands turn user errors into one line and exit code 2."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (typer.Exit, typer.Abort):
             raise
         except BrokenPipeError:  # output piped into `head` and the like: nothing to report
             raise typer.Exit(0) from None

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pbrl.agents.registry import get_entry
 from pbrl.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -38,6 +39,7 @@ from pbrl.checkpoint import (
     set_sb3_state,
 )
 from pbrl.config import OfflineConfig, OnlineConfig, RunConfig, agent_class
+from pbrl.extras import check_extra
 from pbrl.io import check_writable_file
 from pbrl.run_dir import CURVE_FIELDS, RunDir, check_run_dir
 from pbrl.train_common import FailureStatus as _FailureStatus
@@ -138,6 +140,8 @@ def check_start(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
     online task's episode length against ``segment_length``, an offline run's dataset (readable, of
     the run's task and sizes, with episodes long enough) and its ``labels`` file (of the task's sizes). Raises one ``ValueError`` naming the fix."""
     cfg = cfg.validate()
+    for package in get_entry(cfg.agent).extras:
+        check_extra(package, f"the agent '{cfg.agent}'")
     path = check_run_dir(run_dir, overwrite)
     if isinstance(cfg, OnlineConfig):
         from pbrl.envs import episode_length

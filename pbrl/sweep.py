@@ -57,6 +57,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from pbrl.config import config_from_dict
+from pbrl.extras import MissingExtra
 from pbrl.validation import check_int
 
 __all__ = ["SweepPoint", "expand_grid", "run_sweep", "choose_backend", "run_point", "seed_groups", "GRID_AXES",
@@ -231,10 +232,8 @@ def choose_backend(backend: str = "auto", address: str | None = None) -> str:
     has_ray = importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.tune") is not None
     if backend == "ray" or (backend == "auto" and address is not None):
         if not has_ray:
-            raise ValueError(
-                "Ray Tune is not installed; install the sweep extra (pip install 'pbrl[sweep]') "
-                "or run without --address for the local process pool"
-            )
+            raise ValueError(f"{MissingExtra('ray', 'the Ray backend (--address)')}; or run without --address "
+                             "for the local process pool")
         return "ray"
     if backend == "local" and address is not None:
         raise ValueError("--address needs the Ray backend; drop --backend local")
@@ -270,8 +269,8 @@ def run_sweep(
         workers = check_int("workers", workers, 1)
     out = Path(out).resolve()
     check_existing_runs(points, out)
-    out.mkdir(parents=True, exist_ok=True)
     chosen = "local" if (batch_seeds and backend == "auto" and address is None) else choose_backend(backend, address)
+    out.mkdir(parents=True, exist_ok=True)
     if batch_seeds and chosen == "ray":
         raise ValueError("--batch-seeds runs on the local process pool; add --backend local")
     if chosen == "ray":

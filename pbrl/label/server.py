@@ -40,6 +40,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from pbrl.extras import check_extra, require
 from pbrl.label.render import CLIP_NAME_RE, ClipRenderer, RenderWorker, clip_name, default_shadows, task_fps
 from pbrl.label.store import ConflictError, LabelStore
 from pbrl.validation import is_int
@@ -201,6 +202,7 @@ def create_app(
     Returns:
         An ASGI app (the FastAPI app behind the token / Host / body-size guard, which is at ``.app``).
     """
+    check_extra("fastapi", "the labelling server")
     from fastapi import Body, FastAPI, HTTPException, Query, Request
     from fastapi.responses import FileResponse, HTMLResponse
     from fastapi.staticfiles import StaticFiles
@@ -461,8 +463,8 @@ def serve(
     without a queue), the clips to ``cache_dir`` (default ``<db>.clips/``). On a non-loopback ``host`` a
     token is required; one is generated and printed unless ``token`` is given.
     """
-    import uvicorn
-
+    uvicorn = require("uvicorn", "the labelling server")
+    check_extra("fastapi", "the labelling server")
     from pbrl.label.queue import LabelQueue
 
     q = LabelQueue.load(queue) if queue is not None else None
