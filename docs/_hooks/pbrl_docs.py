@@ -10,7 +10,8 @@ Three jobs, each checked at build time (a failure stops ``mkdocs build``):
   whose target does not exist raises :class:`~mkdocs.exceptions.PluginError`.
 * **Hyperparameter tables.** ``docs/hyperparameters.md`` is the one source of the tables. A page includes
   a section of it with a line ``<!-- hyperparameters: HEADING -->``; HEADING is the start of a ``###``
-  heading there. The section is inserted with its links rebased and its headings lowered one level.
+  heading there. The section is inserted with its links rebased; its ``###`` heading stays a sub-section of the page's
+  ``## Hyperparameters``.
 * **API sources.** pbrl installs ``agents/`` and ``envs/`` as ``pbrl.agents`` and ``pbrl.envs``; mkdocstrings
   reads sources by their folders, so the build points it at a temporary copy of the sources laid out as
   installed (``agents/`` and ``envs/`` inside ``pbrl/``).
@@ -178,7 +179,6 @@ def hyperparameter_section(heading: str, docs: Path) -> tuple[str, Path]:
 def _expand_hyperparameters(markdown: str, page_dir: Path, docs: Path) -> str:
     def include(m):
         text, src_dir = hyperparameter_section(m.group(1).strip(), docs)
-        text = re.sub(r"^(#+) ", lambda h: "#" * max(len(h.group(1)) - 1, 2) + " ", text, flags=re.MULTILINE)
         return _rebase(text, src_dir, page_dir)
     return _HP.sub(include, markdown)
 

@@ -74,3 +74,17 @@ def test_every_page_is_in_the_nav():
     pages = [p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if "_hooks" not in p.parts]
     missing = [p for p in pages if p not in nav]
     assert not missing, f"pages not in mkdocs.yml's nav: {missing}"
+
+
+def test_every_included_hyperparameter_section_exists_once():
+    """Agent pages include sections of docs/hyperparameters.md by heading (docs/_hooks/pbrl_docs.py):
+    each must name exactly one ``###`` heading there, or the site build stops."""
+    headings = [line[4:] for line in (DOCS / "hyperparameters.md").read_text(encoding="utf-8").splitlines()
+                if line.startswith("### ")]
+    markers = set()
+    for page in (DOCS / "agents").glob("*.md"):
+        markers.update(re.findall(r"^<!-- hyperparameters: (.+?) -->$", page.read_text(encoding="utf-8"),
+                                  flags=re.MULTILINE))
+    assert markers
+    bad = {m: n for m in markers if (n := sum(h.startswith(m) for h in headings)) != 1}
+    assert not bad, f"markers matching no or several '###' headings of hyperparameters.md: {bad}"
