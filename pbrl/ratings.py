@@ -62,7 +62,8 @@ class RatingDataset:
         annotator: optional ``[N]`` annotator names (human ratings).
 
     Attributes:
-        segments, rating (int64 ``[N]``), n_classes, metadata, annotator (``None`` or str ``[N]``).
+        segments, rating, n_classes, metadata, annotator: the arguments as stored (``rating`` int64 ``[N]``,
+            ``annotator`` ``None`` or str ``[N]``).
     """
 
     def __init__(

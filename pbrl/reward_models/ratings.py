@@ -134,8 +134,9 @@ class RatingTrainer(RewardTrainer):
     Args:
         losses: the objective's terms; the first must be a :class:`RatingLoss` (default ``[RatingLoss()]``,
             k = 30, the dataset's number of classes).
-        epochs, batch_size (segments per member per step), early_stop_accuracy (on the predicted class,
-            default 0.97 as B-Pref's), val_fraction, progress: as :class:`RewardTrainer`.
+        epochs, batch_size, early_stop_accuracy, val_fraction, progress: as :class:`RewardTrainer`
+            (``batch_size`` counts segments per member per step; the early stop reads the accuracy of the
+            predicted class, default 0.97 as B-Pref's).
     """
 
     first_term = RatingLoss
