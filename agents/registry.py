@@ -89,6 +89,8 @@ AGENTS: dict[str, AgentEntry] = _entries(
                "RIME: PEBBLE + denoising discriminator for noisy labels, reward warm start"),
     AgentEntry("sac", "pbrl.agents.sac_true:SACTrue", "online", "SAC", False,
                "SAC on the true reward (the upper bound; asks no queries)"),
+    AgentEntry("pebble_true", "pbrl.agents.pebble_true:PEBBLETrueReward", "online", "SAC", False,
+               "control: PEBBLE's schedule (seed steps, entropy pre-training, critic reset) on the true reward"),
     # ---- offline, from datasets
     AgentEntry("mriql", "pbrl.agents.iql:MRIQL", "offline", None, True,
                "MR+IQL: learned reward relabels the dataset, then IQL"),

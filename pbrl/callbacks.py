@@ -46,6 +46,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv
 
 from pbrl.progress import Progress
+from pbrl.reward_models.metrics import saturation
 from pbrl.validation import check_int
 
 __all__ = [
@@ -143,10 +144,10 @@ class PbrlEvalCallback(BoundaryCallback):
     ``n_eval_episodes`` deterministic episodes with :func:`pbrl.evaluation.evaluate_policy_episodes` (an
     episode is a success if ``info["success"]`` was true at any step: Meta-World's protocol) and appends
     one row to ``history`` (= ``progress.curve``): :func:`evaluation_row`'s ``step, labels, mean_return,
-    std_return, success_rate, normalized_score``, plus ``asked`` and ``reward_accuracy`` when a
-    ``preference_callback`` is given. It logs ``eval/mean_return``, ``eval/std_return``,
-    ``eval/success_rate``, ``feedback/labels_used`` (and ``feedback/asked``, ``reward_model/accuracy``
-    from the preference callback), dumps the logger at the step (unless ``dump=False``), and rewrites
+    std_return, success_rate, normalized_score``, plus ``asked``, ``reward_accuracy`` and ``reward_saturated`` (:func:`pbrl.reward_models.saturation` on the
+    last 10 recorded episodes) when a ``preference_callback`` is given. It logs ``eval/mean_return``, ``eval/std_return``,
+    ``eval/success_rate``, ``feedback/labels_used`` (and ``feedback/asked``, ``reward_model/accuracy``,
+    ``reward_model/saturated`` from the preference callback), dumps the logger at the step (unless ``dump=False``), and rewrites
     ``run``'s ``curve.csv``.
 
     Args:
@@ -247,6 +248,7 @@ class PbrlEvalCallback(BoundaryCallback):
         if pc is not None:
             rec["asked"] = int(pc.asked)
             rec["reward_accuracy"] = float(pc.last_fit.get("accuracy", float("nan")))
+            rec["reward_saturated"] = _saturation(pc)
         self.history.append(rec)
         self.logger.record("eval/mean_return", rec["mean_return"])
         self.logger.record("eval/std_return", rec["std_return"])
@@ -256,11 +258,24 @@ class PbrlEvalCallback(BoundaryCallback):
             self.logger.record("feedback/asked", rec["asked"])
             if pc.last_fit:
                 self.logger.record("reward_model/accuracy", rec["reward_accuracy"])
+            if rec["reward_saturated"] == rec["reward_saturated"]:
+                self.logger.record("reward_model/saturated", rec["reward_saturated"])
         if self.dump:
             self.logger.dump(step)
         if self.run is not None:
             self.run.write_curve(self.history)
         return rec
+
+
+def _saturation(pc: Any, n_episodes: int = 10) -> float:
+    """:func:`pbrl.reward_models.saturation` of the learned reward on the last ``n_episodes`` episodes the
+    run recorded (NaN before the first reward update, or for a model without per-member outputs)."""
+    episodes = list(getattr(getattr(pc, "wrapper", None), "episodes", []))[-n_episodes:]
+    if not episodes or getattr(pc, "updates", 0) == 0 or not hasattr(pc.reward_model, "member_rewards"):
+        return float("nan")
+    obs = np.concatenate([t.obs for t in episodes])
+    act = np.concatenate([t.act for t in episodes])
+    return saturation(pc.reward_model, obs, act)
 
 
 # ---------------------------------------------------------------------------- checkpoints

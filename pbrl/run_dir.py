@@ -35,6 +35,8 @@ from pbrl.io import atomic_write, check_writable_dir, remove_temp_files
 __all__ = ["RunDir", "CURVE_FIELDS", "check_run_dir"]
 
 CURVE_FIELDS = ("step", "labels", "mean_return", "std_return", "success_rate", "normalized_score")
+#: columns ``curve.csv`` adds when the evaluation records carry them (an online PbRL run's)
+OPTIONAL_CURVE_FIELDS = ("asked", "reward_accuracy", "reward_saturated")
 
 
 def check_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -139,10 +141,11 @@ class RunDir:
         """Rewrite ``curve.csv`` atomically from all evaluation records."""
         with atomic_write(self.curve_path, suffix=".csv") as tmp:
             with open(tmp, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=CURVE_FIELDS, extrasaction="ignore")
+                fields = CURVE_FIELDS + tuple(f for f in OPTIONAL_CURVE_FIELDS if any(f in r for r in rows))
+                w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
                 w.writeheader()
                 for r in rows:
-                    w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CURVE_FIELDS})
+                    w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
 
     def curve(self) -> list[dict[str, float]]:
         """Evaluation records from ``curve.csv`` (empty fields read as NaN)."""

@@ -13,22 +13,32 @@ resumes unfinished runs and skips finished ones) and it is summarised by ``pbrl 
   with bands), grouped by agent, budget and teacher;
 * the same table printed as Markdown.
 
-Defaults, chosen for 2 CPU cores: 50k env steps; the tasks ``metaworld/button-press-v3`` and
-``metaworld/button-press-topdown-v3`` (the two of six Meta-World tasks calibrated here on which SAC on the true
-reward reaches high success within 50k steps at the CPU sizes: ``benchmarks/calib_sac``, ``DEFAULT_TASKS``);
-the agents ``sac`` (true reward), ``pebble``, ``surf``, ``rune``, ``qpa`` and ``rime``; the label budgets 250
-and 1,000 (1,000 labels over 50k steps is B-Pref's 20,000 over 1M on button-press, per step); 3 seeds; the
-oracle teacher for the whole grid, plus two noisy-teacher rows on the first task at the larger budget for
-PEBBLE and RIME (``--robust-agents``): B-Pref's ``mistake`` teacher (10 % of labels flipped) and a
-``scripted`` teacher with 30 % flipped (``--high-error``), the range of RIME's experiments. That is 78 runs.
-Network sizes are CPU-sized for every SAC-based run alike (``CPU_SAC_KWARGS``: 2 x 128, batch 256, one
-gradient step per 2 env steps) and the reward models use 3 x 128 hidden units; everything else is each
-agent's default. Measured here, SAC-true costs 5.6 CPU-minutes per 50k-step run, so the 78 runs cannot fit
-the 8 CPU-hours first aimed at: the SAC updates alone are about 6 CPU-hours of the grid, and the PbRL
-agents add their reward fits (SURF's four unlabelled pairs per labelled pair the most). ``--dry-run`` prints
-the projected CPU-hours from the runs that have finished. ``--paper-scale`` gives the papers' scale (B-Pref's
-3 x 256 networks and reward models, 1M steps, 10 seeds; pass the papers' label budgets for the chosen tasks
-with ``--budgets``, thousands to tens of thousands on Meta-World); it is for a machine that can afford it.
+Defaults, in B-Pref's design (Lee et al. 2021) and chosen for 2 CPU cores:
+
+* **B-Pref's schedule.** Every PEBBLE-family agent spends 1,000 random seed steps and 9,000 steps of entropy
+  pre-training, then asks a query round every ``--feedback-every`` = 5,000 env steps (B-Pref's Meta-World
+  ``num_interact``) from the end of pre-training until the end of the run; the budget is spread evenly over
+  those rounds (:func:`pbrl.online.feedback.spread_budget`: 50k steps give 8 rounds at 10k, 15k, ..., 45k).
+  The old study asked 10 rounds every 2,500 steps and froze the reward from 32.5k steps, the last 35 % of the
+  run.
+* **Tasks chosen by measurement** (``DEFAULT_TASKS``): SAC on the true reward, calibrated at the study's sizes
+  on 11 MT50 tasks (``benchmarks/calib_sac50k``, the results page's table), keeping tasks on which it reaches
+  success >= 0.8 within the budget.
+* **Rows:** SAC-true (the upper bound); the control ``pebble_true`` (PEBBLE's seed steps, entropy pre-training
+  and critic reset on the true reward: SAC-true minus it is the cost of pre-training, it minus PEBBLE the cost
+  of learning the reward); PEBBLE, SURF, RUNE, QPA and RIME with B-Pref's raw reward-model inputs (the
+  default); and PEBBLE with standardised inputs (``--std-agents``), the measurement that chose that default.
+  Every PbRL run logs ``reward_model/saturated`` (the share of |r_hat| > 0.95) at every evaluation.
+* **1,000 labels** (1,000 over 50k steps is B-Pref's 20,000 over 1M on button-press, per step), the oracle
+  teacher, **5 seeds**, 50k env steps. Network sizes are CPU-sized for every SAC-based run alike
+  (``CPU_SAC_KWARGS``: 2 x 128, batch 256, one gradient step per 2 env steps), reward models 3 x 128.
+
+What was cut to fit about 16 CPU-hours (SAC-true alone is about 5 CPU-minutes a run): the 250-label budget
+(``--budgets 250 1000`` brings it back) and the noisy-teacher rows (``--noisy``: B-Pref's ``mistake`` teacher
+and a 30 %-error one for PEBBLE and RIME on the first task). ``--dry-run`` prints the grid and projects its
+CPU-hours from the runs that have finished. ``--paper-scale`` gives the papers' scale instead: B-Pref's 3 x 256
+networks and reward models, 1M steps, 10 seeds (pass the papers' label budgets with ``--budgets``); it is for
+a machine that can afford it.
 
 Example::
 
@@ -41,17 +51,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 PBRL_AGENTS = ("pebble", "surf", "rune", "qpa", "rime")
+#: the control row: PEBBLE's schedule on the true reward
+CONTROL = "pebble_true"
+#: B-Pref's Meta-World query interval (``num_interact``)
+FEEDBACK_EVERY = 5000
 #: calibrated (``benchmarks/calib_sac``, one seed of SAC-true at the CPU sizes, 50k steps): button-press
 #: reaches success 1.0 from 40k steps, button-press-topdown 0.8 / 0.6 at 45k / 50k after a steady rise; of the
 #: papers' other tasks window-open reaches 0.7 only at the last evaluation and door-open, drawer-open and
 #: door-close stay at 0
 DEFAULT_TASKS = ("metaworld/button-press-v3", "metaworld/button-press-topdown-v3")
 #: 1,000 labels over 50k steps is B-Pref's 20,000 over 1M on button-press, per step; 250 is the scarce regime
-DEFAULT_BUDGETS = (250, 1000)
+DEFAULT_BUDGETS = (1000,)
 ROBUST_AGENTS = ("pebble", "rime")
 
 #: SAC sizes of every SAC-based run of the default study (2 CPU cores); ``--paper-scale`` drops them.
@@ -62,16 +75,20 @@ CPU_REWARD_MODEL_KWARGS = {"hidden": [128, 128, 128]}
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
-    p.add_argument("--agents", nargs="+", default=["sac", *PBRL_AGENTS], help="registry names (sac = true reward)")
+    p.add_argument("--agents", nargs="+", default=["sac", CONTROL, *PBRL_AGENTS],
+                   help="registry names (sac = true reward, pebble_true = PEBBLE's schedule on the true reward)")
     p.add_argument("--budgets", nargs="+", type=int, default=list(DEFAULT_BUDGETS), help="label budgets (total_feedback)")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--steps", type=int, default=50_000)
-    p.add_argument("--sessions", type=int, default=10, help="feedback sessions the budget is spread over")
-    p.add_argument("--feedback-every", type=int, default=2500)
+    p.add_argument("--feedback-every", type=int, default=FEEDBACK_EVERY,
+                   help="env steps between query rounds, from the end of pre-training to the end of the run")
+    p.add_argument("--std-agents", nargs="*", default=["pebble"],
+                   help="PbRL agents also run with standardised reward-model inputs (normalize=True); none: --std-agents")
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--n-eval-episodes", type=int, default=10)
-    p.add_argument("--mistake-task", default=None, help="task of the mistake-teacher row (default: the first task)")
-    p.add_argument("--no-mistake", action="store_true", help="leave out the noisy-teacher rows")
+    p.add_argument("--mistake-task", default=None, help="task of the noisy-teacher rows (default: the first task)")
+    p.add_argument("--noisy", action="store_true",
+                   help="add the noisy-teacher rows (B-Pref's mistake teacher and --high-error) of --robust-agents")
     p.add_argument("--robust-agents", nargs="+", default=list(ROBUST_AGENTS),
                    help="agents of the noisy-teacher rows (default: PEBBLE and RIME, the robust-learning comparison)")
     p.add_argument("--high-error", type=float, default=0.3,
@@ -80,7 +97,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", default="{}",
                    help="JSON merged into every run's config (e.g. smaller sizes for a smoke run)")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--out", default="benchmarks/bench_feedback")
+    p.add_argument("--out", default="benchmarks/feedback_study")
     p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
     p.add_argument("--report-only", action="store_true", help="summarise the finished runs only")
     a = p.parse_args(argv)
@@ -95,16 +112,20 @@ def parse_args(argv=None) -> argparse.Namespace:
             check_task(t)
         except ValueError as e:
             p.error(str(e))
-    for name in ("seeds", "steps", "sessions", "feedback_every", "eval_every", "n_eval_episodes", "workers"):
+    for name in ("seeds", "steps", "feedback_every", "eval_every", "n_eval_episodes", "workers"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if any(b < 1 for b in a.budgets):
         p.error("--budgets must be >= 1")
     if not 0.0 <= a.high_error < 0.5:
         p.error("--high-error must be in [0, 0.5)")
-    bad = [x for x in a.robust_agents if x not in agent_names("online") or x == "sac"]
+    bad = [x for x in a.robust_agents if x not in PBRL_AGENTS and x not in agent_names("online")
+           or x in ("sac", CONTROL)]
     if bad:
         p.error(f"--robust-agents {bad} must be PbRL agents (those not in --agents are left out)")
+    bad = [x for x in a.std_agents if x not in agent_names("online") or x in ("sac", CONTROL)]
+    if bad:
+        p.error(f"--std-agents {bad} must be PbRL agents (those not in --agents are left out)")
     try:
         a.overrides = json.loads(a.overrides)
     except json.JSONDecodeError as e:
@@ -135,27 +156,45 @@ def base_config(a: argparse.Namespace) -> dict:
     return cfg
 
 
+def per_session(a: argparse.Namespace, budget: int) -> int:
+    """Labels per query round: ``budget`` spread over B-Pref's rounds from the end of PEBBLE's pre-training
+    (``learning_starts`` + 9,000 entropy steps) to the end of the run, every ``--feedback-every`` steps."""
+    from pbrl.agents.online_base import SAC_DEFAULTS
+    from pbrl.agents.pebble import PEBBLE
+    from pbrl.online.feedback import spread_budget
+
+    kw = {**SAC_DEFAULTS, **base_config(a).get("learner_kwargs", {})}
+    unsup = base_config(a).get("agent_kwargs", {}).get("unsup_steps", PEBBLE.default_unsup_steps)
+    return spread_budget(budget, a.steps, int(kw["learning_starts"]) + int(unsup), a.feedback_every)
+
+
 def build_grid(a: argparse.Namespace):
     """The study's grid points (:class:`pbrl.sweep.SweepPoint`), validated before anything runs."""
-    from pbrl.sweep import expand_grid
+    from pbrl.sweep import SweepPoint, expand_grid
 
     base = base_config(a)
     seeds = list(range(a.seeds))
     points = []
-    if "sac" in a.agents:  # the true reward: no budget, no pre-training
-        sac = {**base, "total_feedback": 0,
-               "agent_kwargs": {k: v for k, v in base.get("agent_kwargs", {}).items() if k != "unsup_steps"}}
-        points += expand_grid(sac, tasks=a.tasks, agents=["sac"], teachers=["oracle"], seeds=seeds)
-    pbrl = [x for x in a.agents if x != "sac"]
+    no_labels = [x for x in ("sac", CONTROL) if x in a.agents]  # the true reward: no budget
+    for agent in no_labels:
+        kw = base.get("agent_kwargs", {})
+        cfg = {**base, "total_feedback": 0,
+               "agent_kwargs": {k: v for k, v in kw.items() if agent == CONTROL or k != "unsup_steps"}}
+        points += expand_grid(cfg, tasks=a.tasks, agents=[agent], teachers=["oracle"], seeds=seeds)
+    pbrl = [x for x in a.agents if x not in no_labels]
     for budget in a.budgets if pbrl else []:  # an empty agent axis would mean "the base config's agent"
-        per = max(1, math.ceil(budget / a.sessions))
-        points += expand_grid({**base, "feedback_per_session": per}, tasks=a.tasks, agents=pbrl, teachers=["oracle"],
-                              budgets=[budget], seeds=seeds)
+        cfg = {**base, "feedback_per_session": per_session(a, budget)}
+        points += expand_grid(cfg, tasks=a.tasks, agents=pbrl, teachers=["oracle"], budgets=[budget], seeds=seeds)
+        std = [x for x in a.std_agents if x in pbrl]
+        if std:  # the same agents with standardised reward-model inputs, in run directories of their own
+            cfg_std = {**cfg, "reward_model_kwargs": {**cfg.get("reward_model_kwargs", {}), "normalize": True}}
+            points += [SweepPoint(p.name.replace(f"{p.config['agent']}__", f"{p.config['agent']}-std__", 1), p.config)
+                       for p in expand_grid(cfg_std, tasks=a.tasks, agents=std, teachers=["oracle"], budgets=[budget],
+                                            seeds=seeds)]
     robust = [x for x in a.robust_agents if x in pbrl]
-    if robust and not a.no_mistake:  # B-Pref's mistake teacher (10 % flips) and a 30 %-error one (RIME's range)
+    if robust and a.noisy:  # B-Pref's mistake teacher (10 % flips) and a 30 %-error one (RIME's range)
         budget = max(a.budgets)
-        per = max(1, math.ceil(budget / a.sessions))
-        cfg = {**base, "feedback_per_session": per}
+        cfg = {**base, "feedback_per_session": per_session(a, budget)}
         points += expand_grid(cfg, tasks=[a.mistake_task], agents=robust, teachers=["mistake"], budgets=[budget],
                               seeds=seeds)
         if a.high_error > 0:
@@ -164,6 +203,12 @@ def build_grid(a: argparse.Namespace):
     # seed-major: a study stopped part-way has every cell at one seed before any cell at three
     points.sort(key=lambda p: p.config["seed"])
     return points
+
+
+def row_label(cfg: dict) -> str:
+    """The study's row of a run: its agent, ``-std`` when its reward model standardises its inputs."""
+    std = bool((cfg.get("reward_model_kwargs") or {}).get("normalize", False))
+    return f"{cfg.get('agent')}-std" if std else str(cfg.get("agent"))
 
 
 def cost_estimate(points, out: Path) -> str:
@@ -198,7 +243,7 @@ def summarise(out: Path, seed: int = 0) -> dict:
     runs = [r for r in load_runs([out]) if r.metrics is not None]
     groups: dict[tuple, list] = {}
     for r in runs:
-        key = (r.key("agent"), int(r.config.get("total_feedback", 0)) if r.key("agent") != "sac" else 0, teacher_label(r.config))
+        key = (row_label(r.config), int(r.config.get("total_feedback", 0)), teacher_label(r.config))
         groups.setdefault(key, []).append(r)
     table = {}
     for key, rs in sorted(groups.items()):
@@ -206,15 +251,25 @@ def summarise(out: Path, seed: int = 0) -> dict:
         cols = [np.array([r.final("success_rate") for r in rs if r.task == t], float) for t in tasks]
         ci = stats.stratified_bootstrap_ci(cols, "iqm", n_resamples=2000, seed=seed)
         cpu = [r.metrics.get("cpu_time_s", float("nan")) for r in rs]
+        per_task_iqm = {t: _interval(stats.stratified_bootstrap_ci([c], "iqm", n_resamples=2000, seed=seed))
+                        for t, c in zip(tasks, cols)}
+        sat = [_final_saturation(r) for r in rs]
         table["/".join(map(str, key))] = {
             "agent": key[0], "budget": key[1], "teacher": key[2], "n_runs": len(rs), "tasks": tasks,
-            "iqm": _interval(ci), "cpu_s_per_run": float(np.mean(cpu)),
+            "iqm": _interval(ci), "iqm_per_task": per_task_iqm, "cpu_s_per_run": float(np.mean(cpu)),
+            "saturated_final": float(np.nanmean(sat)) if np.isfinite(sat).any() else float("nan"),
         }
     sac = [v for v in table.values() if v["agent"] == "sac"]
     ref = sac[0]["iqm"]["value"] if sac else float("nan")
     for v in table.values():
         v["vs_sac"] = v["iqm"]["value"] / ref if ref and ref == ref else float("nan")
     return table
+
+
+def _final_saturation(run) -> float:
+    """``reward_saturated`` of a run's last evaluation (NaN when it has none: SAC-true, older runs)."""
+    vals = [float(row.get("reward_saturated", float("nan"))) for row in run.curve]
+    return vals[-1] if vals else float("nan")
 
 
 def per_task(out: Path) -> dict:
@@ -225,7 +280,7 @@ def per_task(out: Path) -> dict:
     for r in load_runs([out]):
         if r.metrics is None:
             continue
-        key = f"{r.key('agent')}/{0 if r.key('agent') == 'sac' else r.key('budget')}/{teacher_label(r.config)}"
+        key = f"{row_label(r.config)}/{int(r.config.get('total_feedback', 0))}/{teacher_label(r.config)}"
         res.setdefault(key, {}).setdefault(r.task, {})[int(r.config.get("seed", 0))] = r.final("success_rate")
     return res
 

@@ -22,6 +22,7 @@ skipped; only answered ones are stored.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from abc import ABC, abstractmethod
 from typing import Any
@@ -37,7 +38,29 @@ from pbrl.preferences import PreferenceDataset
 from pbrl.segments import Trajectory
 from pbrl.validation import check_int
 
-__all__ = ["QueryPool", "AllEpisodes", "FeedbackHook", "PreferenceCallback"]
+__all__ = ["QueryPool", "AllEpisodes", "FeedbackHook", "PreferenceCallback", "session_steps", "spread_budget"]
+
+
+def session_steps(total_timesteps: int, first_step: int, every: int) -> list[int]:
+    """The env steps of B-Pref's query rounds: ``first_step`` (the end of pre-training), then every ``every``
+    steps while the run lasts (a round at the run's last step could not be learned from, so none is there)."""
+    check_int("total_timesteps", total_timesteps, 1)
+    check_int("first_step", first_step, 0)
+    check_int("every", every, 1)
+    if first_step >= total_timesteps:
+        raise ValueError(f"the first query round (step {first_step}, the end of pre-training) is not before the "
+                         f"run's end ({total_timesteps} steps); train longer or pre-train less")
+    return list(range(first_step, total_timesteps, every))
+
+
+def spread_budget(budget: int, total_timesteps: int, first_step: int, every: int) -> int:
+    """Labels per round that spread ``budget`` over every round of :func:`session_steps` (rounded up, so the
+    last round asks what is left): B-Pref keeps asking until the end of the run.
+
+    Example: 1,000 labels, 50k steps, pre-training to step 10k, a round every 5k steps: 8 rounds of 125.
+    """
+    check_int("budget", budget, 1)
+    return math.ceil(budget / len(session_steps(total_timesteps, first_step, every)))
 
 
 class QueryPool(ABC):

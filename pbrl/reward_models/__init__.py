@@ -22,12 +22,13 @@ from typing import Any
 
 from pbrl.reward_models.ensemble import MODEL_CLASSES, RewardEnsemble
 from pbrl.reward_models.gaussian import GaussianKL, GaussianRewardModel
-from pbrl.reward_models.metrics import evaluate_reward_model
+from pbrl.reward_models.metrics import evaluate_reward_model, saturation
 from pbrl.reward_models.networks import BatchedMLP, EnsembleMLP
 from pbrl.reward_models.ratings import RatingBatch, RatingLoss, RatingTrainer
 from pbrl.reward_models.training import BradleyTerryLoss, LossTerm, PairBatch, RewardTrainer, TemporalCrop
 
 __all__ = [
+    "saturation",
     "BatchedMLP",
     "EnsembleMLP",
     "RewardEnsemble",

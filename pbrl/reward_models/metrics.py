@@ -9,7 +9,10 @@ from pbrl.preferences import PreferenceDataset
 from pbrl.reward_models.ensemble import RewardEnsemble
 from pbrl.reward_models.training import soft_cross_entropy
 
-__all__ = ["evaluate_reward_model"]
+__all__ = ["evaluate_reward_model", "saturation", "SATURATION_THRESHOLD"]
+
+#: a tanh reward output beyond this magnitude counts as saturated (``reward_model/saturated``)
+SATURATION_THRESHOLD = 0.95
 
 
 def evaluate_reward_model(model: RewardEnsemble, test: PreferenceDataset) -> dict[str, float]:
@@ -56,3 +59,17 @@ def evaluate_reward_model(model: RewardEnsemble, test: PreferenceDataset) -> dic
         "loss": loss,
         "n_pairs": int(len(test)),
     }
+
+
+def saturation(model: RewardEnsemble, obs: np.ndarray, act: np.ndarray, threshold: float = SATURATION_THRESHOLD) -> float:
+    """Share of the members' reward outputs with ``|r_hat| > threshold`` on ``obs [N, obs_dim]``,
+    ``act [N, act_dim]`` (every member's output at every row counts once).
+
+    With B-Pref's tanh output, a saturated reward is flat: states beyond the threshold all look alike, so the
+    policy gets no gradient toward the better ones. Online runs log it at every evaluation
+    (``reward_model/saturated``) on the agent's last recorded episodes.
+    """
+    if not 0 < threshold:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    r = model.member_rewards(obs, act)
+    return float((np.abs(r) > threshold).mean()) if r.size else float("nan")

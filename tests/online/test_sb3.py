@@ -391,3 +391,16 @@ def test_callback_rejects_bad_input():
         PreferenceCallback(rm, t, "best", 10, 1, 1)
     with pytest.raises(TypeError, match="teacher"):
         PreferenceCallback(rm, object(), "uniform", 10, 1, 1)
+
+
+def test_spread_budget_asks_until_the_end_of_the_run():
+    from pbrl.online.feedback import session_steps, spread_budget
+
+    assert session_steps(50_000, 10_000, 5_000) == [10_000, 15_000, 20_000, 25_000, 30_000, 35_000, 40_000, 45_000]
+    assert spread_budget(1000, 50_000, 10_000, 5_000) == 125
+    assert spread_budget(250, 50_000, 10_000, 5_000) == 32  # 7 rounds of 32, the last asks the 26 left
+    assert spread_budget(10, 11_000, 10_000, 5_000) == 10  # one round
+    with pytest.raises(ValueError, match="first query round .* is not before the run's end"):
+        session_steps(10_000, 10_000, 5_000)
+    with pytest.raises(ValueError, match="budget"):
+        spread_budget(0, 50_000, 10_000, 5_000)

@@ -17,26 +17,49 @@ def bench():
     return importlib.import_module("bench_feedback")
 
 
-def test_default_grid_is_sac_once_per_task_and_seed_then_agents_x_budgets_plus_a_mistake_row(bench):
+def test_default_grid_sac_control_agents_and_the_std_variant(bench):
     a = bench.parse_args([])
-    names = [p.name for p in bench.build_grid(a)]
+    assert a.seeds == 5 and a.budgets == [1000] and a.feedback_every == 5000
+    points = bench.build_grid(a)
+    names = [p.name for p in points]
     assert len(names) == len(set(names))
-    sac = [n for n in names if n.startswith("sac__")]
-    assert len(sac) == len(a.tasks) * a.seeds and all("__b0__" in n for n in sac)
-    oracle = [n for n in names if not n.startswith("sac__") and "__oracle__" in n]
-    assert len(oracle) == len(bench.PBRL_AGENTS) * len(a.tasks) * len(a.budgets) * a.seeds
-    noisy = [n for n in names if "__mistake__" in n or "__scripted__" in n]
-    assert len(noisy) == 2 * len(bench.ROBUST_AGENTS) * a.seeds  # mistake (10 %) and the 30 %-error teacher
-    assert all(a.tasks[0].replace("/", "_") in n and f"__b{max(a.budgets)}__" in n for n in noisy)
-    high = [p for p in bench.build_grid(a) if p.config["teacher"] == "scripted"]
+    for row in ("sac", "pebble_true"):
+        mine = [n for n in names if n.startswith(f"{row}__")]
+        assert len(mine) == len(a.tasks) * a.seeds and all("__b0__" in n for n in mine)
+    labels = {bench.row_label(p.config) for p in points}
+    assert labels == {"sac", "pebble_true", *bench.PBRL_AGENTS, "pebble-std"}
+    std = [p for p in points if bench.row_label(p.config) == "pebble-std"]
+    assert len(std) == len(a.tasks) * a.seeds and all(p.name.startswith("pebble-std__") for p in std)
+    assert all(p.config["reward_model_kwargs"]["normalize"] is True for p in std)
+    raw = [p for p in points if p.config["agent"] in bench.PBRL_AGENTS and not p.name.startswith("pebble-std")]
+    assert all(not p.config["reward_model_kwargs"].get("normalize", False) for p in raw)
+    assert not [n for n in names if "__mistake__" in n or "__scripted__" in n]  # cut to fit the CPU budget
+    noisy = [p for p in bench.build_grid(bench.parse_args(["--noisy"])) if p.config["teacher"] != "oracle"]
+    assert len(noisy) == 2 * len(bench.ROBUST_AGENTS) * a.seeds
+    high = [p for p in noisy if p.config["teacher"] == "scripted"]
     assert all(p.config["teacher_kwargs"] == {"eps_mistake": 0.3} for p in high)
     assert bench.teacher_label(high[0].config) == "scripted-eps0.3"
     with pytest.raises(SystemExit):
         bench.parse_args(["--agents", "pebbel"])
 
 
+def test_queries_follow_b_prefs_schedule_to_the_end_of_the_run(bench):
+    """The old study asked its labels in 10 rounds every 2,500 steps from step 10k, so the reward was frozen
+    for the last 35 % of the run; B-Pref asks a round every 5,000 steps until the end."""
+    from pbrl.online.feedback import session_steps
+
+    a = bench.parse_args([])
+    p = next(p for p in bench.build_grid(a) if p.config["agent"] == "pebble")
+    per, every, budget = p.config["feedback_per_session"], p.config["feedback_every"], p.config["total_feedback"]
+    rounds = session_steps(a.steps, 10_000, every)
+    assert rounds == list(range(10_000, 50_000, 5_000))
+    # the budget lasts until the last round, and that round is in the run's last tenth
+    assert per * (len(rounds) - 1) < budget <= per * len(rounds)
+    assert rounds[-1] >= 0.9 * a.steps - 1
+
+
 def test_dry_run_projects_the_cpu_time_from_finished_runs(bench, tmp_path, capsys):
-    argv = ["--agents", "sac", "pebble", "--seeds", "1", "--no-mistake", "--out", str(tmp_path)]
+    argv = ["--agents", "sac", "pebble", "--seeds", "1", "--std-agents", "--out", str(tmp_path)]
     points = bench.build_grid(bench.parse_args(argv))
     (tmp_path / points[0].name).mkdir()
     (tmp_path / points[0].name / "metrics.json").write_text(json.dumps({"cpu_time_s": 600.0}))
@@ -47,15 +70,15 @@ def test_dry_run_projects_the_cpu_time_from_finished_runs(bench, tmp_path, capsy
 
 
 def test_sac_alone_is_only_sac_runs(bench):
-    a = bench.parse_args(["--agents", "sac", "--seeds", "1", "--no-mistake"])
+    a = bench.parse_args(["--agents", "sac", "--seeds", "1"])
     names = [p.name for p in bench.build_grid(a)]
     assert names and all(n.startswith("sac__") for n in names), names
 
 
 def test_a_tiny_study_runs_resumes_and_reports(bench, tmp_path, capsys):
     argv = ["--tasks", "mujoco/Reacher-v5", "--agents", "sac", "pebble", "--budgets", "6", "--seeds", "1",
-            "--steps", "300", "--sessions", "2", "--feedback-every", "50", "--eval-every", "150",
-            "--n-eval-episodes", "1", "--no-mistake", "--workers", "2", "--out", str(tmp_path / "study"),
+            "--steps", "300", "--feedback-every", "125", "--eval-every", "150",
+            "--n-eval-episodes", "1", "--std-agents", "--workers", "2", "--out", str(tmp_path / "study"),
             "--set", json.dumps({"segment_length": 10, "agent_kwargs": {"unsup_steps": 50, "fit_kwargs": {"epochs": 2}},
                                  "learner_kwargs": {"learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}},
                                  "reward_model_kwargs": {"hidden": [16]}})]
@@ -78,7 +101,7 @@ def test_a_tiny_study_runs_resumes_and_reports(bench, tmp_path, capsys):
 def test_a_study_with_only_sac_finished_still_reports(bench, tmp_path):
     out = tmp_path / "study"
     res = bench.main(["--tasks", "mujoco/Reacher-v5", "--agents", "sac", "--seeds", "1", "--steps", "200",
-                      "--eval-every", "100", "--n-eval-episodes", "1", "--no-mistake", "--workers", "1",
+                      "--eval-every", "100", "--n-eval-episodes", "1", "--workers", "1",
                       "--out", str(out), "--set", json.dumps({"learner_kwargs": {
                           "learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}}})])
     assert set(res["table"]) == {"sac/0/oracle"} and res["figure"] is None  # nothing to compare yet: no figure
