@@ -64,7 +64,7 @@ def _train(kind: str, config: Path | None, flags: dict[str, Any], sets: list[str
     prov = cfg.provenance or {}
     if prov.get("hyperparams_file"):
         console.print(f"hyperparameters: {prov['hyperparams_file']} [{', '.join(prov['hyperparams_entries']) or 'no entry'}]"
-                      " (sources of every value: config.json's provenance)", highlight=False, soft_wrap=True)
+                      " (sources of every value: config.json's provenance)", highlight=False, soft_wrap=True, markup=False)
     res = runs.train(cfg, run_dir, overwrite=overwrite, verbose=not quiet, checked=checked,
                      echo=lambda m: console.print(m, highlight=False, soft_wrap=True))
     _finish(res, run_dir)

@@ -231,13 +231,16 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load(agent: str, task: str, path: str | os.PathLike | None = None) -> Preset:
+def load(agent: str, task: str, path: str | os.PathLike | None = None, default: bool = True) -> Preset:
     """The hyperparameters a file gives ``agent`` on ``task``: merged values and where each came from.
 
     Args:
         agent: registry name (``pbrl.agents.registry``).
         task: task id, options allowed (``metaworld/button-press-v3:reward=v1``).
         path: a hyperparameter file of the same format (default: the packaged ``pbrl/hyperparams/<agent>.yml``).
+        default: include the ``default`` entry. ``False`` gives only what the task's own entries change (a
+            packaged file's ``default`` entry is the agent's code defaults, checked by the tests), which is
+            what a script that builds configs of its own (``scripts/bench_offline.py``) adds.
 
     Returns:
         A :class:`Preset`; ``values`` is empty when the file has no matching entry.
@@ -250,7 +253,7 @@ def load(agent: str, task: str, path: str | os.PathLike | None = None) -> Preset
     shown = _shown(p)
     entries = read_file(p)
     check_file(entries, agent, shown)
-    keys = matching_entries(entries, task)
+    keys = [k for k in matching_entries(entries, task) if default or k != "default"]
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for k in keys:
