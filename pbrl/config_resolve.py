@@ -29,6 +29,7 @@ from pbrl.config import (
     OfflineConfig,
     OnlineConfig,
     RunConfig,
+    _an,
     _merge,
     _read_file,
     config_from_dict,
@@ -64,7 +65,9 @@ def resolve_config(
     file_kind = user_file.pop("kind", None)
     kind = kind or file_kind or "online"
     if file_kind is not None and file_kind != kind:
-        raise ValueError(f"the config says kind '{file_kind}' but a {kind} run was asked for")
+        raise ValueError(f"the config says kind '{file_kind}' but {_an(kind)} {kind} run was asked for")
+    if kind not in ("online", "offline"):
+        raise ValueError(f"unknown run kind '{kind}'; allowed values: offline, online")
     cls = OnlineConfig if kind == "online" else OfflineConfig
     user_file.pop("provenance", None)  # a run's config.json given as --config: its sources are re-derived
     flag_vals = {k: v for k, v in (flags or {}).items() if v is not None}
