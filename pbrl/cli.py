@@ -52,7 +52,8 @@ def tasks_cmd(
     for suite, opts in TASK_OPTIONS.items():
         if any(i.startswith(f"{suite}/") for i in ids):
             spec = ",".join(f"{k}={'|'.join(v)}" for k, v in opts.items())
-            console.print(f"{suite} options (after a colon, defaults first): {suite}/<task>:{spec}", highlight=False)
+            console.print(f"{suite} options (after a colon, defaults first): {suite}/<task>:{spec}", highlight=False,
+                          soft_wrap=True)
 
 
 @app.command("demo")

@@ -126,7 +126,8 @@ _NO_HPARAMS = typer.Option(False, "--no-hyperparams", help="ignore the hyperpara
 @train_app.command("online")
 def train_online_cmd(
     config: Path = _CONFIG,
-    task: str = typer.Option(None, help="task id (see `pbrl tasks`), default mujoco/HalfCheetah-v5"),
+    task: str = typer.Option(None, help="task id (see `pbrl tasks`; Meta-World options after a colon, e.g. "
+                            "metaworld/button-press-v3:reward=v1,goal=hidden), default mujoco/HalfCheetah-v5"),
     agent: str = typer.Option(None, help=_agents("online", "pebble")),
     teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating"),
     n_classes: int = typer.Option(None, help="classes of the rating teacher (--teacher rating; default 3)"),
@@ -161,7 +162,8 @@ def train_online_cmd(
 @train_app.command("offline")
 def train_offline_cmd(
     config: Path = _CONFIG,
-    task: str = typer.Option(None, help="task id the dataset comes from (evaluation runs on it)"),
+    task: str = typer.Option(None, help="task id the dataset comes from (evaluation runs on it; "
+                            "Meta-World options after a colon, see `pbrl tasks`)"),
     dataset: str = typer.Option(None, help="D4RL .hdf5 path or local Minari id (default: collect one)"),
     agent: str = typer.Option(None, help=_agents("offline", "mriql")),
     teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating"),

@@ -205,3 +205,10 @@ def test_docs_hold_the_generated_table_of_every_file():
         m = re.search(rf"<!-- hyperparams:{agent} -->\n(.*?)\n<!-- /hyperparams:{agent} -->", text, re.S)
         assert m is not None, f"docs/hyperparameters.md has no block for {agent}"
         assert m.group(1).strip() == markdown(agent).strip(), f"{agent}: run python -m pbrl.hyperparams --write-docs"
+
+
+def test_hyperparams_and_no_hyperparams_exclude_each_other(tmp_path):
+    d = tmp_path / "run"
+    res = runner.invoke(app, ["train", "offline", "--agent", "ipl", "--hyperparams", str(file_path("ipl")),
+                              "--no-hyperparams", "-o", str(d)])
+    assert res.exit_code == 2 and "exclude each other" in res.output and not d.exists()

@@ -85,3 +85,8 @@ def test_scripted_policy_refuses_a_hidden_goal():
     assert scripted_policy(f"{TASK}:reward=v1") is not None
     with pytest.raises(ValueError, match="hides"):
         scripted_policy(f"{TASK}:goal=hidden")
+
+
+def test_pbrl_tasks_lists_the_options():
+    res = runner.invoke(app, ["tasks", "metaworld"])
+    assert res.exit_code == 0 and "metaworld/<task>:reward=v2|v1,goal=observable|hidden" in res.output
