@@ -288,6 +288,8 @@ def sweep_cmd(
     batch_seeds: bool = typer.Option(False, help="train offline points that differ only in their seed in one "
                                      "process, vmapped (local pool; pays on a GPU, not on a small CPU)"),
     dry_run: bool = typer.Option(False, help="list the grid and stop"),
+    hyperparams: Path = _HPARAMS,
+    no_hyperparams: bool = _NO_HPARAMS,
 ) -> None:
     """Run a grid tasks x agents x teachers x budgets x seeds (local processes, or Ray Tune with --address);
     running it again resumes unfinished runs. Read the results with `pbrl report OUT`."""
@@ -304,7 +306,7 @@ def sweep_cmd(
         base = _merge(base, parse_overrides(sets))
         seed_list = parse_seeds(seeds)
         points = expand_grid(base, _split(tasks), _split(agents), _split(teachers), _split(budgets, int), seed_list,
-                             kind=kind)
+                             kind=kind, hyperparams=_hyperparams(hyperparams, no_hyperparams))
         if dry_run:
             for p in points:
                 console.print(f"{out / p.name}")

@@ -212,3 +212,24 @@ def test_hyperparams_and_no_hyperparams_exclude_each_other(tmp_path):
     res = runner.invoke(app, ["train", "offline", "--agent", "ipl", "--hyperparams", str(file_path("ipl")),
                               "--no-hyperparams", "-o", str(d)])
     assert res.exit_code == 2 and "exclude each other" in res.output and not d.exists()
+
+
+def test_sweep_points_start_from_the_files_when_asked():
+    from pbrl.config import config_from_dict
+    from pbrl.sweep import expand_grid
+
+    base = {"kind": "offline", "steps": 10, "agent_kwargs": {"segment_crop": 8}}
+    pts = expand_grid(base, tasks=["metaworld/drawer-open-v3", "mujoco/Hopper-v5"], agents=["ipl"], seeds=[0, 1],
+                      hyperparams=True)
+    mw = [p for p in pts if "metaworld" in p.name]
+    loco = [p for p in pts if "Hopper" in p.name]
+    assert all(p.config["agent_kwargs"]["chi2_coeff"] == 3.0 and p.config["agent_kwargs"]["segment_crop"] == 8
+               for p in mw)
+    assert all(p.config["agent_kwargs"] == {"segment_crop": 8} for p in loco)  # default entry = code defaults
+    prov = mw[0].config["provenance"]
+    assert prov["sources"]["agent_kwargs.chi2_coeff"] == "pbrl/hyperparams/ipl.yml [metaworld/*]"
+    assert prov["sources"]["agent_kwargs.segment_crop"].startswith("sweep base")
+    assert prov["sources"]["task"] == "sweep axis" and prov["sources"]["teacher"] == "default"
+    assert config_from_dict(dict(mw[0].config)).provenance == prov
+    plain = expand_grid(base, tasks=["metaworld/drawer-open-v3"], agents=["ipl"])
+    assert plain[0].config["agent_kwargs"] == {"segment_crop": 8} and "provenance" not in plain[0].config
