@@ -29,7 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pbrl.envs.dataset import OfflineDataset
-from pbrl.envs.registry import check_task, episode_length, is_metaworld, make_env
+from pbrl.envs.registry import check_task, episode_length, is_metaworld, make_env, parse_task, task_options
 
 __all__ = [
     "collect",
@@ -65,9 +65,13 @@ def scripted_policy(task_id: str):
     check_task(task_id)
     if not is_metaworld(task_id):
         raise ValueError(f"scripted policies exist only for Meta-World tasks, not '{task_id}'")
+    base, _ = parse_task(task_id)
+    if task_options(task_id)["goal"] == "hidden":  # the scripted policies read the goal from obs[-3:]
+        raise ValueError(f"the scripted policy of '{base}' reads the goal from the observation, which "
+                         f"'{task_id}' hides; collect on '{base}' (goal=observable) or with another policy")
     import metaworld.policies as mp
 
-    return getattr(mp, _policy_class_name(task_id.split("/", 1)[1]))()
+    return getattr(mp, _policy_class_name(base.split("/", 1)[1]))()
 
 
 # ---------------------------------------------------------------------- the collection loop

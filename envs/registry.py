@@ -7,6 +7,18 @@ Ids:
 * ``dmc/<domain>-<task>`` for the DeepMind Control Suite (``dmc/walker-walk``, ``dmc/cheetah-run``,
   ``dmc/quadruped-walk``; see :mod:`pbrl.envs.dmc`), listed when the ``dmc`` extra is installed.
 
+Task options follow the id after a colon, comma-separated ``name=value`` pairs (no spaces, no quoting in a
+shell): ``metaworld/button-press-v3:reward=v1,goal=hidden``. Meta-World takes two (:data:`TASK_OPTIONS`):
+
+* ``reward``: the reward function version of Meta-World v3, ``v2`` (default: the dense rewards of Meta-World's
+  V2 environments, which B-Pref, PEBBLE, SURF, RUNE, QPA, RIME, IPL and CPL trained on) or ``v1`` (the
+  original rewards of Meta-World's V1 environments);
+* ``goal``: ``observable`` (default; the goal position is the last 3 observation entries) or ``hidden``
+  (those entries are zeros, as in Meta-World's ``ALL_V2_ENVIRONMENTS`` classes that B-Pref's and IPL's code
+  instantiate). The evidence and why the default is ``observable`` are in ``docs/tasks.md``.
+
+An id without options is the same task as the one with every default spelled out.
+
 Every env made here
 
 * returns float32 observations,
@@ -30,7 +42,8 @@ import numpy as np
 
 from pbrl.envs.dmc import DMC_EPISODE_LENGTH, INSTALL_HINT, dmc_available, dmc_tasks, make_dmc
 
-__all__ = ["make_env", "make_vec_env", "list_tasks", "PbrlInfoWrapper", "episode_length", "is_metaworld", "is_dmc"]
+__all__ = ["make_env", "make_vec_env", "list_tasks", "PbrlInfoWrapper", "episode_length", "is_metaworld", "is_dmc",
+           "parse_task", "task_options", "TASK_OPTIONS"]
 
 MUJOCO_NAMES = (
     "Ant",
@@ -48,6 +61,56 @@ MUJOCO_NAMES = (
 METAWORLD_EPISODE_LENGTH = 500
 # gymnasium's Pusher-v4 needs mujoco<3, which metaworld's pinned mujoco excludes
 _UNSUPPORTED = {("Pusher", "v4")}
+
+TASK_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "metaworld": {"reward": ("v2", "v1"), "goal": ("observable", "hidden")},
+}
+"""Options each suite's task ids take (``id:name=value,...``): option name -> allowed values, default first."""
+
+
+def parse_task(task_id: str) -> tuple[str, dict[str, str]]:
+    """Split ``task_id`` into the registered id and its options, checking the options' syntax, names and values.
+
+    ``"metaworld/button-press-v3:reward=v1"`` -> ``("metaworld/button-press-v3", {"reward": "v1"})``; an id
+    without options gives ``{}``. Raises one ``ValueError`` naming the bad option and the allowed ones (the
+    base id itself is checked by :func:`check_task`).
+    """
+    if not isinstance(task_id, str):
+        raise TypeError(f"task id must be a string like 'mujoco/HalfCheetah-v5', got {type(task_id).__name__}")
+    base, sep, rest = task_id.partition(":")
+    if not sep:
+        return task_id, {}
+    suite = base.split("/", 1)[0]
+    allowed = TASK_OPTIONS.get(suite)
+    if allowed is None:
+        raise ValueError(f"task '{base}' takes no options (':{rest}'); only "
+                         f"{', '.join(f'{k}/...' for k in TASK_OPTIONS)} tasks do; drop ':{rest}'")
+    spec = ", ".join(f"{k}={'|'.join(v)}" for k, v in allowed.items())
+    opts: dict[str, str] = {}
+    for item in rest.split(","):
+        name, eq, value = item.partition("=")
+        if not eq or not name or not value:
+            raise ValueError(f"task option '{item}' of '{task_id}' must look like name=value, e.g. "
+                             f"{base}:reward=v1; {suite} options: {spec}")
+        if name not in allowed:
+            close = difflib.get_close_matches(name, list(allowed), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"unknown {suite} task option '{name}' in '{task_id}'{hint}; allowed: {spec}")
+        if value not in allowed[name]:
+            raise ValueError(f"unknown value '{value}' of {suite} task option '{name}' in '{task_id}'; "
+                             f"allowed: {name}={'|'.join(allowed[name])}")
+        if name in opts:
+            raise ValueError(f"task option '{name}' is given twice in '{task_id}'; give it once")
+        opts[name] = value
+    return base, opts
+
+
+def task_options(task_id: str) -> dict[str, str]:
+    """Every option of ``task_id``'s suite with its value: the id's own, else the default
+    (``task_options("metaworld/reach-v3:goal=hidden")`` -> ``{"reward": "v2", "goal": "hidden"}``)."""
+    base, opts = parse_task(task_id)
+    allowed = TASK_OPTIONS.get(base.split("/", 1)[0], {})
+    return {k: opts.get(k, v[0]) for k, v in allowed.items()}
 
 
 @lru_cache(maxsize=1)
@@ -85,16 +148,17 @@ def is_dmc(task_id: str) -> bool:
 
 
 def check_task(task_id: str) -> str:
-    """Return ``task_id`` if registered; otherwise raise a ValueError naming the closest ids."""
-    if not isinstance(task_id, str):
-        raise TypeError(f"task id must be a string like 'mujoco/HalfCheetah-v5', got {type(task_id).__name__}")
+    """Return ``task_id`` if registered (with valid options, :func:`parse_task`); otherwise raise a ValueError
+    naming the closest ids or the allowed options."""
+    full = task_id
+    task_id, _ = parse_task(task_id)  # options: syntax, names and values
     if task_id in _base_tasks():
-        return task_id
+        return full
     if is_dmc(task_id) and not dmc_available():
         raise ValueError(f"'{task_id}': {INSTALL_HINT}")
     tasks = list_tasks()
     if task_id in tasks:
-        return task_id
+        return full
     close = difflib.get_close_matches(task_id, tasks, n=5, cutoff=0.5)
     if not close:  # try the bare name, e.g. "hopper" -> mujoco/Hopper-v5
         low = task_id.lower().split("/")[-1]
@@ -150,12 +214,19 @@ class _MetaWorldSeeding(gym.Wrapper):
         return self.env.reset(options=options)
 
 
-def _make_metaworld(task: str, seed: int | None, render_mode: str | None, camera_name: str | None = None):
+def _make_metaworld(task: str, seed: int | None, render_mode: str | None, camera_name: str | None = None,
+                    options: dict[str, str] | None = None):
     import metaworld
 
-    key = f"{task}-goal-observable"
-    cls = metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[key]
-    env = cls(seed=seed if seed is not None else 0, render_mode=render_mode)
+    opts = {k: (options or {}).get(k, v[0]) for k, v in TASK_OPTIONS["metaworld"].items()}
+    if opts["goal"] == "hidden":  # goal entries of the observation are zeros
+        env = metaworld.ALL_V3_ENVIRONMENTS_GOAL_HIDDEN[f"{task}-goal-hidden"](seed=seed if seed is not None else 0)
+        env.render_mode = render_mode  # the goal-hidden class takes no render_mode argument
+    else:
+        env = metaworld.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f"{task}-goal-observable"](
+            seed=seed if seed is not None else 0, render_mode=render_mode)
+    # read by every v3 env's compute_reward; the goal-hidden/observable classes cannot take it as an argument
+    env.reward_function_version = opts["reward"]
     if camera_name is not None:
         env.camera_name = camera_name
     # benchmark protocol: a new goal each episode, drawn from the env's own seeded RNG
@@ -171,7 +242,8 @@ def make_env(task_id: str, seed: int | None = None, render_mode: str | None = No
 
     Args:
         task_id: ``mujoco/<Name>-v5`` / ``-v4``, ``metaworld/<task>-v3`` or ``dmc/<domain>-<task>``
-            (see :func:`list_tasks`).
+            (see :func:`list_tasks`), with options after a colon where the suite takes them
+            (``metaworld/button-press-v3:reward=v1,goal=hidden``; :data:`TASK_OPTIONS`).
         seed: seeds the env's RNG now (the first ``reset()`` uses it) and its action space.
         render_mode: ``None`` or ``"rgb_array"`` (offscreen; set ``MUJOCO_GL=osmesa`` without a GPU).
         **kwargs: passed to ``gymnasium.make`` for MuJoCo tasks (``width``, ``height``, ...); DMC tasks take
@@ -183,8 +255,9 @@ def make_env(task_id: str, seed: int | None = None, render_mode: str | None = No
     check_task(task_id)
     if render_mode is not None and "MUJOCO_GL" not in os.environ:
         os.environ["MUJOCO_GL"] = "egl" if os.path.exists("/dev/nvidia0") else "osmesa"
+    base, options = parse_task(task_id)
     if is_metaworld(task_id):
-        env = _make_metaworld(task_id.split("/", 1)[1], seed, render_mode, kwargs.pop("camera_name", None))
+        env = _make_metaworld(base.split("/", 1)[1], seed, render_mode, kwargs.pop("camera_name", None), options)
         if kwargs:
             raise TypeError(f"unexpected arguments for a Meta-World task: {sorted(kwargs)}")
     elif is_dmc(task_id):

@@ -47,6 +47,13 @@ def tasks_cmd(
     for t in ids:
         table.add_row(t, str(episode_length(t)))
     console.print(table)
+    from pbrl.envs.registry import TASK_OPTIONS
+
+    for suite, opts in TASK_OPTIONS.items():
+        if any(i.startswith(f"{suite}/") for i in ids):
+            spec = ",".join(f"{k}={'|'.join(v)}" for k, v in opts.items())
+            console.print(f"{suite} options (after a colon, defaults first): {suite}/<task>:{spec}", highlight=False,
+                          soft_wrap=True)
 
 
 @app.command("demo")

@@ -37,31 +37,34 @@ def _agents(kind: str, default: str) -> str:
     return f"{' | '.join(agent_names(kind))} (default {default})"
 
 
-def _collect(flags: dict[str, Any], sets: list[str] | None) -> dict[str, Any]:
-    from pbrl.config import _merge, parse_overrides
-
-    over = {k: v for k, v in flags.items() if v is not None}
-    return _merge(over, parse_overrides(sets))
-
-
 def _default_run_dir(cfg) -> Path:
     task = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.task)
     return Path("runs") / f"{cfg.kind}__{cfg.agent}__{task}__{cfg.teacher_tag()}__b{cfg.total_feedback}__s{cfg.seed}"
 
 
+def _hyperparams(path: Path | None, off: bool) -> Path | bool:
+    if off and path is not None:
+        raise _fail("--hyperparams and --no-hyperparams exclude each other; give one")
+    return False if off else (path if path is not None else True)
+
+
 def _train(kind: str, config: Path | None, flags: dict[str, Any], sets: list[str] | None, run_dir: Path | None,
-           overwrite: bool, quiet: bool) -> None:
+           overwrite: bool, quiet: bool, hyperparams: Path | bool = True) -> None:
     from pbrl import runs
-    from pbrl.config import load_config
+    from pbrl.config_resolve import resolve_config
 
     try:
-        cfg = load_config(config, _collect(flags, sets), kind=kind)
+        cfg = resolve_config(kind, config, flags, sets, hyperparams)
         run_dir = run_dir or _default_run_dir(cfg)
         checked = runs.check_start(cfg, run_dir, overwrite=overwrite)
     except ValueError as e:
         raise _fail(str(e)) from None
     console.print(f"[bold]pbrl train {kind}[/bold]: {cfg.agent} on {cfg.task}, teacher {cfg.teacher}, "
                   f"budget {cfg.total_feedback}, seed {cfg.seed} -> {run_dir}", highlight=False)
+    prov = cfg.provenance or {}
+    if prov.get("hyperparams_file"):
+        console.print(f"hyperparameters: {prov['hyperparams_file']} [{', '.join(prov['hyperparams_entries']) or 'no entry'}]"
+                      " (sources of every value: config.json's provenance)", highlight=False, soft_wrap=True, markup=False)
     res = runs.train(cfg, run_dir, overwrite=overwrite, verbose=not quiet, checked=checked,
                      echo=lambda m: console.print(m, highlight=False, soft_wrap=True))
     _finish(res, run_dir)
@@ -115,12 +118,16 @@ _RUN_DIR = typer.Option(None, "--run-dir", "-o", help="run directory (default ru
 _OVERWRITE = typer.Option(False, "--overwrite", help="start an existing run directory again from nothing "
                           "(its old files are moved aside to RUN_DIR.replaced-<time>)")
 _QUIET = typer.Option(False, "--quiet", help="no SB3 log table on stdout")
+_HPARAMS = typer.Option(None, "--hyperparams", help="per-task hyperparameter file to use instead of the agent's "
+                        "packaged pbrl/hyperparams/<agent>.yml (flags, --config and --set override it)")
+_NO_HPARAMS = typer.Option(False, "--no-hyperparams", help="ignore the hyperparameter files: the agent's defaults only")
 
 
 @train_app.command("online")
 def train_online_cmd(
     config: Path = _CONFIG,
-    task: str = typer.Option(None, help="task id (see `pbrl tasks`), default mujoco/HalfCheetah-v5"),
+    task: str = typer.Option(None, help="task id (see `pbrl tasks`; Meta-World options after a colon, e.g. "
+                            "metaworld/button-press-v3:reward=v1,goal=hidden), default mujoco/HalfCheetah-v5"),
     agent: str = typer.Option(None, help=_agents("online", "pebble")),
     teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating"),
     n_classes: int = typer.Option(None, help="classes of the rating teacher (--teacher rating; default 3)"),
@@ -139,6 +146,8 @@ def train_online_cmd(
     run_dir: Path = _RUN_DIR,
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
+    hyperparams: Path = _HPARAMS,
+    no_hyperparams: bool = _NO_HPARAMS,
 ) -> None:
     """Online PbRL: an SB3 learner on a live task, a teacher labelling segment pairs (or rating single
     segments, --teacher rating) as it trains."""
@@ -147,13 +156,14 @@ def train_online_cmd(
                  feedback_every=feedback_every, segment_length=segment_length, selector=selector, seed=seed,
                  checkpoint_every=checkpoint_every, eval_every=eval_every, n_eval_episodes=n_eval_episodes,
                  max_episode_steps=max_episode_steps, n_classes=n_classes)
-    _train("online", config, flags, sets, run_dir, overwrite, quiet)
+    _train("online", config, flags, sets, run_dir, overwrite, quiet, _hyperparams(hyperparams, no_hyperparams))
 
 
 @train_app.command("offline")
 def train_offline_cmd(
     config: Path = _CONFIG,
-    task: str = typer.Option(None, help="task id the dataset comes from (evaluation runs on it)"),
+    task: str = typer.Option(None, help="task id the dataset comes from (evaluation runs on it; "
+                            "Meta-World options after a colon, see `pbrl tasks`)"),
     dataset: str = typer.Option(None, help="D4RL .hdf5 path or local Minari id (default: collect one)"),
     agent: str = typer.Option(None, help=_agents("offline", "mriql")),
     teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating"),
@@ -172,13 +182,15 @@ def train_offline_cmd(
     run_dir: Path = _RUN_DIR,
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
+    hyperparams: Path = _HPARAMS,
+    no_hyperparams: bool = _NO_HPARAMS,
 ) -> None:
     """Offline PbRL: label segment pairs (or rate segments) of a fixed dataset once, then train an offline agent."""
     flags = dict(task=task, dataset=dataset, agent=agent, teacher=teacher, total_feedback=total_feedback,
                  segment_length=segment_length, steps=steps, seed=seed, checkpoint_every=checkpoint_every,
                  eval_every=eval_every, n_eval_episodes=n_eval_episodes, collect_policy=collect_policy,
                  collect_steps=collect_steps, n_classes=n_classes, labels=labels)
-    _train("offline", config, flags, sets, run_dir, overwrite, quiet)
+    _train("offline", config, flags, sets, run_dir, overwrite, quiet, _hyperparams(hyperparams, no_hyperparams))
 
 
 def eval_cmd(
@@ -276,6 +288,8 @@ def sweep_cmd(
     batch_seeds: bool = typer.Option(False, help="train offline points that differ only in their seed in one "
                                      "process, vmapped (local pool; pays on a GPU, not on a small CPU)"),
     dry_run: bool = typer.Option(False, help="list the grid and stop"),
+    hyperparams: Path = _HPARAMS,
+    no_hyperparams: bool = _NO_HPARAMS,
 ) -> None:
     """Run a grid tasks x agents x teachers x budgets x seeds (local processes, or Ray Tune with --address);
     running it again resumes unfinished runs. Read the results with `pbrl report OUT`."""
@@ -292,7 +306,7 @@ def sweep_cmd(
         base = _merge(base, parse_overrides(sets))
         seed_list = parse_seeds(seeds)
         points = expand_grid(base, _split(tasks), _split(agents), _split(teachers), _split(budgets, int), seed_list,
-                             kind=kind)
+                             kind=kind, hyperparams=_hyperparams(hyperparams, no_hyperparams))
         if dry_run:
             for p in points:
                 console.print(f"{out / p.name}")

@@ -173,8 +173,12 @@ class _Common:
     """Shared by both configs: ``to_dict`` and ``save``; each subclass defines ``validate()``, which
     checks every field and raises one ``ValueError`` naming the bad key and what is allowed."""
 
+    #: where each value came from (:func:`pbrl.config_resolve.resolve_config`); not a field: ``to_dict`` and
+    #: comparisons leave it out, ``save`` writes it into ``config.json``
+    provenance = None  # a dict when set; no annotation, so that it is not a dataclass field
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict, with ``kind``."""
+        """Plain JSON-serialisable dict, with ``kind`` (without ``provenance``)."""
         return {"kind": self.kind, **asdict(self)}
 
     def teacher_options(self) -> dict[str, Any]:
@@ -192,8 +196,11 @@ class _Common:
         from pbrl.preferences import atomic_write
 
         path = Path(path)
+        data = self.to_dict()
+        if self.provenance:
+            data["provenance"] = self.provenance
         with atomic_write(path, suffix=".json") as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
         return path
 
 
@@ -442,6 +449,7 @@ def config_from_dict(data: dict[str, Any], kind: str | None = None) -> RunConfig
     if not isinstance(data, dict):
         raise ValueError(f"a config must be a mapping of keys to values, got {type(data).__name__}")
     data = dict(data)
+    provenance = data.pop("provenance", None)  # written by pbrl train into config.json; not a config key
     file_kind = data.pop("kind", None)
     kind = kind or file_kind or "online"
     if file_kind is not None and file_kind != kind:
@@ -460,7 +468,10 @@ def config_from_dict(data: dict[str, Any], kind: str | None = None) -> RunConfig
     for k in ("teacher_kwargs", "learner_kwargs", "reward_model_kwargs", "agent_kwargs", "collect_kwargs"):
         if k in data and data[k] is None:
             data[k] = {}
-    return cls(**data).validate()
+    cfg = cls(**data).validate()
+    if isinstance(provenance, dict):
+        cfg.provenance = provenance
+    return cfg
 
 
 def _read_file(path: str | os.PathLike) -> dict[str, Any]:

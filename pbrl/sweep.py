@@ -89,11 +89,18 @@ def expand_grid(
     budgets: Sequence[int] | None = None,
     seeds: Sequence[int] | None = None,
     kind: str | None = None,
+    hyperparams: bool | str | os.PathLike = False,
 ) -> list[SweepPoint]:
     """All grid points (the Cartesian product of the non-empty axes; an empty axis keeps ``base``'s value).
 
     Every config is validated here; the first bad one raises ``ValueError`` naming the key and the
     grid point, before anything runs.
+
+    ``hyperparams`` (``True``: each agent's packaged file, or a path): each point starts from what its
+    agent's hyperparameter file gives its task (:func:`pbrl.hyperparams.load` without the ``default`` entry,
+    which holds the code defaults), under ``base`` and the axes; the point's config then carries
+    ``provenance`` (written into its ``config.json``). ``False`` (the default, and what the benchmark scripts
+    use): ``base`` and the axes only.
     """
     base = dict(base or {})
     kind = kind or base.pop("kind", None) or "online"
@@ -113,16 +120,44 @@ def expand_grid(
     for combo in itertools.product(*(axes[k] for k in keys)):
         data = {**base, **dict(zip(keys, combo))}
         try:
+            prov = None
+            if hyperparams is not False:
+                data, prov = _with_hyperparams(data, kind, hyperparams, dict(zip(keys, combo)))
             cfg = config_from_dict(dict(data), kind=kind)
         except ValueError as e:
             raise ValueError(f"grid point {dict(zip(keys, combo))}: {e}") from None
         name = "__".join(
             [_slug(cfg.agent), _slug(cfg.task), _slug(cfg.teacher_tag()), f"b{cfg.total_feedback}", f"s{cfg.seed}"]
         )
-        points.append(SweepPoint(name, cfg.to_dict()))
+        points.append(SweepPoint(name, {**cfg.to_dict(), **({"provenance": prov} if prov else {})}))
     if len({p.name for p in points}) != len(points):
         raise ValueError("two grid points map to the same run directory; vary tasks/agents/teachers/budgets/seeds")
     return points
+
+
+def _with_hyperparams(data: dict[str, Any], kind: str, hyperparams: bool | str | os.PathLike,
+                      axes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``data`` over what the point's hyperparameter file gives its task, and the sources of the values."""
+    from dataclasses import fields
+
+    from pbrl.agents.registry import get_entry
+    from pbrl.config import OfflineConfig, OnlineConfig, _merge
+    from pbrl.hyperparams import flatten, load
+
+    cls = OnlineConfig if kind == "online" else OfflineConfig
+    agent, task = data.get("agent", cls.agent), data.get("task", cls.task)
+    get_entry(agent, kind)
+    preset = load(agent, task, None if hyperparams is True else hyperparams, default=False)
+    sources = dict(preset.sources)
+    sources.update({k: "sweep base (--config / --set)" for k in flatten({k: v for k, v in data.items()
+                                                                          if k not in axes})})
+    sources.update({k: "sweep axis" for k in axes})
+    for f in fields(cls):
+        if not any(k == f.name or k.startswith(f"{f.name}.") for k in sources):
+            sources[f.name] = "default"
+    prov = {"hyperparams_file": preset.file, "hyperparams_entries": list(preset.entries),
+            "sources": dict(sorted(sources.items()))}
+    return _merge(preset.values, data), prov
 
 
 def run_point(config: dict[str, Any], run_dir: str, verbose: bool = False) -> dict[str, Any]:

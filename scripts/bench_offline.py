@@ -286,10 +286,15 @@ def check_args(args: argparse.Namespace) -> None:
             raise SystemExit(f"error: dataset file {spec} does not exist")
 
 
-def agent_kwargs(agent: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The benchmark's kwargs for ``agent``: a variant's own (:data:`VARIANTS`), :data:`DEFAULT_AGENT_KWARGS`, ``--hidden``,
+def agent_kwargs(agent: str, args: argparse.Namespace, task: str | None = None) -> dict[str, Any]:
+    """The benchmark's kwargs for ``agent``: the per-domain settings of its hyperparameter file for ``task``
+    (``pbrl/hyperparams/<agent>.yml`` without its ``default`` entry, e.g. IPL's Meta-World configuration; the
+    same file ``pbrl train`` reads), a variant's own (:data:`VARIANTS`), :data:`DEFAULT_AGENT_KWARGS`, ``--hidden``,
     ``--agent-kwargs``, then the warmups of :data:`WARMUP_SHARE` scaled to ``--steps`` unless given."""
-    kw = {**(VARIANTS[agent][1] if agent in VARIANTS else {}), **DEFAULT_AGENT_KWARGS.get(agent, {})}
+    from pbrl.hyperparams import load
+
+    preset = load(AGENTS[agent], task, default=False).values.get("agent_kwargs", {}) if task else {}
+    kw = {**preset, **(VARIANTS[agent][1] if agent in VARIANTS else {}), **DEFAULT_AGENT_KWARGS.get(agent, {})}
     if args.hidden is not None:
         kw["hidden"] = tuple(args.hidden)
     kw.update(args.agent_kwargs_dict.get(agent, {}))
@@ -419,7 +424,8 @@ def build_grid(args: argparse.Namespace, datasets: list[dict[str, Any]], labels:
     points = []
     for d in datasets:
         for a in args.agents:
-            cfg = {**base, "task": d["task_id"], "dataset": d["dataset"], "agent_kwargs": agent_kwargs(a, args)}
+            cfg = {**base, "task": d["task_id"], "dataset": d["dataset"],
+                   "agent_kwargs": agent_kwargs(a, args, d["task_id"])}
             per_seed = [({**cfg, "labels": labels[(d["name"], s)]}, [s]) for s in args.seeds if (d["name"], s) in labels] \
                 if a == "pearl" else [(cfg, list(args.seeds))]
             for c, seeds in per_seed:

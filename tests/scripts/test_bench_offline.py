@@ -206,6 +206,19 @@ def test_agents_come_from_the_registry_at_their_defaults_plus_documented_cpu_cha
     assert bench.agent_kwargs("cpl", args)["lr_warmup"] == 0 and bench.agent_kwargs("cpl", args)["hidden"] == [8]
 
 
+def test_ipl_on_metaworld_rows_get_the_authors_metaworld_configuration_from_the_hyperparameter_file(bench):
+    """Issue 30, finding 6: the benchmark ran IPL on Meta-World with its locomotion settings."""
+    args = bench.parse_args(["--datasets", "collect:metaworld/reach-v3:scripted:100"])
+    mw = bench.agent_kwargs("ipl", args, "metaworld/drawer-open-v3")
+    assert {k: mw[k] for k in ("chi2_coeff", "expectile", "hidden", "target_clipping", "replay_weight",
+                               "pref_batch_size", "segment_crop")} == \
+        {"chi2_coeff": 3.0, "expectile": 0.75, "hidden": [256, 256, 256], "target_clipping": False,
+         "replay_weight": 0.0, "pref_batch_size": 16, "segment_crop": 16}
+    assert bench.agent_kwargs("ipl", args, "mujoco/Hopper-v5") == {}  # locomotion: the class defaults
+    hidden = bench.parse_args(["--datasets", "collect:metaworld/reach-v3:scripted:100", "--hidden", "16", "16"])
+    assert bench.agent_kwargs("ipl", hidden, "metaworld/drawer-open-v3")["hidden"] == (16, 16)  # flags win
+
+
 def _runs(out, ds_slug):
     return {p.name: json.loads((p / "config.json").read_text()) for p in (out / ds_slug).iterdir() if p.is_dir()}
 
