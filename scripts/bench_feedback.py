@@ -66,6 +66,12 @@ DEFAULT_TASKS = ("metaworld/button-press-v3", "metaworld/button-press-topdown-v3
 #: 1,000 labels over 50k steps is B-Pref's 20,000 over 1M on button-press, per step; 250 is the scarce regime
 DEFAULT_BUDGETS = (1000,)
 ROBUST_AGENTS = ("pebble", "rime")
+#: the calibration (``--calibrate``): SAC-true, one seed, at the study's sizes on the papers' tasks and easy
+#: MT50 tasks, goal hidden as in B-Pref's Meta-World envs; the study keeps those reaching success >= 0.8
+CALIBRATION_TASKS = tuple(f"metaworld/{t}-v3:goal=hidden" for t in (
+    "reach", "drawer-close", "window-close", "door-lock", "handle-press", "plate-slide", "faucet-close",
+    "coffee-button", "button-press", "button-press-topdown", "window-open"))
+CALIBRATION_THRESHOLD = 0.8
 
 #: SAC sizes of every SAC-based run of the default study (2 CPU cores); ``--paper-scale`` drops them.
 CPU_SAC_KWARGS = {"policy_kwargs": {"net_arch": [128, 128]}, "batch_size": 256, "train_freq": 2, "gradient_steps": 1}
@@ -74,7 +80,7 @@ CPU_REWARD_MODEL_KWARGS = {"hidden": [128, 128, 128]}
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
+    p.add_argument("--tasks", nargs="+", default=None, help="task ids (default: DEFAULT_TASKS)")
     p.add_argument("--agents", nargs="+", default=["sac", CONTROL, *PBRL_AGENTS],
                    help="registry names (sac = true reward, pebble_true = PEBBLE's schedule on the true reward)")
     p.add_argument("--budgets", nargs="+", type=int, default=list(DEFAULT_BUDGETS), help="label budgets (total_feedback)")
@@ -97,10 +103,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", default="{}",
                    help="JSON merged into every run's config (e.g. smaller sizes for a smoke run)")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--out", default="benchmarks/feedback_study")
+    p.add_argument("--out", default=None, help="default benchmarks/feedback_study (--calibrate: benchmarks/calib_sac)")
     p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
+    p.add_argument("--calibrate", action="store_true",
+                   help="SAC-true alone, one seed, on CALIBRATION_TASKS (or --tasks) into benchmarks/calib_sac: "
+                        "which tasks the budget can solve")
     p.add_argument("--report-only", action="store_true", help="summarise the finished runs only")
     a = p.parse_args(argv)
+    if a.calibrate:
+        a.agents, a.seeds, a.std_agents = ["sac"], 1, []
+        a.tasks = a.tasks or list(CALIBRATION_TASKS)
+        a.out = a.out or "benchmarks/calib_sac"
+    a.tasks = a.tasks or list(DEFAULT_TASKS)
+    a.out = a.out or "benchmarks/feedback_study"
     from pbrl.agents.registry import agent_names
     from pbrl.envs.registry import check_task
 
@@ -411,6 +426,31 @@ def _interval(ci) -> dict:
     return {k: float(v) for k, v in ci.as_dict().items()}
 
 
+def calibration(out: Path, a: argparse.Namespace) -> dict:
+    """The calibration's table: SAC-true's success at every evaluation, its return at the end, CPU-minutes,
+    and whether it reached ``CALIBRATION_THRESHOLD`` by the end (``calibration.json``, printed as Markdown)."""
+    from pbrl.report import load_runs
+
+    rows = {}
+    for r in load_runs([out]):
+        if r.metrics is None or r.key("agent") != "sac" or r.task not in a.tasks:
+            continue
+        succ = [float(c["success_rate"]) for c in r.curve]
+        rows[r.task] = {"success": succ, "steps": [int(c["step"]) for c in r.curve],
+                        "final_return": float(r.curve[-1]["mean_return"]) if r.curve else float("nan"),
+                        "cpu_min": float(r.metrics.get("cpu_time_s", float("nan"))) / 60,
+                        "solved": bool(succ) and max(succ[-2:]) >= CALIBRATION_THRESHOLD}
+    (out / "calibration.json").write_text(json.dumps({"threshold": CALIBRATION_THRESHOLD, "steps": a.steps,
+                                                      "tasks": rows}, indent=2))
+    print(f"| task | success at each evaluation (every {a.eval_every} steps) | return at {a.steps} | CPU-min | "
+          f">= {CALIBRATION_THRESHOLD} at the end |")
+    print("|---|---|---:|---:|---|")
+    for t, v in sorted(rows.items(), key=lambda kv: -max(kv[1]["success"][-2:] or [0])):
+        print(f"| {t.removeprefix('metaworld/')} | {' '.join(f'{x:.1f}' for x in v['success'])} | "
+              f"{v['final_return']:.0f} | {v['cpu_min']:.1f} | {'yes' if v['solved'] else 'no'} |")
+    return {"calibration": rows}
+
+
 def markdown(table: dict) -> str:
     lines = ["| agent | budget | teacher | runs | IQM success [95 % CI] | vs SAC-true | CPU-min per run |",
              "|---|---:|---|---:|---|---:|---:|"]
@@ -445,6 +485,8 @@ def main(argv=None) -> dict:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         run_sweep(points, out, backend="local", workers=a.workers)
+    if a.calibrate:
+        return calibration(out, a)
     from pbrl.report import build_report
 
     rep = build_report([out], score="success", group_by=("agent", "budget", "teacher"), out=out / "report",

@@ -106,3 +106,19 @@ def test_a_study_with_only_sac_finished_still_reports(bench, tmp_path):
                           "learning_starts": 50, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}}})])
     assert set(res["table"]) == {"sac/0/oracle"} and res["figure"] is None  # nothing to compare yet: no figure
     assert (out / "feedback.json").exists()
+
+
+def test_calibrate_runs_sac_alone_and_tables_each_task(bench, tmp_path, capsys):
+    a = bench.parse_args(["--calibrate"])
+    assert a.agents == ["sac"] and a.seeds == 1 and a.tasks == list(bench.CALIBRATION_TASKS)
+    assert len(a.tasks) >= 10 and all(t.endswith(":goal=hidden") for t in a.tasks)  # B-Pref's Meta-World envs
+    out = tmp_path / "calib"
+    res = bench.main(["--calibrate", "--tasks", "mujoco/Reacher-v5", "--steps", "200", "--eval-every", "100",
+                      "--n-eval-episodes", "1", "--workers", "1", "--out", str(out),
+                      "--set", json.dumps({"learner_kwargs": {"learning_starts": 50, "batch_size": 32,
+                                                              "policy_kwargs": {"net_arch": [16]}}})])
+    row = res["calibration"]["mujoco/Reacher-v5"]
+    assert row["steps"][-2:] == [100, 200] and row["solved"] is False  # Reacher reports no success
+    saved = json.loads((out / "calibration.json").read_text())
+    assert saved["threshold"] == bench.CALIBRATION_THRESHOLD and "mujoco/Reacher-v5" in saved["tasks"]
+    assert "| mujoco/Reacher-v5 | 0.0 0.0" in capsys.readouterr().out
