@@ -338,11 +338,13 @@ def plot_study(out: Path, path: Path) -> Path | None:
     if not runs:
         return None
     tasks = sorted({r.task for r in runs})
-    budgets = sorted({int(r.config.get("total_feedback", 0)) for r in runs if r.key("agent") != "sac"})
+    budgets = sorted({int(r.config.get("total_feedback", 0)) for r in runs if r.config.get("total_feedback", 0)})
     if not budgets:  # only SAC-true has finished: nothing to compare yet
         return None
-    agents = [a for a in ("sac", "pebble", "surf", "rune", "qpa", "rime") if any(r.key("agent") == a for r in runs)]
-    colour = {a: c for a, c in zip(agents, ("k", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"))}
+    rows = ("sac", CONTROL, "pebble", "pebble-std", "surf", "rune", "qpa", "rime")
+    agents = [a for a in rows if any(row_label(r.config) == a for r in runs)]
+    colour = dict(zip(rows, ("k", "tab:gray", "tab:blue", "tab:cyan", "tab:orange", "tab:green", "tab:red", "tab:purple")))
+    label_free = ("sac", CONTROL)
 
     def band(ax, rs, label, **kw):
         steps = sorted({int(row["step"]) for r in rs for row in r.curve})
@@ -360,11 +362,11 @@ def plot_study(out: Path, path: Path) -> Path | None:
         for bi, b in enumerate(budgets):
             ax = axes[ti, bi]
             for a in agents:
-                rs = [r for r in runs if r.task == task and r.key("agent") == a and r.key("teacher") == "oracle"
-                      and (a == "sac" or int(r.config["total_feedback"]) == b)]
+                rs = [r for r in runs if r.task == task and row_label(r.config) == a and r.key("teacher") == "oracle"
+                      and (a in label_free or int(r.config["total_feedback"]) == b)]
                 if rs:
-                    band(ax, rs, "SAC, true reward" if a == "sac" else a.upper(), color=colour[a],
-                         ls="--" if a == "sac" else "-")
+                    name = {"sac": "SAC, true reward", CONTROL: "PEBBLE schedule, true reward"}.get(a, a.upper())
+                    band(ax, rs, name, color=colour[a], ls="--" if a in label_free else "-")
             ax.set_title(f"{task.split('/')[-1]}, {b} labels (oracle)", fontsize=9)
             ax.set_xlabel("env steps")
         ax = axes[ti, len(budgets)]
@@ -383,14 +385,15 @@ def plot_study(out: Path, path: Path) -> Path | None:
             ax.set_visible(False)  # the noisy teachers ran on one task
         ax = axes[ti, len(budgets) + 1]
         for a in agents:
-            if a == "sac":
-                rs = [r for r in runs if r.task == task and r.key("agent") == "sac"]
+            if a in label_free:
+                rs = [r for r in runs if r.task == task and row_label(r.config) == a]
                 if rs:
-                    ax.axhline(np.mean([r.final("success_rate") for r in rs]), color="k", ls="--", label="SAC, true reward")
+                    ax.axhline(np.mean([r.final("success_rate") for r in rs]), color=colour[a], ls="--",
+                               label="SAC, true reward" if a == "sac" else "PEBBLE schedule, true reward")
                 continue
             xs, ms = [], []
             for b in budgets:
-                vals = [r.final("success_rate") for r in runs if r.task == task and r.key("agent") == a
+                vals = [r.final("success_rate") for r in runs if r.task == task and row_label(r.config) == a
                         and r.key("teacher") == "oracle" and int(r.config["total_feedback"]) == b]
                 if vals:
                     xs.append(b)
