@@ -77,7 +77,7 @@ def _finish(res: dict[str, Any], run_dir: Path) -> None:
     console.print(
         f"finished {run_dir}: {res.get('steps')} steps, {res.get('labels')} labels, return "
         f"{fin.get('mean_return', float('nan')):.2f}, success {fin.get('success_rate', float('nan')):.2f}"
-        + (f", normalized score {score:.1f}" if score is not None else "")
+        + (f", D4RL-normalised score {score:.1f}" if score is not None else "")
     )
 
 
@@ -200,7 +200,7 @@ def eval_cmd(
     console.print(
         f"{res['task']} ({Path(res['policy']).name}), {episodes} episodes: return {res['mean_return']:.2f} "
         f"+- {res['std_return']:.2f}, success rate {res['success_rate']:.2f}"
-        + (f", normalized score {score:.1f}" if score is not None else "")
+        + (f", D4RL-normalised score {score:.1f}" if score is not None else "")
     )
     if video is not None:
         console.print(f"video: {res['video']}")

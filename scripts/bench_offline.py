@@ -36,8 +36,10 @@ make_teacher(teacher, seed), n_pairs, segment_length, seed)``): every agent of a
 which each run keeps in its ``labels.h5``.
 
 The score of a run is its final evaluation (``--eval-episodes`` deterministic episodes on the live task):
-the success rate in % on Meta-World datasets, the normalised score ``100 (R - min) / (max - min)`` from the
-reference returns in the dataset's metadata on locomotion datasets that have them, else the raw return.
+the success rate in % on Meta-World datasets, D4RL's normalised score ``100 (R - R_random) / (R_expert -
+R_random)`` with D4RL's reference returns on MuJoCo locomotion datasets (hopper 3234.3 expert, whatever the
+dataset's own expert reached; :data:`pbrl.envs.datasets.D4RL_REF_SCORES`), the metadata's reference returns
+on other tasks that have them, else the raw return.
 Written to ``<out>``:
 
 * ``bench_offline.json``: per dataset and agent, the IQM of the final score over seeds with its 95 %
@@ -318,13 +320,23 @@ def domain(task: str | None) -> str:
     return "metaworld" if (task or "").startswith("metaworld/") else "locomotion"
 
 
+def reference_of(ds) -> tuple[float, float] | None:
+    """The reference returns of ``ds``'s normalised score (:func:`pbrl.envs.datasets.reference_scores`): D4RL's
+    on a MuJoCo locomotion task whatever the dataset measured, else its metadata's; ``None`` when unknown."""
+    from pbrl.envs.datasets import reference_scores
+
+    try:
+        return reference_scores(ds)
+    except ValueError:
+        return None
+
+
 def metric_of(ds) -> str:
-    """``success_rate`` on Meta-World, ``normalized_score`` when reference returns are known, else ``return``."""
+    """``success_rate`` on Meta-World, ``normalized_score`` when reference returns are known (D4RL's on
+    locomotion), else ``return``."""
     if domain(ds.task_id) == "metaworld":
         return "success_rate"
-    if ds.metadata.get("ref_min_return") is not None and ds.metadata.get("ref_max_return") is not None:
-        return "normalized_score"
-    return "return"
+    return "normalized_score" if reference_of(ds) is not None else "return"
 
 
 def prepare_datasets(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
@@ -349,8 +361,7 @@ def prepare_datasets(args: argparse.Namespace, out: Path) -> list[dict[str, Any]
             raise SystemExit(f"error: dataset {spec} has no metadata['task_id']; the live evaluation needs the task")
         name = str(ds.metadata.get("dataset_id") or Path(spec).stem)
         metric = metric_of(ds)
-        ref = [float(ds.metadata["ref_min_return"]), float(ds.metadata["ref_max_return"])] \
-            if metric == "normalized_score" else None
+        ref = [float(x) for x in reference_of(ds)] if metric == "normalized_score" else None
         infos.append({"name": name, "spec": spec, "dataset": source, "task_id": ds.task_id, "metric": metric,
                       "ref": ref, "transitions": len(ds), "episodes": int(ds.n_episodes)})
     if len({d["name"] for d in infos}) != len(infos):

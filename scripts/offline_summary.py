@@ -36,7 +36,7 @@ LABELS = {
 }
 #: the title of the aggregate's panel in the plots
 AGGREGATE = "aggregate (IQM over datasets x seeds)"
-UNITS = {"success_rate": "success %", "normalized_score": "normalised", "return": "return"}
+UNITS = {"success_rate": "success %", "normalized_score": "D4RL-normalised", "return": "return"}
 
 
 def score_fn(d: dict[str, Any]):

@@ -298,3 +298,18 @@ def test_batch_seeds_trains_an_agent_s_seeds_in_one_process(bench, tmp_path):
     runs = sorted((out / "mujoco_Reacher-v5_random").glob("mriql__*/metrics.json"))
     metrics = [json.loads(p.read_text()) for p in runs]
     assert [m["seed"] for m in metrics] == [0, 1] and all(m["seed_batch"] == 2 for m in metrics)
+
+
+def test_locomotion_datasets_are_scored_on_d4rls_scale_not_their_own(bench, summary_mod, tmp_path):
+    """A Hopper dataset whose metadata says its expert returned 580 (pbrl's old medium-replay) is scored with
+    D4RL's references (random -20.27, expert 3234.3): a return of 343 is about 11, not 59."""
+    from pbrl.envs.datasets import collect, save_d4rl
+
+    ds = collect("mujoco/Hopper-v5", "random", n_steps=200, seed=0,
+                 reference={"ref_min_return": 0.0, "ref_max_return": 580.0})
+    path = save_d4rl(ds, tmp_path / "hopper.hdf5")
+    args = bench.parse_args(["--datasets", str(path), "--seeds", "0"])
+    (d,) = bench.prepare_datasets(args, tmp_path / "out")
+    assert d["metric"] == "normalized_score" and d["ref"] == [-20.272305, 3234.3]
+    score = summary_mod.score_fn(d)({"mean_return": 343.0, "success_rate": 0.0})
+    assert score == pytest.approx(100 * (343.0 + 20.272305) / (3234.3 + 20.272305))
