@@ -105,10 +105,22 @@ def test_twin_q_heads_are_independent_networks_in_one_pass():
     assert q(obs.reshape(7, 1, 3), act.reshape(7, 1, 2)).shape == (2, 7, 1)
 
 
+def test_iql_scales_true_rewards_by_1000_over_the_return_range_whatever_the_episode_length():
+    """IQL's paper and code: r * 1000 / (max R - min R). On short episodes (the toy's are 10 steps) the old
+    rule, mean episode length / (max R - min R), was 100 times smaller."""
+    ds = toy_dataset()
+    agent = IQL.from_dataset(ds, **SMALL)
+    agent._start_fit(ds, None, 1)  # what fit does before its first update
+    rets = ds.episode_returns()
+    assert ds.episode_lengths().mean() == 10 and rets.max() > rets.min()
+    got = np.unique(agent.data["rewards"].cpu().numpy())
+    want = np.unique(ds.rewards) * 1000.0 / (rets.max() - rets.min())
+    assert len(got) == len(want) > 1 and got == pytest.approx(want, rel=1e-5)
+
+
 def test_reward_normalizations():
     r = np.array([1.0, 2.0, 3.0, 4.0])
     assert normalize_rewards(r, np.array([10.0, 30.0]), "episode_range") == pytest.approx(r * 1000 / 20)
-    assert normalize_rewards(r, np.array([10.0, 30.0]), "episode_range", episode_length=50) == pytest.approx(r * 50 / 20)
     z = normalize_rewards(r, None, "standard")
     assert z.mean() == pytest.approx(0, abs=1e-6) and z.std() == pytest.approx(1, abs=1e-4)
     assert normalize_rewards(r, None, "minmax") == pytest.approx([0, 1 / 3, 2 / 3, 1])
