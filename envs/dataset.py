@@ -77,6 +77,8 @@ class OfflineDataset:
         _source: str = "",
     ):
         src = _source
+        #: the file the dataset was read from ("" when built in memory); relative metadata paths resolve from it
+        self.source_path = str(_source) if _source else ""
         self.observations = _numeric("observations", observations, 2, np.float32, src)
         self.actions = _numeric("actions", actions, 2, np.float32, src)
         self.rewards = _numeric("rewards", np.asarray(rewards).reshape(-1) if np.ndim(rewards) == 2 and np.shape(rewards)[1] == 1 else rewards, 1, np.float32, src)

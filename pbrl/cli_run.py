@@ -156,7 +156,8 @@ def train_offline_cmd(
     task: str = typer.Option(None, help="task id the dataset comes from (evaluation runs on it)"),
     dataset: str = typer.Option(None, help="D4RL .hdf5 path or local Minari id (default: collect one)"),
     agent: str = typer.Option(None, help=_agents("offline", "mriql")),
-    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating"),
+    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating | "
+                                 "regret (CPL's oracle: the dataset's expert critic; --set teacher_kwargs.critic=returns|PATH)"),
     n_classes: int = typer.Option(None, help="classes of the rating teacher (--teacher rating; default 3)"),
     labels: str = typer.Option(None, help="preference or rating file (.h5) to learn from instead of the teacher"),
     total_feedback: int = typer.Option(None, help="segment pairs labelled, or segments rated (default 500)"),

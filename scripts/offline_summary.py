@@ -31,6 +31,8 @@ LABELS = {
     "iplawac": "IPL (AWAC)",
     "cpl": "CPL",
     "cplbc": "CPL-BC",
+    "cpl_regret": "CPL (regret labels)",
+    "cplbc_regret": "CPL-BC (regret labels)",
     "oppo": "OPPO",
     "pearl": "PEARL (0 target labels)",
 }
