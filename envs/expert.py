@@ -169,7 +169,9 @@ def train_sac_resumable(
         state = {"settings": settings, "done_steps": 0, "checkpoints": [], "finished": False,
                  "wall_s": 0.0, "cpu_s": 0.0}
         _write_json(state_path, state)
-    kw = {"learning_starts": int(learning_starts), "buffer_size": max(int(total_steps), 1000), "verbose": 0}
+    # a fixed 1M-transition buffer (SB3's default, rlkit's in D4RL's runs): a run continued with a larger
+    # total_steps stays the same bytes as one started with it
+    kw = {"learning_starts": int(learning_starts), "buffer_size": 1_000_000, "verbose": 0}
     kw.update(sac_kwargs or {})
     while not state["finished"] and state["done_steps"] < total_steps:
         _run_chunk(SAC, DummyVecEnv, task_id, out, state, kw, log)
@@ -228,7 +230,7 @@ def _run_chunk(SAC, DummyVecEnv, task_id: str, out: Path, state: dict, kw: dict,
 def load_sac_run(out_dir: str | os.PathLike, expert: str = "best") -> SACRun:
     """The run in ``out_dir`` as a :class:`~pbrl.envs.collect.SACRun`: its evaluated checkpoints up to the
     expert, the medium checkpoint (the one before the expert closest to a third of its return, D4RL's
-    definition) and every recorded transition.
+    definition) and, as ``replay``, the recorded transitions of every chunk up to the medium checkpoint's.
 
     Args:
         expert: ``"best"`` (the checkpoint of highest evaluation return; default) or ``"last"``.
@@ -244,10 +246,12 @@ def load_sac_run(out_dir: str | os.PathLike, expert: str = "best") -> SACRun:
     ckpts = ckpts[: e + 1]
     target = ckpts[-1]["mean_return"] / 3.0
     medium = int(np.argmin([abs(c["mean_return"] - target) for c in ckpts[:-1]])) if len(ckpts) > 1 else 0
-    files = sorted((out / "transitions").glob("chunk_*.npz"))
+    s = state["settings"]
+    # the transitions up to the medium checkpoint's chunk: what medium-replay needs (a long run holds GBs more)
+    last_chunk = (int(ckpts[medium]["step"]) - 1) // s["chunk_steps"]
+    files = [out / "transitions" / f"chunk_{k:04d}.npz" for k in range(last_chunk + 1)]
     parts = [dict(np.load(f)) for f in files]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in TRANSITION_KEYS}
-    s = state["settings"]
     replay = OfflineDataset(
         cat["obs"], cat["act"], cat["rew"], cat["term"], cat["trunc"], next_observations=cat["next"],
         infos={"qpos": cat["qpos"].astype(np.float64), "qvel": cat["qvel"].astype(np.float64)},
