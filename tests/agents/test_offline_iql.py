@@ -303,3 +303,16 @@ def test_terminal_flags_of_index_style_segments_come_from_their_own_rows():
     # a segment whose data does not match the dataset's rows is not given another segment's flags
     seg.obs[:, -1] += 1.0
     assert (agent.segment_rows(seg, ds) == -1).all()
+
+
+def test_an_agent_s_evaluation_on_a_locomotion_task_is_on_d4rls_scale(tmp_path):
+    """A Hopper dataset that measured its own expert at 580 is scored with D4RL's 3234.3 (with or without it)."""
+    from pbrl.envs.datasets import D4RL_REF_SCORES
+
+    ds = collect("mujoco/Hopper-v5", "random", n_steps=300, seed=0,
+                 reference={"ref_min_return": 0.0, "ref_max_return": 580.0})
+    agent = IQL.from_dataset(ds, **SMALL)
+    lo, hi = D4RL_REF_SCORES["hopper"]
+    for dataset in (ds, None):
+        ev = agent.evaluate("mujoco/Hopper-v5", n_episodes=1, dataset=dataset)
+        assert ev["normalized_score"] == pytest.approx(100 * (ev["mean_return"] - lo) / (hi - lo))
