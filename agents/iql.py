@@ -47,7 +47,7 @@ from pbrl.agents.offline_base import (
 from pbrl.preferences import PreferenceDataset
 from pbrl.ratings import RatingDataset
 
-__all__ = ["IQL", "MRIQL", "iql_value_loss", "iql_q_loss", "awr_policy_loss", "normalize_rewards", "REWARD_NORMALIZATIONS", "REWARD_MODELS"]
+__all__ = ["IQL", "MRIQL", "iql_value_loss", "iql_q_loss", "awr_policy_loss", "normalize_rewards", "IQL_RETURN_SCALE", "REWARD_NORMALIZATIONS", "REWARD_MODELS"]
 
 REWARD_NORMALIZATIONS = ("none", "episode_range", "standard", "minmax")
 
@@ -103,17 +103,19 @@ def awr_policy_loss(
 REWARD_MODELS = ("ensemble", "transformer")
 
 
-def normalize_rewards(
-    rewards: np.ndarray, episode_returns: np.ndarray | None, mode: str, episode_length: float = 1000.0
-) -> np.ndarray:
+#: IQL's locomotion reward scale: rewards times ``IQL_RETURN_SCALE / (max R - min R)`` (Kostrikov et al. 2022,
+#: App. B; the authors' ``train_offline.py`` multiplies by 1000.0 after dividing by the return range)
+IQL_RETURN_SCALE = 1000.0
+
+
+def normalize_rewards(rewards: np.ndarray, episode_returns: np.ndarray | None, mode: str) -> np.ndarray:
     """Rescale rewards ``[T]`` before Q-learning.
 
-    ``"episode_range"`` (IQL's locomotion recipe, Kostrikov et al. 2022, App. B):
-    ``r * L / (max R - min R)`` over the dataset's episode returns ``episode_returns``, with ``L`` the mean
-    episode length (IQL's factor is ``1000 / (max R - min R)`` for D4RL's 1000-step episodes; scaling by
-    ``L`` keeps per-step rewards O(1) for shorter episodes too). Falls back to ``"standard"`` with fewer
-    than two episodes or a zero range. ``"standard"``: ``(r - mean) / std``; ``"minmax"``: to ``[0, 1]``;
-    ``"none"``: unchanged.
+    ``"episode_range"`` (IQL's locomotion recipe, Kostrikov et al. 2022, App. B, and the authors'
+    ``train_offline.py``): ``r * 1000 / (max R - min R)`` over the dataset's episode returns
+    ``episode_returns`` (every piece between ``terminals | timeouts``, as their ``split_into_trajectories``
+    cuts), whatever the episodes' length. Falls back to ``"standard"`` with fewer than two episodes or a
+    zero range. ``"standard"``: ``(r - mean) / std``; ``"minmax"``: to ``[0, 1]``; ``"none"``: unchanged.
     """
     if mode not in REWARD_NORMALIZATIONS:
         raise ValueError(f"unknown reward normalization '{mode}'; choose one of {REWARD_NORMALIZATIONS}")
@@ -123,7 +125,7 @@ def normalize_rewards(
     if mode == "episode_range" and episode_returns is not None and len(episode_returns) >= 2:
         span = float(np.max(episode_returns) - np.min(episode_returns))
         if span > 1e-8:
-            return (r * float(episode_length) / span).astype(np.float32)
+            return (r * IQL_RETURN_SCALE / span).astype(np.float32)
         mode = "standard"
     elif mode == "episode_range":
         mode = "standard"
@@ -156,9 +158,8 @@ class IQL(OfflineAgent):
         beta: inverse temperature of the policy extraction (default 3.0, locomotion).
         tau: Polyak rate of the target critic (default 0.005).
         max_weight: clip of ``exp(beta * A)`` (default 100).
-        reward_normalization: ``"episode_range"`` (default, IQL's ``1000 / (max R - min R)`` generalised to
-            ``mean episode length / (max R - min R)``, see :func:`normalize_rewards`), ``"standard"``,
-            ``"minmax"`` or ``"none"``.
+        reward_normalization: ``"episode_range"`` (default, IQL's ``1000 / (max R - min R)``, see
+            :func:`normalize_rewards`), ``"standard"``, ``"minmax"`` or ``"none"``.
         dropout: policy dropout (default 0).
         **common: :class:`OfflineAgent` arguments (``hidden=(256, 256)``, ``lr=3e-4``, ``batch_size=256``,
             ``gamma=0.99``, ``normalize_obs``, ``action_low/high``, ``seed``, ``device``).
@@ -223,9 +224,7 @@ class IQL(OfflineAgent):
     def _prepare(self, dataset: Any, preferences: PreferenceDataset | None) -> None:
         raw = self._training_rewards(dataset, preferences)
         ep_ret = episode_returns_of(dataset, raw)
-        starts, ends = dataset.episode_bounds
-        mean_len = float(np.mean(ends - starts + 1))
-        self.data = self.transitions_from(dataset, normalize_rewards(raw, ep_ret, self.reward_normalization, mean_len))
+        self.data = self.transitions_from(dataset, normalize_rewards(raw, ep_ret, self.reward_normalization))
 
     # ------------------------------------------------------------------ updates
     def _value_step(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

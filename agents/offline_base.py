@@ -520,9 +520,10 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
         """Roll the deterministic policy out on ``env`` (task id or gymnasium env).
 
         Returns ``{"mean_return", "std_return", "success_rate", "normalized_score"}``; the score is
-        ``dataset.normalized_score(mean_return)`` when ``dataset`` knows its reference returns, else None.
+        ``dataset.normalized_score(mean_return)`` when ``dataset`` knows its reference returns (D4RL's on a
+        MuJoCo locomotion task), else D4RL's score of the task ``env`` names, else None.
         """
-        from pbrl.evaluation import evaluate_policy_episodes
+        from pbrl.evaluation import evaluate_policy_episodes, task_normalized_score
 
         res = evaluate_policy_episodes(self, env, n_episodes=n_episodes, deterministic=True, seed=seed)
         score = None
@@ -531,6 +532,8 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
                 score = float(np.mean(dataset.normalized_score(np.asarray(res["returns"]))))
             except (ValueError, KeyError, TypeError):  # no reference returns in the metadata
                 score = None
+        if score is None and isinstance(env, str):
+            score = task_normalized_score(env, res["returns"])
         return {
             "mean_return": res["mean_return"],
             "std_return": res["std_return"],

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pbrl.envs.scores import normalize
+from pbrl.envs.scores import normalize, reference_scores
 from pbrl.segments import Trajectory
 
 __all__ = ["OfflineDataset", "REQUIRED_KEYS"]
@@ -77,6 +77,8 @@ class OfflineDataset:
         _source: str = "",
     ):
         src = _source
+        #: the file the dataset was read from ("" when built in memory); relative metadata paths resolve from it
+        self.source_path = str(_source) if _source else ""
         self.observations = _numeric("observations", observations, 2, np.float32, src)
         self.actions = _numeric("actions", actions, 2, np.float32, src)
         self.rewards = _numeric("rewards", np.asarray(rewards).reshape(-1) if np.ndim(rewards) == 2 and np.shape(rewards)[1] == 1 else rewards, 1, np.float32, src)
@@ -248,18 +250,14 @@ class OfflineDataset:
         }
 
     def normalized_score(self, returns) -> np.ndarray:
-        """``100 * (R - ref_min_return) / (ref_max_return - ref_min_return)`` from the metadata.
+        """The normalised score ``100 * (R - R_min) / (R_max - R_min)`` of ``returns`` (any shape, float64).
 
-        Args:
-            returns: episode returns, any shape. Returns an array of the same shape (float64).
+        On a gymnasium MuJoCo locomotion task (``task_id`` / ``dataset_id`` naming hopper, walker2d,
+        halfcheetah or ant) the references are D4RL's (:data:`pbrl.envs.scores.D4RL_REF_SCORES`), whatever
+        the metadata measured; on any other task the metadata's ``ref_min_return`` / ``ref_max_return``.
         """
-        lo, hi = self.metadata.get("ref_min_return"), self.metadata.get("ref_max_return")
-        if lo is None or hi is None:
-            raise ValueError(
-                "this dataset's metadata has no ref_min_return / ref_max_return; set them "
-                "(ds.metadata['ref_min_return'] = ...) or use normalized_score(task_id, returns) for a D4RL task"
-            )
-        return normalize(returns, float(lo), float(hi))
+        lo, hi = reference_scores(self)
+        return normalize(returns, lo, hi)
 
     def take(self, rows) -> OfflineDataset:
         """A new dataset of the flat rows ``rows`` (int array); the caller keeps episodes whole."""
@@ -340,6 +338,8 @@ class OfflineDataset:
         for k in ("ref_min_return", "ref_max_return"):
             if self.metadata.get(k) is not None:
                 out[k] = float(self.metadata[k])
-        if self.metadata.get("ref_min_return") is not None and self.metadata.get("ref_max_return") is not None:
-            out["normalized_return_mean"] = float(self.normalized_score(rets).mean())
+        try:
+            out["normalized_return_mean"] = float(self.normalized_score(rets).mean())  # D4RL's scale on locomotion
+        except ValueError:  # no reference returns known for this task
+            pass
         return out

@@ -6,8 +6,9 @@
 * :func:`load_dataset` (:mod:`pbrl.envs.loading`): either of the two, by path or by Minari id.
 * :func:`label_dataset`, :func:`rate_dataset`, :func:`import_index_labels`, :func:`segments_at`
   (:mod:`pbrl.envs.labelling`): preference (or rating) datasets from an offline dataset.
-* :func:`normalized_score`, :func:`reference_scores`, :data:`D4RL_REF_SCORES` (:mod:`pbrl.envs.scores`):
-  D4RL's normalised score ``100 * (R - R_random) / (R_expert - R_random)``.
+* :func:`normalized_score`, :func:`reference_scores`, :data:`D4RL_REF_SCORES`, :func:`d4rl_key`
+  (:mod:`pbrl.envs.scores`): D4RL's normalised score ``100 * (R - R_random) / (R_expert - R_random)``, with
+  D4RL's reference returns on every locomotion task.
 * :func:`collect` (:mod:`pbrl.envs.collect`): collect a dataset here.
 """
 
@@ -19,7 +20,7 @@ from pbrl.envs.dataset import OfflineDataset
 from pbrl.envs.labelling import import_index_labels, label_dataset, rate_dataset, segments_at
 from pbrl.envs.loading import load_dataset
 from pbrl.envs.minari_io import from_minari, to_minari
-from pbrl.envs.scores import D4RL_REF_SCORES, normalized_score, reference_scores
+from pbrl.envs.scores import D4RL_REF_SCORES, SCORE_NAME, d4rl_key, normalized_score, reference_scores
 
 __all__ = [
     "OfflineDataset",
@@ -31,6 +32,8 @@ __all__ = [
     "normalized_score",
     "reference_scores",
     "D4RL_REF_SCORES",
+    "SCORE_NAME",
+    "d4rl_key",
     "label_dataset",
     "rate_dataset",
     "import_index_labels",

@@ -107,7 +107,9 @@ def label_dataset(
 
     Args:
         ds: the dataset.
-        teacher: a :class:`~pbrl.teachers.Teacher` or a preset name (``"oracle"``, ``"stoc"``, ...).
+        teacher: a :class:`~pbrl.teachers.Teacher`, a preset name (``"oracle"``, ``"stoc"``, ...), or
+            ``"regret"``: CPL's oracle labels from the dataset's expert critic, else from its returns-to-go
+            (:func:`pbrl.envs.regret.dataset_regret_teacher`).
         n_pairs: number of pairs to query (> 0).
         segment_length: H.
         seed: seed or Generator for the sampling (a named teacher is seeded with it too).
@@ -170,7 +172,11 @@ def _check_labelling(ds, teacher, n, n_name: str, segment_length, n_bins: int, s
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     seed_int = int(seed) if isinstance(seed, (int, np.integer)) else 0
-    if isinstance(teacher, str):
+    if teacher == "regret":  # CPL's oracle: regret under the dataset's expert critic (or its returns-to-go)
+        from pbrl.envs.regret import dataset_regret_teacher
+
+        teacher = dataset_regret_teacher(ds, seed=seed_int)
+    elif isinstance(teacher, str):
         teacher = make_teacher(teacher, seed=seed_int)
     if not isinstance(teacher, Teacher):
         raise TypeError(f"teacher must be a pbrl Teacher or a preset name, got {type(teacher).__name__}")
@@ -204,6 +210,7 @@ def _meta(ds: OfflineDataset, teacher, segment_length: int, stratified: bool, se
         "sampling": "stratified" if stratified else "uniform",
         "seed": int(seed),
         "n_queried": int(n),
+        **({"value_source": teacher.value_source} if hasattr(teacher, "value_source") else {}),
     }
 
 

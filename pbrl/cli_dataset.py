@@ -105,7 +105,10 @@ def label_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="output preference file (.h5)"),
     pairs: int = typer.Option(500, min=1, help="segment pairs to sample and label"),
     segment_length: int = typer.Option(50, min=1, help="segment length H"),
-    teacher: str = typer.Option("oracle", help="teacher preset: oracle, stoc, mistake, skip, myopic, equal"),
+    teacher: str = typer.Option("oracle", help="teacher preset: oracle, stoc, mistake, skip, myopic, equal; or regret "
+                                "(CPL's oracle labels: regret under the dataset's expert critic, see --critic)"),
+    critic: str = typer.Option("auto", help="regret teacher's value: auto (the dataset's expert SAC, else returns), "
+                               "returns (fitted to returns-to-go) or an SB3 SAC .zip"),
     seed: int = typer.Option(0, help="seed of the sampling and the teacher"),
     stratified: bool = typer.Option(False, help="stratify segments by return"),
     indices_1: Path = typer.Option(None, help="import: pickle of first-segment start indices (Preference Transformer / Uni-RLHF)"),
@@ -122,12 +125,19 @@ def label_cmd(
     given = [x is not None for x in (indices_1, indices_2, labels)]
     if any(given) and not all(given):
         raise typer.BadParameter("importing labels needs all of --indices-1, --indices-2 and --labels")
+    if teacher == "regret" and critic not in ("auto", "returns") and not Path(critic).is_file():
+        raise typer.BadParameter(f"--critic '{critic}' is neither auto nor returns nor an existing SB3 SAC .zip file")
     check_writable_file(out, "--out file", overwrite=overwrite)
     ds = load_dataset(dataset)
     if all(given):
         prefs = import_index_labels(ds, indices_1, indices_2, labels, query_length, num_query=num_query or None)
     else:
-        prefs = label_dataset(ds, teacher, pairs, segment_length, seed=seed, stratified=stratified)
+        who = teacher
+        if teacher == "regret":
+            from pbrl.envs.regret import dataset_regret_teacher
+
+            who = dataset_regret_teacher(ds, critic=critic, seed=seed)
+        prefs = label_dataset(ds, who, pairs, segment_length, seed=seed, stratified=stratified)
     prefs.save(out)
     console.print(f"{prefs} -> {out}")
 

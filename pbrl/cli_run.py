@@ -80,7 +80,7 @@ def _finish(res: dict[str, Any], run_dir: Path) -> None:
     console.print(
         f"finished {run_dir}: {res.get('steps')} steps, {res.get('labels')} labels, return "
         f"{fin.get('mean_return', float('nan')):.2f}, success {fin.get('success_rate', float('nan')):.2f}"
-        + (f", normalized score {score:.1f}" if score is not None else "")
+        + (f", D4RL-normalised score {score:.1f}" if score is not None else "")
     )
 
 
@@ -166,7 +166,8 @@ def train_offline_cmd(
                             "Meta-World options after a colon, see `pbrl tasks`)"),
     dataset: str = typer.Option(None, help="D4RL .hdf5 path or local Minari id (default: collect one)"),
     agent: str = typer.Option(None, help=_agents("offline", "mriql")),
-    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating"),
+    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating | "
+                                 "regret (CPL's oracle: the dataset's expert critic; --set teacher_kwargs.critic=returns|PATH)"),
     n_classes: int = typer.Option(None, help="classes of the rating teacher (--teacher rating; default 3)"),
     labels: str = typer.Option(None, help="preference or rating file (.h5) to learn from instead of the teacher"),
     total_feedback: int = typer.Option(None, help="segment pairs labelled, or segments rated (default 500)"),
@@ -212,7 +213,7 @@ def eval_cmd(
     console.print(
         f"{res['task']} ({Path(res['policy']).name}), {episodes} episodes: return {res['mean_return']:.2f} "
         f"+- {res['std_return']:.2f}, success rate {res['success_rate']:.2f}"
-        + (f", normalized score {score:.1f}" if score is not None else "")
+        + (f", D4RL-normalised score {score:.1f}" if score is not None else "")
     )
     if video is not None:
         console.print(f"video: {res['video']}")

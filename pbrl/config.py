@@ -93,12 +93,13 @@ def agent_help(kind: str) -> str:
     return " | ".join(agent_names(kind))
 
 
-def allowed_teachers() -> list[str]:
+def allowed_teachers(kind: str = "online") -> list[str]:
     """Teacher names a run accepts: the B-Pref presets, ``scripted`` (explicit ``teacher_kwargs``) and
-    ``rating`` (a :class:`~pbrl.teachers.RatingTeacher`, ``n_classes`` classes)."""
+    ``rating`` (a :class:`~pbrl.teachers.RatingTeacher`, ``n_classes`` classes); offline runs also
+    ``regret`` (CPL's oracle: regret under the dataset's expert critic, :mod:`pbrl.envs.regret`)."""
     from pbrl.teachers import TEACHER_PRESETS
 
-    return sorted([*TEACHER_PRESETS, "scripted", "rating"])
+    return sorted([*TEACHER_PRESETS, "scripted", "rating", *(["regret"] if kind == "offline" else [])])
 
 
 def agent_class(kind: str, name: str):
@@ -369,7 +370,7 @@ class OfflineConfig(_Common):
 
         check_task(self.task)
         _check_choice("agent", self.agent, OFFLINE_AGENTS, "agent", " for offline training")
-        _check_choice("teacher", self.teacher, allowed_teachers(), "teacher")
+        _check_choice("teacher", self.teacher, allowed_teachers("offline"), "teacher")
         for k in ("total_feedback", "segment_length", "steps", "checkpoint_every", "eval_every",
                   "n_eval_episodes", "collect_steps", "torch_threads"):
             check_int(k, getattr(self, k), 1)

@@ -20,8 +20,11 @@ def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> No
     from pbrl.config import _check_kwargs
     from pbrl.teachers import RatingTeacher, ScriptedTeacher
 
-    klass = RatingTeacher if teacher == "rating" else ScriptedTeacher
-    _check_kwargs("teacher_kwargs", kwargs, klass.__init__, f"teacher '{teacher}'")
+    if teacher == "regret":
+        _check_regret_kwargs(kwargs)
+    else:
+        klass = RatingTeacher if teacher == "rating" else ScriptedTeacher
+        _check_kwargs("teacher_kwargs", kwargs, klass.__init__, f"teacher '{teacher}'")
     if "seed" in kwargs:
         raise ValueError("teacher_kwargs must not set 'seed'; the run's seed seeds the teacher")
     if "n_classes" in kwargs:
@@ -36,6 +39,22 @@ def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> No
             RatingTeacher(**{**kwargs, **({"n_classes": n_classes} if n_classes is not None else {})})
         except (TypeError, ValueError) as e:
             raise ValueError(f"teacher 'rating': {e}") from None
+
+
+def _check_regret_kwargs(kwargs: Any) -> None:
+    """The offline regret teacher's ``teacher_kwargs`` are arguments of
+    :func:`pbrl.envs.regret.dataset_regret_teacher` (``critic``, ``gamma``, ``beta``, ``n_samples``,
+    ``value_gamma``); ``critic`` is ``auto``, ``returns`` or an existing SB3 SAC ``.zip``."""
+    from pbrl.config import _check_kwargs
+    from pbrl.envs.regret import CRITIC_CHOICES, dataset_regret_teacher
+
+    if isinstance(kwargs, dict) and "ds" in kwargs:
+        raise ValueError("teacher_kwargs must not set 'ds'; the run's dataset is labelled")
+    _check_kwargs("teacher_kwargs", kwargs, dataset_regret_teacher, "teacher 'regret'")
+    critic = kwargs.get("critic", "auto")
+    if not isinstance(critic, str) or (critic not in CRITIC_CHOICES and not Path(critic).is_file()):
+        raise ValueError(f"teacher_kwargs critic {critic!r} is neither {' nor '.join(CRITIC_CHOICES)} nor an existing "
+                         "SB3 SAC .zip file; give one of those")
 
 
 def feedback_kinds(kind: str, agent: str) -> tuple[str, ...] | None:

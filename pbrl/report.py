@@ -85,12 +85,36 @@ def find_runs(paths: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
+def _on_d4rl_scale(rec: RunRecord) -> RunRecord:
+    """On a MuJoCo locomotion task, every ``normalized_score`` of the run recomputed from its mean return with
+    D4RL's reference returns (:data:`pbrl.envs.scores.D4RL_REF_SCORES`), whatever the run wrote (runs made
+    before pbrl used D4RL's scale everywhere normalised by their dataset's own returns). Other tasks: as
+    written."""
+    from pbrl.envs.scores import D4RL_REF_SCORES, d4rl_key, normalize
+
+    key = d4rl_key(str(rec.config.get("task", "")))
+    if key is None:
+        return rec
+    lo, hi = D4RL_REF_SCORES[key]
+
+    def fix(row: dict | None) -> None:
+        if row is not None and row.get("mean_return") is not None and np.isfinite(float(row["mean_return"])):
+            row["normalized_score"] = float(normalize(float(row["mean_return"]), lo, hi))
+
+    for row in rec.curve:
+        fix(row)
+    if rec.metrics is not None:
+        fix(rec.metrics.get("final"))
+    return rec
+
+
 def load_runs(paths: list[str | os.PathLike]) -> list[RunRecord]:
-    """Read every run under ``paths`` (see :func:`find_runs`)."""
+    """Read every run under ``paths`` (see :func:`find_runs`). Normalised scores of locomotion tasks are on
+    D4RL's scale (:func:`_on_d4rl_scale`)."""
     recs = []
     for p in find_runs(paths):
         rd = RunDir(p)
-        recs.append(
+        recs.append(_on_d4rl_scale(
             RunRecord(
                 path=p,
                 config=json.loads(rd.config_path.read_text()),
@@ -98,7 +122,7 @@ def load_runs(paths: list[str | os.PathLike]) -> list[RunRecord]:
                 metrics=rd.metrics(),
                 curve=rd.curve(),
             )
-        )
+        ))
     return recs
 
 
@@ -272,7 +296,9 @@ def format_table(result: dict[str, Any]):
     from rich.table import Table
 
     pct = int(round(100 * result["confidence"]))
-    t = Table(title=f"final {result['score']} ({result['field']}): point estimate [{pct} % stratified bootstrap CI]")
+    what = "D4RL-normalised score (0 = random, 100 = D4RL expert on locomotion)" if result["score"] == "normalized" \
+        else result["score"]
+    t = Table(title=f"final {what} ({result['field']}): point estimate [{pct} % stratified bootstrap CI]")
     for col in ("group", "runs", "tasks", "IQM", "mean", "median"):
         t.add_column(col, justify="left" if col == "group" else "right")
     for name, g in result["groups"].items():

@@ -209,6 +209,19 @@ class RegretTeacher(Teacher):
     to values ``[N]`` (for example the critic of a trained agent, or a known value in tests). Segments must
     carry ``next_obs`` (the state after their last step). With finite ``beta`` labels are sampled from
     the Bradley-Terry model on the scores.
+
+    CPL's oracle labels (Hejna et al. 2024, ``scripts/add_pref_labels.py``, label key ``rl_sum``) are this
+    score with ``gamma = 1`` and ``V(s) = E_{a ~ pi*}[Q*(s, a)]`` of an expert SAC; build them for an offline
+    dataset with :func:`pbrl.envs.regret.dataset_regret_teacher`.
+
+    Args:
+        value_fn: ``obs [N, obs_dim] -> V [N]``.
+        gamma: discount of the reward sum and of ``V(s_H)`` (default 0.99; CPL's labels use 1.0).
+        beta: Bradley-Terry inverse temperature (default inf: the better score always wins).
+        seed: seed of the Bernoulli draws.
+        terminal_fn: optional ``segments -> [N] bool``, whether each segment ends in a terminal state;
+            there ``V(s_H)`` is 0 (nothing follows a fall), whatever ``value_fn`` says of that state.
+        value_source: how ``value_fn`` was made (stored with the labels).
     """
 
     name = "regret"
@@ -219,9 +232,13 @@ class RegretTeacher(Teacher):
         gamma: float = 0.99,
         beta: float = float("inf"),
         seed: int | np.random.Generator | None = 0,
+        terminal_fn: Callable[[Segments], np.ndarray] | None = None,
+        value_source: str = "value_fn",
     ):
         if not callable(value_fn):
             raise TypeError("value_fn must be callable: obs [N, obs_dim] -> values [N]")
+        if terminal_fn is not None and not callable(terminal_fn):
+            raise TypeError("terminal_fn must be callable: segments -> [N] bool")
         if not (0.0 < gamma <= 1.0):
             raise ValueError(f"gamma must be in (0, 1], got {gamma}")
         if not (beta > 0):
@@ -230,6 +247,8 @@ class RegretTeacher(Teacher):
         self.value_fn = value_fn
         self.gamma = float(gamma)
         self.beta = float(beta)
+        self.terminal_fn = terminal_fn
+        self.value_source = str(value_source)
 
     def score(self, seg: Segments) -> np.ndarray:
         """Negative regret of each segment, ``[N]``."""
@@ -244,6 +263,8 @@ class RegretTeacher(Teacher):
         vH = np.asarray(self.value_fn(seg.next_obs), dtype=np.float64).reshape(-1)
         if v0.shape != (len(seg),) or vH.shape != (len(seg),):
             raise ValueError(f"value_fn must return one value per observation, got shape {v0.shape}")
+        if self.terminal_fn is not None:
+            vH = np.where(np.asarray(self.terminal_fn(seg), dtype=bool).reshape(-1), 0.0, vH)
         return seg.reward.astype(np.float64) @ disc + self.gamma**H * vH - v0
 
     def label(self, a: Segments, b: Segments) -> np.ndarray:

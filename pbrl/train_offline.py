@@ -78,7 +78,12 @@ class _OfflineRun:
             prefs = load_labels(cfg.labels)
             prefs.save(run.labels_path)
         elif needs_prefs:
-            teacher = make_teacher(cfg.teacher, seed=cfg.seed, **cfg.teacher_options())
+            if cfg.teacher == "regret":  # CPL's oracle, built for this dataset (pbrl.envs.regret)
+                from pbrl.envs.regret import dataset_regret_teacher
+
+                teacher = dataset_regret_teacher(ds, seed=cfg.seed, **cfg.teacher_options())
+            else:
+                teacher = make_teacher(cfg.teacher, seed=cfg.seed, **cfg.teacher_options())
             label = rate_dataset if teacher.feedback == "rating" else label_dataset
             prefs = label(ds, teacher, cfg.total_feedback, segment_length=cfg.segment_length, seed=cfg.seed,
                           stratified=cfg.stratified)

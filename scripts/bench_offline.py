@@ -12,6 +12,11 @@ preference labels for the same number of gradient updates:
 * ``ipl``: Inverse Preference Learning on the IQL backbone;
 * ``cpl``: Contrastive Preference Learning (policy only);
 * ``cplbc``: CPL-BC (CPL plus behaviour cloning on the dataset, weight 10);
+* ``cpl_regret``, ``cplbc_regret``: the same two with labels from CPL's own preference model, the regret
+  teacher (:mod:`pbrl.envs.regret`: sum of rewards + V*(s_H) - V*(s_0) under the dataset's expert SAC
+  critic, ``metadata["expert_policy"]``, or a value fitted to the returns-to-go where the dataset names none),
+  as CPL's authors labelled their data; the plain rows get ``--teacher``'s reward-sum labels on the same pairs
+  (:data:`TEACHER_ROWS`);
 * ``iplawac``: IPL on the AWAC backbone (opt-in, like every registry agent not in ``DEFAULT_AGENTS``);
 * ``oppo``: OPPO (context encoder, HIM, optimal context);
 * ``pearl``: PEARL with zero target labels (opt-in, see *Costs*). It learns from a *source* dataset's
@@ -36,8 +41,10 @@ make_teacher(teacher, seed), n_pairs, segment_length, seed)``): every agent of a
 which each run keeps in its ``labels.h5``.
 
 The score of a run is its final evaluation (``--eval-episodes`` deterministic episodes on the live task):
-the success rate in % on Meta-World datasets, the normalised score ``100 (R - min) / (max - min)`` from the
-reference returns in the dataset's metadata on locomotion datasets that have them, else the raw return.
+the success rate in % on Meta-World datasets, D4RL's normalised score ``100 (R - R_random) / (R_expert -
+R_random)`` with D4RL's reference returns on MuJoCo locomotion datasets (hopper 3234.3 expert, whatever the
+dataset's own expert reached; :data:`pbrl.envs.datasets.D4RL_REF_SCORES`), the metadata's reference returns
+on other tasks that have them, else the raw return.
 Written to ``<out>``:
 
 * ``bench_offline.json``: per dataset and agent, the IQM of the final score over seeds with its 95 %
@@ -92,8 +99,9 @@ Costs. ``--dry-run`` prints the grid and a CPU estimate (``scripts/offline_costs
 one-off CPU (reward-model fit, relabelling, label transfer) + its CPU per 1k updates x ``--steps`` / 1000 +
 evaluations x ``--eval-episodes`` x one episode's CPU on the dataset's domain. The per-row numbers come
 from the old script's 105 runs (``docs/bench_offline.json``) and, for the rows it did not run and for the
-evaluations, from smoke runs (``docs/offline_costs.json``). At the defaults (2 datasets x 8 agents x 3 seeds
-= 48 runs of 15,000 updates) that is about 6.2 CPU-hours, about 3 hours of wall time on 2 free cores: run
+evaluations, from smoke runs (``docs/offline_costs.json``). At the defaults before the regret rows (2 datasets x 8 agents x 3 seeds
+= 48 runs of 15,000 updates) that was about 6.2 CPU-hours, about 3 hours of wall time on 2 free cores; the
+two regret rows add 12 runs at CPL's cost (``--dry-run`` gives the estimate): run
 it in the background and rerun the same command to resume. The old defaults (5 datasets x 7 agents x 3
 seeds x 1,500 updates) took 1.7; the measured curves ask for ten times the updates, and two datasets instead
 of five keep the cost within four times that. IPL, CPL and CPL-BC take most of it (about 70 s per 1k
@@ -137,11 +145,18 @@ REGISTRY_NAME = {"iql_true": "iql"}
 #: rows that run a registry agent with settings of their own: row -> (registry name, agent_kwargs the row sets).
 #: Their run directories are named by the row (``pt_iql__<task>__...``), so they never meet the plain agent's
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"pt_iql": ("mriql", {"reward_model": "transformer"})}
+#: rows that run another row with another teacher: row -> (the row it copies, teacher). CPL assumes people
+#: prefer by regret, and its authors labelled with an expert critic's regret (pbrl.envs.regret); these rows
+#: give CPL and CPL-BC those labels, beside their rows with --teacher's (reward-sum) labels. Run directories
+#: are named by the row (``cpl_regret__<task>__regret__...``)
+TEACHER_ROWS: dict[str, tuple[str, str]] = {"cpl_regret": ("cpl", "regret"), "cplbc_regret": ("cplbc", "regret")}
 #: benchmark row -> registry name: every offline agent of :mod:`pbrl.agents.registry` (the one list), then the variants
+#: and the teacher rows
 AGENTS: dict[str, str] = {
     **{next((row for row, reg in REGISTRY_NAME.items() if reg == name), name): name for name in agent_names("offline")},
     **{row: reg for row, (reg, _) in VARIANTS.items()},
 }
+AGENTS.update({row: AGENTS[base] for row, (base, _) in TEACHER_ROWS.items()})
 #: make_datasets' files (under --data-dir) benchmarked when neither --datasets nor --kinds is given: one per
 #: domain, the two where the agents differed most at the old 1,500-update budget (scripts/offline_curve.py measures
 #: its learning curves on the same two)
@@ -171,7 +186,7 @@ DEFAULT_AGENT_KWARGS: dict[str, dict[str, Any]] = {
 #: is 10 % of theirs (100 x 1,000); the benchmark keeps those shares of --steps
 WARMUP_SHARE = {"cpl": ("lr_warmup", 0.02), "cplbc": ("lr_warmup", 0.02), "oppo": ("warmup_steps", 0.10)}
 #: rows run by default; pearl (and iplawac) are opt-in (module docstring)
-DEFAULT_AGENTS = ("iql_true", "bc", "mriql", "pt_iql", "ipl", "cpl", "cplbc", "oppo")
+DEFAULT_AGENTS = ("iql_true", "bc", "mriql", "pt_iql", "ipl", "cpl", "cplbc", "cpl_regret", "cplbc_regret", "oppo")
 
 
 def agent_class(row: str) -> type:
@@ -180,8 +195,19 @@ def agent_class(row: str) -> type:
 
 
 def run_prefix(row: str) -> str:
-    """The first part of row ``row``'s run-directory names: the row for a variant, else the registry name."""
-    return row if row in VARIANTS else AGENTS[row]
+    """The first part of row ``row``'s run-directory names: the row for a variant or a teacher row, else the
+    registry name."""
+    return row if row in VARIANTS or row in TEACHER_ROWS else AGENTS[row]
+
+
+def base_row(row: str) -> str:
+    """The row whose settings row ``row`` runs (a teacher row's copied row, else the row itself)."""
+    return TEACHER_ROWS[row][0] if row in TEACHER_ROWS else row
+
+
+def teacher_of(row: str, args: argparse.Namespace) -> str:
+    """The teacher of row ``row``'s labels: a teacher row's own, else ``--teacher``."""
+    return TEACHER_ROWS[row][1] if row in TEACHER_ROWS else args.teacher
 
 
 def needs_labels(row: str) -> bool:
@@ -290,16 +316,20 @@ def agent_kwargs(agent: str, args: argparse.Namespace, task: str | None = None) 
     """The benchmark's kwargs for ``agent``: the per-domain settings of its hyperparameter file for ``task``
     (``pbrl/hyperparams/<agent>.yml`` without its ``default`` entry, e.g. IPL's Meta-World configuration; the
     same file ``pbrl train`` reads), a variant's own (:data:`VARIANTS`), :data:`DEFAULT_AGENT_KWARGS`, ``--hidden``,
-    ``--agent-kwargs``, then the warmups of :data:`WARMUP_SHARE` scaled to ``--steps`` unless given."""
+    ``--agent-kwargs``, then the warmups of :data:`WARMUP_SHARE` scaled to ``--steps`` unless given. A teacher row
+    (:data:`TEACHER_ROWS`) gets its copied row's settings."""
     from pbrl.hyperparams import load
 
+    base = base_row(agent)
     preset = load(AGENTS[agent], task, default=False).values.get("agent_kwargs", {}) if task else {}
-    kw = {**preset, **(VARIANTS[agent][1] if agent in VARIANTS else {}), **DEFAULT_AGENT_KWARGS.get(agent, {})}
+    kw = {**preset, **(VARIANTS[agent][1] if agent in VARIANTS else {}), **DEFAULT_AGENT_KWARGS.get(base, {})}
     if args.hidden is not None:
         kw["hidden"] = tuple(args.hidden)
+    if base != agent:  # a teacher row takes its copied row's --agent-kwargs, then its own
+        kw.update(args.agent_kwargs_dict.get(base, {}))
     kw.update(args.agent_kwargs_dict.get(agent, {}))
-    if agent in WARMUP_SHARE:
-        key, share = WARMUP_SHARE[agent]
+    if base in WARMUP_SHARE:
+        key, share = WARMUP_SHARE[base]
         kw.setdefault(key, int(share * args.steps))
     return kw
 
@@ -323,13 +353,23 @@ def domain(task: str | None) -> str:
     return "metaworld" if (task or "").startswith("metaworld/") else "locomotion"
 
 
+def reference_of(ds) -> tuple[float, float] | None:
+    """The reference returns of ``ds``'s normalised score (:func:`pbrl.envs.datasets.reference_scores`): D4RL's
+    on a MuJoCo locomotion task whatever the dataset measured, else its metadata's; ``None`` when unknown."""
+    from pbrl.envs.datasets import reference_scores
+
+    try:
+        return reference_scores(ds)
+    except ValueError:
+        return None
+
+
 def metric_of(ds) -> str:
-    """``success_rate`` on Meta-World, ``normalized_score`` when reference returns are known, else ``return``."""
+    """``success_rate`` on Meta-World, ``normalized_score`` when reference returns are known (D4RL's on
+    locomotion), else ``return``."""
     if domain(ds.task_id) == "metaworld":
         return "success_rate"
-    if ds.metadata.get("ref_min_return") is not None and ds.metadata.get("ref_max_return") is not None:
-        return "normalized_score"
-    return "return"
+    return "normalized_score" if reference_of(ds) is not None else "return"
 
 
 def prepare_datasets(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
@@ -354,8 +394,7 @@ def prepare_datasets(args: argparse.Namespace, out: Path) -> list[dict[str, Any]
             raise SystemExit(f"error: dataset {spec} has no metadata['task_id']; the live evaluation needs the task")
         name = str(ds.metadata.get("dataset_id") or Path(spec).stem)
         metric = metric_of(ds)
-        ref = [float(ds.metadata["ref_min_return"]), float(ds.metadata["ref_max_return"])] \
-            if metric == "normalized_score" else None
+        ref = [float(x) for x in reference_of(ds)] if metric == "normalized_score" else None
         infos.append({"name": name, "spec": spec, "dataset": source, "task_id": ds.task_id, "metric": metric,
                       "ref": ref, "transitions": len(ds), "episodes": int(ds.n_episodes)})
     if len({d["name"] for d in infos}) != len(infos):
@@ -430,11 +469,11 @@ def build_grid(args: argparse.Namespace, datasets: list[dict[str, Any]], labels:
                 if a == "pearl" else [(cfg, list(args.seeds))]
             for c, seeds in per_seed:
                 try:
-                    grid = expand_grid(c, agents=[AGENTS[a]], teachers=[args.teacher], seeds=seeds)
+                    grid = expand_grid(c, agents=[AGENTS[a]], teachers=[teacher_of(a, args)], seeds=seeds)
                 except ValueError as e:
                     raise SystemExit(f"error: {d['name']}, {a}: {e}") from None
                 for p in grid:
-                    name = p.name if a not in VARIANTS else f"{a}__{p.name.split('__', 1)[1]}"
+                    name = p.name if run_prefix(a) == AGENTS[a] else f"{a}__{p.name.split('__', 1)[1]}"
                     points.append(SweepPoint(f"{d['slug']}/{name}", p.config))
     # seed-major (a stable sort): a benchmark stopped part-way has every (dataset, agent) cell at its first
     # seed before any cell gets a second
@@ -511,7 +550,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for p in points:
             print(p.name)
         by_slug = {d["slug"]: d for d in datasets}
-        est = estimate_cpu_s([row_of(p.name, datasets, args.agents)[1] for p in points],
+        est = estimate_cpu_s([base_row(row_of(p.name, datasets, args.agents)[1]) for p in points],
                              [domain(by_slug[p.name.split("/", 1)[0]]["task_id"]) for p in points],
                              args.steps, args.eval_every, args.eval_episodes)
         if est is not None:

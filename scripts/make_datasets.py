@@ -1,12 +1,22 @@
-"""Build, with one command, the offline datasets the offline benchmark uses, and their preference labels.
+"""Build, with one command, the offline datasets the offline benchmark uses, their preference labels and a
+dataset card per file.
 
-For each MuJoCo task (default ``mujoco/Hopper-v5``, ``mujoco/HalfCheetah-v5``):
+For each MuJoCo task (default ``mujoco/Hopper-v5``, ``mujoco/Walker2d-v5``), by D4RL's definitions (Fu et al.,
+2020, Sec. 5 and App. C):
 
-1. train SAC on the true reward (``--sac-steps``, checkpoint every ``--eval-every``), :func:`train_sac`;
-2. measure reference returns: the random policy and the final (expert) SAC policy;
-3. write ``medium``, ``expert`` (``--steps`` each, from the checkpoint at about a third of the expert's
-   return and from the final policy), ``medium-replay`` (the run's transitions up to the medium checkpoint)
-   and ``medium-expert`` (medium + expert joined), as D4RL defines them.
+1. train SAC on the true reward until an evaluation reaches D4RL's expert return (hopper 3234.3, walker2d
+   4592.3; ``--target-return``) or ``--sac-steps`` run out: :func:`pbrl.envs.expert.train_sac_resumable`,
+   in chunks of ``--chunk-steps`` that resume to the same bytes after a stop (``--resume``), with a progress
+   line per evaluation (every ``--eval-every`` steps) and ``sac/log.csv``;
+2. ``expert``: ``--steps`` steps of the best-evaluated checkpoint's stochastic policy (D4RL's "fully trained"
+   SAC; its data are sampled actions), ``medium``: ``--steps`` steps of the checkpoint before it whose return is
+   closest to a third of the expert's, ``medium-replay``: every transition the run collected up to the medium
+   checkpoint (its replay buffer), ``medium-expert``: medium and expert joined (half each).
+   D4RL's sizes: medium and expert 1M each, medium-expert 2M, hopper-medium-replay about 400k (its SAC reached
+   the medium level there); the defaults keep them; a smaller ``--steps`` is a cut the cards state.
+
+Each dataset's metadata names its expert SAC (``expert_policy``), whose critic gives CPL's regret labels
+(:mod:`pbrl.envs.regret`). Every normalised score uses D4RL's reference returns (:mod:`pbrl.envs.scores`).
 
 For each Meta-World task (default ``button-press``, ``drawer-open``, ``door-open``): the task's scripted
 policy with Gaussian action noise (``--noise`` levels cycled per episode, optional ``--early-stop``),
@@ -17,14 +27,19 @@ Every dataset gets oracle-labelled preference datasets of each size in ``--pairs
 ``scripts/bench_offline.py`` reads):
 
     <task-slug>/<kind>.hdf5                        D4RL layout (pbrl.envs.datasets.load_d4rl)
+    <task-slug>/<kind>.card.json, <kind>.card.md   the dataset card: size, returns, policies, how made, sha256,
+                                                   the command that rebuilds it bit for bit
     <task-slug>/<kind>.prefs_oracle_<N>.h5         PreferenceDataset
     <task-slug>/<kind>.returns.png                 histogram of episode returns
-    <task-slug>/sac_run.json, sac/                 SAC checkpoints and their evaluation returns
+    <task-slug>/sac/                               the resumable SAC run (state.json, log.csv, ckpt/, ...)
     make_datasets.json, make_datasets.png          timings and return statistics of everything
 
-    python scripts/make_datasets.py                         # defaults; see the README for timings
-    python scripts/make_datasets.py --sac-steps 3000 --eval-every 1000 --steps 5000 --mw-steps 5000 \\
-        --pairs 100 --out-dir /tmp/ds_smoke                 # smoke run (a few minutes)
+A finished file is kept by ``--resume`` (and the SAC run continues from its last chunk); without
+``--resume`` an output folder that already holds a SAC run stops the script before any work.
+
+    python scripts/make_datasets.py --metaworld --resume             # Hopper and Walker2d at D4RL's sizes
+    python scripts/make_datasets.py --sac-steps 2000 --chunk-steps 1000 --eval-every 1000 --steps 3000 \\
+        --mw-steps 3000 --pairs 50 --out-dir /tmp/ds_smoke         # smoke run (a few minutes)
 """
 
 from __future__ import annotations
@@ -41,7 +56,10 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_MUJOCO = ["mujoco/Hopper-v5", "mujoco/HalfCheetah-v5"]
+DEFAULT_MUJOCO = ["mujoco/Hopper-v5", "mujoco/Walker2d-v5"]
+#: D4RL's sizes (steps): medium and expert 1M each (medium-expert joins them); medium-replay is what the SAC run
+#: collected up to the medium policy (about 400k on hopper, 300k on walker2d)
+D4RL_STEPS = 1_000_000
 DEFAULT_METAWORLD = ["metaworld/button-press-v3", "metaworld/drawer-open-v3", "metaworld/door-open-v3"]
 
 
@@ -50,10 +68,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mujoco", nargs="*", default=DEFAULT_MUJOCO, help="MuJoCo task ids (SAC-trained datasets)")
     p.add_argument("--metaworld", nargs="*", default=DEFAULT_METAWORLD, help="Meta-World task ids (scripted)")
     p.add_argument("--out-dir", default="data/datasets", help="output directory")
-    p.add_argument("--sac-steps", type=int, default=60_000, help="SAC training steps per MuJoCo task")
-    p.add_argument("--eval-every", type=int, default=5_000, help="SAC checkpoint period")
-    p.add_argument("--eval-episodes", type=int, default=3, help="evaluation episodes per SAC checkpoint")
-    p.add_argument("--steps", type=int, default=100_000, help="steps of each medium / expert dataset")
+    p.add_argument("--sac-steps", type=int, default=3_000_000,
+                   help="most SAC training steps per MuJoCo task (it stops earlier at --target-return)")
+    p.add_argument("--target-return", type=float, default=None,
+                   help="stop SAC at the first evaluation at or above this return (default: D4RL's expert return)")
+    p.add_argument("--chunk-steps", type=int, default=50_000, help="SAC steps between resumable boundaries")
+    p.add_argument("--eval-every", type=int, default=10_000, help="SAC steps between evaluations (checkpoints)")
+    p.add_argument("--eval-episodes", type=int, default=5, help="evaluation episodes per SAC checkpoint")
+    p.add_argument("--learning-starts", type=int, default=10_000, help="SAC's random steps before its first update")
+    p.add_argument("--steps", type=int, default=D4RL_STEPS, help="steps of each medium / expert dataset (D4RL: 1M)")
     p.add_argument("--mw-steps", type=int, default=50_000, help="steps of each Meta-World dataset")
     p.add_argument("--noise", type=float, nargs="+", default=[0.1, 0.5, 1.0, 2.0, 3.0],
                    help="Gaussian action-noise levels of the scripted policies, cycled per episode")
@@ -64,13 +87,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-envs", type=int, default=8, help="envs stepped together during collection")
     p.add_argument("--workers", type=int, default=2, help="tasks built in parallel (one process each)")
     p.add_argument("--seed", type=int, default=0, help="seed")
+    p.add_argument("--resume", action="store_true", help="continue a stopped build: keep finished files, resume SAC")
     args = p.parse_args(argv)
-    for name in ("sac_steps", "eval_every", "eval_episodes", "steps", "mw_steps", "segment_length",
+    for name in ("sac_steps", "chunk_steps", "eval_every", "eval_episodes", "steps", "mw_steps", "segment_length",
                  "ref_episodes", "n_envs", "workers"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.eval_every > args.sac_steps:
         raise SystemExit(f"error: --eval-every ({args.eval_every}) must not exceed --sac-steps ({args.sac_steps})")
+    if args.chunk_steps % args.eval_every:
+        raise SystemExit(f"error: --chunk-steps ({args.chunk_steps}) must be a multiple of --eval-every ({args.eval_every})")
     if any(n < 1 for n in args.pairs) or any(x < 0 for x in args.noise):
         raise SystemExit("error: --pairs must be >= 1 and --noise levels >= 0")
     from pbrl.envs.registry import check_task, is_metaworld
@@ -106,12 +132,29 @@ def slug(task: str) -> str:
     return task.replace("/", "_")
 
 
-def _finish(ds, kind: str, task_dir: Path, args: argparse.Namespace, timings: dict) -> dict[str, Any]:
-    """Save one dataset, its preference datasets and its histogram; return its record."""
+def rebuild_command(args: argparse.Namespace, tasks: list[str], kind: str) -> str:
+    """The command that rebuilds ``tasks`` of one kind (``mujoco`` / ``metaworld``) with these settings."""
+    flags = ["--mujoco", *tasks, "--metaworld"] if kind == "mujoco" else ["--mujoco", "--metaworld", *tasks]
+    keys = ("sac_steps", "target_return", "chunk_steps", "eval_every", "eval_episodes", "learning_starts", "steps") \
+        if kind == "mujoco" \
+        else ("mw_steps", "noise", "early_stop")
+    for k in (*keys, "pairs", "segment_length", "ref_episodes", "n_envs", "seed", "out_dir"):
+        v = getattr(args, k)
+        if v is None:
+            continue
+        flags += [f"--{k.replace('_', '-')}", *(map(str, v) if isinstance(v, list) else [str(v)])]
+    return "python scripts/make_datasets.py " + " ".join(flags) + " --resume"
+
+
+def _finish(ds, kind: str, task_dir: Path, args: argparse.Namespace, timings: dict, card: dict) -> dict[str, Any]:
+    """Save one dataset, its card, its preference datasets and its histogram; return its record."""
+    from dataset_cards import make_card, write_card
+
     from pbrl.cli_dataset import plot_return_histogram
     from pbrl.envs.datasets import label_dataset, save_d4rl
 
     path = save_d4rl(ds, task_dir / f"{kind}.hdf5")
+    cards = write_card(make_card(ds, path, kind, **card), path)
     plot_return_histogram(ds.episode_returns(), task_dir / f"{kind}.returns.png", f"{ds.dataset_id}")
     prefs_files = {}
     t0 = _clock()
@@ -125,41 +168,97 @@ def _finish(ds, kind: str, task_dir: Path, args: argparse.Namespace, timings: di
         prefs = label_dataset(ds, "oracle", n, segment_length=H, seed=args.seed + n)
         prefs_files[str(n)] = str(prefs.save(task_dir / f"{kind}.prefs_oracle_{n}.h5"))
     _record(timings, f"label_{kind}_s", t0)
-    return {"path": str(path), "preferences": prefs_files, **ds.summary()}
+    return {"path": str(path), "card": str(cards[0]), "preferences": prefs_files, **ds.summary()}
+
+
+def _sampled(model, seed: int):
+    """SAC's stochastic policy as a batched collection function (D4RL's data are sampled actions); torch's
+    generator is seeded here, so the collection is reproducible."""
+    import torch
+
+    torch.manual_seed(seed)
+    return lambda o, nz: model.predict(o, deterministic=False)[0]
+
+
+def _policy_record(c: dict, run_dir: Path, task: str) -> dict[str, Any]:
+    from pbrl.envs.datasets import normalized_score
+
+    rec = {"sac_step": int(c["step"]), "eval_return_mean": float(c["mean_return"]),
+           "eval_return_std": float(c["std_return"]), "checkpoint": str(Path(c["path"]).relative_to(run_dir.parent))}
+    try:
+        rec["eval_d4rl_normalised"] = float(normalized_score(task, c["mean_return"]))
+    except ValueError:
+        pass
+    return rec
 
 
 def build_mujoco(task: str, args: argparse.Namespace) -> dict[str, Any]:
-    """SAC run, reference returns, then medium / expert / medium-replay / medium-expert datasets."""
+    """The resumable SAC run, then medium / expert / medium-replay / medium-expert datasets with cards."""
     import torch
 
-    from pbrl.envs.collect import collect, measure_reference_returns, train_sac
-    from pbrl.envs.datasets import OfflineDataset
+    from pbrl.envs.collect import collect_with
+    from pbrl.envs.datasets import D4RL_REF_SCORES, OfflineDataset, d4rl_key, load_d4rl
+    from pbrl.envs.expert import train_sac_resumable
 
     torch.set_num_threads(1)
     task_dir = Path(args.out_dir) / slug(task)
     task_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = _clock()
-    run = train_sac(task, args.sac_steps, seed=args.seed, eval_every=args.eval_every,
-                    n_eval_episodes=args.eval_episodes, out_dir=task_dir / "sac", progress=False)
+    run = train_sac_resumable(task, task_dir / "sac", total_steps=args.sac_steps, chunk_steps=args.chunk_steps,
+                              eval_every=args.eval_every, n_eval_episodes=args.eval_episodes,
+                              target_return=args.target_return, seed=args.seed, learning_starts=args.learning_starts,
+                              log=lambda m: print(m, flush=True))
     _record(timings, "sac_train_s", t0)
-    (task_dir / "sac_run.json").write_text(json.dumps(run.summary(), indent=1))
-    t0 = _clock()
-    ref = measure_reference_returns(task, run.load("expert"), n_episodes=args.ref_episodes, seed=args.seed + 7)
-    _record(timings, "reference_s", t0)
-    records = {}
-    made = {}
+    run_dir = task_dir / "sac"
+    policies = {"expert": _policy_record(run.expert, run_dir, task), "medium": _policy_record(run.medium, run_dir, task),
+                "sac_steps_run": int(run.extra["done_steps"]), "sac_reached_target": bool(run.extra["finished"]),
+                "sac_target_return": float(run.extra["target_return"]), "sac_cpu_s": float(run.extra["sac_cpu_s"])}
+    key = d4rl_key(task)
+    ref = {"ref_min_return": D4RL_REF_SCORES[key][0], "ref_max_return": D4RL_REF_SCORES[key][1]} if key else {}
+    base = {"task_id": task, "expert_policy": policies["expert"]["checkpoint"], "sac_medium_step": run.medium["step"],
+            "sac_medium_return": run.medium["mean_return"], "sac_expert_step": run.expert["step"],
+            "sac_expert_return": run.expert["mean_return"], "collection": "scripts/make_datasets.py", **ref}
+    command = rebuild_command(args, [task], "mujoco")
+    cut = None if args.steps >= D4RL_STEPS else f"{args.steps} steps instead of D4RL's {D4RL_STEPS}"
+    records, made = {}, {}
     for kind in ("medium", "expert", "medium-replay"):
+        path = task_dir / f"{kind}.hdf5"
         t0 = _clock()
-        ds = collect(task, kind, n_steps=args.steps, seed=args.seed, n_envs=args.n_envs, sac_run=run, reference=ref)
+        if args.resume and path.exists() and path.with_suffix(".card.json").exists():
+            made[kind] = load_d4rl(path)
+            records[kind] = {"path": str(path), "card": str(path.with_suffix(".card.json")), **made[kind].summary()}
+            continue
+        meta = {**base, "policy": kind, "dataset_id": f"{task}/{kind}"}
+        if kind == "medium-replay":
+            ds = run.medium_replay()
+            ds.metadata = {**ds.metadata, **meta}
+            how = (f"every transition SAC collected up to its medium checkpoint (step {run.medium['step']}), "
+                   "episodes cut at the run's resumable chunk boundaries marked as time-outs")
+        else:
+            which = run.load(kind)
+            s = args.seed + (1 if kind == "expert" else 0)
+            ds = collect_with(task, _sampled(which, s), args.steps, seed=s, n_envs=args.n_envs,
+                              metadata={**meta, "seed": s})
+            c = run.expert if kind == "expert" else run.medium
+            how = (f"{args.steps} steps of the stochastic policy of the SAC checkpoint at step {c['step']} "
+                   f"(evaluation return {c['mean_return']:.1f}), {args.n_envs} envs seeded {s}, {s + 1}, ...")
         _record(timings, f"collect_{kind}_s", t0)
         made[kind] = ds
-        records[kind] = _finish(ds, kind, task_dir, args, timings)
-    me = OfflineDataset.concatenate(
-        [made["medium"], made["expert"]],
-        metadata={**made["medium"].metadata, "policy": "medium-expert", "dataset_id": f"{task}/medium-expert"},
-    )
-    records["medium-expert"] = _finish(me, "medium-expert", task_dir, args, timings)
+        records[kind] = _finish(ds, kind, task_dir, args, timings, {"policies": policies, "how": how,
+                                "command": command, "cut": None if kind == "medium-replay" else cut})
+    path = task_dir / "medium-expert.hdf5"
+    if args.resume and path.exists() and path.with_suffix(".card.json").exists():
+        records["medium-expert"] = {"path": str(path), "card": str(path.with_suffix(".card.json")),
+                                    **load_d4rl(path).summary()}
+    else:
+        me = OfflineDataset.concatenate(
+            [made["medium"], made["expert"]],
+            metadata={**made["medium"].metadata, "policy": "medium-expert", "dataset_id": f"{task}/medium-expert"},
+        )
+        records["medium-expert"] = _finish(me, "medium-expert", task_dir, args, timings, {
+            "policies": policies, "how": "the medium dataset followed by the expert dataset", "command": command,
+            "cut": None if cut is None else f"{2 * args.steps} steps instead of D4RL's {2 * D4RL_STEPS}"})
     return {"task": task, "kind": "sac", "reference": ref, "sac": run.summary(), "datasets": records, "timings": timings}
 
 
@@ -179,7 +278,11 @@ def build_metaworld(task: str, args: argparse.Namespace) -> dict[str, Any]:
                  early_stop=None if args.early_stop < 0 else args.early_stop, reference=ref,
                  dataset_id=f"{task}/scripted-noisy")
     _record(timings, "collect_scripted_s", t0)
-    rec = _finish(ds, "scripted-noisy", task_dir, args, timings)
+    how = (f"{args.mw_steps} steps of Meta-World's scripted policy with Gaussian action noise of std {args.noise} "
+           f"(cycled per episode){'' if args.early_stop < 0 else f', episodes ended {args.early_stop} steps after success'}")
+    rec = _finish(ds, "scripted-noisy", task_dir, args, timings, {
+        "policies": {"scripted": {"noise": args.noise, "reference_returns": ref}}, "how": how,
+        "command": rebuild_command(args, [task], "metaworld")})
     # success rate per noise level
     starts, _ = ds.episode_bounds
     levels = ds.infos["noise"][starts]
@@ -209,14 +312,14 @@ def plot(results: list[dict], path: Path) -> None:
     for r in results:
         for kind, rec in r["datasets"].items():
             ds = load_d4rl(rec["path"])
-            lo, hi = r["reference"]["ref_min_return"], r["reference"].get("ref_max_return")
+            lo, hi = r["reference"].get("ref_min_return"), r["reference"].get("ref_max_return")
             x = ds.episode_returns()
-            rets.append(100 * (x - lo) / (hi - lo) if hi is not None and hi > lo else x)
+            rets.append(100 * (x - lo) / (hi - lo) if lo is not None and hi is not None and hi > lo else x)
             names.append(f"{r['task'].split('/')[-1]}\n{kind}")
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names)), 4.5))
     ax.boxplot(rets, showfliers=False)
     ax.set_xticks(range(1, len(names) + 1), names, fontsize=7)
-    ax.set_ylabel("episode return, normalised (0 = random, 100 = expert)")
+    ax.set_ylabel("episode return, normalised (MuJoCo: D4RL's 0 = random, 100 = expert)")
     ax.set_title("make_datasets: episode returns of every dataset")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -226,6 +329,10 @@ def plot(results: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out_dir)
+    started = [t for t in args.mujoco if (out / slug(t) / "sac" / "state.json").exists()]
+    if started and not args.resume:
+        raise SystemExit(f"error: {out} already holds SAC runs of {started}; pass --resume to continue them "
+                         "(finished files are kept) or choose another --out-dir")
     out.mkdir(parents=True, exist_ok=True)
     jobs = [("mujoco", t, args) for t in args.mujoco] + [("metaworld", t, args) for t in args.metaworld]
     t0 = _clock()

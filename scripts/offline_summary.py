@@ -31,12 +31,14 @@ LABELS = {
     "iplawac": "IPL (AWAC)",
     "cpl": "CPL",
     "cplbc": "CPL-BC",
+    "cpl_regret": "CPL (regret labels)",
+    "cplbc_regret": "CPL-BC (regret labels)",
     "oppo": "OPPO",
     "pearl": "PEARL (0 target labels)",
 }
 #: the title of the aggregate's panel in the plots
 AGGREGATE = "aggregate (IQM over datasets x seeds)"
-UNITS = {"success_rate": "success %", "normalized_score": "normalised", "return": "return"}
+UNITS = {"success_rate": "success %", "normalized_score": "D4RL-normalised", "return": "return"}
 
 
 def score_fn(d: dict[str, Any]):

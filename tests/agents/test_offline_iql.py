@@ -105,10 +105,22 @@ def test_twin_q_heads_are_independent_networks_in_one_pass():
     assert q(obs.reshape(7, 1, 3), act.reshape(7, 1, 2)).shape == (2, 7, 1)
 
 
+def test_iql_scales_true_rewards_by_1000_over_the_return_range_whatever_the_episode_length():
+    """IQL's paper and code: r * 1000 / (max R - min R). On short episodes (the toy's are 10 steps) the old
+    rule, mean episode length / (max R - min R), was 100 times smaller."""
+    ds = toy_dataset()
+    agent = IQL.from_dataset(ds, **SMALL)
+    agent._start_fit(ds, None, 1)  # what fit does before its first update
+    rets = ds.episode_returns()
+    assert ds.episode_lengths().mean() == 10 and rets.max() > rets.min()
+    got = np.unique(agent.data["rewards"].cpu().numpy())
+    want = np.unique(ds.rewards) * 1000.0 / (rets.max() - rets.min())
+    assert len(got) == len(want) > 1 and got == pytest.approx(want, rel=1e-5)
+
+
 def test_reward_normalizations():
     r = np.array([1.0, 2.0, 3.0, 4.0])
     assert normalize_rewards(r, np.array([10.0, 30.0]), "episode_range") == pytest.approx(r * 1000 / 20)
-    assert normalize_rewards(r, np.array([10.0, 30.0]), "episode_range", episode_length=50) == pytest.approx(r * 50 / 20)
     z = normalize_rewards(r, None, "standard")
     assert z.mean() == pytest.approx(0, abs=1e-6) and z.std() == pytest.approx(1, abs=1e-4)
     assert normalize_rewards(r, None, "minmax") == pytest.approx([0, 1 / 3, 2 / 3, 1])
@@ -291,3 +303,16 @@ def test_terminal_flags_of_index_style_segments_come_from_their_own_rows():
     # a segment whose data does not match the dataset's rows is not given another segment's flags
     seg.obs[:, -1] += 1.0
     assert (agent.segment_rows(seg, ds) == -1).all()
+
+
+def test_an_agent_s_evaluation_on_a_locomotion_task_is_on_d4rls_scale(tmp_path):
+    """A Hopper dataset that measured its own expert at 580 is scored with D4RL's 3234.3 (with or without it)."""
+    from pbrl.envs.datasets import D4RL_REF_SCORES
+
+    ds = collect("mujoco/Hopper-v5", "random", n_steps=300, seed=0,
+                 reference={"ref_min_return": 0.0, "ref_max_return": 580.0})
+    agent = IQL.from_dataset(ds, **SMALL)
+    lo, hi = D4RL_REF_SCORES["hopper"]
+    for dataset in (ds, None):
+        ev = agent.evaluate("mujoco/Hopper-v5", n_episodes=1, dataset=dataset)
+        assert ev["normalized_score"] == pytest.approx(100 * (ev["mean_return"] - lo) / (hi - lo))

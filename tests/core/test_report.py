@@ -119,3 +119,23 @@ def test_copies_of_one_run_are_counted_once_with_a_warning(tmp_path):
                                    "-o", str(tmp_path / "rep")])
     assert out.exit_code == 0, out.output
     assert "warning:" in out.output and "counted once" in " ".join(out.output.split())
+
+
+def test_locomotion_scores_are_on_d4rls_scale_whatever_the_run_wrote(tmp_path):
+    """A Hopper run whose files hold a score normalised by its dataset's own expert (580, as pbrl's old
+    benchmark did: 59.2 for a return of 343) is reported on D4RL's scale; a Meta-World run keeps its own."""
+    from pbrl.envs.datasets import D4RL_REF_SCORES
+
+    lo, hi = D4RL_REF_SCORES["hopper"]
+    for seed in range(2):
+        d = _fake_run(tmp_path, "iql", "mujoco/Hopper-v5", seed, 343.0, [(0, 0, 100.0), (100, 0, 343.0)])
+        rd = RunDir(d)
+        rd.write_curve([{"step": 100, "labels": 0, "mean_return": 343.0, "std_return": 0.0, "success_rate": 0.0,
+                         "normalized_score": 59.2}])
+        rd.write_metrics({"final": {"mean_return": 343.0, "std_return": 0.0, "success_rate": 0.0,
+                                    "normalized_score": 59.2}})
+    res = build_report([tmp_path], score="auto")
+    want = 100 * (343.0 + 20.272305) / (3234.3 + 20.272305)
+    assert res["score"] == "normalized" and (lo, hi) == (-20.272305, 3234.3)
+    assert res["groups"]["iql"]["iqm"]["value"] == pytest.approx(want)  # about 11.2, not 59.2
+    assert res["groups"]["iql"]["iqm"]["value"] < 12.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -152,9 +154,11 @@ def test_dataset_cli(tmp_path):
 
 def _make_datasets_module():
     import importlib.util
-    from pathlib import Path
+    import sys
 
     path = Path(__file__).resolve().parents[2] / "scripts" / "make_datasets.py"
+    if str(path.parent) not in sys.path:  # make_datasets imports its sibling dataset_cards
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("make_datasets", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -166,32 +170,54 @@ def test_make_datasets_rejects_bad_flags():
     for argv, msg in ((["--sac-steps", "0"], "--sac-steps must be >= 1"),
                       (["--metaworld", "mujoco/Hopper-v5"], "wrong list"),
                       (["--mujoco", "mujoco/Hoper-v5"], "unknown task id"),
-                      (["--eval-every", "10", "--sac-steps", "5"], "must not exceed")):
+                      (["--eval-every", "10", "--sac-steps", "5"], "must not exceed"),
+                      (["--chunk-steps", "15000", "--eval-every", "10000"], "multiple of --eval-every")):
         with pytest.raises(SystemExit, match=msg):
             mod.parse_args(argv)
 
 
 @pytest.mark.slow
 def test_make_datasets_end_to_end(tmp_path):
+    """D4RL's four kinds with a card each (sha256 of the file, the rebuild command), the expert SAC named in
+    the metadata (regret labels find its critic), medium-expert = medium + expert; --resume keeps every file
+    byte for byte, and a second run without --resume stops before any work."""
     import json
 
+    from pbrl.envs.regret import dataset_regret_teacher
     from pbrl.preferences import PreferenceDataset
 
     mod = _make_datasets_module()
     out = tmp_path / "ds"
-    assert mod.main(["--mujoco", "mujoco/Hopper-v5", "--metaworld", "metaworld/button-press-v3",
-                     "--sac-steps", "400", "--eval-every", "200", "--eval-episodes", "1", "--steps", "300",
-                     "--mw-steps", "600", "--pairs", "20", "40", "--segment-length", "10", "--ref-episodes", "1",
-                     "--n-envs", "2", "--workers", "1", "--out-dir", str(out)]) == 0
+    argv = ["--mujoco", "mujoco/Hopper-v5", "--metaworld", "metaworld/button-press-v3",
+            "--sac-steps", "400", "--chunk-steps", "200", "--eval-every", "200", "--eval-episodes", "1",
+            "--learning-starts", "300", "--steps", "300", "--mw-steps", "600", "--pairs", "20", "40",
+            "--segment-length", "10", "--ref-episodes", "1", "--n-envs", "2", "--workers", "1", "--out-dir", str(out)]
+    assert mod.main(argv) == 0
     report = json.loads((out / "make_datasets.json").read_text())
     kinds = {(r["task"], k) for r in report["results"] for k in r["datasets"]}
     assert kinds == {("mujoco/Hopper-v5", k) for k in ("medium", "expert", "medium-replay", "medium-expert")} | {
         ("metaworld/button-press-v3", "scripted-noisy")}
+    sha = {}
     for r in report["results"]:
         for rec in r["datasets"].values():
             ds = load_d4rl(rec["path"])
-            assert ds.metadata["ref_min_return"] == r["reference"]["ref_min_return"]
+            card = json.loads(Path(rec["card"]).read_text())
+            assert card["steps"] == len(ds) and card["episodes"] == ds.n_episodes
+            assert card["rebuild_command"].startswith("python scripts/make_datasets.py") and len(card["sha256"]) == 64
+            sha[rec["path"]] = card["sha256"]
             for n, f in rec["preferences"].items():
                 prefs = PreferenceDataset.load(f)
                 assert len(prefs) == int(n) and prefs.metadata["dataset_id"] == ds.dataset_id
+            if r["task"] == "mujoco/Hopper-v5":
+                assert card["normalised"]["reference_returns"] == [-20.272305, 3234.3]
+                assert card["size_cut"] is None or "D4RL" in card["size_cut"]
+                assert dataset_regret_teacher(ds).value_source.startswith("sac-critic:")
+    hop = {k: load_d4rl(out / "mujoco_Hopper-v5" / f"{k}.hdf5") for k in ("medium", "expert", "medium-expert")}
+    assert len(hop["medium"]) == len(hop["expert"]) == 300 and len(hop["medium-expert"]) == 600
     assert (out / "make_datasets.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="--resume"):
+        mod.main(argv)
+    assert mod.main(argv + ["--resume"]) == 0
+    from dataset_cards import sha256_of
+
+    assert all(sha256_of(p) == h for p, h in sha.items())

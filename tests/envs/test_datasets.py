@@ -12,6 +12,7 @@ from pbrl.envs.collect import collect
 from pbrl.envs.datasets import (
     D4RL_REF_SCORES,
     OfflineDataset,
+    d4rl_key,
     from_minari,
     import_index_labels,
     label_dataset,
@@ -205,23 +206,48 @@ def test_qlearning_view_with_next_observations(hopper):
 
 # ---------------------------------------------------------------------- scores
 def test_normalized_scores():
-    for task in ("mujoco/Hopper-v5", "mujoco/Hopper-v4", "hopper-medium-v2", "mujoco/hopper/medium-v0"):
+    for task in ("mujoco/Hopper-v5", "mujoco/Hopper-v4", "hopper-medium-v2", "mujoco/hopper/medium-v0",
+                 "Hopper-v5", "hopper-medium-replay-v2", "mujoco/Hopper-v5/medium-replay"):
         lo, hi = D4RL_REF_SCORES["hopper"]
         assert np.allclose(normalized_score(task, [lo, hi]), [0.0, 100.0])
     assert np.isclose(normalized_score("mujoco/HalfCheetah-v5", 12135.0), 100.0)
+    assert np.isclose(normalized_score("mujoco/half_cheetah/expert-v0", 12135.0), 100.0)
     assert np.isclose(normalized_score("mujoco/Walker2d-v5", 1.629008), 0.0)
+    assert np.isclose(normalized_score("mujoco/Ant-v5", 3879.7), 100.0)
     with pytest.raises(ValueError, match="no reference scores known"):
         normalized_score("metaworld/button-press-v3", 1.0)
     meta = {"ref_min_return": 100.0, "ref_max_return": 300.0}
     assert np.isclose(normalized_score("metaworld/button-press-v3", 200.0, metadata=meta), 50.0)
 
 
-def test_dataset_normalized_score_uses_metadata(hopper, button):
-    assert np.allclose(hopper.normalized_score([10.0, 60.0, 110.0]), [0.0, 50.0, 100.0])
-    # module-level: D4RL's references for hopper, whatever the dataset measured
+def test_d4rl_reference_returns_are_d4rls_infos():
+    """The values of d4rl/infos.py (REF_MIN_SCORE / REF_MAX_SCORE of <env>-random-v0, reused by v1 and v2)."""
+    assert D4RL_REF_SCORES == {"hopper": (-20.272305, 3234.3), "walker2d": (1.629008, 4592.3),
+                               "halfcheetah": (-280.178953, 12135.0), "ant": (-325.6, 3879.7)}
+
+
+def test_only_gym_mujoco_locomotion_gets_d4rl_references():
+    assert d4rl_key("dmc/hopper-hop") is None and d4rl_key("dmc/walker-walk") is None  # other robots
+    assert d4rl_key("metaworld/assembly-v3") is None
+    assert d4rl_key("mujoco/Reacher-v5") is None and d4rl_key("mujoco/InvertedPendulum-v5") is None
+    assert d4rl_key("mujoco/Walker2d-v5") == "walker2d" and d4rl_key("ant-medium-expert-v2") == "ant"
+
+
+def test_dataset_normalized_score_is_d4rls_on_locomotion(hopper, button):
+    """A locomotion dataset's own measured references (here 10 / 110, like the old pbrl Hopper "expert" at
+    580) never set its normalised score: D4RL's do, as in every paper. Other tasks use the metadata."""
+    lo, hi = D4RL_REF_SCORES["hopper"]
+    assert hopper.metadata["ref_max_return"] == 110.0
+    assert np.allclose(hopper.normalized_score([lo, hi, 580.0]), [0.0, 100.0, 100 * (580 - lo) / (hi - lo)])
     assert np.isclose(normalized_score(hopper, 3234.3), 100.0)
+    assert np.isclose(hopper.summary()["normalized_return_mean"],
+                      float(np.mean(100 * (hopper.episode_returns() - lo) / (hi - lo))))
     with pytest.raises(ValueError, match="no ref_min_return"):
         button.normalized_score(1.0)
+    button_ref = OfflineDataset(button.observations, button.actions, button.rewards, button.terminals,
+                                button.timeouts, metadata={**button.metadata, "ref_min_return": 0.0,
+                                                           "ref_max_return": 10.0})
+    assert np.isclose(button_ref.normalized_score(5.0), 50.0)
 
 
 # ---------------------------------------------------------------------- Minari

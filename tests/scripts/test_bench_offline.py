@@ -129,9 +129,9 @@ def test_every_agent_of_a_seed_gets_the_same_label_settings(bench, tmp_path, rea
     assert all(p.config["kind"] == "offline" and p.config["steps"] == bench.DEFAULT_STEPS for p in points)
     assert {p.config["eval_every"] for p in points} == {int(bench.EVAL_SHARE * bench.DEFAULT_STEPS)}
     label_keys = ("dataset", "task", "teacher", "teacher_kwargs", "total_feedback", "segment_length", "stratified")
-    for seed in (0, 1):
+    for seed in (0, 1):  # one label setting per seed and teacher: --teacher's, and the regret rows'
         same = {json.dumps([p.config[k] for k in label_keys]) for p in points if p.config["seed"] == seed}
-        assert len(same) == 1
+        assert len(same) == 2 and {json.loads(x)[2] for x in same} == {"oracle", "regret"}
     assert {p.name.split("/")[1].split("__")[0] for p in points} == {bench.run_prefix(a) for a in bench.DEFAULT_AGENTS}
 
 
@@ -187,8 +187,9 @@ def test_the_default_budget_is_the_measured_learning_curve_s_recommendation(benc
 def test_agents_come_from_the_registry_at_their_defaults_plus_documented_cpu_changes(bench):
     from pbrl.agents.registry import agent_names, get_agent
 
-    # every offline agent, no private list, plus the variant rows of registry agents
-    assert sorted(v for a, v in bench.AGENTS.items() if a not in bench.VARIANTS) == agent_names("offline")
+    # every offline agent, no private list, plus the variant and teacher rows of registry agents
+    assert sorted(v for a, v in bench.AGENTS.items() if a not in bench.VARIANTS and a not in bench.TEACHER_ROWS) \
+        == agent_names("offline")
     assert bench.AGENTS["pt_iql"] == "mriql" and bench.run_prefix("pt_iql") == "pt_iql" and bench.run_prefix("iql_true") == "iql"
     assert bench.AGENTS["iql_true"] == "iql" and bench.agent_class("iql_true") is get_agent("iql")
     assert bench.agent_class("cpl") is get_agent("cpl") and not bench.needs_labels("bc")
@@ -311,3 +312,37 @@ def test_batch_seeds_trains_an_agent_s_seeds_in_one_process(bench, tmp_path):
     runs = sorted((out / "mujoco_Reacher-v5_random").glob("mriql__*/metrics.json"))
     metrics = [json.loads(p.read_text()) for p in runs]
     assert [m["seed"] for m in metrics] == [0, 1] and all(m["seed_batch"] == 2 for m in metrics)
+
+
+def test_locomotion_datasets_are_scored_on_d4rls_scale_not_their_own(bench, summary_mod, tmp_path):
+    """A Hopper dataset whose metadata says its expert returned 580 (pbrl's old medium-replay) is scored with
+    D4RL's references (random -20.27, expert 3234.3): a return of 343 is about 11, not 59."""
+    from pbrl.envs.datasets import collect, save_d4rl
+
+    ds = collect("mujoco/Hopper-v5", "random", n_steps=200, seed=0,
+                 reference={"ref_min_return": 0.0, "ref_max_return": 580.0})
+    path = save_d4rl(ds, tmp_path / "hopper.hdf5")
+    args = bench.parse_args(["--datasets", str(path), "--seeds", "0"])
+    (d,) = bench.prepare_datasets(args, tmp_path / "out")
+    assert d["metric"] == "normalized_score" and d["ref"] == [-20.272305, 3234.3]
+    score = summary_mod.score_fn(d)({"mean_return": 343.0, "success_rate": 0.0})
+    assert score == pytest.approx(100 * (343.0 + 20.272305) / (3234.3 + 20.272305))
+
+
+def test_cpl_and_cplbc_run_with_regret_labels_and_with_reward_sum_labels_as_separate_rows(bench, tmp_path, reacher_random):
+    """CPL's own preference model (regret under an expert critic) beside --teacher's reward-sum labels: the
+    regret rows copy CPL's and CPL-BC's settings, ask the regret teacher, and have run directories of their own."""
+    from pbrl.envs.datasets import save_d4rl
+
+    path = save_d4rl(reacher_random, tmp_path / "reacher.hdf5")
+    args = bench.parse_args(["--datasets", str(path), "--seeds", "0", "--agents", "cpl", "cplbc", "cpl_regret",
+                             "cplbc_regret", "--agent-kwargs", json.dumps({"cpl": {"alpha": 0.2}})])
+    points = {p.name.split("/")[1].split("__")[0]: p for p in bench.build_grid(args, bench.prepare_datasets(args, tmp_path / "o"))}
+    assert set(points) == {"cpl", "cplbc", "cpl_regret", "cplbc_regret"}
+    for row, base in (("cpl_regret", "cpl"), ("cplbc_regret", "cplbc")):
+        reg, plain = points[row].config, points[base].config
+        assert reg["teacher"] == "regret" and plain["teacher"] == "oracle" and reg["agent"] == plain["agent"] == base
+        assert reg["agent_kwargs"] == plain["agent_kwargs"]  # the same settings, --agent-kwargs included
+        assert "__regret__" in points[row].name
+    assert points["cpl_regret"].config["agent_kwargs"]["alpha"] == 0.2
+    assert bench.DEFAULT_AGENTS[5:9] == ("cpl", "cplbc", "cpl_regret", "cplbc_regret")
