@@ -46,6 +46,7 @@ from pbrl.agents.offline_base import (
 )
 from pbrl.preferences import PreferenceDataset
 from pbrl.ratings import RatingDataset
+from pbrl.reward_models.ensemble import ENSEMBLE_NORMALIZATIONS, combine_member_rewards
 
 __all__ = ["IQL", "MRIQL", "iql_value_loss", "iql_q_loss", "awr_policy_loss", "normalize_rewards", "IQL_RETURN_SCALE", "REWARD_NORMALIZATIONS", "REWARD_MODELS"]
 
@@ -296,6 +297,11 @@ class MRIQL(IQL):
             advantage. Measured on Hopper medium-replay (500 oracle pairs, 1,500 updates, seeds 0 and 1):
             ``"episode_range"`` (IQL's true-reward recipe) scored -1.3 and 0.0 (normalised), ``"minmax"``
             34.2 and 34.2.
+        ensemble_normalization: how the ensemble's members are merged into one reward, before
+            ``reward_normalization``: ``"none"`` (default, the plain mean, PEBBLE's and the MR baseline's) or
+            ``"zscore"`` (DTR's ensemble normalisation, Tu et al. AAAI 2025: each member standardised over
+            the dataset, then averaged; :func:`pbrl.reward_models.combine_member_rewards`). The ensemble
+            only (``reward_model="ensemble"``).
         **iql: :class:`IQL` arguments (``expectile=0.7``, ``beta=3.0``, ...).
 
     Attributes:
@@ -318,13 +324,21 @@ class MRIQL(IQL):
         reward_epochs: int | None = None,
         reward_batch_size: int | None = None,
         reward_normalization: str = "minmax",
+        ensemble_normalization: str = "none",
         **iql: Any,
     ):
         if reward_model not in REWARD_MODELS:
             raise ValueError(f"unknown reward_model '{reward_model}'; choose one of {REWARD_MODELS}")
         if reward_model_kwargs is not None and not isinstance(reward_model_kwargs, dict):
             raise TypeError(f"reward_model_kwargs must be a dict, got {type(reward_model_kwargs).__name__}")
+        if ensemble_normalization not in ENSEMBLE_NORMALIZATIONS:
+            raise ValueError(f"unknown ensemble_normalization '{ensemble_normalization}'; choose one of "
+                             f"{ENSEMBLE_NORMALIZATIONS}")
+        if ensemble_normalization != "none" and reward_model != "ensemble":
+            raise ValueError(f"ensemble_normalization='{ensemble_normalization}' merges the members of an ensemble; "
+                             f"reward_model='{reward_model}' is one model (use reward_model='ensemble')")
         self.reward_model_name = reward_model
+        self.ensemble_normalization = ensemble_normalization
         self.reward_model_kwargs = dict(reward_model_kwargs or {})
         for name, v in (("reward_epochs", reward_epochs), ("reward_batch_size", reward_batch_size)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -338,6 +352,7 @@ class MRIQL(IQL):
             reward_model_kwargs=self.reward_model_kwargs,
             reward_epochs=reward_epochs,
             reward_batch_size=reward_batch_size,
+            ensemble_normalization=ensemble_normalization,
         )
         super().__init__(obs_dim, act_dim, reward_normalization=reward_normalization, **iql)
         if reward_model == "transformer":
@@ -381,10 +396,12 @@ class MRIQL(IQL):
 
     def learned_rewards(self, dataset: Any) -> np.ndarray:
         """The fitted reward model's per-step rewards ``[T]`` (float32) for the dataset's flat arrays, before
-        normalisation: the ensemble's mean ``r(s, a)``, or the transformer's sliding-window relabelling."""
+        normalisation: the ensemble's members merged by ``ensemble_normalization`` (the mean ``r(s, a)`` by
+        default), or the transformer's sliding-window relabelling."""
         if self.reward_model_name == "transformer":
             return self.reward_model.relabel(dataset)
-        return np.asarray(self.reward_model.predict(dataset.observations, dataset.actions), dtype=np.float32)
+        members = self.reward_model.member_rewards(dataset.observations, dataset.actions)
+        return combine_member_rewards(members, self.ensemble_normalization)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"reward_model": self.reward_model.state(), "reward_fitted": self.reward_fitted}

@@ -373,7 +373,7 @@ class PEARL(MRIQL):
     def _training_rewards(self, dataset: Any, preferences: PreferenceDataset | None) -> np.ndarray:
         assert preferences is not None
         if self.reward_fitted:  # a later fit / a loaded agent: keep the learned reward
-            return np.asarray(self.reward_model.predict(dataset.observations, dataset.actions), dtype=np.float32)
+            return self.learned_rewards(dataset)
         train = self.transfer(dataset, preferences)
         tp = self._target_preferences
         if tp is not None and len(tp):
@@ -381,4 +381,4 @@ class PEARL(MRIQL):
             train.append(tp.a, tp.b, tp.label)
         self.reward_fit_info = self.reward_model.fit(train, epochs=self.reward_epochs, batch_size=self.reward_batch_size)
         self.reward_fitted = True
-        return np.asarray(self.reward_model.predict(dataset.observations, dataset.actions), dtype=np.float32)
+        return self.learned_rewards(dataset)

@@ -110,6 +110,8 @@ AGENTS: dict[str, AgentEntry] = _entries(
                "OPPO: hindsight information matching, optimal context z*"),
     AgentEntry("pearl", "pbrl.agents.pearl:PEARL", "offline", None, True,
                "PEARL: cross-task label transfer, robust Gaussian reward, IQL", extras=("ot",)),
+    AgentEntry("dppo", "pbrl.agents.dppo:DPPO", "offline", None, True,
+               "DPPO: contrastive policy on segments scored by a smoothed preference predictor"),
 )
 """Every agent, by the name users type."""
 

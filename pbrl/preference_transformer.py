@@ -36,6 +36,7 @@ Label convention (pbrl-wide): ``1.0`` = ``b`` preferred, ``0.0`` = ``a`` preferr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -242,6 +243,7 @@ class PreferenceTransformer(SavedRewardModel):
         early_stop_accuracy: float | None = None,
         progress: bool = False,
         renormalize: bool = False,
+        extra_loss: Callable[[PTNetwork, int], torch.Tensor] | None = None,
     ) -> dict[str, Any]:
         """Train on labelled pairs with the Bradley-Terry cross-entropy on the scores ``S = sum_t w_t r_t``.
 
@@ -257,11 +259,14 @@ class PreferenceTransformer(SavedRewardModel):
             early_stop_accuracy: stop once an epoch's training accuracy reaches this (None: never).
             progress: show a tqdm bar over epochs.
             renormalize: recompute the input normalisation from this dataset.
+            extra_loss: a term added to every minibatch's loss: ``extra_loss(net, B)`` gets the network (in
+                training mode) and the minibatch's number of pairs ``B`` and returns a scalar tensor (e.g.
+                DPPO's smoothness term, :func:`pbrl.agents.dppo.smoothness_loss`); None (default): none.
 
         Returns:
-            dict with ``loss`` / ``accuracy`` (last epoch, training pairs; accuracy over non-tied pairs),
-            ``epochs`` (run), ``history`` (per-epoch loss and accuracy), ``n_train``, and ``val_loss`` /
-            ``val_accuracy`` when ``val_fraction > 0``.
+            dict with ``loss`` / ``accuracy`` (last epoch, training pairs; accuracy over non-tied pairs; ``loss``
+            is the cross-entropy alone), ``epochs`` (run), ``history`` (per-epoch loss and accuracy, and
+            ``extra_loss`` when given), ``n_train``, and ``val_loss`` / ``val_accuracy`` when ``val_fraction > 0``.
         """
         if not isinstance(dataset, PreferenceDataset):
             raise TypeError(f"dataset must be a PreferenceDataset, got {type(dataset).__name__}")
@@ -305,14 +310,14 @@ class PreferenceTransformer(SavedRewardModel):
         bs = min(int(batch_size), N)
         n_batches = math.ceil(N / bs)
         total, warmup = int(epochs) * n_batches, max(1, int(0.1 * int(epochs) * n_batches))
-        history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+        history: dict[str, list[float]] = {"loss": [], "accuracy": [], **({"extra_loss": []} if extra_loss else {})}
         self.net.train()
         bar = tqdm(range(int(epochs)), disable=not progress, desc="preference transformer", unit="epoch")
         n_run, step = 0, 0
         for _ in bar:
             n_run += 1
             order = torch.as_tensor(self.rng.permutation(N), device=self.device)
-            loss_sum = correct = decided = 0.0
+            loss_sum = correct = decided = extra_sum = 0.0
             for bi in range(n_batches):
                 if self.lr_schedule == "warmup_cosine":
                     for g in self.optimizer.param_groups:
@@ -323,6 +328,10 @@ class PreferenceTransformer(SavedRewardModel):
                 logits = out["score"].reshape(B, 2)
                 ce = soft_cross_entropy(logits, y[idx])
                 loss = ce.mean()
+                if extra_loss is not None:
+                    extra = extra_loss(self.net, B)
+                    loss = loss + extra
+                    extra_sum += float(extra.detach()) * B
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -335,6 +344,8 @@ class PreferenceTransformer(SavedRewardModel):
                     decided += float(dec.sum())
             history["loss"].append(loss_sum / N)
             history["accuracy"].append(correct / decided if decided else float("nan"))
+            if extra_loss is not None:
+                history["extra_loss"].append(extra_sum / N)
             if progress:
                 bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", acc=f"{history['accuracy'][-1]:.3f}")
             acc = history["accuracy"][-1]

@@ -18,6 +18,12 @@ preference labels for the same number of gradient updates:
   as CPL's authors labelled their data; the plain rows get ``--teacher``'s reward-sum labels on the same pairs
   (:data:`TEACHER_ROWS`);
 * ``iplawac``: IPL on the AWAC backbone (opt-in, like every registry agent not in ``DEFAULT_AGENTS``);
+* ``dppo``: DPPO (preference predictor with the smoothness term, contrastive policy on the scored windows;
+  opt-in), at the predictor's CPU size (``"small"``, 100 epochs; its default is the paper's ``"paper"``
+  size for 10,000 epochs);
+* ``mriql_zscore``: MR + IQL whose ensemble members are z-scored over the dataset before they are averaged
+  (DTR's ensemble normalisation, ``ensemble_normalization="zscore"``; opt-in), against ``mriql``'s plain
+  average on the same labels;
 * ``oppo``: OPPO (context encoder, HIM, optimal context);
 * ``pearl``: PEARL with zero target labels (opt-in, see *Costs*). It learns from a *source* dataset's
   labels, those of the next dataset of the same domain (Meta-World or locomotion) with another task
@@ -144,7 +150,10 @@ from pbrl.agents.registry import agent_names, get_entry
 REGISTRY_NAME = {"iql_true": "iql"}
 #: rows that run a registry agent with settings of their own: row -> (registry name, agent_kwargs the row sets).
 #: Their run directories are named by the row (``pt_iql__<task>__...``), so they never meet the plain agent's
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"pt_iql": ("mriql", {"reward_model": "transformer"})}
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "pt_iql": ("mriql", {"reward_model": "transformer"}),
+    "mriql_zscore": ("mriql", {"ensemble_normalization": "zscore"}),
+}
 #: rows that run another row with another teacher: row -> (the row it copies, teacher). CPL assumes people
 #: prefer by regret, and its authors labelled with an expert critic's regret (pbrl.envs.regret); these rows
 #: give CPL and CPL-BC those labels, beside their rows with --teacher's (reward-sum) labels. Run directories
@@ -174,6 +183,9 @@ EVAL_SHARE = 0.2
 CPU_SIZES = {"hidden": (256, 256), "pair_batch_size": 32}
 DEFAULT_AGENT_KWARGS: dict[str, dict[str, Any]] = {
     "mriql": {"reward_epochs": 100},
+    "mriql_zscore": {"reward_epochs": 100},
+    # DPPO's predictor at the transformer's CPU size (its default is the paper's size for 10,000 epochs)
+    "dppo": {"predictor_kwargs": {"size": "small"}, "predictor_epochs": 100},
     "pearl": {"reward_epochs": 100},
     "cpl": dict(CPU_SIZES),
     # the BC term is a mean over steps, the CPL term a sum of alpha log pi over the H = 50 steps of a segment:

@@ -35,6 +35,8 @@ LABELS = {
     "cplbc_regret": "CPL-BC (regret labels)",
     "oppo": "OPPO",
     "pearl": "PEARL (0 target labels)",
+    "dppo": "DPPO",
+    "mriql_zscore": "MR + IQL (z-scored ensemble)",
 }
 #: the title of the aggregate's panel in the plots
 AGGREGATE = "aggregate (IQM over datasets x seeds)"

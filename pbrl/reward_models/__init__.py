@@ -20,7 +20,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pbrl.reward_models.ensemble import MODEL_CLASSES, RewardEnsemble
+from pbrl.reward_models.ensemble import (
+    ENSEMBLE_NORMALIZATIONS,
+    MODEL_CLASSES,
+    RewardEnsemble,
+    combine_member_rewards,
+)
 from pbrl.reward_models.gaussian import GaussianKL, GaussianRewardModel
 from pbrl.reward_models.metrics import evaluate_reward_model, saturation
 from pbrl.reward_models.networks import BatchedMLP, EnsembleMLP
@@ -29,6 +34,8 @@ from pbrl.reward_models.training import BradleyTerryLoss, LossTerm, PairBatch, R
 
 __all__ = [
     "saturation",
+    "combine_member_rewards",
+    "ENSEMBLE_NORMALIZATIONS",
     "BatchedMLP",
     "EnsembleMLP",
     "RewardEnsemble",

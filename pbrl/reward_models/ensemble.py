@@ -33,7 +33,36 @@ from pbrl.reward_models.persistence import SavedRewardModel, check_state
 from pbrl.reward_models.training import pair_accuracy, soft_cross_entropy
 from pbrl.segments import Segments
 
-__all__ = ["RewardEnsemble"]
+__all__ = ["RewardEnsemble", "combine_member_rewards", "ENSEMBLE_NORMALIZATIONS"]
+
+#: how :func:`combine_member_rewards` merges an ensemble's per-member rewards
+ENSEMBLE_NORMALIZATIONS = ("none", "zscore")
+
+
+def combine_member_rewards(members: np.ndarray, normalization: str = "none") -> np.ndarray:
+    """One reward per step from an ensemble's per-member rewards ``[M, T]`` -> ``[T]`` (float32).
+
+    ``"none"``: the plain mean over members. ``"zscore"``: DTR's ensemble normalisation (Tu et al., AAAI
+    2025, "In-Dataset Trajectory Return Regularization for Offline Preference-based RL", Sec. 4.3; the
+    authors' ``D4RL/create_dataset_pref.py``): each member's rewards are standardised over the ``T`` steps,
+    ``(r_m - mean_T r_m) / std_T r_m`` (population std), then averaged over members. The members' scales
+    are arbitrary (a Bradley-Terry reward is defined up to an offset and, with a bounded output, a
+    saturating scale), so a plain mean lets the widest-ranging member dominate; standardising first gives
+    every member the same say. A member constant over the data (std below 1e-8) is only centred.
+
+    Args:
+        members: ``[M, T]`` per-member rewards (``RewardEnsemble.member_rewards``).
+        normalization: one of :data:`ENSEMBLE_NORMALIZATIONS`.
+    """
+    if normalization not in ENSEMBLE_NORMALIZATIONS:
+        raise ValueError(f"unknown ensemble normalization '{normalization}'; choose one of {ENSEMBLE_NORMALIZATIONS}")
+    r = np.asarray(members, dtype=np.float64)
+    if r.ndim != 2 or r.shape[0] < 1:
+        raise ValueError(f"members must be per-member rewards [M, T], got shape {r.shape}")
+    if normalization == "zscore":
+        std = r.std(axis=1, keepdims=True)
+        r = (r - r.mean(axis=1, keepdims=True)) / np.where(std < 1e-8, 1.0, std)
+    return r.mean(axis=0).astype(np.float32)
 
 _OUTPUTS = ("tanh", "sigmoid", "linear")
 

@@ -39,6 +39,7 @@ def test_package_level_imports_and_clear_errors():
         BC,
         CPL,
         CPLBC,
+        DPPO,
         IPL,
         IPLAWAC,
         IQL,
@@ -104,6 +105,7 @@ OFFLINE_SMALL = {
     "oppo": {"encoder_hidden": (16,), "z_dim": 4, "seg_batch_size": 8, "pair_batch_size": 8},
     "mriql": {"reward_model_kwargs": {"hidden": (16,)}},
     "pearl": {"reward_model_kwargs": {"hidden": (16,)}, "n_target_pairs": 10, "reward_epochs": 5},
+    "dppo": {"predictor_kwargs": {"size": "small", "embed_dim": 16, "pref_attn_dim": 16}, "predictor_epochs": 2},
 }
 
 
