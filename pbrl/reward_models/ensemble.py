@@ -56,12 +56,13 @@ def combine_member_rewards(members: np.ndarray, normalization: str = "none") -> 
     """
     if normalization not in ENSEMBLE_NORMALIZATIONS:
         raise ValueError(f"unknown ensemble normalization '{normalization}'; choose one of {ENSEMBLE_NORMALIZATIONS}")
+    if np.ndim(members) != 2 or len(members) < 1:
+        raise ValueError(f"members must be per-member rewards [M, T], got shape {np.shape(members)}")
+    if normalization == "none":  # float32 as RewardEnsemble.predict computes it: the same numbers
+        return np.asarray(members, dtype=np.float32).mean(axis=0)
     r = np.asarray(members, dtype=np.float64)
-    if r.ndim != 2 or r.shape[0] < 1:
-        raise ValueError(f"members must be per-member rewards [M, T], got shape {r.shape}")
-    if normalization == "zscore":
-        std = r.std(axis=1, keepdims=True)
-        r = (r - r.mean(axis=1, keepdims=True)) / np.where(std < 1e-8, 1.0, std)
+    std = r.std(axis=1, keepdims=True)
+    r = (r - r.mean(axis=1, keepdims=True)) / np.where(std < 1e-8, 1.0, std)
     return r.mean(axis=0).astype(np.float32)
 
 _OUTPUTS = ("tanh", "sigmoid", "linear")

@@ -199,6 +199,11 @@ def test_agents_come_from_the_registry_at_their_defaults_plus_documented_cpu_cha
     assert cpl == {"hidden": (256, 256), "pair_batch_size": 32, "lr_warmup": 30}
     agent = bench.agent_class("cpl")(3, 2, **cpl)
     assert agent.policy_kind == "deterministic" and agent.lr == 1e-4 and agent.bc_fraction == 0.4
+    # DTR's ensemble normalisation against plain averaging, and DPPO at the predictor's CPU size (issue 32)
+    assert bench.AGENTS["mriql_zscore"] == "mriql" and bench.run_prefix("mriql_zscore") == "mriql_zscore"
+    assert bench.agent_kwargs("mriql_zscore", args) == {"ensemble_normalization": "zscore", "reward_epochs": 100}
+    assert bench.agent_kwargs("dppo", args) == {"predictor_kwargs": {"size": "small"}, "predictor_epochs": 100}
+    assert bench.agent_class("dppo")(3, 2, **bench.agent_kwargs("dppo", args)).predictor.embed_dim == 64
     assert bench.agent_kwargs("oppo", args)["warmup_steps"] == 150
     # --hidden reaches every agent, --agent-kwargs wins over everything
     args = bench.parse_args(["--datasets", "collect:metaworld/reach-v3:scripted:100", "--hidden", "16", "16",
