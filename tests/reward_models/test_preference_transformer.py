@@ -119,6 +119,27 @@ def test_fit_is_seeded_and_reports_validation(pairs):
     assert a.context_length == 10  # taken from the segments
 
 
+def test_an_extra_loss_term_is_added_to_every_minibatch(pairs):
+    train, _ = pairs
+    calls = []
+
+    def zero(net, B):  # a constant adds no gradient: the same weights as without it
+        calls.append(B)
+        return torch.tensor(0.25)
+
+    def pull(net, B):  # a real term changes the training
+        return 10.0 * net.pref.weight.pow(2).sum()
+
+    base, same, other = (PreferenceTransformer(4, 2, **TINY, batch_size=64, seed=0) for _ in range(3))
+    base.fit(train, epochs=2)
+    info = same.fit(train, epochs=2, extra_loss=zero)
+    assert calls == [64, 64, 64, 8] * 2  # once per minibatch, with its number of pairs
+    assert info["history"]["extra_loss"] == pytest.approx([0.25, 0.25])
+    assert all(torch.equal(x, y) for x, y in zip(base.net.state_dict().values(), same.net.state_dict().values()))
+    other.fit(train, epochs=2, extra_loss=pull)
+    assert float(other.net.pref.weight.norm()) < float(base.net.pref.weight.norm())
+
+
 def test_soft_labels_of_equal_pairs_push_the_scores_together():
     ds = synthetic(64, seed=5)
     eq = PreferenceDataset(ds.a, ds.b, np.full(64, 0.5, np.float32))
