@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from pbrl.agents.networks import Dropout, dropout_noise
 from pbrl.agents.offline_base import OfflineAgent, _check_positive_int, _finite_mean
+from pbrl.memory import keep_freed_memory
 from pbrl.preferences import PreferenceDataset
 
 __all__ = ["MultiSeed"]
@@ -309,6 +310,7 @@ class MultiSeed:
         for m, p in zip(self.members, per_seed):
             m._fit_options(**fit_options)
             m._check_inputs(dataset, p)
+        keep_freed_memory()  # big activations reuse freed heap blocks instead of fresh mmaps (same numbers)
         for m, p in zip(self.members, per_seed):
             if prepare or not getattr(m, "_multiseed_prepared", False):
                 m._start_fit(dataset, p, steps)

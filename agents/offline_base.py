@@ -74,6 +74,7 @@ from pbrl.agents.networks import (  # re-exported: the networks lived here befor
 )
 from pbrl.agents.offline_data import OfflineData
 from pbrl.agents.offline_io import CHECKPOINT_FORMAT, SavedAgent
+from pbrl.memory import keep_freed_memory
 from pbrl.preferences import PreferenceDataset
 
 __all__ = [
@@ -452,6 +453,7 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
             eval_every = _check_positive_int("eval_every", eval_every)
         user_callback = as_callback(callback)
         self._check_inputs(dataset, preferences)
+        keep_freed_memory()  # big activations reuse freed heap blocks instead of fresh mmaps (same numbers)
         evaluator = None
         if eval_env is not None:
             from pbrl.envs import make_env

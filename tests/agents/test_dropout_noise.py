@@ -83,3 +83,30 @@ def test_dropout_scope_draws_dropout_noise_from_the_update_seed():
     by_hand = -(torch.tanh(net[6](h)) - act).pow(2).sum(-1)
     assert torch.equal(lp, by_hand)
     assert Dropout.noise_source is None  # the scope is left as it was found
+
+
+def test_keep_freed_memory_serves_big_tensors_from_the_heap():
+    """After the offline fits' allocator setting a 48 MB tensor is no fresh mmap (glibc's mallinfo2 counts
+    mmapped bytes in ``hblkhd``); elsewhere the call reports that it changed nothing."""
+    import ctypes
+    import sys
+
+    from pbrl.memory import keep_freed_memory
+
+    if not sys.platform.startswith("linux"):
+        assert keep_freed_memory() is False
+        return
+    libc = ctypes.CDLL("libc.so.6")
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("glibc < 2.33: no mallinfo2 to read the mmapped bytes")
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc.mallinfo2.restype = MallInfo2
+    assert keep_freed_memory() is True and keep_freed_memory() is True  # once per process, then a no-op
+    mapped = libc.mallinfo2().hblkhd
+    big = torch.ones(3000, 4000)  # 48 MB: above glibc's largest default mmap threshold (32 MiB)
+    assert libc.mallinfo2().hblkhd - mapped < 1_000_000
+    assert big.sum().item() == 12_000_000
