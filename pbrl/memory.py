@@ -25,7 +25,7 @@ def keep_freed_memory(mmap_threshold: int = 1 << 30, trim: int = 1 << 30) -> boo
     """Serve allocations below ``mmap_threshold`` bytes (default 1 GiB) from the heap and keep up to ``trim``
     bytes (default 1 GiB) of freed memory at its top for reuse, through glibc's ``mallopt``.
 
-    Called by the offline agents' ``fit`` and the online training runs; once per process (later calls do
+    Called by the offline agents' ``fit`` and the online agents' ``learn``; once per process (later calls do
     nothing). Returns True when the setting is in force, False where the C library is not glibc (macOS,
     Windows, musl): there it changes nothing.
     """
