@@ -30,7 +30,8 @@ def knn_state_entropy(
         chunk: rows of ``x`` per batched distance computation.
 
     The distances are ``torch.cdist``'s, bit for bit (the same padded matrix product), and the neighbours are
-    ranked by squared distance with :func:`k_smallest` (the square root is taken of the ``k`` kept values only).
+    ranked by squared distance with :func:`k_smallest` (the clamp at 0 and the square root are taken of the
+    ``k`` kept values only).
         exclude_self: the query states may themselves be rows of ``ref`` (a replay buffer, or a sample of
             it): one exact copy of each query (distance 0) is skipped when present, so the result is the
             k-th neighbour among the *other* states whether or not the sample happened to contain the
@@ -53,8 +54,9 @@ def knn_state_entropy(
     r_pad = _padded(r, query=False)
     out = []
     for i in range(0, len(x), chunk):
-        d2 = _padded(torch.from_numpy(x[i : i + chunk]), query=True).matmul(r_pad.mT).clamp_min_(0.0)  # [b, N]
-        v = k_smallest(d2, need).sqrt_()  # ascending; sqrt is monotone, so these are cdist's k smallest
+        d2 = _padded(torch.from_numpy(x[i : i + chunk]), query=True).matmul(r_pad.mT)  # [b, N]
+        # clamp and sqrt are monotone: applied to the k smallest only, they give cdist's k smallest distances
+        v = k_smallest(d2, need).clamp_min_(0.0).sqrt_()  # ascending
         if exclude_self:
             self_hit = v[:, 0] == 0.0
             out.append(torch.where(self_hit, v[:, k], v[:, k - 1]))
