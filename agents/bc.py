@@ -73,7 +73,7 @@ class BC(OfflineAgent):
 
     def _sample(self) -> dict[str, torch.Tensor]:
         batch = self.sample_transitions()
-        # dropout draws from torch's global RNG: seed it from the agent's generator so runs repeat exactly
+        # the seed of this update's dropout masks (_dropout_scope), drawn from the agent's generator: runs repeat exactly
         batch["torch_seed"] = self.draw_torch_seed()
         return batch
 

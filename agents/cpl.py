@@ -336,7 +336,7 @@ class CPL(OfflineAgent):
         """The pairs of this update, the seed of its dropout masks and, with ``bc_data="dataset"`` where the
         update reads them, ``batch_size`` dataset transitions (``bc_obs``, ``bc_act``)."""
         batch = self._pair_batch()
-        # dropout draws from torch's global RNG: seed it from the agent's generator so runs repeat exactly
+        # the seed of this update's dropout masks (_dropout_scope), drawn from the agent's generator: runs repeat exactly
         batch["torch_seed"] = self.draw_torch_seed()
         pretraining = self.num_updates < (self.bc_updates or 0)
         if self.bc_data == "dataset" and (pretraining or self.bc_coeff > 0):

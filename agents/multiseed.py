@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from pbrl.agents.networks import Dropout
+from pbrl.agents.networks import Dropout, dropout_noise
 from pbrl.agents.offline_base import OfflineAgent, _check_positive_int, _finite_mean
+from pbrl.memory import keep_freed_memory
 from pbrl.preferences import PreferenceDataset
 
 __all__ = ["MultiSeed"]
@@ -88,11 +90,11 @@ class _VmappedSeeds:
         """One update of every seed on ``batch`` (each tensor ``[K, ...]``); returns ``{loss: [K]}``."""
         t = self.template
         # randomness="error": everything random was drawn by _sample, except dropout masks, which Dropout draws
-        # outside the transforms from each seed's own generator, seeded like a single-seed run's global RNG
+        # outside the transforms from each seed's own generator, seeded like a single-seed run's _dropout_scope
         fn = torch.func.vmap(self._run, randomness="error")
         self._gens = None
         if "torch_seed" in batch:
-            self._gens = [torch.Generator().manual_seed(int(s)) for s in batch["torch_seed"]]
+            self._gens = [np.random.default_rng(int(s)) for s in batch["torch_seed"]]
         Dropout.noise_source = self._noise
         try:
             logs = fn(self.params, self.opt_state, batch)
@@ -123,15 +125,14 @@ class _VmappedSeeds:
         return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in logs.items()}
 
     def _noise(self, shape: torch.Size, p: float) -> torch.Tensor:
-        """Inside the vmap: dropout noise ``bernoulli(1 - p) / (1 - p)`` of per-seed ``shape``, seed k's from
-        generator k (the draws ``F.dropout`` makes from a single-seed run's freshly seeded global RNG)."""
+        """Inside the vmap: dropout noise of per-seed ``shape``, seed k's from generator k
+        (:func:`~pbrl.agents.networks.dropout_noise`, the draws a single-seed run's ``_dropout_scope`` makes)."""
         from torch._C._functorch import _add_batch_dim  # private: seed k's noise as the vmap's k-th slice
 
         if self._gens is None:
             raise RuntimeError("a vmapped update used dropout without a torch_seed in its batch (see _dropout_scope)")
         with torch._C._DisableFuncTorch():  # plain tensors, drawn outside the transforms
-            noise = torch.stack([torch.empty(shape).bernoulli_(1 - p, generator=g) for g in self._gens]).div_(1 - p)
-            noise = noise.to(self.template.device)
+            noise = torch.stack([dropout_noise(shape, p, g, self.template.device) for g in self._gens])
         return _add_batch_dim(noise, 0, self._level)
 
     def step(self, o: str, loss_fn: Callable[[], torch.Tensor], max_grad_norm: float | None) -> torch.Tensor:
@@ -309,6 +310,7 @@ class MultiSeed:
         for m, p in zip(self.members, per_seed):
             m._fit_options(**fit_options)
             m._check_inputs(dataset, p)
+        keep_freed_memory()  # big activations reuse freed heap blocks instead of fresh mmaps (same numbers)
         for m, p in zip(self.members, per_seed):
             if prepare or not getattr(m, "_multiseed_prepared", False):
                 m._start_fit(dataset, p, steps)

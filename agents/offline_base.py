@@ -60,11 +60,13 @@ from tqdm.auto import tqdm
 
 from pbrl.agents.networks import (  # re-exported: the networks lived here before agents/networks.py
     DeterministicPolicy,
+    Dropout,
     EnsembleLinear,
     EnsembleMLP,
     GaussianPolicy,
     TwinQ,
     ValueNet,
+    dropout_noise,
     expectile_loss,
     mlp,
     orthogonal_init,
@@ -72,6 +74,7 @@ from pbrl.agents.networks import (  # re-exported: the networks lived here befor
 )
 from pbrl.agents.offline_data import OfflineData
 from pbrl.agents.offline_io import CHECKPOINT_FORMAT, SavedAgent
+from pbrl.memory import keep_freed_memory
 from pbrl.preferences import PreferenceDataset
 
 __all__ = [
@@ -302,19 +305,25 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
 
     @contextlib.contextmanager
     def _dropout_scope(self, batch: dict[str, torch.Tensor]) -> Any:
-        """Seed torch's global RNG (dropout) from ``batch["torch_seed"]`` (drawn by ``_sample`` with
-        :meth:`draw_torch_seed`) for the scope. With K seeds vmapped, :class:`MultiSeed` gives every
-        :class:`~pbrl.agents.networks.Dropout` seed k's masks from a generator seeded with seed k's value
+        """Draw the scope's dropout masks from a NumPy generator seeded with ``batch["torch_seed"]`` (drawn
+        by ``_sample`` with :meth:`draw_torch_seed`): every :class:`~pbrl.agents.networks.Dropout` in the
+        scope takes :func:`~pbrl.agents.networks.dropout_noise` from it, in call order. With K seeds vmapped,
+        :class:`MultiSeed` gives every Dropout seed k's masks from a generator seeded with seed k's value
         instead: the same masks."""
         if self._functional is not None:
             yield
             return
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(batch["torch_seed"]))
+        rng = np.random.default_rng(int(batch["torch_seed"]))
+        device = self.device
+        previous = Dropout.noise_source
+        Dropout.noise_source = lambda shape, p: dropout_noise(shape, p, rng, device)
+        try:
             yield
+        finally:
+            Dropout.noise_source = previous
 
     def draw_torch_seed(self) -> torch.Tensor:
-        """A seed for torch's global RNG from the agent's ``rng`` (a 0-d int64 tensor, for :meth:`_dropout_scope`)."""
+        """A seed for one update's dropout masks from the agent's ``rng`` (a 0-d int64 tensor, for :meth:`_dropout_scope`)."""
         return torch.tensor(int(self.rng.integers(2**62)), dtype=torch.int64)
 
     def _policy_act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
@@ -444,6 +453,7 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
             eval_every = _check_positive_int("eval_every", eval_every)
         user_callback = as_callback(callback)
         self._check_inputs(dataset, preferences)
+        keep_freed_memory()  # big activations reuse freed heap blocks instead of fresh mmaps (same numbers)
         evaluator = None
         if eval_env is not None:
             from pbrl.envs import make_env

@@ -45,6 +45,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
+from pbrl.memory import keep_freed_memory
 from pbrl.online import (
     FeedbackHook,
     LearnedRewardVecEnv,
@@ -392,6 +393,7 @@ class OnlinePrefAgent:
             cbs.append(self.eval_callback)
         if callback is not None:
             cbs.extend(callback if isinstance(callback, list) else [callback])
+        keep_freed_memory()  # k-NN matrices and reward-fit batches reuse freed heap blocks (same numbers)
         self.model.learn(total_timesteps, callback=CallbackList(cbs), progress_bar=self.progress, **learn_kwargs)
         return self
 

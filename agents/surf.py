@@ -126,12 +126,15 @@ class SemiSupervisedLoss(LossTerm):
         uidx = torch.as_tensor(model.rng.integers(0, len(self._xu), size=(M, B * self.mu)), device=batch.y.device)
         xu = self._xu[uidx]  # [M, Bu, 2, H, in]
         H = xu.shape[3]
+        r_aug, _ = model._pair_rewards(xu, sample=True)  # the cropped view is trained (crop mask below)
         with torch.no_grad():  # the un-augmented view gives the pseudo-labels
-            r_plain, _ = model._pair_rewards(xu, sample=False)
+            if getattr(model, "sampled_rewards", True):
+                r_plain, _ = model._pair_rewards(xu, sample=False)
+            else:  # a deterministic model's un-augmented rewards are the same pass's, before the crop
+                r_plain = r_aug.detach()
             p_b = torch.softmax(r_plain.sum(-1), dim=-1)[..., 1]
             keep = (torch.maximum(p_b, 1 - p_b) >= self.threshold_u).float()
             pseudo = (p_b > 0.5).float()
-        r_aug, _ = model._pair_rewards(xu, sample=True)  # the cropped view is trained
         mask = self.crop.mask(model.rng, M, xu.shape[1], H, r_aug.device)
         uce = soft_cross_entropy((r_aug * mask).sum(-1), pseudo)
         self._used += float(keep.sum())

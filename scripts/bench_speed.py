@@ -21,11 +21,21 @@ run K seeds in much less than K times its time on this CPU, however they are bat
     K seeds can at best pay this once instead of K times while the per-seed compute stays: the "best if only
     overhead is saved" column is ``K - (K - 1) x fixed / full``.
 
+``--compare`` runs side-by-side CPU-time comparisons instead (``scripts/speed_compare.py``: each variant in
+its own fresh process, the variants of one comparison at the same time, ``--repeats`` times; process CPU
+time, so a loaded machine inflates wall time but not the ratios): this tree against ``--baseline`` (an older
+source tree) for CPL's and BC's updates, the k-NN state entropy, PEBBLE's and SURF's reward fits and, with
+``--online-steps``, whole online runs of SAC-true, PEBBLE, SURF and RIME; and CPL's update against
+``--peer`` (a checkout of the CPL authors' jhejna/cpl) at the same shapes. It writes
+``bench_speed_compare.json`` and ``.png``.
+
 Prints a table and writes ``bench_speed.json`` and ``bench_speed.png`` to ``--out``. The default run takes
 about 10 CPU-minutes; ``--quick`` is a smoke test (seconds, small data, tiny time budgets).
 
     python scripts/bench_speed.py                      # benchmarks/bench_speed/
     python scripts/bench_speed.py --quick --out /tmp/x
+    git archive <old commit> | tar -x -C /tmp/base        # the "before" tree
+    python scripts/bench_speed.py --compare --baseline /tmp/base --peer <jhejna/cpl checkout>
 """
 
 from __future__ import annotations
@@ -251,7 +261,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=None, help="timing budget per measurement (default 6, quick 0.2)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the agents (default 1)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile trial (always skipped by --quick)")
+    cmp = ap.add_argument_group("side-by-side comparisons (--compare; scripts/speed_compare.py)")
+    cmp.add_argument("--compare", action="store_true", help="run the comparisons below instead of (a)-(e)")
+    cmp.add_argument("--baseline", default=None, help="source tree of the old commit, for before / after "
+                     "(git archive <commit> | tar -x -C DIR)")
+    cmp.add_argument("--peer", default=None, help="checkout of jhejna/cpl: CPL's update against the authors' code")
+    cmp.add_argument("--repeats", type=int, default=2, help="side-by-side repeats of each comparison (default 2)")
+    cmp.add_argument("--compare-agents", nargs="*", default=["cpl", "bc"], help="offline agents (default cpl bc)")
+    cmp.add_argument("--fit-labels", type=int, default=500, help="labelled pairs of the reward-fit comparison")
+    cmp.add_argument("--fit-epochs", type=int, default=2, help="epochs of the reward-fit comparison")
+    cmp.add_argument("--online-steps", type=int, default=0, help="whole online runs of this many env steps (0: none)")
+    cmp.add_argument("--online-agents", nargs="*", default=["sac", "pebble", "surf", "rime"])
+    cmp.add_argument("--online-task", default="metaworld/button-press-v3")
     args = ap.parse_args(argv)
+    if args.compare:
+        from speed_compare import compare_main
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("baseline", "peer"):
+            if getattr(args, name) and not Path(getattr(args, name)).is_dir():
+                ap.error(f"--{name} {getattr(args, name)!r} is not a directory")
+        return compare_main(args, out)
     quick = args.quick
     secs = args.seconds if args.seconds is not None else (0.2 if quick else 6.0)
     agents = args.agents or (["iql", "bc"] if quick else agent_names("offline"))

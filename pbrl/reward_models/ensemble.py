@@ -138,6 +138,9 @@ class RewardEnsemble(SavedRewardModel):
     """
 
     out_per_member = 1
+    #: whether ``_rewards(x, sample=True)`` draws rewards (and so differs from ``sample=False``); when False,
+    #: one forward pass serves both (SURF labels and trains on the same pass)
+    sampled_rewards = False
     #: features whose training std is below this are only centred, never divided by their std
     MIN_STD = 1e-3
 

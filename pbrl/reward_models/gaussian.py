@@ -39,6 +39,7 @@ class GaussianRewardModel(RewardEnsemble):
     """
 
     out_per_member = 2
+    sampled_rewards = True  # sample=True draws mu + sigma * eps
 
     def __init__(
         self,

@@ -449,3 +449,24 @@ def test_gaussian_kl_term_counts_only_the_cropped_steps():
     torch.testing.assert_close(kl, want)
     assert not torch.allclose(kl, reg.mean((1, 2, 3)))  # the old, unmasked mean differs
     assert [type(t).__name__ for t in model.default_loss_terms()] == ["GaussianKL"]
+
+
+@pytest.mark.parametrize("gaussian", [False, True])
+def test_surf_one_pass_equals_two_passes(gaussian):
+    """A deterministic reward model labels and trains on one forward pass of the unlabelled pairs; the same
+    fit with the former two passes (forced by ``sampled_rewards``) gives the same weights bit for bit. The
+    Gaussian model, whose trained view is a sample, keeps its two passes and its numbers."""
+    from pbrl.reward_models import GaussianRewardModel
+
+    ds = synthetic(n=48, H=12, seed=30)
+    unl = synthetic(n=120, H=12, seed=31)
+    klass = GaussianRewardModel if gaussian else RewardEnsemble
+    weights = []
+    for two_passes in (False, True):
+        model = klass(4, 2, n_members=2, hidden=(16,), lr=3e-3, seed=0)
+        if two_passes:
+            model.sampled_rewards = True
+        info = model.fit(ds, epochs=3, losses=_surf_terms(unl, threshold_u=0.6, mu=2), early_stop_accuracy=None)
+        assert info["pseudo_fraction"] > 0
+        weights.append([p.detach().clone() for p in model.net.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
