@@ -49,8 +49,22 @@ def _default_run_dir(cfg) -> Path:
     return Path("runs") / f"{cfg.kind}__{cfg.agent}__{task}__{cfg.teacher_tag()}__b{cfg.total_feedback}__s{cfg.seed}"
 
 
+def _tracking(track: bool, project: str, entity: str | None):
+    """``--track``'s :class:`pbrl.tracking.Tracking` (``None`` without ``--track``); one line and exit 2 if the
+    ``wandb`` extra is missing or a name is bad, before any work."""
+    from pbrl.tracking import Tracking, check_tracking
+
+    if not track:
+        return None
+    try:
+        check_tracking()
+        return Tracking(project=project, entity=entity)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+
+
 def _train(kind: str, config: Path | None, flags: dict[str, Any], sets: list[str] | None, run_dir: Path | None,
-           overwrite: bool, quiet: bool) -> None:
+           overwrite: bool, quiet: bool, tracking=None) -> None:
     from pbrl import runs
     from pbrl.config import load_config
 
@@ -63,7 +77,7 @@ def _train(kind: str, config: Path | None, flags: dict[str, Any], sets: list[str
     console.print(f"[bold]pbrl train {kind}[/bold]: {cfg.agent} on {cfg.task}, teacher {cfg.teacher}, "
                   f"budget {cfg.total_feedback}, seed {cfg.seed} -> {run_dir}", highlight=False)
     res = runs.train(cfg, run_dir, overwrite=overwrite, verbose=not quiet, checked=checked,
-                     echo=lambda m: console.print(m, highlight=False, soft_wrap=True))
+                     echo=lambda m: console.print(m, highlight=False, soft_wrap=True), tracking=tracking)
     _finish(res, run_dir)
 
 
@@ -86,8 +100,13 @@ def train_main(
     ctx: typer.Context,
     resume: Path = typer.Option(None, "--resume", help="continue the run in this directory from its latest checkpoint"),
     quiet: bool = typer.Option(False, "--quiet", help="no SB3 log table on stdout"),
+    track: bool = typer.Option(False, "--track", help="with --resume: also log to Weights & Biases from here on "
+                               "(a tracked run always continues its W&B run)"),
+    wandb_project: str = typer.Option("pbrl", "--wandb-project", help="W&B project of --track"),
+    wandb_entity: str = typer.Option(None, "--wandb-entity", help="W&B entity (team or user) of --track"),
 ) -> None:
     """Train an agent: `pbrl train online ...`, `pbrl train offline ...` or `pbrl train --resume RUN_DIR`."""
+    tracking = _tracking(track, wandb_project, wandb_entity)
     if ctx.invoked_subcommand is not None:
         if resume is not None:
             raise _fail("--resume takes no sub-command: use `pbrl train --resume RUN_DIR` alone")
@@ -106,7 +125,7 @@ def train_main(
     state = rd.status().get("state")
     console.print(f"[bold]resuming[/bold] {resume} ({state}) from "
                   + (f"checkpoint {ckpt.name}" if ckpt else "the start (no checkpoint yet)"), highlight=False)
-    _finish(runs.resume(resume, verbose=not quiet), resume)
+    _finish(runs.resume(resume, verbose=not quiet, tracking=tracking), resume)
 
 
 _CONFIG = typer.Option(None, "--config", "-c", help="YAML or JSON config file (flags override it)")
@@ -115,6 +134,10 @@ _RUN_DIR = typer.Option(None, "--run-dir", "-o", help="run directory (default ru
 _OVERWRITE = typer.Option(False, "--overwrite", help="start an existing run directory again from nothing "
                           "(its old files are moved aside to RUN_DIR.replaced-<time>)")
 _QUIET = typer.Option(False, "--quiet", help="no SB3 log table on stdout")
+_TRACK = typer.Option(False, "--track", help="also log to Weights & Biases (needs: pip install 'pbrl[wandb]'; "
+                      "WANDB_MODE=offline logs without a network)")
+_WANDB_PROJECT = typer.Option("pbrl", "--wandb-project", help="W&B project of --track")
+_WANDB_ENTITY = typer.Option(None, "--wandb-entity", help="W&B entity (team or user) of --track (default: yours)")
 
 
 @train_app.command("online")
@@ -139,6 +162,9 @@ def train_online_cmd(
     run_dir: Path = _RUN_DIR,
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
+    track: bool = _TRACK,
+    wandb_project: str = _WANDB_PROJECT,
+    wandb_entity: str = _WANDB_ENTITY,
 ) -> None:
     """Online PbRL: an SB3 learner on a live task, a teacher labelling segment pairs (or rating single
     segments, --teacher rating) as it trains."""
@@ -147,7 +173,8 @@ def train_online_cmd(
                  feedback_every=feedback_every, segment_length=segment_length, selector=selector, seed=seed,
                  checkpoint_every=checkpoint_every, eval_every=eval_every, n_eval_episodes=n_eval_episodes,
                  max_episode_steps=max_episode_steps, n_classes=n_classes)
-    _train("online", config, flags, sets, run_dir, overwrite, quiet)
+    tracking = _tracking(track, wandb_project, wandb_entity)
+    _train("online", config, flags, sets, run_dir, overwrite, quiet, tracking)
 
 
 @train_app.command("offline")
@@ -172,13 +199,17 @@ def train_offline_cmd(
     run_dir: Path = _RUN_DIR,
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
+    track: bool = _TRACK,
+    wandb_project: str = _WANDB_PROJECT,
+    wandb_entity: str = _WANDB_ENTITY,
 ) -> None:
     """Offline PbRL: label segment pairs (or rate segments) of a fixed dataset once, then train an offline agent."""
     flags = dict(task=task, dataset=dataset, agent=agent, teacher=teacher, total_feedback=total_feedback,
                  segment_length=segment_length, steps=steps, seed=seed, checkpoint_every=checkpoint_every,
                  eval_every=eval_every, n_eval_episodes=n_eval_episodes, collect_policy=collect_policy,
                  collect_steps=collect_steps, n_classes=n_classes, labels=labels)
-    _train("offline", config, flags, sets, run_dir, overwrite, quiet)
+    tracking = _tracking(track, wandb_project, wandb_entity)
+    _train("offline", config, flags, sets, run_dir, overwrite, quiet, tracking)
 
 
 def eval_cmd(

@@ -40,6 +40,7 @@ from pbrl.checkpoint import (
 from pbrl.config import OfflineConfig, OnlineConfig, RunConfig, agent_class
 from pbrl.io import check_writable_file
 from pbrl.run_dir import CURVE_FIELDS, RunDir, check_run_dir
+from pbrl.tracking import Tracking, check_tracking, enable_tracking
 from pbrl.train_common import FailureStatus as _FailureStatus
 from pbrl.train_common import eval_env as _eval_env
 from pbrl.train_common import normalized as _normalized
@@ -169,13 +170,19 @@ def check_start(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
 
 
 def train(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False, verbose: bool = True,
-          echo: Callable[[str], None] | None = None, checked: StartCheck | None = None) -> dict[str, Any]:
+          echo: Callable[[str], None] | None = None, checked: StartCheck | None = None,
+          tracking: Tracking | None = None) -> dict[str, Any]:
     """Start a new run of ``cfg`` in ``run_dir``: :func:`check_start`, then the run directory (with
     ``overwrite`` the previous run is moved aside and ``echo`` says where), then training.
+
+    ``tracking``: also log to Weights & Biases (:mod:`pbrl.tracking`; the ``wandb`` extra is checked first,
+    and the W&B run id is stored in ``run_dir/wandb.json`` so that a resume continues the same W&B run).
 
     A start that fails before its first checkpoint removes the directory it made (and puts back a run it
     moved aside); a later failure marks ``status.json`` ``failed`` and keeps the checkpoints for resume.
     """
+    if tracking is not None:
+        check_tracking()
     cfg = cfg.validate()
     checked = checked or check_start(cfg, run_dir, overwrite)
     existed = Path(run_dir).exists()
@@ -183,6 +190,8 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False, v
     if run.moved_to is not None and echo is not None:
         echo(f"--overwrite: the previous run in {run.path} was moved to {run.moved_to}")
     try:
+        if tracking is not None:
+            enable_tracking(run.path, tracking)
         with _FailureStatus(run.path):
             if isinstance(cfg, OnlineConfig):
                 return train_online(cfg, run.path, resume=False, verbose=verbose)
@@ -248,13 +257,19 @@ def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], ve
     return [out[i] for i in range(len(cfgs))]
 
 
-def resume(run_dir: str | os.PathLike, verbose: bool = True) -> dict[str, Any]:
+def resume(run_dir: str | os.PathLike, verbose: bool = True, tracking: Tracking | None = None) -> dict[str, Any]:
     """Continue the run in ``run_dir`` from its newest usable checkpoint (or from the start if it has
-    none). A finished run is not trained again: its metrics are returned."""
+    none). A finished run is not trained again: its metrics are returned.
+
+    A tracked run (``wandb.json``) continues its W&B run; ``tracking`` starts tracking an untracked one."""
+    if tracking is not None:
+        check_tracking()
     run = RunDir(run_dir)
     cfg = run.config()
     if run.status().get("state") == "finished" and run.metrics() is not None:
         return run.metrics()
+    if tracking is not None:
+        enable_tracking(run.path, tracking)
     with _FailureStatus(run.path):
         if isinstance(cfg, OnlineConfig):
             return train_online(cfg, run.path, resume=True, verbose=verbose)
