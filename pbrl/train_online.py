@@ -169,6 +169,7 @@ def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = F
         if prefs is not None:
             prefs.save(run.labels_path)
         evaluator.finish()
+        agent.model.logger.dump(step)  # the final evaluation reaches every output (CSV, TensorBoard, W&B)
         with atomic_write(run.path / "model.zip", suffix=".zip") as tmp:
             agent.model.save(tmp)
         agent.reward_model.save(run.path / "reward_model.pt")

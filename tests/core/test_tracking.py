@@ -6,6 +6,7 @@ import json
 import struct
 import sys
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -131,3 +132,23 @@ def test_a_tracked_run_logs_offline_and_its_resume_continues_the_same_wandb_run(
     logged = {k for r in first + second for k in r}
     assert set((d / "progress.csv").read_text().splitlines()[0].split(",")) <= logged  # what the CSV has, W&B has
     assert all(r["feedback/labels_used"] == 12 for r in first + second if "eval/mean_return" in r)
+
+
+def test_a_tracked_online_run_logs_its_evaluations(tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="the wandb extra is not installed (pip install 'pbrl[wandb]')")
+    from helpers import tiny_online_config
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    d = tmp_path / "online"
+    runs.train(config_from_dict(tiny_online_config(total_timesteps=250)), d, verbose=False,
+               tracking=Tracking(project="pbrl-test"))
+    run_id = tracking_of(d).run_id
+    (f,) = glob.glob(str(d / "wandb" / f"offline-run-*-{run_id}" / f"run-{run_id}.wandb"))
+    rows = _history(f)
+    evals = {r["global_step"]: r["eval/mean_return"] for r in rows if "eval/mean_return" in r}
+    curve = RunDir(d).curve()
+    # online, an evaluation is logged with SB3's next dump; the final one at the run's last step
+    assert evals[250] == pytest.approx(curve[-1]["mean_return"]) and curve[-1]["step"] == 250
+    assert set(np.round(list(evals.values()), 4)) <= set(np.round([r["mean_return"] for r in curve], 4))
+    assert any(k.startswith("feedback/") for r in rows for k in r)
