@@ -247,21 +247,24 @@ def report_cmd(
     seed: int = typer.Option(0, help="seed of the bootstrap"),
     include_unfinished: bool = typer.Option(False, help="also use runs that have not finished"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a report already in --out"),
+    baseline: str = typer.Option(None, "--baseline", help="a group (e.g. an agent) to compare every other with: "
+                                 "probability of improvement P(X > baseline) with its stratified-bootstrap CI"),
 ) -> None:
-    """Aggregate runs across seeds and tasks: IQM / mean / median with stratified bootstrap CIs, learning
-    curves vs env steps and vs labels, performance profiles (rliable's protocol)."""
-    from pbrl.report import build_report, format_table
+    """Aggregate runs across seeds and tasks: IQM / mean / median (and the optimality gap of success or
+    normalized scores) with stratified bootstrap CIs, the probability of improvement over a --baseline,
+    learning curves vs env steps and vs labels, performance profiles (rliable's protocol)."""
+    from pbrl.report import build_report, format_table, table_metrics
 
     try:
         res = build_report([str(p) for p in run_dirs], score=score, group_by=tuple(g.strip() for g in group_by.split(",") if g.strip()),
                            out=out, n_resamples=resamples, confidence=confidence, seed=seed,
-                           include_unfinished=include_unfinished, overwrite=overwrite)
+                           include_unfinished=include_unfinished, overwrite=overwrite, baseline=baseline)
     except ValueError as e:
         raise _fail(str(e)) from None
     console.print(format_table(res))
     for name, g in res["groups"].items():  # one greppable line per group (tables wrap in narrow terminals)
         console.print(f"{name}: " + ", ".join(f"{m} {g[m]['value']:.3f} [{g[m]['low']:.3f}, {g[m]['high']:.3f}]"
-                                              for m in ("iqm", "mean", "median")) + f" ({g['n_runs']} runs)",
+                                              for m in table_metrics(res) if m in g) + f" ({g['n_runs']} runs)",
                       soft_wrap=True, highlight=False)
     for s in res["skipped"]:
         console.print(f"skipped (not finished): {s}", highlight=False)

@@ -119,3 +119,25 @@ def test_copies_of_one_run_are_counted_once_with_a_warning(tmp_path):
                                    "-o", str(tmp_path / "rep")])
     assert out.exit_code == 0, out.output
     assert "warning:" in out.output and "counted once" in " ".join(out.output.split())
+
+
+def test_probability_of_improvement_over_a_baseline_and_the_optimality_gap(runs_root, tmp_path):
+    res = build_report([runs_root], score="return", out=tmp_path / "rep", n_resamples=500, baseline="alpha")
+    # every beta run (10) beats every alpha run (0, 1 on HalfCheetah; 5 on Hopper) on both tasks
+    poi = res["groups"]["beta"]["poi"]
+    assert (poi["value"], poi["low"], poi["high"], poi["baseline"]) == (1.0, 1.0, 1.0, "alpha")
+    assert poi["tasks"] == ["mujoco/HalfCheetah-v5", "mujoco/Hopper-v5"] and "poi" not in res["groups"]["alpha"]
+    assert (tmp_path / "rep" / "improvement.png").read_bytes()[:4] == b"\x89PNG"
+    assert "optimality_gap" not in res["groups"]["beta"]  # a return has no target
+    # success rates (all 0 here) have the target 1: the gap is 1
+    ok = build_report([runs_root], score="success", n_resamples=200)
+    assert ok["groups"]["alpha"]["optimality_gap"]["value"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="not a group of this report; the groups are: alpha, beta"):
+        build_report([runs_root], baseline="gamma", out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+    cli = CliRunner().invoke(app, ["report", str(runs_root), "--out", str(tmp_path / "r3"), "--score", "return",
+                                   "--resamples", "200", "--baseline", "alpha"])
+    assert cli.exit_code == 0, cli.output
+    assert "beta: iqm" in cli.output and "poi 1.000 [1.000, 1.000]" in cli.output  # the greppable line
+    bad = CliRunner().invoke(app, ["report", str(runs_root), "--out", str(tmp_path / "r4"), "--baseline", "gamma"])
+    assert bad.exit_code == 2 and "alpha, beta" in bad.output
