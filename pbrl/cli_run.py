@@ -213,18 +213,20 @@ def train_offline_cmd(
 
 
 def eval_cmd(
-    run_dir: Path = typer.Argument(..., help="a run directory"),
+    run_dir: Path = typer.Argument(..., help="a run directory, or an SB3 model .zip trained elsewhere (with --task)"),
+    task: str = typer.Option(None, help="for an SB3 .zip: the task it was trained on (see `pbrl tasks`)"),
     episodes: int = typer.Option(10, min=1, help="evaluation episodes"),
     seed: int = typer.Option(0, help="seed of the evaluation episodes"),
     video: Path = typer.Option(None, help="also save an MP4 of rendered episodes here (MuJoCo offscreen)"),
     video_episodes: int = typer.Option(1, min=1, help="episodes in the video"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --video file"),
 ) -> None:
-    """Evaluate a run's policy: return, success rate and normalised score over N episodes (optional MP4)."""
+    """Evaluate a run's policy, or the policy of an SB3 .zip shared by others (--task), on the task's true
+    reward: return, success rate and normalised score over N episodes (optional MP4)."""
     from pbrl.runs import evaluate_run
 
     try:
-        res = evaluate_run(run_dir, episodes, seed, video, video_episodes, overwrite=overwrite)
+        res = evaluate_run(run_dir, episodes, seed, video, video_episodes, overwrite=overwrite, task=task)
     except ValueError as e:
         raise _fail(str(e)) from None
     score = res["normalized_score"]

@@ -40,6 +40,7 @@ from pbrl.checkpoint import (
 from pbrl.config import OfflineConfig, OnlineConfig, RunConfig, agent_class
 from pbrl.io import check_writable_file
 from pbrl.run_dir import CURVE_FIELDS, RunDir, check_run_dir
+from pbrl.sb3_zip import is_sb3_zip, load_sb3_policy
 from pbrl.tracking import Tracking, check_tracking, enable_tracking
 from pbrl.train_common import FailureStatus as _FailureStatus
 from pbrl.train_common import eval_env as _eval_env
@@ -320,9 +321,14 @@ def evaluate_run(
     video_episodes: int = 1,
     size: tuple[int, int] = (320, 240),
     overwrite: bool = False,
+    task: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's policy on its task: mean/std return, success rate and normalised score over
     ``n_episodes`` deterministic episodes (seeded by ``seed``); written to ``RUN_DIR/eval.json``.
+
+    ``run_dir`` may also be an SB3 model ``.zip`` trained elsewhere (:mod:`pbrl.sb3_zip`): its policy alone is
+    evaluated on ``task`` (required then; the zip's spaces must be the task's), and nothing is written but
+    the ``video``.
 
     ``video``: also render ``video_episodes`` episodes offscreen (MuJoCo; ``MUJOCO_GL=osmesa`` without a
     GPU) and save them as one MP4 at that path (an existing file only with ``overwrite``; checked first).
@@ -332,15 +338,30 @@ def evaluate_run(
 
     check_int("episodes", n_episodes, 1)
     check_int("video_episodes", video_episodes, 1)
+    shared = is_sb3_zip(run_dir)
+    if shared and task is None:
+        raise ValueError(f"'{run_dir}' is an SB3 model file: name the task it was trained on with --task "
+                         "(see `pbrl tasks`)")
+    if not shared and task is not None:
+        raise ValueError(f"--task is for an SB3 .zip trained elsewhere; the run '{run_dir}' is evaluated on its own task")
     if video is not None:
         if Path(video).suffix.lower() != ".mp4":
             raise ValueError(f"--video must be an .mp4 path, got '{video}'")
         check_writable_file(video, "video file", overwrite=overwrite)
-    policy, cfg, source = load_policy(run_dir)
-    env = _eval_env(cfg)
+    if shared:
+        from types import SimpleNamespace
+
+        from pbrl.envs import make_env
+
+        policy, source = load_sb3_policy(run_dir, task), str(run_dir)
+        cfg: Any = SimpleNamespace(task=task, max_episode_steps=None)
+        env = make_env(task, seed=10_000)
+    else:
+        policy, cfg, source = load_policy(run_dir)
+        env = _eval_env(cfg)
     res = evaluate_policy_episodes(policy, env, n_episodes, deterministic=True, seed=seed)
     out: dict[str, Any] = {
-        "run": str(run_dir),
+        "run": None if shared else str(run_dir),
         "policy": source,
         "task": cfg.task,
         "episodes": n_episodes,
@@ -353,5 +374,6 @@ def evaluate_run(
     }
     if video is not None:
         out["video"] = str(render_video(policy, cfg, video, video_episodes, seed, size))
-    RunDir(run_dir)._write_json(RunDir(run_dir).path / "eval.json", out)
+    if not shared:
+        RunDir(run_dir)._write_json(RunDir(run_dir).path / "eval.json", out)
     return out
