@@ -312,6 +312,9 @@ def sweep_cmd(
     batch_seeds: bool = typer.Option(False, help="train offline points that differ only in their seed in one "
                                      "process, vmapped (local pool; pays on a GPU, not on a small CPU)"),
     dry_run: bool = typer.Option(False, help="list the grid and stop"),
+    track: bool = _TRACK,
+    wandb_project: str = _WANDB_PROJECT,
+    wandb_entity: str = _WANDB_ENTITY,
 ) -> None:
     """Run a grid tasks x agents x teachers x budgets x seeds (local processes, or Ray Tune with --address);
     running it again resumes unfinished runs. Read the results with `pbrl report OUT`."""
@@ -321,6 +324,7 @@ def sweep_cmd(
     from pbrl.sweep import expand_grid, run_sweep
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    tracking = _tracking(track, wandb_project, wandb_entity)
     try:
         base = _read_file(config) if config is not None else {}
         from pbrl.config import _merge
@@ -334,7 +338,8 @@ def sweep_cmd(
                 console.print(f"{out / p.name}")
             console.print(f"{len(points)} runs")
             return
-        res = run_sweep(points, out, backend=backend, workers=workers, address=address, batch_seeds=batch_seeds)
+        res = run_sweep(points, out, backend=backend, workers=workers, address=address, batch_seeds=batch_seeds,
+                        tracking=tracking)
     except ValueError as e:
         raise _fail(str(e)) from None
     failed = {k: v for k, v in res.items() if "error" in v}

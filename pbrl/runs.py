@@ -217,11 +217,15 @@ def _undo_start(run: RunDir, existed: bool) -> None:
         run.moved_to.rmdir()
 
 
-def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], verbose: bool = False) -> list[dict[str, Any]]:
+def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], verbose: bool = False,
+                tracking: Tracking | None = None) -> list[dict[str, Any]]:
     """Start, resume or skip K offline runs that differ only in their seed, training the unfinished ones in
     one process (:func:`pbrl.train_offline.train_offline_seeds`, vmapped). New runs pass
     :func:`check_start` first (all of them, before any directory is made); a failure before the first
-    checkpoint removes the directories this call made. Returns each run's metrics (or status), in order."""
+    checkpoint removes the directories this call made. ``tracking``: every run logs to W&B (see :func:`train`).
+    Returns each run's metrics (or status), in order."""
+    if tracking is not None:
+        check_tracking()
     out: dict[int, dict[str, Any]] = {}
     todo: list[tuple[int, OfflineConfig, Path, bool]] = []
     checks: dict[int, StartCheck] = {}
@@ -240,6 +244,8 @@ def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], ve
         for _, cfg, d, resumed in todo:
             if not resumed:
                 RunDir(d).create(cfg)
+            if tracking is not None:
+                enable_tracking(d, tracking)
         dataset = next((c.dataset for c in checks.values() if c.dataset is not None), None)
         res = train_offline_seeds([t[1] for t in todo], [t[2] for t in todo], resume=[t[3] for t in todo],
                                   verbose=verbose, dataset=dataset) if todo else []

@@ -48,11 +48,13 @@ class Tracking:
         entity: W&B team or user (default ``None``: the logged-in user's default entity).
         run_id: the W&B run id; :func:`enable_tracking` draws one (8 lowercase letters and digits, W&B's
             own format) when ``None``, and a resumed run reuses the stored one.
+        group: W&B run group (default ``None``; ``pbrl sweep --track`` uses the sweep folder's name).
     """
 
     project: str = "pbrl"
     entity: str | None = None
     run_id: str | None = None
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.project, str) or not self.project.strip() or "/" in self.project:
@@ -92,7 +94,7 @@ def tracking_of(run_dir: str | os.PathLike) -> Tracking | None:
         return None
     try:
         d = json.loads(path.read_text())
-        return Tracking(project=d["project"], entity=d.get("entity"), run_id=d["run_id"])
+        return Tracking(project=d["project"], entity=d.get("entity"), run_id=d["run_id"], group=d.get("group"))
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"'{path}' is not a pbrl tracking file ({type(e).__name__}: {e}); delete it to stop "
                          "tracking the run, or write it again with `pbrl train --resume RUN --track`") from None
@@ -134,7 +136,7 @@ class WandbOutputFormat(KVWriter):
         try:
             self.run = wandb.init(project=tracking.project, entity=tracking.entity, id=tracking.run_id,
                                   resume="allow", dir=str(run_dir), config=config or {},
-                                  name=name or run_dir.name, reinit="create_new")
+                                  name=name or run_dir.name, group=tracking.group, reinit="create_new")
         except Exception as e:  # wandb's errors (no API key, no network) as one line
             raise ValueError(f"--track: Weights & Biases could not start run {tracking.run_id} ({type(e).__name__}: "
                              f"{' '.join(str(e).split())}); log in with `wandb login`, or set WANDB_MODE=offline to "

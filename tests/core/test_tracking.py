@@ -5,6 +5,7 @@ import glob
 import json
 import struct
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -70,6 +71,17 @@ def _history(run_file: str) -> list[dict]:
     return rows
 
 
+def _logged(run_file: str, last_step: int, timeout: float = 60.0) -> list[dict]:
+    """:func:`_history` once W&B's service has written the row of ``last_step`` (``run.finish()`` can return
+    before its log file is flushed on a busy machine)."""
+    t0 = time.time()
+    while True:
+        rows = _history(run_file)
+        if any(r.get("global_step") == last_step for r in rows) or time.time() - t0 > timeout:
+            return rows
+        time.sleep(0.5)
+
+
 def test_track_without_the_wandb_extra_is_one_line_and_makes_nothing(tmp_path, monkeypatch, dataset_file):
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
     d = tmp_path / "run"
@@ -84,10 +96,14 @@ def test_track_without_the_wandb_extra_is_one_line_and_makes_nothing(tmp_path, m
     with pytest.raises(ValueError, match=r"pbrl\[wandb\]"):
         runs.train(config_from_dict({**BASE, "dataset": dataset_file}), d, verbose=False, tracking=Tracking())
     assert not d.exists() and WANDB_MISSING.startswith("--track")
+    sweep = tmp_path / "sweep"
+    res = CliRunner().invoke(app, ["sweep", "--out", str(sweep), "--kind", "offline", "--tasks", "mujoco/Hopper-v5",
+                                   "--set", f"dataset={dataset_file}", "--seeds", "0-1", "--track"])
+    assert res.exit_code == 2 and "pip install 'pbrl[wandb]'" in res.output and not sweep.exists(), res.output
 
 
 def test_tracking_file_keeps_the_run_id(tmp_path):
-    first = enable_tracking(tmp_path, Tracking(project="p", entity="me"))
+    first = enable_tracking(tmp_path, Tracking(project="p", entity="me", group="sweep1"))
     assert len(first.run_id) == 8 and tracking_of(tmp_path) == first
     again = enable_tracking(tmp_path, Tracking(project="p"))  # a resume with --track: the same W&B run
     assert again.run_id == first.run_id
@@ -123,7 +139,7 @@ def test_a_tracked_run_logs_offline_and_its_resume_continues_the_same_wandb_run(
     assert metrics["steps"] == 60 and tracking_of(d).run_id == run_id
     files = sorted(glob.glob(str(d / "wandb" / f"offline-run-*-{run_id}" / f"run-{run_id}.wandb")))
     assert len(files) == 2, "the resumed session must log to the same W&B run id"
-    first, second = (_history(f) for f in files)
+    first, second = _logged(files[0], 20), _logged(files[1], 60)
     evals = lambda rows: {r["global_step"]: r["eval/mean_return"] for r in rows if "eval/mean_return" in r}  # noqa: E731
     assert list(evals(first)) == [20]
     assert list(evals(second)) == [40, 60]
@@ -145,7 +161,7 @@ def test_a_tracked_online_run_logs_its_evaluations(tmp_path, monkeypatch):
                tracking=Tracking(project="pbrl-test"))
     run_id = tracking_of(d).run_id
     (f,) = glob.glob(str(d / "wandb" / f"offline-run-*-{run_id}" / f"run-{run_id}.wandb"))
-    rows = _history(f)
+    rows = _logged(f, 250)
     evals = {r["global_step"]: r["eval/mean_return"] for r in rows if "eval/mean_return" in r}
     curve = RunDir(d).curve()
     # online, an evaluation is logged with SB3's next dump; the final one at the run's last step
