@@ -134,7 +134,7 @@ _RUN_DIR = typer.Option(None, "--run-dir", "-o", help="run directory (default ru
 _OVERWRITE = typer.Option(False, "--overwrite", help="start an existing run directory again from nothing "
                           "(its old files are moved aside to RUN_DIR.replaced-<time>)")
 _QUIET = typer.Option(False, "--quiet", help="no SB3 log table on stdout")
-_TRACK = typer.Option(False, "--track", help="also log to Weights & Biases (needs: pip install 'pbrl[wandb]'; "
+_TRACK = typer.Option(False, "--track", help="also log to Weights & Biases (needs: pip install 'pbrl\\[wandb]'; "
                       "WANDB_MODE=offline logs without a network)")
 _WANDB_PROJECT = typer.Option("pbrl", "--wandb-project", help="W&B project of --track")
 _WANDB_ENTITY = typer.Option(None, "--wandb-entity", help="W&B entity (team or user) of --track (default: yours)")
