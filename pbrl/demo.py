@@ -222,9 +222,10 @@ def _mean_curve(by_seed: dict[int, list[dict]], metric: str) -> tuple[np.ndarray
 def plot_demo(curves: dict[str, dict[int, list[dict]]], budgets: dict[str, int], reference: str,
               path: str | os.PathLike, task: str, metric: str = "mean_return", xlabel: str = "gradient updates",
               floor: str | None = None) -> Path:
-    """The demo's one figure: ``metric`` against training (left) and the final ``metric`` against labels
-    used (right), each condition as its mean over seeds with a band from the lowest to the highest seed;
-    the ``reference`` learner (true reward) is the dashed line to reach, the ``floor`` (BC) the dotted one."""
+    """The demo's one figure: ``metric`` against training (left, each condition's mean over seeds) and the
+    final ``metric`` against labels used (right: the mean over seeds, each seed as a dot, and a band from the
+    lowest to the highest seed); the ``reference`` learner (true reward) is the dashed line to reach, the
+    ``floor`` (BC) the dotted one, each with its band over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,12 +241,11 @@ def plot_demo(curves: dict[str, dict[int, list[dict]]], budgets: dict[str, int],
     for name, by_seed in curves.items():
         color, ls = style.get(name, (None, "-"))
         color = color or next(palette)
-        x, y, lo, hi = _mean_curve(by_seed, metric)
-        ax1.plot(x, y, color=color, ls=ls, lw=2.2, marker="o", ms=4, label=name)
-        ax1.fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0)
+        x, y, _, _ = _mean_curve(by_seed, metric)  # the spread over seeds is the right panel's band
+        ax1.plot(x, y, color=color, ls=ls, lw=2.2, marker="o", ms=5, label=name)
     ax1.set_xlabel(xlabel)
     ax1.set_ylabel(ylabel)
-    ax1.set_title(f"the same data, three ways to learn from it ({n_seeds} seeds each)")
+    ax1.set_title(f"the same data, three ways to learn from it (mean of {n_seeds} seeds)")
     ax1.legend(loc="best", fontsize=8)
     names = sorted(budgets, key=budgets.get)
     xs = np.array([budgets[n] for n in names], dtype=np.float64)
