@@ -66,10 +66,10 @@ def demo_cmd(
     segment_length: int = typer.Option(50, min=1, help="segment length H of the --teachers table"),
     seed: int = typer.Option(0, help="seed for the envs, the segments, the teachers and the runs"),
 ) -> None:
-    """What pbrl is for, in a few minutes on 2 CPU cores: on one Meta-World task and dataset, IQL trained on
-    the true reward beside the same IQL learning only from a scripted teacher's answers (MR+IQL with 5, 50
-    and 200 labels), the B-Pref teachers' table, and one plot (learning curves + return against labels
-    used). `--teachers` prints only a teachers' table (of --task)."""
+    """What pbrl is for, in a few minutes on 2 CPU cores: on one Meta-World task and a noisy dataset, IQL
+    trained on the true reward and BC beside the same IQL learning only from a scripted teacher's answers
+    (MR+IQL at three label budgets), three seeds each; the B-Pref teachers' table, and one plot (learning
+    curves + return against labels used, bands over seeds). `--teachers` prints only a teachers' table."""
     from pbrl.demo import run_tour, teacher_agreement_table, teacher_table
 
     if teachers:

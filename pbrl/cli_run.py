@@ -42,6 +42,20 @@ def _default_run_dir(cfg) -> Path:
     return Path("runs") / f"{cfg.kind}__{cfg.agent}__{task}__{cfg.teacher_tag()}__b{cfg.total_feedback}__s{cfg.seed}"
 
 
+def _tracking(track: bool, project: str, entity: str | None):
+    """``--track``'s :class:`pbrl.tracking.Tracking` (``None`` without ``--track``); one line and exit 2 if the
+    ``wandb`` extra is missing or a name is bad, before any work."""
+    from pbrl.tracking import Tracking, check_tracking
+
+    if not track:
+        return None
+    try:
+        check_tracking()
+        return Tracking(project=project, entity=entity)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+
+
 def _hyperparams(path: Path | None, off: bool) -> Path | bool:
     if off and path is not None:
         raise _fail("--hyperparams and --no-hyperparams exclude each other; give one")
@@ -49,7 +63,7 @@ def _hyperparams(path: Path | None, off: bool) -> Path | bool:
 
 
 def _train(kind: str, config: Path | None, flags: dict[str, Any], sets: list[str] | None, run_dir: Path | None,
-           overwrite: bool, quiet: bool, hyperparams: Path | bool = True) -> None:
+           overwrite: bool, quiet: bool, hyperparams: Path | bool = True, tracking=None) -> None:
     from pbrl import runs
     from pbrl.config_resolve import resolve_config
 
@@ -66,7 +80,7 @@ def _train(kind: str, config: Path | None, flags: dict[str, Any], sets: list[str
         console.print(f"hyperparameters: {prov['hyperparams_file']} [{', '.join(prov['hyperparams_entries']) or 'no entry'}]"
                       " (sources of every value: config.json's provenance)", highlight=False, soft_wrap=True, markup=False)
     res = runs.train(cfg, run_dir, overwrite=overwrite, verbose=not quiet, checked=checked,
-                     echo=lambda m: console.print(m, highlight=False, soft_wrap=True))
+                     echo=lambda m: console.print(m, highlight=False, soft_wrap=True), tracking=tracking)
     _finish(res, run_dir)
 
 
@@ -89,8 +103,13 @@ def train_main(
     ctx: typer.Context,
     resume: Path = typer.Option(None, "--resume", help="continue the run in this directory from its latest checkpoint"),
     quiet: bool = typer.Option(False, "--quiet", help="no SB3 log table on stdout"),
+    track: bool = typer.Option(False, "--track", help="with --resume: also log to Weights & Biases from here on "
+                               "(a tracked run always continues its W&B run)"),
+    wandb_project: str = typer.Option("pbrl", "--wandb-project", help="W&B project of --track"),
+    wandb_entity: str = typer.Option(None, "--wandb-entity", help="W&B entity (team or user) of --track"),
 ) -> None:
     """Train an agent: `pbrl train online ...`, `pbrl train offline ...` or `pbrl train --resume RUN_DIR`."""
+    tracking = _tracking(track, wandb_project, wandb_entity)
     if ctx.invoked_subcommand is not None:
         if resume is not None:
             raise _fail("--resume takes no sub-command: use `pbrl train --resume RUN_DIR` alone")
@@ -109,7 +128,7 @@ def train_main(
     state = rd.status().get("state")
     console.print(f"[bold]resuming[/bold] {resume} ({state}) from "
                   + (f"checkpoint {ckpt.name}" if ckpt else "the start (no checkpoint yet)"), highlight=False)
-    _finish(runs.resume(resume, verbose=not quiet), resume)
+    _finish(runs.resume(resume, verbose=not quiet, tracking=tracking), resume)
 
 
 _CONFIG = typer.Option(None, "--config", "-c", help="YAML or JSON config file (flags override it)")
@@ -121,6 +140,10 @@ _QUIET = typer.Option(False, "--quiet", help="no SB3 log table on stdout")
 _HPARAMS = typer.Option(None, "--hyperparams", help="per-task hyperparameter file to use instead of the agent's "
                         "packaged pbrl/hyperparams/<agent>.yml (flags, --config and --set override it)")
 _NO_HPARAMS = typer.Option(False, "--no-hyperparams", help="ignore the hyperparameter files: the agent's defaults only")
+_TRACK = typer.Option(False, "--track", help="also log to Weights & Biases (needs: pip install 'pbrl\\[wandb]'; "
+                      "WANDB_MODE=offline logs without a network)")
+_WANDB_PROJECT = typer.Option("pbrl", "--wandb-project", help="W&B project of --track")
+_WANDB_ENTITY = typer.Option(None, "--wandb-entity", help="W&B entity (team or user) of --track (default: yours)")
 
 
 @train_app.command("online")
@@ -148,6 +171,9 @@ def train_online_cmd(
     quiet: bool = _QUIET,
     hyperparams: Path = _HPARAMS,
     no_hyperparams: bool = _NO_HPARAMS,
+    track: bool = _TRACK,
+    wandb_project: str = _WANDB_PROJECT,
+    wandb_entity: str = _WANDB_ENTITY,
 ) -> None:
     """Online PbRL: an SB3 learner on a live task, a teacher labelling segment pairs (or rating single
     segments, --teacher rating) as it trains."""
@@ -156,7 +182,8 @@ def train_online_cmd(
                  feedback_every=feedback_every, segment_length=segment_length, selector=selector, seed=seed,
                  checkpoint_every=checkpoint_every, eval_every=eval_every, n_eval_episodes=n_eval_episodes,
                  max_episode_steps=max_episode_steps, n_classes=n_classes)
-    _train("online", config, flags, sets, run_dir, overwrite, quiet, _hyperparams(hyperparams, no_hyperparams))
+    tracking = _tracking(track, wandb_project, wandb_entity)
+    _train("online", config, flags, sets, run_dir, overwrite, quiet, _hyperparams(hyperparams, no_hyperparams), tracking)
 
 
 @train_app.command("offline")
@@ -185,28 +212,34 @@ def train_offline_cmd(
     quiet: bool = _QUIET,
     hyperparams: Path = _HPARAMS,
     no_hyperparams: bool = _NO_HPARAMS,
+    track: bool = _TRACK,
+    wandb_project: str = _WANDB_PROJECT,
+    wandb_entity: str = _WANDB_ENTITY,
 ) -> None:
     """Offline PbRL: label segment pairs (or rate segments) of a fixed dataset once, then train an offline agent."""
     flags = dict(task=task, dataset=dataset, agent=agent, teacher=teacher, total_feedback=total_feedback,
                  segment_length=segment_length, steps=steps, seed=seed, checkpoint_every=checkpoint_every,
                  eval_every=eval_every, n_eval_episodes=n_eval_episodes, collect_policy=collect_policy,
                  collect_steps=collect_steps, n_classes=n_classes, labels=labels)
-    _train("offline", config, flags, sets, run_dir, overwrite, quiet, _hyperparams(hyperparams, no_hyperparams))
+    tracking = _tracking(track, wandb_project, wandb_entity)
+    _train("offline", config, flags, sets, run_dir, overwrite, quiet, _hyperparams(hyperparams, no_hyperparams), tracking)
 
 
 def eval_cmd(
-    run_dir: Path = typer.Argument(..., help="a run directory"),
+    run_dir: Path = typer.Argument(..., help="a run directory, or an SB3 model .zip trained elsewhere (with --task)"),
+    task: str = typer.Option(None, help="for an SB3 .zip: the task it was trained on (see `pbrl tasks`)"),
     episodes: int = typer.Option(10, min=1, help="evaluation episodes"),
     seed: int = typer.Option(0, help="seed of the evaluation episodes"),
     video: Path = typer.Option(None, help="also save an MP4 of rendered episodes here (MuJoCo offscreen)"),
     video_episodes: int = typer.Option(1, min=1, help="episodes in the video"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --video file"),
 ) -> None:
-    """Evaluate a run's policy: return, success rate and normalised score over N episodes (optional MP4)."""
+    """Evaluate a run's policy, or the policy of an SB3 .zip shared by others (--task), on the task's true
+    reward: return, success rate and normalised score over N episodes (optional MP4)."""
     from pbrl.runs import evaluate_run
 
     try:
-        res = evaluate_run(run_dir, episodes, seed, video, video_episodes, overwrite=overwrite)
+        res = evaluate_run(run_dir, episodes, seed, video, video_episodes, overwrite=overwrite, task=task)
     except ValueError as e:
         raise _fail(str(e)) from None
     score = res["normalized_score"]
@@ -229,21 +262,24 @@ def report_cmd(
     seed: int = typer.Option(0, help="seed of the bootstrap"),
     include_unfinished: bool = typer.Option(False, help="also use runs that have not finished"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a report already in --out"),
+    baseline: str = typer.Option(None, "--baseline", help="a group (e.g. an agent) to compare every other with: "
+                                 "probability of improvement P(X > baseline) with its stratified-bootstrap CI"),
 ) -> None:
-    """Aggregate runs across seeds and tasks: IQM / mean / median with stratified bootstrap CIs, learning
-    curves vs env steps and vs labels, performance profiles (rliable's protocol)."""
-    from pbrl.report import build_report, format_table
+    """Aggregate runs across seeds and tasks: IQM / mean / median (and the optimality gap of success or
+    normalized scores) with stratified bootstrap CIs, the probability of improvement over a --baseline,
+    learning curves vs env steps and vs labels, performance profiles (rliable's protocol)."""
+    from pbrl.report import build_report, format_table, table_metrics
 
     try:
         res = build_report([str(p) for p in run_dirs], score=score, group_by=tuple(g.strip() for g in group_by.split(",") if g.strip()),
                            out=out, n_resamples=resamples, confidence=confidence, seed=seed,
-                           include_unfinished=include_unfinished, overwrite=overwrite)
+                           include_unfinished=include_unfinished, overwrite=overwrite, baseline=baseline)
     except ValueError as e:
         raise _fail(str(e)) from None
     console.print(format_table(res))
     for name, g in res["groups"].items():  # one greppable line per group (tables wrap in narrow terminals)
         console.print(f"{name}: " + ", ".join(f"{m} {g[m]['value']:.3f} [{g[m]['low']:.3f}, {g[m]['high']:.3f}]"
-                                              for m in ("iqm", "mean", "median")) + f" ({g['n_runs']} runs)",
+                                              for m in table_metrics(res) if m in g) + f" ({g['n_runs']} runs)",
                       soft_wrap=True, highlight=False)
     for s in res["skipped"]:
         console.print(f"skipped (not finished): {s}", highlight=False)
@@ -291,6 +327,9 @@ def sweep_cmd(
     dry_run: bool = typer.Option(False, help="list the grid and stop"),
     hyperparams: Path = _HPARAMS,
     no_hyperparams: bool = _NO_HPARAMS,
+    track: bool = _TRACK,
+    wandb_project: str = _WANDB_PROJECT,
+    wandb_entity: str = _WANDB_ENTITY,
 ) -> None:
     """Run a grid tasks x agents x teachers x budgets x seeds (local processes, or Ray Tune with --address);
     running it again resumes unfinished runs. Read the results with `pbrl report OUT`."""
@@ -300,6 +339,7 @@ def sweep_cmd(
     from pbrl.sweep import expand_grid, run_sweep
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    tracking = _tracking(track, wandb_project, wandb_entity)
     try:
         base = _read_file(config) if config is not None else {}
         from pbrl.config import _merge
@@ -313,7 +353,8 @@ def sweep_cmd(
                 console.print(f"{out / p.name}")
             console.print(f"{len(points)} runs")
             return
-        res = run_sweep(points, out, backend=backend, workers=workers, address=address, batch_seeds=batch_seeds)
+        res = run_sweep(points, out, backend=backend, workers=workers, address=address, batch_seeds=batch_seeds,
+                        tracking=tracking)
     except ValueError as e:
         raise _fail(str(e)) from None
     failed = {k: v for k, v in res.items() if "error" in v}

@@ -1,16 +1,20 @@
 """``pbrl demo``: what the suite is for, in a few minutes on 2 CPU cores.
 
-On one task (Meta-World button-press) and one fixed dataset (a scripted policy under heavy action noise),
-the same learner, IQL, trains several times for the same number of updates:
+On one task (Meta-World button-press) and one fixed dataset (a scripted policy, most of whose episodes are
+drowned in action noise), learners train for the same number of updates, each with several seeds (trained
+together, vmapped):
 
-* on the dataset's **true reward** (the line to reach: what a hand-written reward gives);
-* as **MR+IQL** at three label budgets: it never sees the reward, only a scripted teacher's answers to
-  "which of these two segments is better?", from which it learns a reward and relabels the data.
+* **IQL on the true reward** (the line to reach: what a hand-written reward gives);
+* **BC**, imitating every action of the data (the floor: what ignoring rewards and preferences gives);
+* **MR+IQL** at label budgets a factor of ten apart: the same IQL, never shown the reward, only a scripted
+  teacher's answers to "which of these two segments is better?", from which it learns a reward and
+  relabels the data.
 
 It prints the B-Pref teachers' table (how often each simulated teacher agrees with the oracle on segments
-of this data), the final returns, and draws ONE plot, ``OUT/demo.png``: left, return against updates;
-right, the feedback-efficiency view, final return against labels used, with the true-reward learner as
-the line to reach. Runs already finished in ``OUT`` are reused.
+of this data), the final returns (mean over seeds, lowest and highest), and draws ONE plot,
+``OUT/demo.png``: left, return against updates; right, the feedback-efficiency view, final return against
+labels used, with the true-reward learner as the line to reach and BC as the floor; every line is the mean
+over seeds with a band from the lowest to the highest seed. Runs already finished in ``OUT`` are reused.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pbrl.segments import sample_segment_pairs
 from pbrl.teachers import TEACHER_PRESETS, ScriptedTeacher
 
 __all__ = ["teacher_agreement_table", "dataset_teacher_table", "run_tour", "plot_demo", "teacher_table", "DEMO_TASK",
-           "DEMO_OFFLINE", "DEMO_DATASET", "DEMO_BUDGETS"]
+           "DEMO_OFFLINE", "DEMO_DATASET", "DEMO_BUDGETS", "DEMO_SEEDS"]
 
 
 def teacher_agreement_table(
@@ -73,10 +77,11 @@ def teacher_agreement_table(
 # ---------------------------------------------------------------------------------------- the tour
 DEMO_TASK = "metaworld/button-press-v3"
 
-DEMO_DATASET: dict[str, Any] = {"policy": "scripted", "n_steps": 8000, "noise": [0.5, 2.0, 5.0, 5.0]}
-"""The demo's dataset: a scripted Meta-World policy under four levels of action noise, cycled per episode
-(one fair episode in four, the others close to random), collected once into ``OUT/dataset.hdf5``. With
-less noise the data is so good that IQL imitates it whatever the reward, and labels do not matter."""
+DEMO_DATASET: dict[str, Any] = {"policy": "scripted", "n_steps": 8000, "noise": [0.3, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0]}
+"""The demo's dataset: a scripted Meta-World policy under action noise that changes per episode (one
+episode in eight close to the scripted policy, the others close to random), collected once into
+``OUT/dataset.hdf5``. Imitating it (BC) copies mostly random behaviour; a learner that knows which
+steps are good (the true reward, or a reward learned from labels) can pick the good episodes out."""
 
 DEMO_OFFLINE: dict[str, Any] = {
     "kind": "offline",
@@ -85,16 +90,23 @@ DEMO_OFFLINE: dict[str, Any] = {
     "teacher": "oracle",
     "segment_length": 25,
     "steps": 1500,
-    "eval_every": 500,
-    "checkpoint_every": 500,
+    "eval_every": 750,
+    "checkpoint_every": 750,
     "n_eval_episodes": 5,
     "agent_kwargs": {"hidden": [64, 64], "batch_size": 128},
 }
-"""The demo's runs: IQL (small networks) on the dataset's true reward, and MR+IQL, the same IQL on a reward
-learned from a scripted teacher's labels (``total_feedback`` set per budget)."""
+"""The demo's runs: IQL (small networks) on the dataset's true reward, BC on the same data, and MR+IQL, the
+same IQL on a reward learned from a scripted teacher's labels (``total_feedback`` set per budget)."""
 
-DEMO_BUDGETS: tuple[int, ...] = (5, 50, 200)
-"""Label budgets of the demo's MR+IQL runs."""
+DEMO_BUDGETS: tuple[int, ...] = (5, 50, 500)
+"""Label budgets of the demo's MR+IQL runs (a factor of ten apart)."""
+
+DEMO_SEEDS: tuple[int, ...] = (0, 1, 2)
+"""Seeds of every condition (trained together, vmapped: :func:`pbrl.runs.train_seeds`); the plot shows
+their mean with a band from the lowest to the highest seed."""
+
+REFERENCE = "IQL, true reward"
+FLOOR = "BC, imitates the data"
 
 
 def dataset_teacher_table(path: str | os.PathLike, pairs: int, segment_length: int, seed: int = 0) -> list[dict]:
@@ -119,27 +131,38 @@ def dataset_teacher_table(path: str | os.PathLike, pairs: int, segment_length: i
     return rows
 
 
+def _jobs(cfg: dict, budgets: tuple[int, ...]) -> list[tuple[str, str, dict]]:
+    """``(name, sub-folder, config)`` of every condition: the true-reward IQL, BC, and MR+IQL per budget."""
+    jobs = [(REFERENCE, "iql_true_reward", {**cfg, "agent": "iql"}),
+            (FLOOR, "bc", {**cfg, "agent": "bc", "agent_kwargs": {**cfg["agent_kwargs"]}})]
+    return jobs + [(f"MR+IQL, {b} labels", f"mriql_b{b}", {**cfg, "total_feedback": b}) for b in sorted(budgets)]
+
+
 def run_tour(out: str = "pbrl_demo", console=None, seed: int = 0, budgets: tuple[int, ...] = DEMO_BUDGETS,
              teacher_pairs: int = 1000, overrides: dict | None = None, dataset_steps: int | None = None,
-             task: str = DEMO_TASK, noise: list[float] | None = None) -> dict:
+             task: str = DEMO_TASK, noise: list[float] | None = None, seeds: tuple[int, ...] = DEMO_SEEDS,
+             workers: int = 2) -> dict:
     """The tour behind ``pbrl demo`` (see the module docstring). ``overrides`` replace
-    :data:`DEMO_OFFLINE`'s keys and ``dataset_steps`` the dataset's size (tests make both smaller).
-    Returns ``{"teachers": rows, "runs": {name: curve}, "labels": {name: labels used}, "plot": path}``."""
+    :data:`DEMO_OFFLINE`'s keys and ``dataset_steps`` the dataset's size (tests make both smaller); every
+    condition runs with each of ``seeds`` (offset by ``seed``), the seeds of one condition in one vmapped
+    batch, ``workers`` conditions at a time in their own processes (the local pool of
+    :func:`pbrl.sweep.run_sweep`). Returns ``{"teachers": rows, "runs": {name: {seed: curve}}, "labels": {name: labels used},
+    "plot": path}``."""
     import warnings
 
     from pbrl.envs.datasets import collect, save_d4rl
     from pbrl.run_dir import RunDir
-    from pbrl.sweep import run_point
+    from pbrl.sweep import SweepPoint, run_sweep
 
     warnings.filterwarnings("ignore", category=UserWarning, module=r"metaworld\..*")
     out_path = Path(out)
     say = console.print if console is not None else (lambda *a, **k: None)
-    cfg = {**DEMO_OFFLINE, "task": task, **(overrides or {}), "seed": seed}
+    cfg = {**DEMO_OFFLINE, "task": task, **(overrides or {})}
     noise = list(noise or DEMO_DATASET["noise"])
     n_steps = int(dataset_steps or DEMO_DATASET["n_steps"])
     data = out_path / "dataset.hdf5"
     say(f"[bold]1. data[/bold]: {n_steps} steps of a scripted {task} policy with action noise "
-        f"{noise} -> {data}", highlight=False)
+        f"{noise} (one level per episode, in turn) -> {data}", highlight=False)
     if not data.exists():
         save_d4rl(collect(task, DEMO_DATASET["policy"], n_steps=n_steps, seed=seed, noise=noise), data)
     cfg["dataset"] = str(data)
@@ -148,35 +171,61 @@ def run_tour(out: str = "pbrl_demo", console=None, seed: int = 0, budgets: tuple
     rows = dataset_teacher_table(data, teacher_pairs, cfg["segment_length"], seed)
     if console is not None:
         console.print(teacher_table(rows, f"B-Pref teachers on {teacher_pairs} pairs of {task}"))
-    ref = "IQL, true reward"
-    curves: dict[str, list[dict]] = {}
+    run_seeds = [seed + s for s in seeds]
+    curves: dict[str, dict[int, list[dict]]] = {}
     labels: dict[str, int] = {}
-    jobs = [(ref, "iql_true_reward", {**cfg, "agent": "iql"})]
-    jobs += [(f"MR+IQL, {b} labels", f"mriql_b{b}", {**cfg, "total_feedback": b}) for b in sorted(budgets)]
-    for i, (name, sub, c) in enumerate(jobs, start=3):
-        what = ("on the dataset's reward" if c["agent"] == "iql" else
-                f"never shown the reward: an oracle teacher labels {c['total_feedback']} segment pairs")
-        say(f"[bold]{i}. {name}[/bold]: IQL, {c['steps']} updates, {what} -> {out_path / sub}")
-        res = run_point(c, str(out_path / sub), verbose=False)
-        curves[name] = RunDir(out_path / sub).curve()
-        if c["agent"] != "iql":
-            labels[name] = int(res.get("labels", c["total_feedback"]))
-    say(f"[bold]results[/bold]: final return (true reward) over {cfg['n_eval_episodes']} evaluation episodes, "
-        "and its share of the true-reward learner's")
-    top = curves[ref][-1]["mean_return"]
-    for name, c in curves.items():
-        share = f"{100 * c[-1]['mean_return'] / top:5.0f} %" if top > 0 else ""
-        say(f"   {name:<22} return {c[-1]['mean_return']:7.1f}  {share}  (success rate {c[-1]['success_rate']:.2f})",
+    for i, (name, sub, c) in enumerate(_jobs(cfg, budgets), start=3):
+        what = {"iql": "on the dataset's reward", "bc": "imitating every action of the data, no reward"}.get(
+            c["agent"], f"never shown the reward: an oracle teacher labels {c.get('total_feedback')} segment pairs")
+        say(f"[bold]{i}. {name}[/bold]: {c['steps']} updates, {what}, seeds {run_seeds} -> {out_path / sub}_s*",
             highlight=False)
-    plot = plot_demo(curves, labels, ref, out_path / "demo.png", task, metric="mean_return")
+    say(f"   training: each condition's {len(run_seeds)} seeds in one vmapped batch, {workers} conditions at a time")
+    jobs = _jobs(cfg, budgets)
+    points = [SweepPoint(f"{sub}_s{s}", {**c, "seed": s}) for _, sub, c in jobs for s in run_seeds]
+    res = run_sweep(points, out_path, backend="local", workers=workers, progress=False, batch_seeds=True)
+    failed = {k: v["error"] for k, v in res.items() if "error" in v}
+    if failed:
+        raise RuntimeError(f"demo runs failed: {failed}")
+    for name, sub, c in jobs:
+        curves[name] = {s: RunDir(out_path / f"{sub}_s{s}").curve() for s in run_seeds}
+        if c["agent"] == "mriql":
+            labels[name] = int(res[f"{sub}_s{run_seeds[0]}"].get("labels", c["total_feedback"]))
+    _say_results(say, curves, cfg["n_eval_episodes"], len(run_seeds))
+    plot = plot_demo(curves, labels, REFERENCE, out_path / "demo.png", task, metric="mean_return", floor=FLOOR)
     say(f"plot: {plot}")
     return {"teachers": rows, "runs": curves, "labels": labels, "plot": str(plot)}
 
 
-def plot_demo(curves: dict[str, list[dict]], budgets: dict[str, int], reference: str, path: str | os.PathLike,
-              task: str, metric: str = "success_rate", xlabel: str = "gradient updates") -> Path:
-    """The demo's one figure: ``metric`` against training (left) and the final ``metric`` against labels
-    used (right), with the ``reference`` learner (true reward) as a dashed line in both."""
+def _finals(runs_of: dict[int, list[dict]], metric: str) -> np.ndarray:
+    """The final ``metric`` of each seed's curve ``[n_seeds]``."""
+    return np.array([c[-1][metric] for c in runs_of.values()], dtype=np.float64)
+
+
+def _say_results(say, curves: dict[str, dict[int, list[dict]]], episodes: int, n_seeds: int) -> None:
+    say(f"[bold]results[/bold]: final return (true reward, {episodes} evaluation episodes per seed), mean over "
+        f"{n_seeds} seeds [lowest, highest], and its share of the true-reward learner's")
+    top = float(np.mean(_finals(curves[REFERENCE], "mean_return")))
+    for name, by_seed in curves.items():
+        r, sr = _finals(by_seed, "mean_return"), _finals(by_seed, "success_rate")
+        share = f"{100 * r.mean() / top:4.0f} %" if top > 0 else ""
+        say(f"   {name:<22} return {r.mean():6.1f} [{r.min():6.1f}, {r.max():6.1f}]  {share}  "
+            f"(success rate {sr.mean():.2f})", highlight=False)
+
+
+def _mean_curve(by_seed: dict[int, list[dict]], metric: str) -> tuple[np.ndarray, ...]:
+    """``(steps, mean, lowest, highest)`` over seeds, at the steps every seed evaluated."""
+    steps = sorted(set.intersection(*({r["step"] for r in c} for c in by_seed.values())))
+    vals = np.array([[next(r[metric] for r in c if r["step"] == s) for s in steps] for c in by_seed.values()])
+    return np.array(steps), vals.mean(0), vals.min(0), vals.max(0)
+
+
+def plot_demo(curves: dict[str, dict[int, list[dict]]], budgets: dict[str, int], reference: str,
+              path: str | os.PathLike, task: str, metric: str = "mean_return", xlabel: str = "gradient updates",
+              floor: str | None = None) -> Path:
+    """The demo's one figure: ``metric`` against training (left, each condition's mean over seeds) and the
+    final ``metric`` against labels used (right: the mean over seeds, each seed as a dot, and a band from the
+    lowest to the highest seed); the ``reference`` learner (true reward) is the dashed line to reach, the
+    ``floor`` (BC) the dotted one, each with its band over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -185,30 +234,43 @@ def plot_demo(curves: dict[str, list[dict]], budgets: dict[str, int], reference:
     from pbrl.io import atomic_write
 
     ylabel = {"success_rate": "success rate", "mean_return": "return (true reward)"}.get(metric, metric)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    palette = iter(["tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple"])
-    for name, curve in curves.items():
-        ref = name == reference
-        ax1.plot([r["step"] for r in curve], [r[metric] for r in curve], color="black" if ref else next(palette),
-                 lw=2.4 if ref else 1.8, ls="--" if ref else "-", marker="o", ms=3, label=name)
+    n_seeds = len(next(iter(curves.values())))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    palette = iter(["tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown"])
+    style = {reference: ("black", "--"), floor: ("grey", ":")}
+    for name, by_seed in curves.items():
+        color, ls = style.get(name, (None, "-"))
+        color = color or next(palette)
+        x, y, _, _ = _mean_curve(by_seed, metric)  # the spread over seeds is the right panel's band
+        ax1.plot(x, y, color=color, ls=ls, lw=2.2, marker="o", ms=5, label=name)
     ax1.set_xlabel(xlabel)
     ax1.set_ylabel(ylabel)
-    ax1.set_title("the same learner, on the true reward or on labels")
-    ax1.legend(loc="best", fontsize=9)
+    ax1.set_title(f"the same data, three ways to learn from it (mean of {n_seeds} seeds)")
+    ax1.legend(loc="best", fontsize=8)
     names = sorted(budgets, key=budgets.get)
-    xs = [budgets[n] for n in names]
-    ys = [curves[n][-1][metric] for n in names]
-    ax2.axhline(curves[reference][-1][metric], color="black", ls="--", lw=2.4, label=f"{reference} (no labels)")
-    ax2.plot(xs, ys, color="tab:blue", marker="o", ms=8, lw=2, label="learned from a scripted teacher")
-    for x, y in zip(xs, ys):
+    xs = np.array([budgets[n] for n in names], dtype=np.float64)
+    finals = [_finals(curves[n], metric) for n in names]
+    for line, (color, ls) in ((reference, style[reference]), (floor, style.get(floor, ("grey", ":")))):
+        if line is None or line not in curves:
+            continue
+        f = _finals(curves[line], metric)
+        ax2.axhline(f.mean(), color=color, ls=ls, lw=2.2, label=f"{line} (no labels)")
+        ax2.axhspan(f.min(), f.max(), color=color, alpha=0.1, linewidth=0)
+    means = np.array([f.mean() for f in finals])
+    ax2.plot(xs, means, color="tab:blue", marker="o", ms=8, lw=2.2, label="MR+IQL: reward learned from labels")
+    ax2.fill_between(xs, [f.min() for f in finals], [f.max() for f in finals], color="tab:blue", alpha=0.2, linewidth=0)
+    for x, f in zip(xs, finals):
+        ax2.scatter(np.full(len(f), x), f, color="tab:blue", s=12, alpha=0.6, zorder=3)
+    for x, y in zip(xs, means):
         ax2.annotate(f"{y:.2f}" if metric == "success_rate" else f"{y:.0f}", (x, y), textcoords="offset points",
                      xytext=(8, -4), fontsize=9)
     ax2.set_xscale("log")
-    ax2.set_xticks(xs, [str(x) for x in xs])
+    ax2.set_xticks(xs, [str(int(x)) for x in xs])
+    ax2.minorticks_off()
     ax2.set_xlabel("labels used (teacher's answers, log scale)")
     ax2.set_ylabel(f"final {ylabel}")
-    ax2.set_title("feedback efficiency: labels needed to match the reward")
-    ax2.legend(loc="best", fontsize=9)
+    ax2.set_title(f"feedback efficiency: more labels, closer to the reward (band: {n_seeds} seeds)")
+    ax2.legend(loc="lower right", fontsize=8)
     if metric == "success_rate":
         for ax in (ax1, ax2):
             ax.set_ylim(-0.05, 1.05)

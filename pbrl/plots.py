@@ -19,7 +19,8 @@ import numpy as np  # noqa: E402
 
 from pbrl.preferences import atomic_write  # noqa: E402
 
-__all__ = ["plot_curves", "plot_performance_profiles", "plot_interval_bars", "plot_report"]
+__all__ = ["plot_curves", "plot_performance_profiles", "plot_interval_bars", "plot_report",
+           "plot_probability_of_improvement"]
 
 _COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
@@ -109,6 +110,36 @@ def plot_interval_bars(
         ax.set_title(m.upper() if m == "iqm" else m.replace("_", " ").title())
         ax.set_xlabel(xlabel)
         ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_probability_of_improvement(
+    pois: Mapping[str, object],
+    baseline: str,
+    path: str | os.PathLike,
+) -> Path:
+    """rliable-style probability-of-improvement plot: one horizontal bar per group spanning its interval of
+    ``P(group > baseline)``, a tick at the point estimate, and a dashed line at 0.5 (no difference).
+
+    Args:
+        pois: ``{group: Interval}`` (:func:`pbrl.stats.probability_of_improvement`).
+        baseline: the group they are compared with (named on the x axis).
+    """
+    if not pois:
+        raise ValueError("no probabilities of improvement to plot")
+    groups = list(pois)
+    fig, ax = plt.subplots(figsize=(5.5, 0.8 + 0.45 * len(groups)))
+    for i, g in enumerate(groups):
+        iv = pois[g]
+        c = _COLORS[i % len(_COLORS)]
+        ax.barh(i, iv.high - iv.low, left=iv.low, height=0.6, color=c, alpha=0.6)
+        ax.plot([iv.value, iv.value], [i - 0.3, i + 0.3], color="k", lw=1.5)
+    ax.axvline(0.5, color="grey", ls="--", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_yticks(range(len(groups)))
+    ax.set_yticklabels(groups)
+    ax.set_xlabel(f"P(X > {baseline}): probability of improvement")
+    ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
 

@@ -3,8 +3,11 @@
 Each run contributes one score (its final evaluation: ``metrics.json``, or the last row of ``curve.csv``
 for an unfinished run when asked). Runs are grouped (default: by agent); within a group, tasks are the
 strata of :func:`pbrl.stats.stratified_bootstrap_ci` and seeds its samples. The table gives IQM, mean and
-median with stratified-bootstrap confidence intervals (rliable's protocol); the plots are learning curves
-(IQM with bands) against env steps and against labels used, the performance profile, and interval bars.
+median with stratified-bootstrap confidence intervals (rliable's protocol), the optimality gap for bounded
+scores (success: 1, normalized: 100), and, with a ``baseline`` group, each group's probability of
+improvement over it (:func:`pbrl.stats.probability_of_improvement`); the plots are learning curves (IQM
+with bands) against env steps and against labels used, the performance profile, interval bars, and the
+probabilities of improvement.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ SCORES = {"return": "mean_return", "success": "success_rate", "normalized": "nor
 
 GROUP_KEYS = ("agent", "teacher", "budget", "kind", "task", "selector")
 """Config fields a report may group runs by (``budget`` is ``total_feedback``)."""
+
+GAP_TARGETS = {"success": 1.0, "normalized": 100.0}
+"""The optimality gap's target per score (a return has none, so it gets no gap)."""
 
 
 @dataclass
@@ -204,6 +210,7 @@ def build_report(
     include_unfinished: bool = False,
     plots: bool = True,
     overwrite: bool = False,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
     """Aggregate the runs under ``paths``.
 
@@ -217,13 +224,17 @@ def build_report(
         include_unfinished: also use runs that have not finished (their last evaluation).
         plots: draw the PNGs when ``out`` is given.
         overwrite: replace a ``report.json`` already in ``out`` (refused otherwise, before any work).
+        baseline: a group name (e.g. ``"pebble"`` when grouping by agent): every other group gets its
+            probability of improvement over it, ``P(group > baseline)``, on the tasks both have, with a
+            stratified-bootstrap interval (``"poi"``); ``None`` (default): none.
 
     Runs with the same config (task, seed and every setting) are copies of one run: each is counted
     once, and ``"warnings"`` says which were dropped.
 
     Returns:
-        ``{"score", "groups": {name: {"n_runs", "tasks", "iqm", "mean", "median" (Interval dicts),
-        "per_task": {task: [scores]}}}, "skipped": [...], "warnings": [...], "plots": [...]}``.
+        ``{"score", "groups": {name: {"n_runs", "tasks", "iqm", "mean", "median", ["optimality_gap"], ["poi"]
+        (Interval dicts; ``poi`` also names its ``baseline`` and ``tasks``), "per_task": {task: [scores]}}},
+        "baseline", "skipped": [...], "warnings": [...], "plots": [...]}``.
     """
     if score not in (*SCORES, "auto"):
         raise ValueError(f"unknown score '{score}'; allowed values: auto, {', '.join(SCORES)}")
@@ -245,8 +256,16 @@ def build_report(
     groups: dict[str, list[RunRecord]] = {}
     for r in runs:
         groups.setdefault("/".join(r.key(g) for g in group_by), []).append(r)
+    if baseline is not None and baseline not in groups:
+        raise ValueError(f"--baseline '{baseline}' is not a group of this report; the groups are: "
+                         f"{', '.join(sorted(groups))}")
     result: dict[str, Any] = {"score": score, "field": fld, "confidence": confidence, "groups": {}, "skipped": skipped,
-                              "warnings": warnings}
+                              "warnings": warnings, "baseline": baseline}
+    metrics: dict[str, Any] = {"iqm": "iqm", "mean": "mean", "median": "median"}
+    if score in GAP_TARGETS:
+        gamma = GAP_TARGETS[score]
+        metrics["optimality_gap"] = lambda x, axis=None: stats.optimality_gap(x, axis, gamma=gamma)
+    by_task: dict[str, dict[str, np.ndarray]] = {}
     curves_steps, curves_labels, profiles, intervals = {}, {}, {}, {}
     all_scores = np.array([r.final(fld) for r in runs], dtype=np.float64)
     finite = all_scores[np.isfinite(all_scores)]
@@ -259,7 +278,8 @@ def build_report(
         if not cols:
             result["skipped"].extend(str(r.path) for r in rs)
             continue
-        ivs = {m: stats.stratified_bootstrap_ci(cols, m, confidence, n_resamples, seed=seed) for m in ("iqm", "mean", "median")}
+        ivs = {m: stats.stratified_bootstrap_ci(cols, f, confidence, n_resamples, seed=seed) for m, f in metrics.items()}
+        by_task[name] = {t: col[0] for t in tasks if (col := _task_columns(rs, vals, [t]))}
         intervals[name] = ivs
         result["groups"][name] = {
             "n_runs": int(sum(len(c) for c in cols)),
@@ -271,6 +291,7 @@ def build_report(
         profiles[name] = (taus, *stats.performance_profile(cols, taus, confidence, max(200, n_resamples // 4), seed))
         curves_steps[name] = _group_curve(rs, tasks, "step", fld, max(200, n_resamples // 4), confidence, seed)
         curves_labels[name] = _group_curve(rs, tasks, "labels", fld, max(200, n_resamples // 4), confidence, seed)
+    pois = _improvements(by_task, baseline, confidence, n_resamples, seed, result)
     result["plots"] = []
     if out is not None:
         out = Path(out)
@@ -286,9 +307,34 @@ def build_report(
                 str(P.plot_performance_profiles(profiles, out / "profile.png", f"{score} threshold tau")),
                 str(P.plot_interval_bars(intervals, out / "intervals.png", xlabel=score)),
             ]
+            if pois:
+                result["plots"].append(str(P.plot_probability_of_improvement(pois, baseline, out / "improvement.png")))
         with atomic_write(out / "report.json", suffix=".json") as tmp:
             tmp.write_text(json.dumps(result, indent=2, default=float))
     return result
+
+
+def _improvements(by_task: dict[str, dict[str, np.ndarray]], baseline: str | None, confidence: float,
+                  n_resamples: int, seed: int, result: dict[str, Any]) -> dict[str, stats.Interval]:
+    """Each group's probability of improvement over ``baseline`` on the tasks both have (stored in
+    ``result["groups"][name]["poi"]``; a group sharing no task with it gets a warning instead)."""
+    if baseline is None or baseline not in by_task:
+        return {}
+    out: dict[str, stats.Interval] = {}
+    base = by_task[baseline]
+    for name, cols in by_task.items():
+        if name == baseline:
+            continue
+        common = sorted(set(cols) & set(base))
+        if not common:
+            result["warnings"].append(f"{name} shares no task with the baseline {baseline}; no probability of "
+                                      "improvement for it")
+            continue
+        iv = stats.probability_of_improvement([cols[t] for t in common], [base[t] for t in common], confidence,
+                                              n_resamples, seed)
+        out[name] = iv
+        result["groups"][name]["poi"] = {**iv.as_dict(), "baseline": baseline, "tasks": common}
+    return out
 
 
 def format_table(result: dict[str, Any]):
@@ -299,9 +345,23 @@ def format_table(result: dict[str, Any]):
     what = "D4RL-normalised score (0 = random, 100 = D4RL expert on locomotion)" if result["score"] == "normalized" \
         else result["score"]
     t = Table(title=f"final {what} ({result['field']}): point estimate [{pct} % stratified bootstrap CI]")
-    for col in ("group", "runs", "tasks", "IQM", "mean", "median"):
+    cols = table_metrics(result)
+    heads = {"iqm": "IQM", "mean": "mean", "median": "median", "optimality_gap": "optimality gap",
+             "poi": f"P(X > {result.get('baseline')})"}
+    for col in ("group", "runs", "tasks", *(heads[m] for m in cols)):
         t.add_column(col, justify="left" if col == "group" else "right")
     for name, g in result["groups"].items():
-        fmt = [f"{g[m]['value']:.3f} [{g[m]['low']:.3f}, {g[m]['high']:.3f}]" for m in ("iqm", "mean", "median")]
+        fmt = [f"{g[m]['value']:.3f} [{g[m]['low']:.3f}, {g[m]['high']:.3f}]" if m in g else "-" for m in cols]
         t.add_row(name, str(g["n_runs"]), str(len(g["tasks"])), *fmt)
     return t
+
+
+def table_metrics(result: dict[str, Any]) -> list[str]:
+    """The metrics a report's table shows: IQM, mean, median, the optimality gap when the score has one, and
+    the probability of improvement when a baseline was given."""
+    cols = ["iqm", "mean", "median"]
+    if any("optimality_gap" in g for g in result["groups"].values()):
+        cols.append("optimality_gap")
+    if result.get("baseline") is not None:
+        cols.append("poi")
+    return cols

@@ -42,6 +42,8 @@ from pbrl.config import OfflineConfig, OnlineConfig, RunConfig, agent_class
 from pbrl.extras import check_extra
 from pbrl.io import check_writable_file
 from pbrl.run_dir import CURVE_FIELDS, RunDir, check_run_dir
+from pbrl.sb3_zip import is_sb3_zip, load_sb3_policy
+from pbrl.tracking import Tracking, check_tracking, enable_tracking
 from pbrl.train_common import FailureStatus as _FailureStatus
 from pbrl.train_common import eval_env as _eval_env
 from pbrl.train_common import normalized as _normalized
@@ -173,13 +175,19 @@ def check_start(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
 
 
 def train(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False, verbose: bool = True,
-          echo: Callable[[str], None] | None = None, checked: StartCheck | None = None) -> dict[str, Any]:
+          echo: Callable[[str], None] | None = None, checked: StartCheck | None = None,
+          tracking: Tracking | None = None) -> dict[str, Any]:
     """Start a new run of ``cfg`` in ``run_dir``: :func:`check_start`, then the run directory (with
     ``overwrite`` the previous run is moved aside and ``echo`` says where), then training.
+
+    ``tracking``: also log to Weights & Biases (:mod:`pbrl.tracking`; the ``wandb`` extra is checked first,
+    and the W&B run id is stored in ``run_dir/wandb.json`` so that a resume continues the same W&B run).
 
     A start that fails before its first checkpoint removes the directory it made (and puts back a run it
     moved aside); a later failure marks ``status.json`` ``failed`` and keeps the checkpoints for resume.
     """
+    if tracking is not None:
+        check_tracking()
     cfg = cfg.validate()
     checked = checked or check_start(cfg, run_dir, overwrite)
     existed = Path(run_dir).exists()
@@ -187,6 +195,8 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False, v
     if run.moved_to is not None and echo is not None:
         echo(f"--overwrite: the previous run in {run.path} was moved to {run.moved_to}")
     try:
+        if tracking is not None:
+            enable_tracking(run.path, tracking)
         with _FailureStatus(run.path):
             if isinstance(cfg, OnlineConfig):
                 return train_online(cfg, run.path, resume=False, verbose=verbose)
@@ -211,11 +221,15 @@ def _undo_start(run: RunDir, existed: bool) -> None:
         run.moved_to.rmdir()
 
 
-def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], verbose: bool = False) -> list[dict[str, Any]]:
+def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], verbose: bool = False,
+                tracking: Tracking | None = None) -> list[dict[str, Any]]:
     """Start, resume or skip K offline runs that differ only in their seed, training the unfinished ones in
     one process (:func:`pbrl.train_offline.train_offline_seeds`, vmapped). New runs pass
     :func:`check_start` first (all of them, before any directory is made); a failure before the first
-    checkpoint removes the directories this call made. Returns each run's metrics (or status), in order."""
+    checkpoint removes the directories this call made. ``tracking``: every run logs to W&B (see :func:`train`).
+    Returns each run's metrics (or status), in order."""
+    if tracking is not None:
+        check_tracking()
     out: dict[int, dict[str, Any]] = {}
     todo: list[tuple[int, OfflineConfig, Path, bool]] = []
     checks: dict[int, StartCheck] = {}
@@ -234,6 +248,8 @@ def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], ve
         for _, cfg, d, resumed in todo:
             if not resumed:
                 RunDir(d).create(cfg)
+            if tracking is not None:
+                enable_tracking(d, tracking)
         dataset = next((c.dataset for c in checks.values() if c.dataset is not None), None)
         res = train_offline_seeds([t[1] for t in todo], [t[2] for t in todo], resume=[t[3] for t in todo],
                                   verbose=verbose, dataset=dataset) if todo else []
@@ -252,13 +268,19 @@ def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], ve
     return [out[i] for i in range(len(cfgs))]
 
 
-def resume(run_dir: str | os.PathLike, verbose: bool = True) -> dict[str, Any]:
+def resume(run_dir: str | os.PathLike, verbose: bool = True, tracking: Tracking | None = None) -> dict[str, Any]:
     """Continue the run in ``run_dir`` from its newest usable checkpoint (or from the start if it has
-    none). A finished run is not trained again: its metrics are returned."""
+    none). A finished run is not trained again: its metrics are returned.
+
+    A tracked run (``wandb.json``) continues its W&B run; ``tracking`` starts tracking an untracked one."""
+    if tracking is not None:
+        check_tracking()
     run = RunDir(run_dir)
     cfg = run.config()
     if run.status().get("state") == "finished" and run.metrics() is not None:
         return run.metrics()
+    if tracking is not None:
+        enable_tracking(run.path, tracking)
     with _FailureStatus(run.path):
         if isinstance(cfg, OnlineConfig):
             return train_online(cfg, run.path, resume=True, verbose=verbose)
@@ -309,9 +331,14 @@ def evaluate_run(
     video_episodes: int = 1,
     size: tuple[int, int] = (320, 240),
     overwrite: bool = False,
+    task: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's policy on its task: mean/std return, success rate and normalised score over
     ``n_episodes`` deterministic episodes (seeded by ``seed``); written to ``RUN_DIR/eval.json``.
+
+    ``run_dir`` may also be an SB3 model ``.zip`` trained elsewhere (:mod:`pbrl.sb3_zip`): its policy alone is
+    evaluated on ``task`` (required then; the zip's spaces must be the task's), and nothing is written but
+    the ``video``.
 
     ``video``: also render ``video_episodes`` episodes offscreen (MuJoCo; ``MUJOCO_GL=osmesa`` without a
     GPU) and save them as one MP4 at that path (an existing file only with ``overwrite``; checked first).
@@ -321,15 +348,30 @@ def evaluate_run(
 
     check_int("episodes", n_episodes, 1)
     check_int("video_episodes", video_episodes, 1)
+    shared = is_sb3_zip(run_dir)
+    if shared and task is None:
+        raise ValueError(f"'{run_dir}' is an SB3 model file: name the task it was trained on with --task "
+                         "(see `pbrl tasks`)")
+    if not shared and task is not None:
+        raise ValueError(f"--task is for an SB3 .zip trained elsewhere; the run '{run_dir}' is evaluated on its own task")
     if video is not None:
         if Path(video).suffix.lower() != ".mp4":
             raise ValueError(f"--video must be an .mp4 path, got '{video}'")
         check_writable_file(video, "video file", overwrite=overwrite)
-    policy, cfg, source = load_policy(run_dir)
-    env = _eval_env(cfg)
+    if shared:
+        from types import SimpleNamespace
+
+        from pbrl.envs import make_env
+
+        policy, source = load_sb3_policy(run_dir, task), str(run_dir)
+        cfg: Any = SimpleNamespace(task=task, max_episode_steps=None)
+        env = make_env(task, seed=10_000)
+    else:
+        policy, cfg, source = load_policy(run_dir)
+        env = _eval_env(cfg)
     res = evaluate_policy_episodes(policy, env, n_episodes, deterministic=True, seed=seed)
     out: dict[str, Any] = {
-        "run": str(run_dir),
+        "run": None if shared else str(run_dir),
         "policy": source,
         "task": cfg.task,
         "episodes": n_episodes,
@@ -342,5 +384,6 @@ def evaluate_run(
     }
     if video is not None:
         out["video"] = str(render_video(policy, cfg, video, video_episodes, seed, size))
-    RunDir(run_dir)._write_json(RunDir(run_dir).path / "eval.json", out)
+    if not shared:
+        RunDir(run_dir)._write_json(RunDir(run_dir).path / "eval.json", out)
     return out

@@ -160,14 +160,15 @@ def _with_hyperparams(data: dict[str, Any], kind: str, hyperparams: bool | str |
     return _merge(preset.values, data), prov
 
 
-def run_point(config: dict[str, Any], run_dir: str, verbose: bool = False) -> dict[str, Any]:
-    """Run (or resume, or skip if finished) one grid point; returns its final metrics or status."""
+def run_point(config: dict[str, Any], run_dir: str, verbose: bool = False, tracking: Any = None) -> dict[str, Any]:
+    """Run (or resume, or skip if finished) one grid point; returns its final metrics or status.
+    ``tracking``: a :class:`pbrl.tracking.Tracking` to log the run to W&B (``pbrl sweep --track``)."""
     from pbrl import runs
 
     rd = runs.RunDir(run_dir)
     if rd.config_path.exists():
-        return runs.resume(run_dir, verbose=verbose)
-    return runs.train(config_from_dict(dict(config)), run_dir, verbose=verbose)
+        return runs.resume(run_dir, verbose=verbose, tracking=tracking)
+    return runs.train(config_from_dict(dict(config)), run_dir, verbose=verbose, tracking=tracking)
 
 
 def seed_groups(points: list[SweepPoint]) -> list[list[SweepPoint]]:
@@ -185,11 +186,11 @@ def seed_groups(points: list[SweepPoint]) -> list[list[SweepPoint]]:
     return list(groups.values())
 
 
-def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str]) -> list[dict[str, Any]]:
+def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str], tracking: Any = None) -> list[dict[str, Any]]:
     """A group of :func:`seed_groups` in one process: :func:`pbrl.runs.train_seeds` (a group of one:
     :func:`run_point`)."""
     if len(configs) == 1:
-        return [_local_worker(configs[0], run_dirs[0])]
+        return [_local_worker(configs[0], run_dirs[0], tracking)]
     if _stopped():
         return [dict(NOT_STARTED) for _ in configs]
     import contextlib
@@ -202,7 +203,8 @@ def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str]) -> l
     log_path = Path(run_dirs[0]).parent / f".{Path(run_dirs[0]).name}.out"
     with open(log_path, "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
         try:
-            res = runs.train_seeds([config_from_dict(dict(c)) for c in configs], run_dirs, verbose=False)
+            res = runs.train_seeds([config_from_dict(dict(c)) for c in configs], run_dirs, verbose=False,
+                                   tracking=tracking)
         except Exception as e:  # noqa: BLE001 - the runs that finished keep their metrics, the others report it
             err = {"error": f"{type(e).__name__}: {e}"}
             return [_finished(Path(d)) or err for d in run_dirs]
@@ -236,7 +238,7 @@ def _stopped() -> bool:
     return _STOP is not None and _STOP.is_set()
 
 
-def _local_worker(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
+def _local_worker(config: dict[str, Any], run_dir: str, tracking: Any = None) -> dict[str, Any]:
     if _stopped():
         return dict(NOT_STARTED)
     import torch
@@ -246,7 +248,7 @@ def _local_worker(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
     import contextlib
 
     with open(log_path, "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-        res = run_point(config, run_dir, verbose=False)
+        res = run_point(config, run_dir, verbose=False, tracking=tracking)
     _stop_after([res])
     return res
 
@@ -284,6 +286,7 @@ def run_sweep(
     progress: bool = True,
     retries: int = 2,
     batch_seeds: bool = False,
+    tracking: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every grid point into ``out/<name>``; returns ``{name: metrics or {"error": message}}``.
 
@@ -297,9 +300,18 @@ def run_sweep(
             ``FailureConfig(max_failures=...)``); the new attempt resumes the run from its newest checkpoint.
         batch_seeds: local pool: train offline points that differ only in their seed in one process each
             (:func:`seed_groups`; see the module docstring).
+        tracking: a :class:`pbrl.tracking.Tracking`: every run logs to W&B (``pbrl sweep --track``), in a
+            W&B group named after the sweep folder unless it names one.
     """
     if not points:
         raise ValueError("the sweep grid is empty")
+    if tracking is not None:
+        from dataclasses import replace
+
+        from pbrl.tracking import check_tracking
+
+        check_tracking()
+        tracking = tracking if tracking.group else replace(tracking, group=Path(out).resolve().name)
     if workers is not None:
         workers = check_int("workers", workers, 1)
     out = Path(out).resolve()
@@ -310,7 +322,7 @@ def run_sweep(
         raise ValueError("--batch-seeds runs on the local process pool; add --backend local")
     if chosen == "ray":
         log.warning("pbrl sweep: %d runs on Ray Tune%s", len(points), f" at {address}" if address else " (local Ray)")
-        return _run_ray(points, out, address, check_int("retries", retries, 0), progress)
+        return _run_ray(points, out, address, check_int("retries", retries, 0), progress, tracking)
     n = workers or os.cpu_count() or 1
     why = "" if importlib.util.find_spec("ray") else " (Ray Tune is not installed)"
     log.warning("pbrl sweep: %d runs on a local process pool of %d workers%s", len(points), n, why)
@@ -324,9 +336,9 @@ def run_sweep(
     futs = {}
     for g in groups:
         if len(g) == 1:
-            f = pool.submit(_local_worker, g[0].config, str(out / g[0].name))
+            f = pool.submit(_local_worker, g[0].config, str(out / g[0].name), tracking)
         else:
-            f = pool.submit(_local_group_worker, [p.config for p in g], [str(out / p.name) for p in g])
+            f = pool.submit(_local_group_worker, [p.config for p in g], [str(out / p.name) for p in g], tracking)
         futs[f] = [p.name for p in g]
     bar = tqdm(total=len(points), desc="sweep", unit="run", disable=not progress)
 
@@ -418,7 +430,7 @@ def _finished(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _run_ray(points: list[SweepPoint], out: Path, address: str | None, retries: int,
-             progress: bool) -> dict[str, dict[str, Any]]:
+             progress: bool, tracking: Any = None) -> dict[str, dict[str, Any]]:
     """One Ray Tune trial per unfinished grid point; each trial writes its run directory ``out/<name>``
     itself (on the node that runs it) and returns that run's ``metrics.json`` to the driver."""
     import ray
@@ -444,7 +456,7 @@ def _run_ray(points: list[SweepPoint], out: Path, address: str | None, retries: 
         if os.path.isdir(cwd):
             os.chdir(cwd)
         name = params["run"]
-        res = _local_worker(todo[name], str(out / name))
+        res = _local_worker(todo[name], str(out / name), tracking)
         return {"run": name, "metrics_json": json.dumps(res)}
 
     started = False

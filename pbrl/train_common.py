@@ -4,6 +4,7 @@ the failure status and the final metrics."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
@@ -13,13 +14,15 @@ from pbrl.config import OnlineConfig, RunConfig
 from pbrl.evaluation import task_normalized_score as normalized
 from pbrl.progress import Progress
 from pbrl.run_dir import RunDir
+from pbrl.tracking import WandbOutputFormat, tracking_of
 
 __all__ = ["StopFlag", "FailureStatus", "make_logger", "eval_env", "evaluate", "normalized", "final_metrics",
            "online_env"]
 
 
 def make_logger(run: RunDir, session: int, verbose: bool = True, resume_step: int | None = None):
-    """SB3 logger writing ``log.txt``, ``progress[.resume<k>].csv`` and TensorBoard events under ``tb/``.
+    """SB3 logger writing ``log.txt``, ``progress[.resume<k>].csv`` and TensorBoard events under ``tb/``,
+    and, for a tracked run (``wandb.json`` in its directory, :mod:`pbrl.tracking`), to its W&B run.
 
     ``resume_step``: the step of the checkpoint a resumed session starts from. TensorBoard events the
     killed session wrote after it are purged (``SummaryWriter(purge_step=...)``), so each (tag, step)
@@ -49,6 +52,10 @@ def make_logger(run: RunDir, session: int, verbose: bool = True, resume_step: in
         formats.append(tb)
     except (ImportError, AssertionError):
         pass
+    tracking = tracking_of(run.path)
+    if tracking is not None:
+        config = json.loads(run.config_path.read_text()) if run.config_path.exists() else {}
+        formats.append(WandbOutputFormat(run.path, tracking, config=config, name=run.path.name))
     return Logger(str(run.path), formats)
 
 

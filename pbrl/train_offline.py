@@ -10,6 +10,7 @@ An offline checkpoint is ``checkpoints/step_<N>.pt`` (global RNGs, the evaluatio
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -152,14 +153,16 @@ def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool =
 
 
 def _fit_one(r: _OfflineRun, verbose: bool) -> dict[str, Any]:
-    """Train one prepared run to its end (or to a SIGINT: checkpoint, status ``interrupted``)."""
-    with StopOnSignal(r.ckpt) as stop:
-        if r.done < r.cfg.steps:
-            r.agent.fit(r.ds, r.prefs, steps=r.cfg.steps - r.done, callback=[r.evaluator, r.ckpt, stop],
-                        progress=verbose)
-    if stop.stopping:
-        return r.interrupted()
-    return r.finish()
+    """Train one prepared run to its end (or to a SIGINT: checkpoint, status ``interrupted``); its logger
+    is closed at the end (a tracked run's W&B run finishes with it)."""
+    with contextlib.closing(r.agent.logger):
+        with StopOnSignal(r.ckpt) as stop:
+            if r.done < r.cfg.steps:
+                r.agent.fit(r.ds, r.prefs, steps=r.cfg.steps - r.done, callback=[r.evaluator, r.ckpt, stop],
+                            progress=verbose)
+        if stop.stopping:
+            return r.interrupted()
+        return r.finish()
 
 
 def _checkpoint_step(run_dir: str | os.PathLike) -> int | None:
@@ -211,7 +214,6 @@ def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | 
                 continue
             out.append(train_offline(c, d, resume=f, verbose=verbose, dataset=dataset))
         return out
-    from pbrl.agents.multiseed import MultiSeed
     from pbrl.envs.datasets import load_dataset
 
     ds = dataset if dataset is not None else load_dataset(cfgs[0].dataset)
@@ -224,7 +226,16 @@ def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | 
             r.progress.start_clock(r.t0, r.c0)
             out.append(_fit_one(r, verbose))
         return out
-    steps = cfgs[0].steps
+    with contextlib.ExitStack() as loggers:  # a tracked run's W&B run finishes with its logger
+        for r in runs:
+            loggers.enter_context(contextlib.closing(r.agent.logger))
+        return _fit_seeds(runs, cfgs[0].steps, ds, verbose)
+
+
+def _fit_seeds(runs: list[_OfflineRun], steps: int, ds: Any, verbose: bool) -> list[dict[str, Any]]:
+    """Train K prepared runs at the same step together, vmapped (:func:`train_offline_seeds`)."""
+    from pbrl.agents.multiseed import MultiSeed
+
     group = MultiSeed([r.agent for r in runs])
     prefs = [r.prefs for r in runs]
     for r in runs:  # the first fit fixes what depends on the whole run's length (CPL's BC phase)
@@ -234,7 +245,7 @@ def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | 
         r.agent._multiseed_prepared = True  # the chunks below go on from here (MultiSeed.fit(prepare=False))
         r.ckpt.init_callback(r.agent)
     lead = runs[0].progress
-    bar = tqdm(total=steps, initial=runs[0].done, desc=f"{cfgs[0].agent} x{len(runs)}", unit="upd",
+    bar = tqdm(total=steps, initial=runs[0].done, desc=f"{runs[0].cfg.agent} x{len(runs)}", unit="upd",
                disable=not verbose)
     with StopOnSignal() as stop:
         while runs[0].done < steps and not stop.requested:

@@ -13,6 +13,7 @@ exactly the labels and steps of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -148,31 +149,33 @@ def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = F
                                        resume_step=done if payload is not None else None))
     if payload is not None:
         _set_logger_state(agent.model.logger, payload.get("logger"))
-    run.write_status("running", step=done, labels=agent.callback.labels_used if payload else 0)
-    evaluator = PbrlEvalCallback(eval_env(cfg), cfg.eval_every, cfg.n_eval_episodes, agent.callback,
-                                 seed=10_000 + cfg.seed, eval_at_end=False, task=cfg.task, progress=progress, run=run,
-                                 dump=False)
-    evaluator.init_callback(agent.model)
-    ckpt = PbrlCheckpointCallback(lambda t: _save_online_checkpoint(agent, run, t, progress), cfg.checkpoint_every,
-                                  progress)
-    with StopOnSignal(ckpt) as stop:
-        if done < cfg.total_timesteps:
-            agent.learn(cfg.total_timesteps - done, callback=[evaluator, ckpt, stop], reset_num_timesteps=payload is None)
-    step = int(agent.model.num_timesteps)
-    prefs = agent.callback.preferences
-    n_labels = len(prefs) if prefs is not None else 0
-    if stop.stopping:
-        run.write_status("interrupted", step=progress.last_ckpt, labels=n_labels, checkpoint=progress.last_ckpt)
-        return run.status()
-    if prefs is not None:
-        prefs.save(run.labels_path)
-    evaluator.finish()
-    with atomic_write(run.path / "model.zip", suffix=".zip") as tmp:
-        agent.model.save(tmp)
-    agent.reward_model.save(run.path / "reward_model.pt")
-    metrics = final_metrics(cfg, progress, step, n_labels, time.time() - t0, time.process_time() - c0,
-                            asked=int(getattr(agent.callback, "asked", n_labels)),
-                            feedback_time_s=dict(getattr(agent.callback, "timing", {})))
-    run.write_metrics(metrics)
-    run.write_status("finished", step=step, labels=n_labels)
-    return metrics
+    with contextlib.closing(agent.model.logger):  # a tracked run's W&B run finishes with it
+        run.write_status("running", step=done, labels=agent.callback.labels_used if payload else 0)
+        evaluator = PbrlEvalCallback(eval_env(cfg), cfg.eval_every, cfg.n_eval_episodes, agent.callback,
+                                     seed=10_000 + cfg.seed, eval_at_end=False, task=cfg.task, progress=progress, run=run,
+                                     dump=False)
+        evaluator.init_callback(agent.model)
+        ckpt = PbrlCheckpointCallback(lambda t: _save_online_checkpoint(agent, run, t, progress), cfg.checkpoint_every,
+                                      progress)
+        with StopOnSignal(ckpt) as stop:
+            if done < cfg.total_timesteps:
+                agent.learn(cfg.total_timesteps - done, callback=[evaluator, ckpt, stop], reset_num_timesteps=payload is None)
+        step = int(agent.model.num_timesteps)
+        prefs = agent.callback.preferences
+        n_labels = len(prefs) if prefs is not None else 0
+        if stop.stopping:
+            run.write_status("interrupted", step=progress.last_ckpt, labels=n_labels, checkpoint=progress.last_ckpt)
+            return run.status()
+        if prefs is not None:
+            prefs.save(run.labels_path)
+        evaluator.finish()
+        agent.model.logger.dump(step)  # the final evaluation reaches every output (CSV, TensorBoard, W&B)
+        with atomic_write(run.path / "model.zip", suffix=".zip") as tmp:
+            agent.model.save(tmp)
+        agent.reward_model.save(run.path / "reward_model.pt")
+        metrics = final_metrics(cfg, progress, step, n_labels, time.time() - t0, time.process_time() - c0,
+                                asked=int(getattr(agent.callback, "asked", n_labels)),
+                                feedback_time_s=dict(getattr(agent.callback, "timing", {})))
+        run.write_metrics(metrics)
+        run.write_status("finished", step=step, labels=n_labels)
+        return metrics

@@ -26,5 +26,5 @@ $VPIP install -q --upgrade pip
 # The CPU build of torch: 2.13.0 is served from this machine's local wheel cache; an unpinned
 # torch would pull a multi-GB CUDA build. pbrl's own requirement (torch>=2.2) is then satisfied.
 .venv/bin/python -c "import torch" 2>/dev/null || $VPIP install -q "torch==2.13.0"
-$VPIP install -q -e ".[offline,label,dev,dmc,docs]"
+$VPIP install -q -e ".[offline,label,dev,dmc,docs,wandb]"
 echo "[setup] done: $(.venv/bin/python -c 'import torch, pbrl; print("pbrl", pbrl.__version__, "torch", torch.__version__)')"

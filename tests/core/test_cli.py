@@ -44,17 +44,20 @@ def test_teacher_agreement_table_numbers():
 
 
 def test_demo_tour_end_to_end_small(tmp_path):
-    """The demo's tour at toy sizes: a dataset, the teachers' table, IQL on the true reward beside MR+IQL at
-    two budgets, and one plot (the full-size demo is timed in the README)."""
+    """The demo's tour at toy sizes: a dataset, the teachers' table, IQL on the true reward and BC beside
+    MR+IQL at two budgets, two seeds each, and one plot (the full-size demo is timed in the README)."""
     from pbrl.demo import run_tour
 
     small = {"steps": 20, "eval_every": 10, "checkpoint_every": 10, "n_eval_episodes": 1, "segment_length": 10,
              "agent_kwargs": {"hidden": [16, 16], "batch_size": 16}}
-    res = run_tour(str(tmp_path / "demo"), budgets=(3, 8), teacher_pairs=50, overrides=small, dataset_steps=1000)
-    assert set(res["runs"]) == {"IQL, true reward", "MR+IQL, 3 labels", "MR+IQL, 8 labels"}
+    kw = dict(budgets=(3, 8), teacher_pairs=50, overrides=small, dataset_steps=1000, seeds=(0, 1))
+    res = run_tour(str(tmp_path / "demo"), **kw)
+    assert set(res["runs"]) == {"IQL, true reward", "BC, imitates the data", "MR+IQL, 3 labels", "MR+IQL, 8 labels"}
+    assert all(sorted(by_seed) == [0, 1] and all(len(c) == 2 for c in by_seed.values())
+               for by_seed in res["runs"].values())  # two seeds, two evaluations each
     assert res["labels"] == {"MR+IQL, 3 labels": 3, "MR+IQL, 8 labels": 8}
     assert [r["teacher"] for r in res["teachers"]][0] == "oracle" and res["teachers"][0]["agreement"] == 1.0
     assert (tmp_path / "demo" / "demo.png").stat().st_size > 10_000
-    again = run_tour(str(tmp_path / "demo"), budgets=(3, 8), teacher_pairs=50, overrides=small, dataset_steps=1000)
-    returns = {k: [r["mean_return"] for r in c] for k, c in res["runs"].items()}
-    assert {k: [r["mean_return"] for r in c] for k, c in again["runs"].items()} == returns  # runs are reused
+    again = run_tour(str(tmp_path / "demo"), **kw)
+    returns = {k: {s: [r["mean_return"] for r in c] for s, c in v.items()} for k, v in res["runs"].items()}
+    assert {k: {s: [r["mean_return"] for r in c] for s, c in v.items()} for k, v in again["runs"].items()} == returns

@@ -139,3 +139,25 @@ def test_locomotion_scores_are_on_d4rls_scale_whatever_the_run_wrote(tmp_path):
     assert res["score"] == "normalized" and (lo, hi) == (-20.272305, 3234.3)
     assert res["groups"]["iql"]["iqm"]["value"] == pytest.approx(want)  # about 11.2, not 59.2
     assert res["groups"]["iql"]["iqm"]["value"] < 12.0
+
+
+def test_probability_of_improvement_over_a_baseline_and_the_optimality_gap(runs_root, tmp_path):
+    res = build_report([runs_root], score="return", out=tmp_path / "rep", n_resamples=500, baseline="alpha")
+    # every beta run (10) beats every alpha run (0, 1 on HalfCheetah; 5 on Hopper) on both tasks
+    poi = res["groups"]["beta"]["poi"]
+    assert (poi["value"], poi["low"], poi["high"], poi["baseline"]) == (1.0, 1.0, 1.0, "alpha")
+    assert poi["tasks"] == ["mujoco/HalfCheetah-v5", "mujoco/Hopper-v5"] and "poi" not in res["groups"]["alpha"]
+    assert (tmp_path / "rep" / "improvement.png").read_bytes()[:4] == b"\x89PNG"
+    assert "optimality_gap" not in res["groups"]["beta"]  # a return has no target
+    # success rates (all 0 here) have the target 1: the gap is 1
+    ok = build_report([runs_root], score="success", n_resamples=200)
+    assert ok["groups"]["alpha"]["optimality_gap"]["value"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="not a group of this report; the groups are: alpha, beta"):
+        build_report([runs_root], baseline="gamma", out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+    cli = CliRunner().invoke(app, ["report", str(runs_root), "--out", str(tmp_path / "r3"), "--score", "return",
+                                   "--resamples", "200", "--baseline", "alpha"])
+    assert cli.exit_code == 0, cli.output
+    assert "beta: iqm" in cli.output and "poi 1.000 [1.000, 1.000]" in cli.output  # the greppable line
+    bad = CliRunner().invoke(app, ["report", str(runs_root), "--out", str(tmp_path / "r4"), "--baseline", "gamma"])
+    assert bad.exit_code == 2 and "alpha, beta" in bad.output

@@ -112,3 +112,27 @@ def test_bad_arguments(kwargs, msg):
 def test_empty_task_column():
     with pytest.raises(ValueError, match="task column 1 has no finite score"):
         stats.aggregate([[1.0, 2.0], [np.nan]])
+
+
+def test_probability_of_improvement_by_hand():
+    # one task: X [0.9, 0.8], Y [0.1, 0.85]: pairs (0.9>0.1, 0.9>0.85, 0.8>0.1, 0.8<0.85) -> 3/4
+    assert stats.probability_of_improvement(np.array([0.9, 0.8]), np.array([0.1, 0.85])).value == pytest.approx(0.75)
+    # ties count one half; tasks weigh the same whatever their runs: task 1 gives 1.0, task 2 gives 0.5
+    poi = stats.probability_of_improvement([[2.0, 3.0], [1.0]], [[0.0], [1.0, 1.0, 1.0]])
+    assert (poi.value, poi.n_runs) == (pytest.approx(0.75), 7)
+    # an agent against itself: exactly 0.5, and the interval straddles it
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    same = stats.probability_of_improvement(x, x, n_resamples=1000)
+    assert same.value == 0.5 and same.low < 0.5 < same.high
+    with pytest.raises(ValueError, match="same tasks"):
+        stats.probability_of_improvement(x, x[:, :2])
+
+
+def test_probability_of_improvement_interval_exact_distribution():
+    # X one task, runs [0, 1]; Y one run [0.5]: a replicate of X is (0,0), (0,1), (1,0) or (1,1), so P(X > Y)
+    # is 0 (1/4), 0.5 (1/2) or 1 (1/4): the 95 % percentile interval is [0, 1], the 40 % one is [0.5, 0.5]
+    wide = stats.probability_of_improvement(np.array([0.0, 1.0]), np.array([0.5]), n_resamples=4000, seed=1)
+    narrow = stats.probability_of_improvement(np.array([0.0, 1.0]), np.array([0.5]), confidence=0.4,
+                                              n_resamples=4000, seed=1)
+    assert (wide.value, wide.low, wide.high) == (0.5, 0.0, 1.0)
+    assert (narrow.low, narrow.high) == (0.5, 0.5)

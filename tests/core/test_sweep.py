@@ -151,7 +151,7 @@ def test_a_worker_whose_run_took_the_sigint_starts_no_queued_run(tmp_path, monke
 
     calls = []
 
-    def fake_run_point(config, run_dir, verbose=False):
+    def fake_run_point(config, run_dir, verbose=False, tracking=None):
         calls.append(run_dir)
         return {"state": "interrupted"}
 
