@@ -24,19 +24,17 @@ import difflib
 import inspect
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from pbrl.agents.registry import agent_names
 from pbrl.config_feedback import check_feedback as _check_feedback
 from pbrl.config_feedback import check_labels_file as _check_labels_file
 from pbrl.config_feedback import check_teacher_kwargs as _check_teacher_kwargs
 from pbrl.validation import check_int
 
 __all__ = [
-    "ONLINE_AGENTS",
-    "OFFLINE_AGENTS",
     "OnlineConfig",
     "OfflineConfig",
     "RunConfig",
@@ -49,47 +47,8 @@ __all__ = [
     "teacher_tag",
 ]
 
-class _AgentTable(Mapping):
-    """Read-only view ``name -> "module:Class"`` over :data:`pbrl.agents.registry.AGENTS` for one kind
-    (the registry is the only list of agents; this keeps the old ``config.ONLINE_AGENTS`` name working)."""
-
-    def __init__(self, kind: str):
-        self.kind = kind
-
-    def _names(self) -> list[str]:
-        from pbrl.agents.registry import agent_names
-
-        return agent_names(self.kind)
-
-    def __getitem__(self, name: str) -> str:
-        from pbrl.agents.registry import AGENTS
-
-        if name not in self._names():
-            raise KeyError(name)
-        return AGENTS[name].target
-
-    def __iter__(self):
-        return iter(self._names())
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({dict(self)!r})"
-
-
-ONLINE_AGENTS: Mapping[str, str] = _AgentTable("online")
-"""Online agent name -> ``module:Class`` (a view of the registry)."""
-
-OFFLINE_AGENTS: Mapping[str, str] = _AgentTable("offline")
-"""Offline agent name -> ``module:Class`` (a view of the registry; ``iql`` trains on the dataset's true
-reward, the upper bound; ``bc`` clones the dataset's actions, the baseline; neither uses labels)."""
-
-
 def agent_help(kind: str) -> str:
     """``"a | b | c"``: the registered agents of ``kind``, for help texts."""
-    from pbrl.agents.registry import agent_names
-
     return " | ".join(agent_names(kind))
 
 
@@ -211,7 +170,7 @@ class OnlineConfig(_Common):
 
     Attributes:
         task: task id (``pbrl tasks``), default ``mujoco/HalfCheetah-v5``.
-        agent: one of :data:`ONLINE_AGENTS` (default ``pebble``).
+        agent: an online agent of :data:`pbrl.agents.registry.AGENTS` (default ``pebble``).
         teacher: B-Pref preset (``oracle, stoc, mistake, skip, myopic, equal``), ``scripted``, or ``rating``
             (:class:`~pbrl.teachers.RatingTeacher`: single segments rated into ``n_classes`` classes; the agent
             must learn from ratings, e.g. ``pebble``, and the selector be ``uniform`` or ``disagreement``).
@@ -265,7 +224,7 @@ class OnlineConfig(_Common):
         from pbrl.queries import SELECTORS
 
         check_task(self.task)
-        _check_choice("agent", self.agent, ONLINE_AGENTS, "agent", " for online training")
+        _check_choice("agent", self.agent, agent_names("online"), "agent", " for online training")
         _check_choice("teacher", self.teacher, allowed_teachers(), "teacher")
         if self.selector is None:  # the agent's own default (QPA queries uniformly from its recent episodes)
             from pbrl.agents.registry import get_agent
@@ -325,7 +284,7 @@ class OfflineConfig(_Common):
         task: task id the dataset comes from (evaluation runs on it).
         dataset: a D4RL-style ``.hdf5`` path or a local Minari id; ``None`` collects ``collect_steps``
             steps with ``collect_policy`` first (seeded by ``seed``).
-        agent: one of :data:`OFFLINE_AGENTS` (default ``mriql``).
+        agent: an offline agent of :data:`pbrl.agents.registry.AGENTS` (default ``mriql``).
         teacher, teacher_kwargs, n_classes: as for online runs (``rating``: the agent must learn from
             ratings, ``mriql``).
         labels: a label file to learn from instead of asking the teacher: a preference dataset or a rating
@@ -369,7 +328,7 @@ class OfflineConfig(_Common):
         from pbrl.envs.registry import check_task
 
         check_task(self.task)
-        _check_choice("agent", self.agent, OFFLINE_AGENTS, "agent", " for offline training")
+        _check_choice("agent", self.agent, agent_names("offline"), "agent", " for offline training")
         _check_choice("teacher", self.teacher, allowed_teachers("offline"), "teacher")
         for k in ("total_feedback", "segment_length", "steps", "checkpoint_every", "eval_every",
                   "n_eval_episodes", "collect_steps", "torch_threads"):

@@ -14,8 +14,8 @@ What makes an algorithm itself (PEBBLE's pre-training and critic reset, SURF's l
 replay, RUNE's bonus) lives in that algorithm's file under :mod:`pbrl.agents`.
 """
 
+from pbrl.callbacks import PbrlEvalCallback
 from pbrl.online.entropy import StateEntropyReward, knn_state_entropy
-from pbrl.online.eval import PbrlEvalCallback
 from pbrl.online.feedback import AllEpisodes, FeedbackHook, PreferenceCallback, QueryPool
 from pbrl.online.ratings import RatingCallback
 from pbrl.online.replay import PbrlReplayBuffer, relabel_replay_buffer, unscale_action
