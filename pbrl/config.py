@@ -12,7 +12,7 @@ A config file is a YAML or JSON mapping; its optional ``kind`` key (``online`` /
 class, and every other key must be a field of that class. Validation raises one ``ValueError`` naming the
 bad key and the allowed keys or values, e.g.::
 
-    unknown agent 'pebbel' for online training; allowed values: pebble, pref_ppo, qpa, rime, rune, sac, surf
+    unknown agent 'pebbel' for online training; allowed values: hprior, pebble, pref_ppo, qpa, rime, rune, sac, surf
     unknown config key 'total_feedbak' for an online run; allowed keys: agent, checkpoint_every, ...
     total_feedback must be >= 1, got -3
 """

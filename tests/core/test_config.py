@@ -33,7 +33,7 @@ def test_yaml_file_and_flag_overrides(tmp_path):
         ({"total_feedbak": 10}, r"unknown config key 'total_feedbak'.*did you mean 'total_feedback'.*allowed keys: agent, "),
         ({"total_feedback": -3}, r"total_feedback must be >= 1, got -3"),
         ({"total_timesteps": -1}, r"total_timesteps must be >= 1, got -1"),
-        ({"agent": "pebbel"}, r"unknown agent 'pebbel'.*allowed values: pebble, pref_ppo, qpa, rime, rune, sac, surf"),
+        ({"agent": "pebbel"}, r"unknown agent 'pebbel'.*allowed values: hprior, pebble, pref_ppo, qpa, rime, rune, sac, surf"),
         ({"agent": "ipl"}, r"unknown agent 'ipl'.*allowed values: pebble"),
         ({"teacher": "genius"}, r"unknown teacher 'genius'.*allowed values: equal, heron, mistake, myopic, oracle, rating, scripted"),
         ({"teacher": "heron", "teacher_kwargs": {"order": ["reward_speed"]}}, r"teacher 'heron': unknown reward factor"),
