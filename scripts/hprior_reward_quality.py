@@ -9,8 +9,8 @@ same labels with Bradley-Terry alone and with Bradley-Terry plus the prior (lamb
 held-out pair accuracy of the mean predicted return, and the Pearson correlation of predicted and true step
 reward.
 
-Writes ``hprior_reward_quality.json`` and ``.png`` under ``--out`` and prints the table. Cost: about 2
-CPU-minutes per task and seed at the defaults (most of it the world model).
+Writes ``hprior_reward_quality.json`` and ``.png`` under ``--out`` and prints the table. Cost: more than 4
+CPU-minutes per task and seed at the defaults (most of it the world model at the port's size).
 
     .venv/bin/python scripts/hprior_reward_quality.py
     .venv/bin/python scripts/hprior_reward_quality.py --smoke       # tiny sizes: checks the script
