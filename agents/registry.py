@@ -17,7 +17,7 @@ import torch or SB3.
 Example::
 
     from pbrl.agents.registry import agent_names, get_agent
-    agent_names("online")            # ['pebble', 'pref_ppo', 'qpa', 'rime', 'rune', 'surf']
+    agent_names("online")            # ['hprior', 'pebble', 'pref_ppo', 'qpa', 'rime', 'rune', 'sac', 'surf']
     PEBBLE = get_agent("pebble")     # the class, imported on first use
 """
 
@@ -87,6 +87,8 @@ AGENTS: dict[str, AgentEntry] = _entries(
                "RUNE: PEBBLE + ensemble-disagreement exploration bonus"),
     AgentEntry("rime", "pbrl.agents.rime:RIME", "online", "SAC", True,
                "RIME: PEBBLE + denoising discriminator for noisy labels, reward warm start"),
+    AgentEntry("hprior", "pbrl.agents.hprior:HPRIOR", "online", "SAC", True,
+               "Hindsight PRIOR: PEBBLE + world-model attention prior on per-step rewards"),
     AgentEntry("sac", "pbrl.agents.sac_true:SACTrue", "online", "SAC", False,
                "SAC on the true reward (the upper bound; asks no queries)"),
     AgentEntry("pebble_true", "pbrl.agents.pebble_true:PEBBLETrueReward", "online", "SAC", False,

@@ -152,14 +152,14 @@ def train_online_cmd(
     task: str = typer.Option(None, help="task id (see `pbrl tasks`; Meta-World options after a colon, e.g. "
                             "metaworld/button-press-v3:reward=v1,goal=hidden), default mujoco/HalfCheetah-v5"),
     agent: str = typer.Option(None, help=_agents("online", "pebble")),
-    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating"),
+    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating | heron"),
     n_classes: int = typer.Option(None, help="classes of the rating teacher (--teacher rating; default 3)"),
     total_timesteps: int = typer.Option(None, help="env steps (default 100000)"),
     total_feedback: int = typer.Option(None, help="label budget: queries asked (default 1000)"),
     feedback_per_session: int = typer.Option(None, help="queries per session (default 100)"),
     feedback_every: int = typer.Option(None, help="env steps between sessions (default 10000)"),
     segment_length: int = typer.Option(None, help="segment length H (default 50)"),
-    selector: str = typer.Option(None, help="uniform | disagreement | entropy | kcenter | ..."),
+    selector: str = typer.Option(None, help="uniform | disagreement | entropy | kcenter | thompson | gated_disagreement | ... (options: --set selector_kwargs.epsilon=0.05)"),
     seed: int = typer.Option(None, help="seed of the whole run (default 0)"),
     checkpoint_every: int = typer.Option(None, help="env steps between checkpoints (default 10000)"),
     eval_every: int = typer.Option(None, help="env steps between evaluations (default 10000)"),
@@ -193,7 +193,7 @@ def train_offline_cmd(
                             "Meta-World options after a colon, see `pbrl tasks`)"),
     dataset: str = typer.Option(None, help="D4RL .hdf5 path or local Minari id (default: collect one)"),
     agent: str = typer.Option(None, help=_agents("offline", "mriql")),
-    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating | "
+    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating | heron | "
                                  "regret (CPL's oracle: the dataset's expert critic; --set teacher_kwargs.critic=returns|PATH)"),
     n_classes: int = typer.Option(None, help="classes of the rating teacher (--teacher rating; default 3)"),
     labels: str = typer.Option(None, help="preference or rating file (.h5) to learn from instead of the teacher"),

@@ -12,7 +12,7 @@ A config file is a YAML or JSON mapping; its optional ``kind`` key (``online`` /
 class, and every other key must be a field of that class. Validation raises one ``ValueError`` naming the
 bad key and the allowed keys or values, e.g.::
 
-    unknown agent 'pebbel' for online training; allowed values: pebble, pref_ppo, qpa, rime, rune, sac, surf
+    unknown agent 'pebbel' for online training; allowed values: hprior, pebble, pref_ppo, qpa, rime, rune, sac, surf
     unknown config key 'total_feedbak' for an online run; allowed keys: agent, checkpoint_every, ...
     total_feedback must be >= 1, got -3
 """
@@ -53,12 +53,13 @@ def agent_help(kind: str) -> str:
 
 
 def allowed_teachers(kind: str = "online") -> list[str]:
-    """Teacher names a run accepts: the B-Pref presets, ``scripted`` (explicit ``teacher_kwargs``) and
-    ``rating`` (a :class:`~pbrl.teachers.RatingTeacher`, ``n_classes`` classes); offline runs also
+    """Teacher names a run accepts: the B-Pref presets, ``scripted`` (explicit ``teacher_kwargs``), ``rating``
+    (a :class:`~pbrl.teachers.RatingTeacher`, ``n_classes`` classes) and ``heron`` (a
+    :class:`~pbrl.teachers.HierarchicalTeacher` over the env's reward factors, online only); offline runs also
     ``regret`` (CPL's oracle: regret under the dataset's expert critic, :mod:`pbrl.envs.regret`)."""
     from pbrl.teachers import TEACHER_PRESETS
 
-    return sorted([*TEACHER_PRESETS, "scripted", "rating", *(["regret"] if kind == "offline" else [])])
+    return sorted([*TEACHER_PRESETS, "scripted", "rating", "heron", *(["regret"] if kind == "offline" else [])])
 
 
 def agent_class(kind: str, name: str):
@@ -75,6 +76,20 @@ def _check_choice(key: str, value: Any, allowed, what: str, where: str = "") -> 
         raise ValueError(
             f"unknown {what} '{value}'{where} (config key '{key}'){hint}; allowed values: {', '.join(sorted(allowed))}"
         )
+
+
+def _check_selector_kwargs(selector: str, kwargs: Any) -> None:
+    """``selector_kwargs`` must build the selector: one ``ValueError`` naming the bad option otherwise."""
+    from pbrl.queries import make_selector
+
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"selector_kwargs must be a mapping of keyword arguments, got {type(kwargs).__name__}")
+    if not kwargs:
+        return
+    try:
+        make_selector(selector, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"bad selector_kwargs for query selector '{selector}': {e}") from None
 
 
 def _check_kwargs(name: str, kwargs: Any, target, where: str) -> None:
@@ -175,7 +190,8 @@ class OnlineConfig(_Common):
             (:class:`~pbrl.teachers.RatingTeacher`: single segments rated into ``n_classes`` classes; the agent
             must learn from ratings, e.g. ``pebble``, and the selector be ``uniform`` or ``disagreement``).
         teacher_kwargs: overrides of the teacher's parameters (``beta``, ``gamma``, ``eps``, ...; for
-            ``rating``: ``bins``, ``eps_mistake``, ``mistake``, ``eps_skip``, ``gamma``).
+            ``rating``: ``bins``, ``eps_mistake``, ``mistake``, ``eps_skip``, ``gamma``; for ``heron``:
+            ``order`` (factor names, most important first), ``sigma``).
         n_classes: the rating teacher's number of classes (``None``: its default, 3); only with ``rating``.
         total_timesteps: env steps of the whole run (> 0).
         total_feedback: label budget: queries the teacher may answer (>= 1).
@@ -184,6 +200,8 @@ class OnlineConfig(_Common):
         segment_length: steps per segment H (> 0).
         selector: query selection (``uniform``, ``disagreement``, ``entropy``, ``kcenter``, ...); ``None``
             (default): the agent's own (``disagreement``; QPA's ``uniform``), written into the saved config.
+        selector_kwargs: options of the selector (:func:`pbrl.queries.make_selector`), e.g. ``{"epsilon": 0.05}``
+            for a gated selector or ``{"threshold": 0.2}`` for ``thompson``.
         seed: seed of everything in the run.
         checkpoint_every: env steps between checkpoints (> 0); the checkpoint is taken at the first
             rollout boundary at or after each multiple.
@@ -207,6 +225,7 @@ class OnlineConfig(_Common):
     feedback_every: int = 10_000
     segment_length: int = 50
     selector: str | None = None
+    selector_kwargs: dict = field(default_factory=dict)
     seed: int = 0
     checkpoint_every: int = 10_000
     eval_every: int = 10_000
@@ -231,6 +250,7 @@ class OnlineConfig(_Common):
 
             self.selector = get_agent(self.agent, "online").default_selector
         _check_choice("selector", self.selector, SELECTORS, "query selector")
+        _check_selector_kwargs(self.selector, self.selector_kwargs)
         for k in ("total_timesteps", "feedback_per_session", "feedback_every", "segment_length",
                   "checkpoint_every", "eval_every", "n_eval_episodes", "torch_threads"):
             check_int(k, getattr(self, k), 1)
@@ -330,6 +350,9 @@ class OfflineConfig(_Common):
         check_task(self.task)
         _check_choice("agent", self.agent, agent_names("offline"), "agent", " for offline training")
         _check_choice("teacher", self.teacher, allowed_teachers("offline"), "teacher")
+        if self.teacher == "heron" and self.labels is None:
+            raise ValueError("teacher 'heron' compares reward factors, which only online runs record (offline "
+                             "datasets carry none); use it with `pbrl train online` or choose another teacher")
         for k in ("total_feedback", "segment_length", "steps", "checkpoint_every", "eval_every",
                   "n_eval_episodes", "collect_steps", "torch_threads"):
             check_int(k, getattr(self, k), 1)

@@ -15,15 +15,15 @@ __all__ = ["check_teacher_kwargs", "feedback_kinds", "check_feedback", "check_la
 
 def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> None:
     """``teacher_kwargs`` are arguments of the teacher's class (``RatingTeacher`` for ``rating``, else
-    ``ScriptedTeacher``), without ``seed`` or ``n_classes``; ``n_classes`` only with ``rating``; a rating
-    teacher can be built from them."""
+    ``HierarchicalTeacher`` for ``heron``, else ``ScriptedTeacher``), without ``seed`` or ``n_classes``;
+    ``n_classes`` only with ``rating``; a rating or hierarchical teacher can be built from them."""
     from pbrl.config import _check_kwargs
-    from pbrl.teachers import RatingTeacher, ScriptedTeacher
+    from pbrl.teachers import HierarchicalTeacher, RatingTeacher, ScriptedTeacher
 
     if teacher == "regret":
         _check_regret_kwargs(kwargs)
     else:
-        klass = RatingTeacher if teacher == "rating" else ScriptedTeacher
+        klass = {"rating": RatingTeacher, "heron": HierarchicalTeacher}.get(teacher, ScriptedTeacher)
         _check_kwargs("teacher_kwargs", kwargs, klass.__init__, f"teacher '{teacher}'")
     if "seed" in kwargs:
         raise ValueError("teacher_kwargs must not set 'seed'; the run's seed seeds the teacher")
@@ -34,6 +34,11 @@ def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> No
             raise ValueError(f"n_classes applies to the rating teacher only (teacher is '{teacher}'); "
                              "drop n_classes or pass --teacher rating")
         check_int("n_classes", n_classes, 2)
+    if teacher == "heron":
+        try:
+            HierarchicalTeacher(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"teacher 'heron': {e}") from None
     if teacher == "rating":
         try:
             RatingTeacher(**{**kwargs, **({"n_classes": n_classes} if n_classes is not None else {})})

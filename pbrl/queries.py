@@ -12,10 +12,24 @@ Learning", NeurIPS Datasets & Benchmarks 2021, Sec. 4 "sampling schemes"), also 
 * ``kcenter_disagreement`` / ``kcenter_entropy``: the top ``pool_fraction`` (default half) of the pool by
   the score, then k-center over those.
 
+Two selectors are *inspired by* the theory of query-efficient PbRL (ensemble approximations of those
+papers' confidence sets and posteriors, not their algorithms; ``docs/query_gating.md`` says what differs):
+
+* ``thompson`` (:class:`ThompsonSelector`): each round samples ``n_sampled`` ensemble members at random
+  (a Thompson-style draw, Wu & Sun, "Making RL with Preference-based Feedback Efficient via
+  Randomization", ICLR 2024) and proposes, uniformly at random, pairs on which the sampled members'
+  ``P[b > a]`` differ by more than ``threshold``;
+* ``gated_<inner>`` (:class:`GatedSelector`, ``inner`` one of ``uniform, disagreement, thompson``): the
+  inner selector proposes ``n`` pairs and only those on which the ensemble's members disagree (std of
+  ``P[b > a]`` over members) by more than ``epsilon`` are asked; the others are skipped and do **not**
+  count as asked (the query-skipping rule of Wu & Sun's active learning step and of Wang, Liu & Jin,
+  "Is RLHF More Difficult than Standard RL?", NeurIPS 2023). A gated selector may return fewer than
+  ``n`` indices.
+
 ``candidate_pairs`` builds the candidate pool, optionally only from the most recent episodes (QPA's
 near on-policy queries, Hu et al., "Query-Policy Misalignment in Preference-Based RL", ICLR 2024).
 
-Every selector returns ``n`` distinct int64 indices into the candidate pairs.
+Every selector returns ``n`` distinct int64 indices into the candidate pairs (a gated one at most ``n``).
 """
 
 from __future__ import annotations
@@ -34,6 +48,8 @@ __all__ = [
     "DisagreementSelector",
     "EntropySelector",
     "KCenterSelector",
+    "ThompsonSelector",
+    "GatedSelector",
     "SELECTORS",
     "make_selector",
     "candidate_pairs",
@@ -143,6 +159,8 @@ class Selector:
 
     name = "selector"
     needs_model = False
+    #: a gate may return fewer than ``n`` indices: the pairs it skipped are not asked
+    may_skip = False
 
     def select(
         self,
@@ -164,7 +182,7 @@ class Selector:
             rng: seed or Generator (uniform picks, k-center's first pick).
 
         Returns:
-            ``[n]`` int64 distinct indices into the pool.
+            ``[n]`` int64 distinct indices into the pool (``[k <= n]`` for a selector with ``may_skip``).
         """
         n = _check_pool(a, b, n)
         if self.needs_model and (reward_model is None or not hasattr(reward_model, "preference_probs")):
@@ -176,7 +194,8 @@ class Selector:
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         idx = np.asarray(self._select(a, b, n, reward_model, labelled, rng), dtype=np.int64)
-        if idx.shape != (n,) or len(np.unique(idx)) != n:  # a broken custom selector, not user input
+        ok = idx.ndim == 1 and (len(idx) <= n if self.may_skip else len(idx) == n)
+        if not ok or len(np.unique(idx)) != len(idx):  # a broken custom selector, not user input
             raise RuntimeError(f"selector '{self.name}' returned {idx.shape} indices, not {n} distinct ones")
         return idx
 
@@ -196,10 +215,16 @@ class UniformSelector(Selector):
         return rng.choice(len(a), size=n, replace=False)
 
 
-def _scores(kind: str, a: Segments, b: Segments, reward_model: Any) -> np.ndarray:
+def _member_probs(a: Segments, b: Segments, reward_model: Any) -> np.ndarray:
+    """Each member's ``P[b > a]``, ``[M, N]``."""
     p = np.asarray(reward_model.preference_probs(a, b), dtype=np.float64)  # [M, N]
     if p.ndim != 2 or p.shape[1] != len(a):
         raise ValueError(f"reward_model.preference_probs must return [M, {len(a)}], got {p.shape}")
+    return p
+
+
+def _scores(kind: str, a: Segments, b: Segments, reward_model: Any) -> np.ndarray:
+    p = _member_probs(a, b, reward_model)
     if kind == "disagreement":
         return p.std(axis=0)
     q = np.clip(p, 1e-12, 1 - 1e-12)
@@ -264,12 +289,100 @@ class KCenterSelector(Selector):
         return pool[picks]
 
 
-SELECTORS = ("uniform", "disagreement", "entropy", "kcenter", "kcenter_disagreement", "kcenter_entropy")
+def _check_fraction(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v) or not 0.0 <= v < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
+    return float(v)
+
+
+class ThompsonSelector(Selector):
+    """Randomised selection *inspired by* Wu & Sun (ICLR 2024, the Thompson-sampling algorithm, Sec. 5).
+
+    Each call (one feedback round) draws ``n_sampled`` distinct ensemble members uniformly at random, as a
+    Thompson draw of reward functions from the ensemble's "posterior", and scores each pair by how much the
+    sampled members disagree on it: ``d_i = max_m P_m[b_i > a_i] - min_m P_m[b_i > a_i]`` over the sampled
+    ``m``. The ``n`` queries are drawn uniformly at random among the pairs with ``d_i > threshold``; when
+    fewer pass, all of them are taken and the rest are the pairs of largest ``d_i`` (ties by index).
+
+    Args:
+        n_sampled: members drawn per round (>= 2; the paper draws two models, one per policy).
+        threshold: disagreement ``d`` a pair must exceed to be proposed, in [0, 1) (default 0.1).
+    """
+
+    name = "thompson"
+    needs_model = True
+
+    def __init__(self, n_sampled: int = 2, threshold: float = 0.1):
+        if isinstance(n_sampled, bool) or not isinstance(n_sampled, (int, np.integer)) or n_sampled < 2:
+            raise ValueError(f"n_sampled (members drawn per round) must be an integer >= 2, got {n_sampled!r}")
+        self.n_sampled = int(n_sampled)
+        self.threshold = _check_fraction("threshold", threshold)
+
+    def sampled_disagreement(self, p: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(members [k], d [N])``: the members drawn from ``p [M, N]`` and their spread on each pair."""
+        M = p.shape[0]
+        if M < self.n_sampled:
+            raise ValueError(f"the 'thompson' selector samples {self.n_sampled} ensemble members but the reward "
+                             f"model has {M}; use an ensemble of at least {self.n_sampled} members or lower n_sampled")
+        members = np.sort(rng.choice(M, size=self.n_sampled, replace=False))
+        ps = p[members]
+        return members, ps.max(0) - ps.min(0)
+
+    def _select(self, a, b, n, reward_model, labelled, rng):
+        _, d = self.sampled_disagreement(_member_probs(a, b, reward_model), rng)
+        above = np.flatnonzero(d > self.threshold)
+        if len(above) >= n:
+            return rng.choice(above, size=n, replace=False)
+        rest = np.flatnonzero(d <= self.threshold)
+        return np.concatenate([rng.permutation(above), rest[_top(d[rest], n - len(above))]])
+
+
+#: the selectors a gate can wrap
+GATE_INNER = ("uniform", "disagreement", "thompson")
+
+
+class GatedSelector(Selector):
+    """A query gate *inspired by* Wu & Sun (ICLR 2024) and Wang, Liu & Jin (NeurIPS 2023): ask only when
+    the reward ensemble is unsure of the answer.
+
+    The ``inner`` selector proposes ``n`` pairs; a proposed pair is asked only if the members' preference
+    probabilities disagree, ``std_m P_m[b > a] > epsilon`` (B-Pref's disagreement score); otherwise it is
+    skipped. Skipped pairs are not returned, so the feedback loop neither asks nor counts them against
+    the budget. The papers' rule (ask when the confidence set's width on the pair exceeds a threshold) is
+    approximated by the ensemble's spread.
+
+    Args:
+        inner: ``"uniform"``, ``"disagreement"`` or ``"thompson"`` (or a :class:`Selector` of those).
+        epsilon: the disagreement a pair must exceed to be asked, in [0, 1) (default 0.02).
+        **inner_kw: options of the inner selector (``n_sampled``, ``threshold`` for ``thompson``).
+    """
+
+    needs_model = True
+    may_skip = True
+
+    def __init__(self, inner: str | Selector = "disagreement", epsilon: float = 0.02, **inner_kw: Any):
+        inner_name = inner.name if isinstance(inner, Selector) else inner
+        if inner_name not in GATE_INNER:
+            raise ValueError(f"a gate wraps one of {list(GATE_INNER)}, got {inner_name!r}")
+        self.inner = make_selector(inner, **inner_kw)
+        self.epsilon = _check_fraction("epsilon", epsilon)
+        self.name = f"gated_{inner_name}"
+
+    def _select(self, a, b, n, reward_model, labelled, rng):
+        idx = np.asarray(self.inner._select(a, b, n, reward_model, labelled, rng), dtype=np.int64)
+        spread = _member_probs(a[idx], b[idx], reward_model).std(axis=0)
+        return idx[spread > self.epsilon]
+
+
+SELECTORS = ("uniform", "disagreement", "entropy", "kcenter", "kcenter_disagreement", "kcenter_entropy",
+             "thompson", "gated_uniform", "gated_disagreement", "gated_thompson")
 
 
 def make_selector(name: str, **kw: Any) -> Selector:
     """A query selector by name: ``uniform, disagreement, entropy, kcenter, kcenter_disagreement,
-    kcenter_entropy``. Keyword arguments go to the selector (``pool_fraction`` for the k-center ones)."""
+    kcenter_entropy, thompson, gated_uniform, gated_disagreement, gated_thompson``. Keyword arguments go to
+    the selector (``pool_fraction`` for the k-center ones; ``n_sampled``, ``threshold`` for ``thompson``;
+    ``epsilon`` and the inner selector's options for the gated ones)."""
     if isinstance(name, Selector):
         return name
     if not isinstance(name, str) or name not in SELECTORS:
@@ -280,6 +393,10 @@ def make_selector(name: str, **kw: Any) -> Selector:
         sel = DisagreementSelector()
     elif name == "entropy":
         sel = EntropySelector()
+    elif name == "thompson":
+        return ThompsonSelector(**kw)
+    elif name.startswith("gated_"):
+        return GatedSelector(name.split("_", 1)[1], **kw)
     else:
         score = None if name == "kcenter" else name.split("_", 1)[1]
         return KCenterSelector(score=score, **kw)

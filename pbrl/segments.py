@@ -7,6 +7,12 @@ Shapes (the convention across pbrl):
   ``reward [N, H]``.
 
 ``reward`` is always the *true* reward: teachers and logs read it, learners never do.
+
+Reward factors (optional): the per-component rewards an environment reports in ``info``
+(:data:`FACTOR_KEYS`: Gymnasium MuJoCo v5's ``reward_forward``, ``reward_ctrl``, ``reward_contact``,
+``reward_survive``, ...; Meta-World's ``grasp_reward``, ``in_place_reward``, ...) are kept as a NumPy
+*structured* array with one float32 field per factor: ``Trajectory.factors [T]``, ``Segments.factors [N, H]``
+(``seg.factors["reward_forward"]`` is ``[N, H]``). A hierarchical teacher (HERON) compares them.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 __all__ = [
+    "FACTOR_KEYS",
+    "factor_array",
     "Trajectory",
     "Segments",
     "sample_segments",
@@ -38,6 +46,39 @@ def _as_float32(name: str, x, ndim: int) -> np.ndarray:
     return arr
 
 
+#: the ``info`` entries recorded as reward factors when an environment reports them: Gymnasium MuJoCo v5's
+#: reward components, then Meta-World's (v3 ``info``: its reward's parts and distances)
+FACTOR_KEYS: tuple[str, ...] = (
+    "reward_forward", "reward_ctrl", "reward_contact", "reward_survive", "reward_dist", "reward_near",
+    "grasp_reward", "in_place_reward", "near_object", "obj_to_target", "grasp_success",
+)
+
+
+def factor_array(name: str, x, shape: tuple[int, ...]) -> np.ndarray:
+    """``x`` as a structured array of ``shape`` with only float32 fields, all finite (one clear error
+    otherwise). A dict ``{factor: array}`` is accepted too."""
+    if isinstance(x, dict):
+        if not x:
+            raise ValueError(f"{name} must name at least one factor")
+        cols = {k: np.asarray(v, dtype=np.float32) for k, v in x.items()}
+        out = np.zeros(shape, dtype=[(str(k), np.float32) for k in cols])
+        for k, v in cols.items():
+            if v.shape != shape:
+                raise ValueError(f"{name}['{k}'] must have shape {shape}, got {v.shape}")
+            out[k] = v
+        x = out
+    arr = np.asarray(x)
+    if arr.dtype.names is None:
+        raise ValueError(f"{name} must be a structured array with one field per factor, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    arr = arr.astype([(k, np.float32) for k in arr.dtype.names], copy=False)
+    for k in arr.dtype.names:
+        if not np.all(np.isfinite(arr[k])):
+            raise ValueError(f"{name}['{k}'] contains non-finite values (NaN or inf); clean the data first")
+    return arr
+
+
 @dataclass
 class Trajectory:
     """One episode (or a piece of one) as recorded from an environment.
@@ -51,6 +92,8 @@ class Trajectory:
         next_obs: optional observation after the last step ``[obs_dim]`` (needed for value-based teachers).
         terminated: whether the episode ended in a terminal state (not a time-out).
         start: index of ``obs[0]`` in a flat source dataset, or -1 when unknown.
+        factors: optional reward factors ``[T]``, a structured array (or a dict) of float32 fields, one per
+            factor (see the module docstring).
     """
 
     obs: np.ndarray
@@ -62,6 +105,7 @@ class Trajectory:
     next_obs: np.ndarray | None = None
     terminated: bool = False
     start: int = -1
+    factors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.obs = _as_float32("obs", self.obs, 2)
@@ -86,6 +130,8 @@ class Trajectory:
                 setattr(self, name, v)
         if self.next_obs is not None:
             self.next_obs = _as_float32("next_obs", self.next_obs, 1)
+        if self.factors is not None:
+            self.factors = factor_array("factors", self.factors, (T,))
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -108,6 +154,7 @@ class Segments:
         qpos, qvel: optional ``[N, H, nq]`` / ``[N, H, nv]`` simulator states for rendering.
         next_obs: optional ``[N, obs_dim]`` observation after the last step of each segment.
         index: optional ``[N]`` int64 start index of each segment in its source dataset (-1 unknown).
+        factors: optional reward factors ``[N, H]``, a structured array of float32 fields (one per factor).
 
     Construction validates shapes, dtypes and finiteness, so every consumer can trust the batch.
     """
@@ -120,8 +167,9 @@ class Segments:
     qvel: np.ndarray | None = None
     next_obs: np.ndarray | None = None
     index: np.ndarray | None = field(default=None)
+    factors: np.ndarray | None = None
 
-    OPTIONAL = ("success", "qpos", "qvel", "next_obs", "index")
+    OPTIONAL = ("success", "qpos", "qvel", "next_obs", "index", "factors")
 
     def __post_init__(self) -> None:
         self.obs = _as_float32("obs", self.obs, 3)
@@ -151,6 +199,13 @@ class Segments:
             self.index = np.asarray(self.index, dtype=np.int64)
             if self.index.shape != (N,):
                 raise ValueError(f"index must have shape ({N},), got {self.index.shape}")
+        if self.factors is not None:
+            self.factors = factor_array("factors", self.factors, (N, H))
+
+    @property
+    def factor_names(self) -> tuple[str, ...]:
+        """The recorded reward factors' names (empty without factors)."""
+        return () if self.factors is None else tuple(self.factors.dtype.names)
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -220,6 +275,8 @@ class Segments:
         out = {}
         for f in fields(Segments):
             vals = [getattr(s, f.name) for s in items]
+            if f.name == "factors" and any(v is not None and v.dtype != vals[0].dtype for v in vals):
+                vals = [None]  # different factor sets: drop them, as any other field not all batches have
             out[f.name] = None if any(v is None for v in vals) else np.concatenate(vals, axis=0)
         return Segments(**out)
 
@@ -274,6 +331,9 @@ def _gather(trajectories: Sequence[Trajectory], traj_ids: np.ndarray, starts: np
             break
     if nxt is not None:
         kw["next_obs"] = np.stack(nxt)
+    fac = [t.factors for t, _ in sl]
+    if fac and all(f is not None and f.dtype == fac[0].dtype for f in fac):
+        kw["factors"] = np.stack([t.factors[s : s + length] for t, s in sl])
     kw["index"] = np.array([(t.start + s) if t.start >= 0 else -1 for t, s in sl], dtype=np.int64)
     return Segments(obs=obs, act=act, reward=rew, **kw)
 

@@ -20,6 +20,9 @@ segments is used, which estimates the same quantity when queries are drawn unifo
 :class:`RegretTeacher` labels by regret (Knox et al., "Models of human preference for learning reward
 functions", 2022): a segment's score is its discounted reward sum plus ``gamma^H V(s_H) - V(s_0)``.
 
+:class:`HierarchicalTeacher` compares reward factors level by level, most important first (HERON, Bukharin et
+al., "Deep Reinforcement Learning from Hierarchical Weak Preference Feedback"); see its docstring.
+
 :class:`RatingTeacher` rates single segments into ``n_classes`` ordered classes from their true return
 (White et al., "Rating-based Reinforcement Learning", AAAI 2024), with the B-Pref options that carry over
 (skip, myopic, mistake); see its docstring.
@@ -37,7 +40,7 @@ import numpy as np
 
 from pbrl.segments import Segments
 
-__all__ = ["Teacher", "ScriptedTeacher", "RegretTeacher", "RatingTeacher", "MISTAKE_KINDS", "TEACHER_PRESETS", "TEACHERS",
+__all__ = ["Teacher", "ScriptedTeacher", "RegretTeacher", "HierarchicalTeacher", "RatingTeacher", "MISTAKE_KINDS", "TEACHER_PRESETS", "TEACHERS",
            "make_teacher", "teacher_names"]
 
 TEACHER_PRESETS: dict[str, dict[str, float]] = {
@@ -279,6 +282,94 @@ class RegretTeacher(Teacher):
         return lab.astype(np.float32)
 
 
+class HierarchicalTeacher(Teacher):
+    """HERON's hierarchical teacher (Bukharin et al., "Deep Reinforcement Learning from Hierarchical Weak
+    Preference Feedback"; the authors' code ``abukharin3/HERON``, ``RewardModel.get_loss``).
+
+    The user ranks reward factors by importance (``order``, most important first), each with a margin
+    ``sigma_k``. A pair is compared down the ranking: at level ``k`` with factor ``f_k`` and segment sums
+    ``F_k(a)``, ``F_k(b)``,
+
+    * ``F_k(b) > F_k(a) + sigma_k * std(F_k)``: b wins (label 1.0);
+    * ``F_k(a) > F_k(b) + sigma_k * std(F_k)``: a wins (label 0.0);
+    * otherwise the pair is tied at this level and level ``k + 1`` decides;
+
+    a pair tied at every level gets no label (NaN: a skipped query, not stored). ``std(F_k)`` is the sample
+    standard deviation (ddof 1) of ``F_k`` over every segment of the batch being labelled (both sides), as
+    the authors' code takes it over the minibatch being compared.
+
+    A factor is higher-is-better (Gymnasium's ``reward_ctrl`` is already a negative cost); a name prefixed
+    with ``-`` (``"-obj_to_target"``) is lower-is-better. Factors come from ``Segments.factors`` (recorded by
+    the online wrapper from ``info``; :data:`~pbrl.segments.FACTOR_KEYS`).
+
+    Args:
+        order: factor names, most important first (default ``("reward_forward", "reward_ctrl")``: speed, then
+            energy, the authors' HalfCheetah order ``--order 0,1``).
+        sigma: one margin for every level or one per level, each >= 0 (default ``None``: 0.5 at the first
+            level and 0.1 at every later one, the authors' HalfCheetah ``--sigma 0.5,0.1``; their code reuses
+            the second margin at levels 3 and 4).
+        seed: unused by the rule (it is deterministic); kept for the common teacher interface.
+    """
+
+    name = "heron"
+
+    def __init__(self, order: Sequence[str] = ("reward_forward", "reward_ctrl"),
+                 sigma: float | Sequence[float] | None = None, seed: int | np.random.Generator | None = 0):
+        from pbrl.segments import FACTOR_KEYS
+
+        if isinstance(order, str) or not isinstance(order, Sequence) or len(order) == 0:
+            raise ValueError(f"order must be a non-empty list of factor names, most important first, got {order!r}")
+        names = [str(o).lstrip("-") for o in order]
+        unknown = [n for n in names if n not in FACTOR_KEYS]
+        if unknown:
+            raise ValueError(f"unknown reward factor(s) {unknown} in order; known factors: {', '.join(FACTOR_KEYS)} "
+                             "(prefix '-' for lower-is-better)")
+        if len(set(names)) != len(names):
+            raise ValueError(f"order names a factor twice: {list(order)}")
+        if sigma is None:
+            sigma = [0.5] + [0.1] * (len(names) - 1)
+        try:
+            sig = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
+        except (TypeError, ValueError):
+            sig = np.array([np.nan])
+        if sig.ndim != 1 or len(sig) not in (1, len(names)) or not np.all(np.isfinite(sig)) or np.any(sig < 0):
+            raise ValueError(f"sigma must be one margin >= 0 or one per factor in order ({len(names)}), got {sigma!r}")
+        super().__init__(seed)
+        self.order = tuple(names)
+        self.signs = tuple(-1.0 if str(o).startswith("-") else 1.0 for o in order)
+        self.sigma = tuple(float(x) for x in np.broadcast_to(sig, (len(names),)))
+
+    def __repr__(self) -> str:
+        return f"HierarchicalTeacher(order={self.order}, signs={self.signs}, sigma={self.sigma})"
+
+    def factor_sums(self, seg: Segments) -> np.ndarray:
+        """Each segment's sum of every ranked factor (sign applied), ``[N, K]`` in ``order``."""
+        if seg.factors is None:
+            raise ValueError("the heron teacher compares reward factors, but these segments carry none "
+                             "(Segments.factors); use an env that reports reward_* entries in info (Gymnasium "
+                             "MuJoCo v5, Meta-World) and segments recorded by pbrl's online wrapper")
+        missing = [n for n in self.order if n not in seg.factor_names]
+        if missing:
+            raise ValueError(f"the segments do not record factor(s) {missing}; they record "
+                             f"{list(seg.factor_names)}: rank those")
+        return np.stack([sg * seg.factors[n].astype(np.float64).sum(1) for n, sg in zip(self.order, self.signs)], 1)
+
+    def label(self, a: Segments, b: Segments) -> np.ndarray:
+        """Labels ``[N]``: 1.0 b wins at the first decisive level, 0.0 a wins, NaN tied at every level."""
+        _check_pair(a, b)
+        fa, fb = self.factor_sums(a), self.factor_sums(b)
+        lab = np.full(len(a), np.nan)
+        open_ = np.ones(len(a), bool)
+        for k, sigma in enumerate(self.sigma):
+            both = np.concatenate([fa[:, k], fb[:, k]])
+            margin = sigma * (both.std(ddof=1) if len(both) > 1 else 0.0)
+            b_wins = open_ & (fb[:, k] > fa[:, k] + margin)
+            a_wins = open_ & (fa[:, k] > fb[:, k] + margin)
+            lab[b_wins], lab[a_wins] = 1.0, 0.0
+            open_ &= ~(a_wins | b_wins)
+        return lab.astype(np.float32)
+
+
 #: how a rating teacher's mistake changes a class: to a neighbouring class (+-1) or to any other class
 MISTAKE_KINDS = ("neighbour", "random")
 
@@ -444,6 +535,7 @@ class RatingTeacher(Teacher):
 TEACHERS: dict[str, str] = {
     "scripted": "pbrl.teachers:ScriptedTeacher",
     "regret": "pbrl.teachers:RegretTeacher",
+    "heron": "pbrl.teachers:HierarchicalTeacher",
     "rating": "pbrl.teachers:RatingTeacher",
     "human": "pbrl.label.teacher:HumanTeacher",
 }
@@ -456,7 +548,8 @@ def teacher_names() -> list[str]:
 
 def make_teacher(name: str, seed: int = 0, **kwargs) -> Teacher:
     """Build a teacher by name: a B-Pref preset (``oracle, stoc, mistake, skip, myopic, equal``),
-    ``scripted`` with explicit keyword arguments, ``regret`` (``value_fn=...``), ``rating`` (a
+    ``scripted`` with explicit keyword arguments, ``regret`` (``value_fn=...``), ``heron`` (a
+    :class:`HierarchicalTeacher`: ``order=[factor, ...]``, ``sigma``), ``rating`` (a
     :class:`RatingTeacher`: ``n_classes=3, bins=None, eps_mistake, mistake, eps_skip, gamma``), or ``human``
     (``url=...``; needs the label extra). The registry is :data:`TEACHERS`."""
     import importlib

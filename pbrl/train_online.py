@@ -44,6 +44,7 @@ __all__ = ["train_online", "build_online"]
 def build_online(cfg: OnlineConfig, progress: bool = False):
     from stable_baselines3.common.utils import set_random_seed
 
+    from pbrl.queries import make_selector
     from pbrl.teachers import make_teacher
 
     torch.set_num_threads(cfg.torch_threads)
@@ -61,7 +62,7 @@ def build_online(cfg: OnlineConfig, progress: bool = False):
         feedback_per_session=cfg.feedback_per_session,
         feedback_every=cfg.feedback_every,
         segment_length=cfg.segment_length,
-        selector=cfg.selector,
+        selector=make_selector(cfg.selector, **cfg.selector_kwargs) if cfg.selector_kwargs else cfg.selector,
         seed=cfg.seed,
         learner_kwargs=dict(cfg.learner_kwargs) or None,
         reward_model_kwargs=dict(cfg.reward_model_kwargs) or None,

@@ -16,7 +16,8 @@ The kind of feedback is the callback's own :meth:`PreferenceCallback.ask` and
 :class:`pbrl.online.ratings.RatingCallback`.
 
 Budget accounting follows B-Pref: every query *asked* counts against ``total_feedback``, answered or
-skipped; only answered ones are stored.
+skipped; only answered ones are stored. A gated selector (:class:`pbrl.queries.GatedSelector`) may decline
+to ask some of a session's queries: those are not asked, do not count, and are logged as ``gated``.
 """
 
 from __future__ import annotations
@@ -221,6 +222,8 @@ class PreferenceCallback(BaseCallback):
         self.wrapper: LearnedRewardVecEnv | None = None
         self._bar = None
         self._pending_wrapper_state: dict | None = None
+        #: queries actually asked in the current session (set by :meth:`ask`; below ``n`` behind a gate)
+        self.last_asked = 0
         #: CPU seconds spent in query selection + labelling, reward fitting and relabelling (checkpointed;
         #: written to metrics.json as ``feedback_time_s``)
         self.timing = {"query": 0.0, "fit": 0.0, "relabel": 0.0}
@@ -285,6 +288,7 @@ class PreferenceCallback(BaseCallback):
         n_candidates = n if selector.name == "uniform" else n * self.large_batch
         a, b = candidate_pairs(episodes, n_candidates, self.segment_length, self.rng)
         idx = selector.select(a, b, n, reward_model=self.reward_model, labelled=self.preferences, rng=self.rng)
+        self.last_asked = len(idx)  # a gate may ask fewer than n
         qa, qb = a[idx], b[idx]
         labels = np.asarray(self.teacher.label(qa, qb), dtype=np.float32)
         return self.preferences.append(qa, qb, labels)
@@ -300,16 +304,18 @@ class PreferenceCallback(BaseCallback):
             self.wrapper.recent_returns(10), float(np.mean([len(t) for t in eps])), self.segment_length
         )
         n = min(self.feedback_per_session, self.budget_left)
+        self.last_asked = n
         answered = self.ask(eps, n)
-        self.asked += n  # B-Pref: every asked query counts, skipped or not
+        asked = self.last_asked  # fewer than n when a gated selector skipped some (they do not count)
+        self.asked += asked  # B-Pref: every asked query counts, answered by the teacher or skipped by it
         self.sessions += 1
         if self._bar is not None:
-            self._bar.update(n)
+            self._bar.update(asked)
         for h in self.hooks:
             h.after_labels(self, eps)
         t1 = time.process_time()
         self.timing["query"] += t1 - t0
-        if len(self.preferences) > 0:
+        if len(self.preferences) > 0 and asked > 0:  # a fully gated session leaves the model as it was
             if self.trainer is not None:
                 self.last_fit = self.trainer.fit(self.reward_model, self.preferences)
             else:
@@ -321,6 +327,7 @@ class PreferenceCallback(BaseCallback):
             "step": int(self.num_timesteps),
             "asked": self.asked,
             "answered": int(answered),
+            "gated": int(n - asked),
             "labels_used": self.labels_used,
             "accuracy": float(self.last_fit.get("accuracy", float("nan"))),
         }
@@ -328,6 +335,7 @@ class PreferenceCallback(BaseCallback):
         self.logger.record("feedback/asked", self.asked)
         self.logger.record("feedback/labels_used", self.labels_used)
         self.logger.record("feedback/sessions", self.sessions)
+        self.logger.record("feedback/gated", n - asked)
         if self.last_fit:
             self.logger.record("reward_model/accuracy", float(self.last_fit.get("accuracy", float("nan"))))
             self.logger.record("reward_model/loss", float(self.last_fit.get("loss", float("nan"))))

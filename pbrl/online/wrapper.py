@@ -10,7 +10,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from pbrl.online.entropy import StateEntropyReward
-from pbrl.segments import Trajectory
+from pbrl.segments import FACTOR_KEYS, Trajectory
 
 __all__ = ["LearnedRewardVecEnv", "find_wrapper"]
 
@@ -33,7 +33,9 @@ class LearnedRewardVecEnv(VecEnvWrapper):
       entropy reward at sample time and the stored rewards are relabelled at the first update).
 
     Complete episodes are kept as :class:`~pbrl.segments.Trajectory` (true rewards, ``success``,
-    ``qpos``/``qvel`` when the env reports them) in ``self.episodes`` (the last ``max_episodes``).
+    ``qpos``/``qvel`` when the env reports them, and the reward factors: the entries of
+    :data:`~pbrl.segments.FACTOR_KEYS` the env reports in ``info`` at every step of the episode) in
+    ``self.episodes`` (the last ``max_episodes``).
 
     Args:
         venv: an SB3 VecEnv with a ``Box`` observation and action space.
@@ -82,7 +84,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
 
     @staticmethod
     def _new_record() -> dict[str, list]:
-        return {k: [] for k in ("obs", "act", "reward", "success", "qpos", "qvel")}
+        return {k: [] for k in ("obs", "act", "reward", "success", "qpos", "qvel", "factors")}
 
     def set_mode(self, mode: str) -> None:
         """Switch the reward source: ``"model"``, ``"entropy"`` or ``"true"``."""
@@ -148,6 +150,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             rec["act"].append(acts[i])
             rec["reward"].append(true_rew[i])
             rec["success"].append(bool(infos[i].get("success", False)))
+            rec.setdefault("factors", []).append({k: float(infos[i][k]) for k in FACTOR_KEYS if k in infos[i]})
             if self.record_states:
                 st = self._state_info[i]
                 if st is not None:
@@ -169,6 +172,8 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self._cur[i] = self._new_record()
         n = len(rec["obs"])
         has_state = self.record_states and len(rec["qpos"]) == n and n > 0
+        fac = rec.get("factors") or []
+        names = [k for k in FACTOR_KEYS if fac and all(k in f for f in fac)] if len(fac) == n else []
         traj = Trajectory(
             obs=np.asarray(rec["obs"]),
             act=np.asarray(rec["act"]),
@@ -178,6 +183,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             qvel=np.asarray(rec["qvel"]) if has_state else None,
             next_obs=np.asarray(last_obs),
             terminated=not bool(info.get("TimeLimit.truncated", False)),
+            factors={k: np.array([f[k] for f in fac], np.float32) for k in names} if names else None,
         )
         self.episodes.append(traj)
         self.n_episodes += 1

@@ -279,3 +279,27 @@ def test_sac_true_learns_from_the_true_reward_and_asks_nothing():
     assert SACTrue(env, total_feedback=10, segment_length=H).callback.total_feedback == 0  # ignored
     with pytest.raises(ValueError, match="total_feedback"):
         SACTrue(env, total_feedback=-1)
+
+
+@pytest.mark.parametrize("name", ["PEBBLE", "PrefPPO"])
+def test_pebble_and_pref_ppo_learn_from_the_heron_teacher(name):
+    """The wrapper records HalfCheetah's reward_forward / reward_ctrl per step; the hierarchical teacher labels
+    from them through the ordinary feedback loop (ties are skipped queries, not stored)."""
+    env, ep = _env("mujoco/HalfCheetah-v5")
+    cls = AGENTS[name]
+    agent = cls(env, make_teacher("heron", seed=0), total_feedback=12, feedback_per_session=4, feedback_every=EP,
+                segment_length=H, seed=0, learner_kwargs=PPO_KW if cls is PrefPPO else SAC_KW,
+                reward_model_kwargs=RM_KW, episode_length=ep, unsup_steps=EP, fit_kwargs={"epochs": 5},
+                reset_updates=5)
+    agent.learn(4 * EP + 4)
+    ep0 = agent.env.episodes[0]
+    assert ep0.factors.dtype.names == ("reward_forward", "reward_ctrl")
+    np.testing.assert_allclose(ep0.factors["reward_forward"] + ep0.factors["reward_ctrl"], ep0.reward, atol=1e-5)
+    prefs = agent.preferences
+    assert agent.callback.asked == 12 and 0 < len(prefs) <= 12 and set(np.unique(prefs.label)) <= {0.0, 1.0}
+    # every stored label is the teacher's rule on the stored pair's factors (level 1: forward speed)
+    again = make_teacher("heron").label(prefs.a, prefs.b)
+    assert np.isfinite(again).all()
+    fa, fb = prefs.a.factors["reward_forward"].sum(1), prefs.b.factors["reward_forward"].sum(1)
+    decided_by_speed = np.abs(fb - fa) > 0.5 * np.concatenate([fa, fb]).std(ddof=1)
+    np.testing.assert_array_equal(prefs.label[decided_by_speed], (fb > fa)[decided_by_speed].astype(np.float32))

@@ -159,6 +159,8 @@ def test_online_contract(name, tmp_path):
     else:
         lk = {"n_steps": 2 * EP, "batch_size": 40, "n_epochs": 1, "policy_kwargs": {"net_arch": [8]}}
     extra = {"crop_range": 2} if name in ("surf", "qpa") else {}
+    if name == "hprior":
+        extra = {"world_pretrain_steps": 3, "world_update_steps": 1, "world_kwargs": {"embed_dim": 8, "n_layers": 1}}
     labels = entry.needs_preferences
     agent = cls(env, make_teacher("oracle"), 8 if labels else 0, 4, EP, segment_length=10, seed=0, learner_kwargs=lk,
                 reward_model_kwargs={"hidden": (8,)}, unsup_steps=EP if labels else 0, fit_kwargs={"epochs": 2},

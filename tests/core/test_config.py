@@ -33,10 +33,15 @@ def test_yaml_file_and_flag_overrides(tmp_path):
         ({"total_feedbak": 10}, r"unknown config key 'total_feedbak'.*did you mean 'total_feedback'.*allowed keys: agent, "),
         ({"total_feedback": -3}, r"total_feedback must be >= 1, got -3"),
         ({"total_timesteps": -1}, r"total_timesteps must be >= 1, got -1"),
-        ({"agent": "pebbel"}, r"unknown agent 'pebbel'.*allowed values: pebble, pref_ppo, qpa, rime, rune, sac, surf"),
+        ({"agent": "pebbel"}, r"unknown agent 'pebbel'.*allowed values: hprior, pebble, pref_ppo, qpa, rime, rune, sac, surf"),
         ({"agent": "ipl"}, r"unknown agent 'ipl'.*allowed values: pebble"),
-        ({"teacher": "genius"}, r"unknown teacher 'genius'.*allowed values: equal, mistake, myopic, oracle, rating, scripted"),
+        ({"teacher": "genius"}, r"unknown teacher 'genius'.*allowed values: equal, heron, mistake, myopic, oracle, rating, scripted"),
+        ({"teacher": "heron", "teacher_kwargs": {"order": ["reward_speed"]}}, r"teacher 'heron': unknown reward factor"),
+        ({"teacher": "heron", "teacher_kwargs": {"beta": 1.0}}, r"unknown key 'beta' in teacher_kwargs for teacher 'heron'"),
         ({"selector": "best"}, r"unknown query selector 'best'.*allowed values: disagreement"),
+        ({"selector": "gated_disagreement", "selector_kwargs": {"epsilon": 2}},
+         r"bad selector_kwargs for query selector 'gated_disagreement': epsilon must be a number in \[0, 1\)"),
+        ({"selector": "uniform", "selector_kwargs": {"epsilon": 0.1}}, r"bad selector_kwargs .*'uniform' selector takes no options"),
         ({"task": "mujoco/Cheetah-v5"}, r"unknown task id 'mujoco/Cheetah-v5'"),
         ({"segment_length": "long"}, r"segment_length must be an integer, got 'long'"),
         ({"learner_kwargs": {"batchsize": 64}}, r"unknown key 'batchsize' in learner_kwargs for SAC; allowed keys: .*batch_size"),
@@ -59,6 +64,7 @@ def test_online_errors_name_the_key(data, pattern):
         ({"total_feedback": -3}, r"total_feedback must be >= 1, got -3"),
         ({"dataset": "/nonexistent/hopper.hdf5"}, r"dataset file '/nonexistent/hopper.hdf5' does not exist"),
         ({"total_timesteps": 5}, r"unknown config key 'total_timesteps' for an offline run; allowed keys: .*steps"),
+        ({"teacher": "heron"}, r"teacher 'heron' compares reward factors, which only online runs record"),
     ],
 )
 def test_offline_errors_name_the_key(data, pattern):
@@ -90,3 +96,14 @@ def test_the_selector_defaults_to_the_agents_own():
     assert config_from_dict({"agent": "pebble"}).selector == "disagreement"
     assert config_from_dict({"agent": "qpa", "selector": "entropy"}).selector == "entropy"
     assert config_from_dict(qpa.to_dict()).to_dict() == qpa.to_dict()
+
+
+def test_the_gated_and_thompson_selectors_are_config_choices():
+    from pbrl.queries import GatedSelector, make_selector
+
+    cfg = config_from_dict({"selector": "gated_thompson", "selector_kwargs": {"epsilon": 0.05, "threshold": 0.2}})
+    assert cfg.to_dict()["selector_kwargs"] == {"epsilon": 0.05, "threshold": 0.2}
+    sel = make_selector(cfg.selector, **cfg.selector_kwargs)
+    assert isinstance(sel, GatedSelector) and sel.epsilon == 0.05 and sel.inner.threshold == 0.2
+    assert config_from_dict({"selector": "thompson"}).selector == "thompson"
+    assert parse_overrides(["selector_kwargs.epsilon=0.1"]) == {"selector_kwargs": {"epsilon": 0.1}}

@@ -9,7 +9,7 @@ from helpers import segment_pair
 from pbrl.preferences import PreferenceDataset
 from pbrl.queries import SELECTORS, candidate_pairs, kcenter_greedy, make_selector, pair_features
 from pbrl.reward_models import RewardEnsemble
-from pbrl.segments import Trajectory
+from pbrl.segments import Segments, Trajectory
 
 
 def pool(n=400, seed=0):
@@ -41,9 +41,9 @@ def test_every_selector_returns_n_distinct_indices_deterministically(trained):
     model, ds = trained
     a, b = pool(seed=2)
     for name in SELECTORS:
-        sel = make_selector(name)
+        sel = make_selector(name, epsilon=0.0) if name.startswith("gated_") else make_selector(name)
         idx = sel.select(a, b, 25, reward_model=model, labelled=ds, rng=7)
-        assert idx.dtype == np.int64 and idx.shape == (25,), name
+        assert idx.dtype == np.int64 and idx.shape == (25,), name  # epsilon 0: the gate passes every pair
         assert len(np.unique(idx)) == 25 and idx.min() >= 0 and idx.max() < 400, name
         np.testing.assert_array_equal(idx, sel.select(a, b, 25, reward_model=model, labelled=ds, rng=7))
         assert sel.select(a, b, 0, reward_model=model).shape == (0,)
@@ -144,3 +144,77 @@ def test_selector_errors():
         make_selector("uniform", pool_fraction=0.5)
     with pytest.raises(ValueError, match="recent_episodes"):
         candidate_pairs([Trajectory(np.zeros((20, 2)), np.zeros((20, 1)), np.zeros(20))], 5, 5, 0, recent_episodes=0)
+
+
+# ------------------------------------------------------------------ randomised selection and the gate
+class _FixedProbs:
+    """A stand-in ensemble whose members' P[b > a] are given: ``p [M, N]``."""
+
+    def __init__(self, p):
+        self.p = np.asarray(p, np.float64)
+
+    def preference_probs(self, a, b):
+        return self.p[:, a.obs[:, 0, 0].astype(int)]
+
+
+def _indexed_pool(n):
+    """n pairs whose first observation is the pair's own index (so _FixedProbs can look it up)."""
+    obs = np.zeros((n, 2, 1), np.float32)
+    obs[:, 0, 0] = np.arange(n)
+    seg = Segments(obs=obs, act=np.zeros((n, 2, 1), np.float32), reward=np.zeros((n, 2), np.float32))
+    return seg, seg
+
+
+def test_thompson_picks_pairs_the_sampled_members_disagree_on():
+    # 3 members, 6 pairs; members 0 and 1 disagree (by 0.6) on pairs 0-2 only, member 2 agrees with member 0
+    p = np.array([[0.8, 0.8, 0.8, 0.5, 0.5, 0.5],
+                  [0.2, 0.2, 0.2, 0.5, 0.5, 0.5],
+                  [0.8, 0.8, 0.8, 0.5, 0.55, 0.5]])
+    a, b = _indexed_pool(6)
+    sel = make_selector("thompson", threshold=0.3)
+    picks, drawn = set(), set()
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        members, d = sel.sampled_disagreement(p, np.random.default_rng(seed))
+        drawn.add(tuple(members.tolist()))
+        idx = sel.select(a, b, 2, reward_model=_FixedProbs(p), rng=rng)
+        if tuple(members.tolist()) in ((0, 1), (1, 2)):  # these members disagree past 0.3 on pairs 0-2
+            assert set(idx.tolist()) <= {0, 1, 2}
+            picks.update(idx.tolist())
+        else:  # members 0 and 2: spread 0.05 on pair 4 only, nothing passes: the largest spread first
+            np.testing.assert_allclose(d, [0, 0, 0, 0, 0.05, 0], atol=1e-12)
+            assert idx[0] == 4
+    assert drawn == {(0, 1), (0, 2), (1, 2)}  # every pair of members gets drawn
+    assert picks == {0, 1, 2}  # and the passing pairs are picked at random, not always the same
+
+
+def test_gate_asks_only_where_members_disagree():
+    p = np.array([[0.9, 0.5, 0.6, 0.1],
+                  [0.1, 0.5, 0.6, 0.1]])
+    a, b = _indexed_pool(4)
+    # std over the two members: 0.4, 0, 0, 0 -> only pair 0 passes epsilon 0.02
+    idx = make_selector("gated_uniform", epsilon=0.02).select(a, b, 4, reward_model=_FixedProbs(p), rng=0)
+    assert idx.tolist() == [0]
+    gate = make_selector("gated_disagreement")
+    assert gate.may_skip and gate.inner.name == "disagreement" and gate.epsilon == 0.02
+    assert gate.select(a, b, 2, reward_model=_FixedProbs(p)).tolist() == [0]
+    # thompson inside the gate keeps its options
+    assert make_selector("gated_thompson", threshold=0.2).inner.threshold == 0.2
+
+
+def test_gated_and_thompson_errors():
+    a, b = _indexed_pool(4)
+    with pytest.raises(ValueError, match="epsilon must be a number in"):
+        make_selector("gated_disagreement", epsilon=-0.1)
+    with pytest.raises(ValueError, match="threshold must be a number in"):
+        make_selector("thompson", threshold=1.5)
+    with pytest.raises(ValueError, match="n_sampled"):
+        make_selector("thompson", n_sampled=1)
+    with pytest.raises(ValueError, match="reward model has 1"):
+        make_selector("thompson").select(a, b, 2, reward_model=_FixedProbs(np.full((1, 4), 0.5)), rng=0)
+    with pytest.raises(ValueError, match="a gate wraps one of"):
+        from pbrl.queries import GatedSelector
+
+        GatedSelector("kcenter")
+    with pytest.raises(ValueError, match="needs reward_model"):
+        make_selector("gated_uniform").select(a, b, 2)

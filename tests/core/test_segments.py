@@ -71,3 +71,33 @@ def test_trajectory_validation():
         Trajectory(obs=np.zeros((2, 2)), act=np.zeros((2, 1)), reward=[0.0, np.nan])
     with pytest.raises(ValueError, match="numeric"):
         Trajectory(obs=np.array([["a", "b"]]), act=np.zeros((1, 1)), reward=[0.0])
+
+
+def test_reward_factors_travel_with_segments():
+    from pbrl.preferences import PreferenceDataset
+    from pbrl.segments import Segments, Trajectory, factor_array, sample_segment_pairs
+
+    T = 30
+    fwd, ctrl = np.arange(T, dtype=np.float32), -0.1 * np.arange(T, dtype=np.float32)
+    tr = Trajectory(np.arange(T)[:, None].repeat(3, 1), np.zeros((T, 2)), fwd + ctrl,
+                    factors={"reward_forward": fwd, "reward_ctrl": ctrl})
+    a, b = sample_segment_pairs([tr], 6, 5, 0)
+    assert a.factor_names == ("reward_forward", "reward_ctrl") and a.factors.shape == (6, 5)
+    # each window's factors are the trajectory's at the same steps (obs[:, 0] is the step index)
+    start = a.obs[:, 0, 0].astype(int)
+    np.testing.assert_array_equal(a.factors["reward_forward"], fwd[start[:, None] + np.arange(5)])
+    assert a[np.array([1, 2])].factors.shape == (2, 5) and a.crop(np.ones(6, int), 3).factors.shape == (6, 3)
+    assert Segments.concatenate([a, b]).factors.shape == (12, 5)
+    # a batch without factors, or with other factors, drops them on concatenation
+    plain = Segments(a.obs, a.act, a.reward)
+    assert Segments.concatenate([a, plain]).factors is None
+    other = Segments(a.obs, a.act, a.reward, factors={"reward_survive": np.ones((6, 5))})
+    assert Segments.concatenate([a, other]).factors is None
+    ds = PreferenceDataset(a, b, np.ones(6, np.float32))
+    assert ds.a.factors is not None and PreferenceDataset.empty(5, 3, 2).a.factors is None
+    with pytest.raises(ValueError, match="structured array"):
+        factor_array("factors", np.zeros((6, 5)), (6, 5))
+    with pytest.raises(ValueError, match=r"factors\['reward_ctrl'\] contains non-finite"):
+        Trajectory(np.zeros((2, 1)), np.zeros((2, 1)), np.zeros(2), factors={"reward_ctrl": [0.0, np.nan]})
+    with pytest.raises(ValueError, match="must have shape"):
+        Trajectory(np.zeros((2, 1)), np.zeros((2, 1)), np.zeros(2), factors={"reward_ctrl": [0.0]})

@@ -148,3 +148,66 @@ def test_regret_teacher_uses_value_function():
     np.testing.assert_array_equal(t.label(a, b), [0.0, 1.0])
     with pytest.raises(ValueError, match="next_obs"):
         t.label(Segments(obs=obs_a, act=np.zeros((2, h, 1)), reward=rew_a), b)
+
+
+# ------------------------------------------------------------------ HERON's hierarchical teacher
+def _factored(fwd, ctrl):
+    """Segments of 2 steps whose factors are given per segment as (step 0, step 1) values."""
+    fwd, ctrl = np.asarray(fwd, np.float32), np.asarray(ctrl, np.float32)
+    n = len(fwd)
+    return Segments(obs=np.zeros((n, 2, 1)), act=np.zeros((n, 2, 1)), reward=fwd + ctrl,
+                    factors={"reward_forward": fwd, "reward_ctrl": ctrl})
+
+
+def test_heron_compares_level_by_level_with_hand_computed_margins():
+    # segment sums:   forward a = [2, 2, 2, 2],  b = [6, 2.5, 2.2, 2.1]
+    #                 ctrl    a = [-1, -1, -1, -1], b = [-3, -2, 0, -1]
+    a = _factored([[1, 1]] * 4, [[-0.5, -0.5]] * 4)
+    b = _factored([[3, 3], [1.25, 1.25], [1.1, 1.1], [1.05, 1.05]], [[-1.5, -1.5], [-1, -1], [0, 0], [-0.5, -0.5]])
+    from pbrl.teachers import HierarchicalTeacher
+
+    t = HierarchicalTeacher(order=["reward_forward", "reward_ctrl"], sigma=[0.2, 0.5])
+    # level 1: forward sums over the batch [2, 2, 2, 2, 6, 2.5, 2.2, 2.1]: sample std 1.3846 (sqrt(13.42 / 7)), margin 0.2769
+    fwd = np.array([2, 2, 2, 2, 6, 2.5, 2.2, 2.1])
+    m1 = 0.2 * fwd.std(ddof=1)
+    assert abs(m1 - 0.27692) < 1e-4
+    # pair 0: 6 > 2 + m1 -> b; pair 1: 2.5 > 2.2769 -> b; pairs 2 (2.2) and 3 (2.1): tied, go to level 2
+    # level 2: ctrl sums [-1, -1, -1, -1, -3, -2, 0, -1]: sample std 0.8864 (sqrt(5.5 / 7)), margin 0.4432
+    ctrl = np.array([-1, -1, -1, -1, -3, -2, 0, -1])
+    assert abs(0.5 * ctrl.std(ddof=1) - 0.44320) < 1e-4
+    # pair 2: 0 > -1 + 0.4432 -> b; pair 3: -1 vs -1 tied -> no label
+    lab = t.label(a, b)
+    np.testing.assert_array_equal(lab[:3], [1.0, 1.0, 1.0])
+    assert np.isnan(lab[3])
+    # swapping the sides swaps the labels; energy first gives the ctrl ranking where it is decisive
+    np.testing.assert_array_equal(t.label(b, a)[:3], [0.0, 0.0, 0.0])
+    energy_first = HierarchicalTeacher(order=["reward_ctrl", "reward_forward"], sigma=[0.5, 0.2]).label(a, b)
+    # ctrl margin 0.4432: pair 0 (-3 vs -1) -> a, pair 1 (-2 vs -1) -> a, pair 2 (0 vs -1) -> b;
+    # pair 3 tied on ctrl, forward 2.1 vs 2 within 0.2769 -> no label
+    np.testing.assert_array_equal(energy_first[:3], [0.0, 0.0, 1.0])
+    assert np.isnan(energy_first[3])
+    # a lower-is-better factor flips the comparison; one sigma serves every level
+    low = HierarchicalTeacher(order=["-reward_forward"], sigma=0.2).label(a, b)
+    np.testing.assert_array_equal(low[:2], [0.0, 0.0])
+    assert np.isnan(low[2:]).all()
+
+
+def test_heron_bad_input_is_one_clear_error():
+    from pbrl.teachers import HierarchicalTeacher
+
+    with pytest.raises(ValueError, match="unknown reward factor"):
+        HierarchicalTeacher(order=["speed"])
+    with pytest.raises(ValueError, match="non-empty list"):
+        HierarchicalTeacher(order="reward_forward")
+    with pytest.raises(ValueError, match="one per factor"):
+        HierarchicalTeacher(order=["reward_forward", "reward_ctrl"], sigma=[0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="margin >= 0"):
+        HierarchicalTeacher(sigma=-1)
+    with pytest.raises(ValueError, match="twice"):
+        HierarchicalTeacher(order=["reward_ctrl", "-reward_ctrl"])
+    t = make_teacher("heron", order=["reward_survive"])
+    with pytest.raises(ValueError, match=r"do not record factor\(s\) \['reward_survive'\]"):
+        t.label(_factored([[1, 1]], [[0, 0]]), _factored([[1, 1]], [[0, 0]]))
+    seg = Segments(obs=np.zeros((1, 2, 1)), act=np.zeros((1, 2, 1)), reward=np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="carry none"):
+        t.label(seg, seg)

@@ -404,3 +404,32 @@ def test_spread_budget_asks_until_the_end_of_the_run():
         session_steps(10_000, 10_000, 5_000)
     with pytest.raises(ValueError, match="budget"):
         spread_budget(0, 50_000, 10_000, 5_000)
+
+
+def test_a_gated_selector_skips_queries_without_counting_them():
+    """Behind a gate no member disagreement reaches epsilon 0.9 (a std of probabilities is at most 0.5): after
+    the first (uniform) session nothing is asked, counted or refitted; the sessions (at steps 30, 60, 90, 120)
+    still happen."""
+    from pbrl.queries import make_selector
+
+    rm = LinearReward(17, 6)
+    env = LearnedRewardVecEnv(_venv(1), rm)
+    teacher = HalfSkipTeacher()
+    cb = PreferenceCallback(rm, teacher, make_selector("gated_disagreement", epsilon=0.9), total_feedback=40,
+                            feedback_per_session=10, feedback_every=EP, segment_length=10, episode_length=EP,
+                            first_feedback_step=EP)
+    model = SAC("MlpPolicy", env, learning_starts=EP, batch_size=16, train_freq=4, buffer_size=1000,
+                policy_kwargs={"net_arch": [8]}, seed=0, replay_buffer_class=PbrlReplayBuffer)
+    model.learn(4 * EP, callback=cb)
+    assert cb.sessions == 4 and cb.asked == 10 and cb.budget_left == 30
+    assert [len(a) for a, _ in teacher.seen] == [10, 0, 0, 0]
+    assert rm.fit_sizes == [5] and cb.updates == 1
+    assert [h["gated"] for h in cb.history] == [0, 10, 10, 10]
+    # epsilon 0 passes every pair: the same run asks and counts all of them
+    rm2 = LinearReward(17, 6)
+    cb2 = PreferenceCallback(rm2, HalfSkipTeacher(), make_selector("gated_disagreement", epsilon=0.0), 40, 10, EP,
+                             segment_length=10, episode_length=EP, first_feedback_step=EP)
+    model2 = SAC("MlpPolicy", LearnedRewardVecEnv(_venv(1), rm2), learning_starts=EP, batch_size=16, train_freq=4,
+                 buffer_size=1000, policy_kwargs={"net_arch": [8]}, seed=0, replay_buffer_class=PbrlReplayBuffer)
+    model2.learn(4 * EP, callback=cb2)
+    assert cb2.asked == 40 and [h["gated"] for h in cb2.history] == [0, 0, 0, 0]

@@ -1,0 +1,36 @@
+"""scripts/heron_orders.py: the smoke run trains both orders with the heron teacher, labels are collected and
+the per-step factors are recorded; bad sizes are one clear error before any work."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+
+def test_smoke_run_trains_both_orders(tmp_path):
+    ho = importlib.import_module("heron_orders")
+    res = ho.main(["--smoke", "--out", str(tmp_path)])
+    assert list(res["results"]) == list(ho.ORDERS)
+    for per_seed in res["results"].values():
+        r = per_seed["0"]
+        assert r["asked"] == 8 and 0 < r["labels"] <= 8  # full ties are skipped queries
+        assert r["reward_ctrl"] <= 0.0  # a control cost
+        assert abs(r["reward_forward"] + r["reward_ctrl"] - r["reward"]) < 1e-4  # HalfCheetah's reward is their sum
+    saved = json.loads((tmp_path / "heron_orders.json").read_text())
+    assert saved["results"] == res["results"] and (tmp_path / "heron_orders.png").exists()
+
+
+def test_bad_sizes_are_one_clear_error(tmp_path, capsys):
+    ho = importlib.import_module("heron_orders")
+    for argv, msg in ((["--steps", "0"], "--steps must be >= 1"),
+                      (["--segment-length", "80", "--episode-steps", "50"], "must be <= --episode-steps")):
+        with pytest.raises(SystemExit) as e:
+            ho.main([*argv, "--out", str(tmp_path / "x")])
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
