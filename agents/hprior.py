@@ -19,7 +19,7 @@ Everything else is PEBBLE's (:class:`~pbrl.agents.pebble.PEBBLE`). The world mod
 statistics and random generators are checkpointed (the loss term is also the :class:`FeedbackHook` that trains
 the world model, and hooks' states are saved with the feedback callback).
 
-Choices the paper leaves open, and pbrl's (``docs/hyperparameters.md``, ``docs/hprior.md``):
+Choices the paper leaves open, and pbrl's (``docs/hyperparameters.md``, ``docs/agents/hprior.md``):
 
 * world model size: embedding 256, 3 layers, 1 head, dropout 0.1, learned step embeddings, lr 3e-4, batch 16
   windows (WiseRL's public ``prior`` port);

@@ -249,7 +249,9 @@ def cost_estimate(points, out: Path) -> str:
 
 
 def summarise(out: Path, seed: int = 0) -> dict:
-    """IQM final success (95 % stratified bootstrap over tasks x seeds), ratio to SAC-true, CPU per run."""
+    """IQM final success (95 % stratified bootstrap over tasks x seeds, and per task), ratio to SAC-true, the
+    probability of improvement over PEBBLE (oracle, the largest budget) on the tasks both ran, CPU per run, and
+    the share of saturated reward outputs at the last evaluation."""
     import numpy as np
 
     from pbrl import stats
@@ -260,10 +262,11 @@ def summarise(out: Path, seed: int = 0) -> dict:
     for r in runs:
         key = (row_label(r.config), int(r.config.get("total_feedback", 0)), teacher_label(r.config))
         groups.setdefault(key, []).append(r)
-    table = {}
+    table, columns = {}, {}
     for key, rs in sorted(groups.items()):
         tasks = sorted({r.task for r in rs})
         cols = [np.array([r.final("success_rate") for r in rs if r.task == t], float) for t in tasks]
+        columns["/".join(map(str, key))] = dict(zip(tasks, cols))
         ci = stats.stratified_bootstrap_ci(cols, "iqm", n_resamples=2000, seed=seed)
         cpu = [r.metrics.get("cpu_time_s", float("nan")) for r in rs]
         per_task_iqm = {t: _interval(stats.stratified_bootstrap_ci([c], "iqm", n_resamples=2000, seed=seed))
@@ -278,6 +281,13 @@ def summarise(out: Path, seed: int = 0) -> dict:
     ref = sac[0]["iqm"]["value"] if sac else float("nan")
     for v in table.values():
         v["vs_sac"] = v["iqm"]["value"] / ref if ref and ref == ref else float("nan")
+    pebble = sorted((v["budget"], k) for k, v in table.items() if v["agent"] == "pebble" and v["teacher"] == "oracle")
+    for key, v in table.items():
+        common = sorted(set(columns[key]) & set(columns[pebble[-1][1]])) if pebble else []
+        if common and key != pebble[-1][1]:
+            poi = stats.probability_of_improvement([columns[key][t] for t in common],
+                                                   [columns[pebble[-1][1]][t] for t in common], seed=seed)
+            v["poi_vs_pebble"] = {**_interval(poi), "baseline": pebble[-1][1], "tasks": common}
     return table
 
 
@@ -455,13 +465,16 @@ def calibration(out: Path, a: argparse.Namespace) -> dict:
 
 
 def markdown(table: dict) -> str:
-    lines = ["| agent | budget | teacher | runs | IQM success [95 % CI] | vs SAC-true | CPU-min per run |",
-             "|---|---:|---|---:|---|---:|---:|"]
+    lines = ["| agent | budget | teacher | runs | IQM success [95 % CI] | vs SAC-true | P(> PEBBLE) [95 % CI] | "
+             "saturated at the end | CPU-min per run |",
+             "|---|---:|---|---:|---|---:|---|---:|---:|"]
     for v in table.values():
-        i = v["iqm"]
+        i, p = v["iqm"], v.get("poi_vs_pebble")
+        poi = f"{p['value']:.2f} [{p['low']:.2f}, {p['high']:.2f}]" if p else "-"
+        sat = v.get("saturated_final", float("nan"))
         lines.append(f"| {v['agent']} | {v['budget']} | {v['teacher']} | {v['n_runs']} | "
-                     f"{i['value']:.2f} [{i['low']:.2f}, {i['high']:.2f}] | {100 * v['vs_sac']:.0f} % | "
-                     f"{v['cpu_s_per_run'] / 60:.1f} |")
+                     f"{i['value']:.2f} [{i['low']:.2f}, {i['high']:.2f}] | {100 * v['vs_sac']:.0f} % | {poi} | "
+                     f"{'-' if sat != sat else f'{100 * sat:.0f} %'} | {v['cpu_s_per_run'] / 60:.1f} |")
     return "\n".join(lines)
 
 

@@ -84,6 +84,6 @@ def test_dmc_ids_without_dm_control_name_the_extra(monkeypatch):
     import pbrl.envs.registry as registry
 
     monkeypatch.setattr(registry, "dmc_available", lambda: False)
-    with pytest.raises(ValueError, match=r"DeepMind Control task; DMC tasks need dm-control: pip install 'pbrl\[dmc\]'"):
+    with pytest.raises(ValueError, match=r"DeepMind Control tasks \(dmc/...\) needs the 'dmc' extra .*pip install 'pbrl\[dmc\]'"):
         make_env("dmc/walker-walk")
     assert episode_length("mujoco/Hopper-v5") == 1000  # other tasks never import dm_control

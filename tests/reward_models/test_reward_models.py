@@ -306,14 +306,15 @@ def test_surf_unlabelled_pool_changes_held_out_agreement_with_scarce_labels():
 def test_refits_renormalise_a_feature_that_starts_constant_and_later_moves():
     """Meta-World object poses barely move under random actions (std ~1e-6), then move. The statistics
     were frozen at the first fit, so a 0.1 shift became 1e5 stds (clipped at 100) and the reward jumped;
-    now a feature below MIN_STD is only centred, and every refit re-estimates the statistics."""
+    now a feature below MIN_STD is only centred, and every refit re-estimates the statistics (with
+    ``normalize=True``; the online default reads B-Pref's raw inputs since standardising saturated Meta-World)."""
     from pbrl.agents.online_base import REWARD_MODEL_DEFAULTS
 
-    assert REWARD_MODEL_DEFAULTS["normalize"] is True
+    assert REWARD_MODEL_DEFAULTS["normalize"] is False
     early = synthetic(n=64, seed=40)
     early.a.obs[..., 3] = 0.5 + 1e-6 * np.random.default_rng(0).standard_normal(early.a.obs.shape[:2])
     early.b.obs[..., 3] = 0.5 + 1e-6 * np.random.default_rng(1).standard_normal(early.b.obs.shape[:2])
-    kw = {**REWARD_MODEL_DEFAULTS, "hidden": (16,)}
+    kw = {**REWARD_MODEL_DEFAULTS, "normalize": True, "hidden": (16,)}
     model = RewardEnsemble(4, 2, **kw)
     model.fit(early, epochs=5)
     assert float(model.in_std[3]) == 1.0  # below MIN_STD: only centred, never divided by 1e-6

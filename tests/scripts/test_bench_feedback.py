@@ -85,6 +85,9 @@ def test_a_tiny_study_runs_resumes_and_reports(bench, tmp_path, capsys):
     res = bench.main(argv)
     table = res["table"]
     assert set(table) == {"sac/0/oracle", "pebble/6/oracle"}
+    poi = table["sac/0/oracle"]["poi_vs_pebble"]  # every row against PEBBLE on the tasks both ran
+    assert 0.0 <= poi["low"] <= poi["value"] <= poi["high"] <= 1.0 and poi["baseline"] == "pebble/6/oracle"
+    assert "poi_vs_pebble" not in table["pebble/6/oracle"]
     assert table["sac/0/oracle"]["vs_sac"] == pytest.approx(1.0) or table["sac/0/oracle"]["iqm"]["value"] == 0.0
     saved = json.loads((tmp_path / "study" / "feedback.json").read_text())
     assert saved["table"].keys() == table.keys()
