@@ -6,7 +6,7 @@
 #
 #   bash scripts/ci_core.sh            # venv in .venv-core (kept between calls; --fresh rebuilds it)
 #
-# CI runs it beside the full suite (.ci/run). It caught the `import click` crash of typer 0.29, which
+# CI runs it after the full suite (.ci/run). It caught the `import click` crash of typer 0.29, which
 # no longer depends on click: the full-extras venv had click only through uvicorn (the label extra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +68,9 @@ needs_extra "a dmc/... task" dmc "$tmp/dmc" \
   "$PBRL" train online --task dmc/walker-walk --agent sac --total-timesteps 100 -o "$tmp/dmc"
 needs_extra "a Minari dataset id" offline "$tmp/minari" \
   "$PBRL" train offline --task mujoco/Hopper-v5 --dataset mujoco/hopper/medium-v0 --agent bc --steps 10 -o "$tmp/minari"
+needs_extra "pbrl train --track (Weights & Biases)" wandb "$tmp/track" \
+  "$PBRL" train offline --task mujoco/Hopper-v5 --agent bc --collect-policy random --collect-steps 500 --steps 10 \
+  --track -o "$tmp/track"
 needs_extra "PEARL (optimal transport)" offline "$tmp/pearl" \
   "$PBRL" train offline --task mujoco/Hopper-v5 --agent pearl --collect-policy random --collect-steps 500 \
   --steps 10 -o "$tmp/pearl"
