@@ -1,6 +1,6 @@
 """pbrl.stats against the ``rliable`` package itself (Agarwal et al., 2021) on the same score matrices: the
 same point estimates, and intervals that agree within bootstrap tolerance (the two draw different resamples).
-Skipped when rliable is not installed (``pip install rliable``; the ``dev`` extra has it)."""
+Skipped when rliable is not installed (``scripts/setup.sh`` installs it beside arch 8 for this test)."""
 
 import inspect
 
