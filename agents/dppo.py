@@ -5,7 +5,7 @@ An, Lee, Zuo, Kosaka, Kim & Song, "Direct Preference-based Policy Optimization w
 NeurIPS 2023 (authors' code: github.com/snu-mllab/DPPO). Three stages:
 
 1. **A preference predictor** ``psi(sigma)``: a one-layer Preference Transformer scoring a segment
-   ``sigma`` of ``H`` steps (:class:`pbrl.preference_transformer.PreferenceTransformer`, whose score is
+   ``sigma`` of ``H`` steps (:class:`pbrl.reward_models.transformer.PreferenceTransformer`, whose score is
    ``S(sigma) = sum_t w_t r_t``), trained on the labelled pairs with the Bradley-Terry cross-entropy plus
    the paper's prediction-smoothness regulariser (the paper's Sec. 4.3)::
 
@@ -46,9 +46,9 @@ import torch.nn.functional as F
 
 from pbrl.agents.networks import DeterministicPolicy
 from pbrl.agents.offline_base import OfflineAgent
-from pbrl.preference_transformer import PreferenceTransformer
 from pbrl.preferences import PreferenceDataset
 from pbrl.ratings import RatingDataset
+from pbrl.reward_models.transformer import PreferenceTransformer
 
 __all__ = ["DPPO", "dppo_distances", "dppo_loss", "smoothness_loss", "shifted_windows", "window_starts"]
 
@@ -170,7 +170,7 @@ class DPPO(OfflineAgent):
             ``seed``, ``device``).
 
     Attributes:
-        predictor: the :class:`~pbrl.preference_transformer.PreferenceTransformer` (saved with the agent).
+        predictor: the :class:`~pbrl.reward_models.transformer.PreferenceTransformer` (saved with the agent).
         predictor_fit_info: what its ``fit`` returned (``history["extra_loss"]``: the smoothness term).
         predictor_fitted: True once fitted; set it to False to refit on new preferences.
     """

@@ -46,7 +46,9 @@ from pbrl.agents.offline_base import (
 )
 from pbrl.preferences import PreferenceDataset
 from pbrl.ratings import RatingDataset
+from pbrl.reward_models import RewardEnsemble
 from pbrl.reward_models.ensemble import ENSEMBLE_NORMALIZATIONS, combine_member_rewards
+from pbrl.reward_models.transformer import PreferenceTransformer
 
 __all__ = ["IQL", "MRIQL", "iql_value_loss", "iql_q_loss", "awr_policy_loss", "normalize_rewards", "IQL_RETURN_SCALE", "REWARD_NORMALIZATIONS", "REWARD_MODELS"]
 
@@ -271,7 +273,7 @@ class MRIQL(IQL):
     ``reward_model="ensemble"`` (default) is the preference-transformer paper's MR baseline (Kim et al.,
     ICLR 2023), as in PEBBLE: a :class:`~pbrl.reward_models.RewardEnsemble` of MLPs, Bradley-Terry
     cross-entropy over segment sums; its mean prediction is the reward. ``reward_model="transformer"`` is
-    that paper's PT + IQL: a :class:`~pbrl.preference_transformer.PreferenceTransformer`, and every step is
+    that paper's PT + IQL: a :class:`~pbrl.reward_models.transformer.PreferenceTransformer`, and every step is
     relabelled with the per-step reward PT predicts at the last position of the window of
     ``context_length`` steps ending at it (:meth:`PreferenceTransformer.relabel`, the authors' relabelling).
 
@@ -355,10 +357,7 @@ class MRIQL(IQL):
             ensemble_normalization=ensemble_normalization,
         )
         super().__init__(obs_dim, act_dim, reward_normalization=reward_normalization, **iql)
-        if reward_model == "transformer":
-            from pbrl.preference_transformer import PreferenceTransformer as klass
-        else:
-            from pbrl.reward_models import RewardEnsemble as klass
+        klass = PreferenceTransformer if reward_model == "transformer" else RewardEnsemble
         self.reward_model = self._make_reward_model(klass)
         self.reward_fit_info: dict[str, Any] = {}
         self.reward_fitted = False

@@ -2,8 +2,7 @@
 
 * :class:`RewardEnsemble` (:mod:`.ensemble`): M Bradley-Terry reward MLPs as one batched network (PEBBLE);
 * :class:`GaussianRewardModel` (:mod:`.gaussian`): the robust Gaussian reward of PEARL, with its KL term;
-* :class:`PreferenceTransformer` (:mod:`pbrl.preference_transformer`): the non-Markovian model of Kim et
-  al. 2023 (imported on first use);
+* :class:`PreferenceTransformer` (:mod:`.transformer`): the non-Markovian model of Kim et al. 2023;
 * :mod:`.training`: :class:`RewardTrainer` and the loss terms (:class:`BradleyTerryLoss`,
   :class:`TemporalCrop`; SURF's pseudo-label term lives in :mod:`pbrl.agents.surf`);
 * :mod:`.ratings`: :class:`RatingLoss` and :class:`RatingTrainer`, reward learning from rated single
@@ -18,7 +17,6 @@ Label convention (pbrl-wide): ``1.0`` = ``b`` preferred, ``0.0`` = ``a`` preferr
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from pbrl.reward_models.ensemble import (
     ENSEMBLE_NORMALIZATIONS,
@@ -31,6 +29,7 @@ from pbrl.reward_models.metrics import evaluate_reward_model, saturation
 from pbrl.reward_models.networks import BatchedMLP, EnsembleMLP
 from pbrl.reward_models.ratings import RatingBatch, RatingLoss, RatingTrainer
 from pbrl.reward_models.training import BradleyTerryLoss, LossTerm, PairBatch, RewardTrainer, TemporalCrop
+from pbrl.reward_models.transformer import PreferenceTransformer
 
 __all__ = [
     "saturation",
@@ -59,11 +58,3 @@ __all__ = [
 def load_reward_model(path: str | os.PathLike, device: str = "cpu") -> RewardEnsemble:
     """Load any pbrl reward model saved with ``.save(path)``."""
     return RewardEnsemble.load(path, device=device)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "PreferenceTransformer":
-        from pbrl.preference_transformer import PreferenceTransformer
-
-        return PreferenceTransformer
-    raise AttributeError(f"module 'pbrl.reward_models' has no attribute {name!r}")

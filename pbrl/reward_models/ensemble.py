@@ -28,9 +28,20 @@ import numpy as np
 import torch
 
 from pbrl.preferences import PreferenceDataset
+from pbrl.ratings import RatingDataset
 from pbrl.reward_models.networks import ACTIVATIONS, BatchedMLP
-from pbrl.reward_models.persistence import SavedRewardModel, check_state
-from pbrl.reward_models.training import pair_accuracy, soft_cross_entropy
+from pbrl.reward_models.persistence import SavedRewardModel, check_segments, check_state
+from pbrl.reward_models.ratings import RatingTrainer
+from pbrl.reward_models.training import (
+    BradleyTerryLoss,
+    RewardTrainer,
+    TemporalCrop,
+    pair_accuracy,
+    soft_cross_entropy,
+)
+from pbrl.reward_models.transformer import (
+    PreferenceTransformer,  # a different model family, loaded by from_state
+)
 from pbrl.segments import Segments
 
 __all__ = ["RewardEnsemble", "combine_member_rewards", "ENSEMBLE_NORMALIZATIONS"]
@@ -84,18 +95,6 @@ def _check_array(name: str, x: Any, last_dim: int, what: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf values; clean the inputs before asking for rewards")
     return arr
-
-
-def check_segments(seg: Any, name: str, obs_dim: int, act_dim: int) -> Segments:
-    """``seg`` if it is a :class:`Segments` batch of this reward model's sizes; else one clear error."""
-    if not isinstance(seg, Segments):
-        raise TypeError(f"{name} must be a pbrl Segments batch, got {type(seg).__name__}")
-    if seg.obs_dim != obs_dim or seg.act_dim != act_dim:
-        raise ValueError(
-            f"{name} has obs_dim={seg.obs_dim}, act_dim={seg.act_dim} but this reward model expects "
-            f"obs_dim={obs_dim}, act_dim={act_dim}; build the model for this environment"
-        )
-    return seg
 
 
 # ---------------------------------------------------------------------------------------- ensemble
@@ -290,12 +289,7 @@ class RewardEnsemble(SavedRewardModel):
             ``history`` (per-epoch mean loss and accuracy), ``n_train``, ``val_loss`` / ``val_accuracy`` /
             ``val_member_accuracy`` when ``val_fraction > 0``, and what each term reports.
         """
-        from pbrl.ratings import RatingDataset
-        from pbrl.reward_models.training import BradleyTerryLoss, RewardTrainer, TemporalCrop  # noqa: I001
-
         if isinstance(dataset, RatingDataset):
-            from pbrl.reward_models.ratings import RatingTrainer
-
             if crop_range:
                 raise ValueError("crop_range applies to preference pairs; ratings are fitted on whole segments")
             trainer = RatingTrainer(losses, epochs, batch_size, early_stop_accuracy, val_fraction, progress)
@@ -408,8 +402,6 @@ class RewardEnsemble(SavedRewardModel):
         """Rebuild a model from :meth:`state` (the subclass recorded in the state is used)."""
         check_state(state)
         if state.get("class") == "PreferenceTransformer" and cls is RewardEnsemble:
-            from pbrl.preference_transformer import PreferenceTransformer  # a different model family
-
             return PreferenceTransformer.from_state(state, device=device)
         klass = MODEL_CLASSES.get(state.get("class"))
         if klass is None:

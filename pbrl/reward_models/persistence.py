@@ -15,8 +15,10 @@ from typing import Any
 import torch
 
 from pbrl.io import atomic_write
+from pbrl.reward_models.networks import upgrade_optimizer_state
+from pbrl.segments import Segments
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SavedRewardModel", "read_state_file", "check_state"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "SavedRewardModel", "read_state_file", "check_state", "check_segments"]
 
 FORMAT = "pbrl.reward_model"
 FORMAT_VERSION = 1
@@ -67,8 +69,6 @@ class SavedRewardModel:
         """Restore, in place, the weights, normalisation, optimiser and RNG states of :meth:`state`
         (the configuration must match; used by ``from_state`` and by run checkpoints). States of the older
         ``BatchedMLP`` key layout load too (see :mod:`pbrl.reward_models.networks`)."""
-        from pbrl.reward_models.networks import upgrade_optimizer_state
-
         self.net.load_state_dict(state["weights"])
         self.in_mean = state["in_mean"].to(self.device)
         self.in_std = state["in_std"].to(self.device)
@@ -96,3 +96,15 @@ class SavedRewardModel:
             return cls.from_state(state, device=device)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
+
+
+def check_segments(seg: Any, name: str, obs_dim: int, act_dim: int) -> Segments:
+    """``seg`` if it is a :class:`Segments` batch of this reward model's sizes; else one clear error."""
+    if not isinstance(seg, Segments):
+        raise TypeError(f"{name} must be a pbrl Segments batch, got {type(seg).__name__}")
+    if seg.obs_dim != obs_dim or seg.act_dim != act_dim:
+        raise ValueError(
+            f"{name} has obs_dim={seg.obs_dim}, act_dim={seg.act_dim} but this reward model expects "
+            f"obs_dim={obs_dim}, act_dim={act_dim}; build the model for this environment"
+        )
+    return seg

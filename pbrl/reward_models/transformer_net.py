@@ -1,6 +1,6 @@
 """The Preference Transformer's network (Kim et al., ICLR 2023): a causal GPT-style transformer over
 (state, action) tokens and the preference-attention layer (Eqs. 3-5), plus the sliding windows that relabel
-a flat dataset. The model that trains it is :class:`pbrl.preference_transformer.PreferenceTransformer`.
+a flat dataset. The model that trains it is :class:`pbrl.reward_models.transformer.PreferenceTransformer`.
 """
 
 from __future__ import annotations

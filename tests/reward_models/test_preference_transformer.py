@@ -14,8 +14,9 @@ from helpers import synthetic_pairs as synthetic
 from pbrl.agents.iql import MRIQL, normalize_rewards
 from pbrl.agents.offline_base import OfflineAgent
 from pbrl.envs.datasets import OfflineDataset, label_dataset
-from pbrl.preference_transformer import SIZES, PreferenceTransformer, relabel_windows
 from pbrl.preferences import PreferenceDataset
+from pbrl.reward_models.transformer import SIZES, PreferenceTransformer
+from pbrl.reward_models.transformer_net import relabel_windows
 from pbrl.segments import Segments
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -44,13 +44,12 @@ import torch
 from tqdm.auto import tqdm
 
 from pbrl.preferences import PreferenceDataset
-from pbrl.reward_models.ensemble import check_segments
-from pbrl.reward_models.persistence import SavedRewardModel, check_state
+from pbrl.reward_models.persistence import SavedRewardModel, check_segments, check_state
 from pbrl.reward_models.training import soft_cross_entropy
-from pbrl.reward_models.transformer_net import PTNetwork, _CausalBlock, _dropout, relabel_windows  # noqa: F401
+from pbrl.reward_models.transformer_net import PTNetwork, relabel_windows
 from pbrl.segments import Segments
 
-__all__ = ["PreferenceTransformer", "PTNetwork", "SIZES", "relabel_windows"]
+__all__ = ["PreferenceTransformer", "SIZES"]
 
 
 #: Named sizes. ``"small"`` is pbrl's CPU default; ``"paper"`` the authors' (README command of
