@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from pbrl.agents.iql import IQL, awr_policy_loss, iql_value_loss
-from pbrl.agents.offline_base import GaussianPolicy, TwinQ, soft_update
+from pbrl.agents.networks import GaussianPolicy, TwinQ, soft_update
 from pbrl.preferences import PreferenceDataset
 
 __all__ = ["IPL", "IPLAWAC", "implicit_reward", "segment_logits", "bradley_terry_loss", "chi2_regularizer"]

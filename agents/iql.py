@@ -36,14 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pbrl.agents.offline_base import (
-    GaussianPolicy,
-    OfflineAgent,
-    TwinQ,
-    ValueNet,
-    expectile_loss,
-    soft_update,
-)
+from pbrl.agents.networks import GaussianPolicy, TwinQ, ValueNet, expectile_loss, soft_update
+from pbrl.agents.offline_base import OfflineAgent
 from pbrl.preferences import PreferenceDataset
 from pbrl.ratings import RatingDataset
 from pbrl.reward_models import RewardEnsemble

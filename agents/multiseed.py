@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,9 +20,12 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from pbrl.agents.networks import Dropout, dropout_noise
-from pbrl.agents.offline_base import OfflineAgent, _check_positive_int, _finite_mean
+from pbrl.agents.offline_data import check_positive_int, finite_mean
 from pbrl.memory import keep_freed_memory
 from pbrl.preferences import PreferenceDataset
+
+if TYPE_CHECKING:
+    from pbrl.agents.offline_base import OfflineAgent
 
 __all__ = ["MultiSeed"]
 
@@ -299,8 +302,8 @@ class MultiSeed:
             the updates], "final_eval": [per seed] or None, "wall_time_s": the updates' wall time, after the
             per-seed preparation, as in ``OfflineAgent.fit``}``.
         """
-        steps = _check_positive_int("steps", steps)
-        n_eval_episodes = _check_positive_int("n_eval_episodes", n_eval_episodes)
+        steps = check_positive_int("steps", steps)
+        n_eval_episodes = check_positive_int("n_eval_episodes", n_eval_episodes)
         if isinstance(preferences, (list, tuple)):
             if len(preferences) != len(self):
                 raise ValueError(f"preferences: one per seed expected ({len(self)}), got {len(preferences)}")
@@ -333,7 +336,7 @@ class MultiSeed:
                     recent.setdefault(k, []).append(v.detach())
         engine.write_back()
         wall = time.perf_counter() - t0
-        losses = [{k: _finite_mean(torch.stack(v)[:, j].tolist()) for k, v in recent.items()} for j in range(len(self))]
+        losses = [{k: finite_mean(torch.stack(v)[:, j].tolist()) for k, v in recent.items()} for j in range(len(self))]
         final = None
         if eval_env is not None:
             final = [m.evaluate(eval_env, n_eval_episodes, dataset=dataset, seed=eval_seed) for m in self.members]

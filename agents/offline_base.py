@@ -58,54 +58,16 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from pbrl.agents.networks import (  # re-exported: the networks lived here before agents/networks.py
-    DeterministicPolicy,
-    Dropout,
-    EnsembleLinear,
-    EnsembleMLP,
-    GaussianPolicy,
-    TwinQ,
-    ValueNet,
-    dropout_noise,
-    expectile_loss,
-    mlp,
-    orthogonal_init,
-    soft_update,
-)
-from pbrl.agents.offline_data import OfflineData
+from pbrl.agents.multiseed import MultiSeed
+from pbrl.agents.networks import Dropout, dropout_noise
+from pbrl.agents.offline_data import OfflineData, check_positive_int, finite_mean
 from pbrl.agents.offline_io import CHECKPOINT_FORMAT, SavedAgent
 from pbrl.memory import keep_freed_memory
 from pbrl.preferences import PreferenceDataset
 
-__all__ = [
-    "OfflineAgent",
-    "mlp",
-    "orthogonal_init",
-    "EnsembleLinear",
-    "EnsembleMLP",
-    "TwinQ",
-    "ValueNet",
-    "DeterministicPolicy",
-    "GaussianPolicy",
-    "soft_update",
-    "expectile_loss",
-    "CHECKPOINT_FORMAT",
-]
+__all__ = ["OfflineAgent", "CHECKPOINT_FORMAT"]
 
 # ---------------------------------------------------------------------------------------------- base agent
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _finite_mean(values: Sequence[float]) -> float:
-    """The mean of the finite values (a logged accuracy is NaN on a batch without strict pairs); NaN if none."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if len(v) else float("nan")
 
 
 def _to_builtin(v: Any) -> Any:
@@ -165,10 +127,10 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
         seed: int = 0,
         device: str = "cpu",
     ):
-        self.obs_dim = _check_positive_int("obs_dim", obs_dim)
-        self.act_dim = _check_positive_int("act_dim", act_dim)
-        self.hidden = tuple(_check_positive_int("hidden layer size", h) for h in hidden)
-        self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.obs_dim = check_positive_int("obs_dim", obs_dim)
+        self.act_dim = check_positive_int("act_dim", act_dim)
+        self.hidden = tuple(check_positive_int("hidden layer size", h) for h in hidden)
+        self.batch_size = check_positive_int("batch_size", batch_size)
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"lr must be a positive number, got {lr!r}")
         if not (0.0 <= gamma <= 1.0):
@@ -353,8 +315,6 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
                 isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds
             ) or len(seeds) == 0:
                 raise ValueError(f"seeds must be a non-empty sequence of ints, e.g. (0, 1, 2), got {seeds!r}")
-            from pbrl.agents.multiseed import MultiSeed
-
             return MultiSeed([cls.from_dataset(dataset, seed=int(s), **hyperparameters) for s in seeds])
         if not hasattr(dataset, "obs_dim") or not hasattr(dataset, "act_dim"):
             raise TypeError(f"from_dataset needs an OfflineDataset, got {type(dataset).__name__}")
@@ -447,10 +407,10 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
 
         from pbrl.callbacks import PbrlEvalCallback, as_callback
 
-        steps = _check_positive_int("steps", steps)
-        n_eval_episodes = _check_positive_int("n_eval_episodes", n_eval_episodes)
+        steps = check_positive_int("steps", steps)
+        n_eval_episodes = check_positive_int("n_eval_episodes", n_eval_episodes)
         if eval_every is not None:
-            eval_every = _check_positive_int("eval_every", eval_every)
+            eval_every = check_positive_int("eval_every", eval_every)
         user_callback = as_callback(callback)
         self._check_inputs(dataset, preferences)
         keep_freed_memory()  # big activations reuse freed heap blocks instead of fresh mmaps (same numbers)
@@ -497,7 +457,7 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
         return {
             "steps": done,
             "num_updates": self.num_updates,
-            "losses": {k: _finite_mean(v) for k, v in recent.items()},
+            "losses": {k: finite_mean(v) for k, v in recent.items()},
             "evaluations": evaluations,
             "final_eval": evaluations[-1] if evaluations else None,
             "wall_time_s": time.perf_counter() - t0,
@@ -575,11 +535,3 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(obs_dim={self.obs_dim}, act_dim={self.act_dim}, updates={self.num_updates})"
-
-
-def __getattr__(name: str) -> Any:
-    if name == "MultiSeed":  # moved to pbrl.agents.multiseed (kept importable from here)
-        from pbrl.agents.multiseed import MultiSeed
-
-        return MultiSeed
-    raise AttributeError(f"module 'pbrl.agents.offline_base' has no attribute {name!r}")

@@ -5,6 +5,7 @@ which provides ``obs_dim``, ``device``, ``rng``, ``batch_size`` and the normalis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 from pbrl.preferences import PreferenceDataset
 
-__all__ = ["OfflineData"]
+__all__ = ["OfflineData", "check_positive_int", "finite_mean"]
 
 
 class OfflineData:
@@ -131,4 +132,16 @@ class OfflineData:
             out[f"mask_{key}"] = self.tensor(mask)
         return out
 
-    # ------------------------------------------------------------------ training
+
+def check_positive_int(name: str, value: Any) -> int:
+    """``int(value)`` if it is a positive integer (not a bool); else one ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def finite_mean(values: Sequence[float]) -> float:
+    """The mean of the finite values (a logged accuracy is NaN on a batch without strict pairs); NaN if none."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")

@@ -49,7 +49,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from pbrl.agents.offline_base import DeterministicPolicy, OfflineAgent, mlp
+from pbrl.agents.networks import DeterministicPolicy, mlp
+from pbrl.agents.offline_base import OfflineAgent
 from pbrl.preferences import PreferenceDataset
 
 __all__ = ["OPPO", "SegmentEncoder", "him_loss", "triplet_loss", "context_norm_loss"]

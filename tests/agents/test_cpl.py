@@ -107,7 +107,7 @@ def test_bc_pretraining_then_cpl_and_cplbc():
 
 
 def test_deterministic_policy_log_prob_is_negative_squared_error_and_learns():
-    from pbrl.agents.offline_base import DeterministicPolicy
+    from pbrl.agents.networks import DeterministicPolicy
 
     torch.manual_seed(0)
     pi = DeterministicPolicy(3, 2, hidden=(8,))

@@ -11,7 +11,8 @@ import pytest
 import torch
 from helpers import bandit_dataset
 
-from pbrl.agents.offline_base import MultiSeed, OfflineAgent
+from pbrl.agents.multiseed import MultiSeed
+from pbrl.agents.offline_base import OfflineAgent
 from pbrl.agents.registry import agent_names, get_agent
 from pbrl.envs.datasets import OfflineDataset, label_dataset
 

@@ -10,7 +10,8 @@ from helpers import bandit_dataset
 from scipy.stats import norm
 
 from pbrl.agents.iql import IQL, MRIQL, awr_policy_loss, iql_q_loss, iql_value_loss, normalize_rewards
-from pbrl.agents.offline_base import GaussianPolicy, OfflineAgent, TwinQ
+from pbrl.agents.networks import GaussianPolicy, TwinQ
+from pbrl.agents.offline_base import OfflineAgent
 from pbrl.envs.datasets import OfflineDataset, collect, label_dataset
 
 SMALL = dict(hidden=(32, 32), batch_size=64)
