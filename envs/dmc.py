@@ -18,7 +18,7 @@ unbounded cost). Each env made here
   ``mujoco.MjModel`` / ``mujoco.MjData`` that DMC's physics steps (the registry's ``info["qpos"]`` /
   ``info["qvel"]`` come from them, the clip renderer sets states into them, and run checkpoints save them).
   Assigning ``unwrapped.data = other_mjdata`` copies that state into the physics in place (how
-  ``pbrl.runs.set_env_state`` restores a checkpoint), and the task RNG is a plain attribute, so a restored
+  ``pbrl.app.runs.set_env_state`` restores a checkpoint), and the task RNG is a plain attribute, so a restored
   env continues bit for bit;
 * renders ``rgb_array`` frames offscreen with gymnasium's MuJoCo renderer (``width``, ``height``,
   ``camera_id``; camera 0, or 2 for quadruped, as DrQ and PEBBLE's videos use).

@@ -21,8 +21,8 @@ A plain function ``callback(agent, step, losses)`` is accepted by ``fit`` too (:
 The callbacks of a run act at **checkpointable points**, where the training state is complete: an SB3
 learner's at the start of a rollout (after the previous gradient steps), an offline agent's after every
 update (its class says so with ``steps_are_boundaries = True``). :class:`BoundaryCallback` calls
-``_on_boundary(step)`` there. Three of them serve both loops (``pbrl.train_online`` and
-``pbrl.train_offline``), sharing one :class:`~pbrl.progress.Progress` record:
+``_on_boundary(step)`` there. Three of them serve both loops (``pbrl.app.train_online`` and
+``pbrl.app.train_offline``), sharing one :class:`~pbrl.progress.Progress` record:
 
 * :class:`PbrlEvalCallback`: evaluates every ``eval_every`` steps on a separate env (one curve row each,
   the same columns online and offline), logs through the logger and writes ``curve.csv``;
@@ -165,7 +165,7 @@ class PbrlEvalCallback(BoundaryCallback):
         progress: the run's :class:`~pbrl.progress.Progress` (its ``next_eval`` and ``curve``); default a
             new one whose first evaluation is ``eval_every`` steps after the first training start's step
             (rounded down to a multiple of ``eval_every``).
-        run: a :class:`~pbrl.run_dir.RunDir` whose ``curve.csv`` is rewritten after every evaluation.
+        run: a :class:`~pbrl.app.run_dir.RunDir` whose ``curve.csv`` is rewritten after every evaluation.
         dump: write the logger out at the evaluation's step (default True, as SB3's ``EvalCallback``). An
             online run passes False: SB3's learner dumps at its own log interval, and a second dump at
             the same step would write the values recorded in between twice for that step.

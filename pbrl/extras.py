@@ -4,7 +4,7 @@ The core install (``pip install pbrl``) imports none of these packages. A featur
 :func:`require` (to import it) or :func:`check_extra` (to fail before any work, without importing it);
 both raise :class:`MissingExtra`, a ``ModuleNotFoundError`` whose message names the extra to install,
 e.g. ``the labelling server needs the 'label' extra (fastapi is not installed): pip install 'pbrl[label]'``.
-The CLI prints that message as its one error line (:mod:`pbrl.cli_errors`).
+The CLI prints that message as its one error line (:mod:`pbrl.app.cli_errors`).
 """
 
 from __future__ import annotations

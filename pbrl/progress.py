@@ -24,7 +24,7 @@ class Progress:
 
     Attributes:
         curve: every evaluation so far, oldest first; each a dict with the ``curve.csv`` columns (``step,
-            labels, mean_return, std_return, success_rate, normalized_score``), see :mod:`pbrl.run_dir`.
+            labels, mean_return, std_return, success_rate, normalized_score``), see :mod:`pbrl.app.run_dir`.
         next_eval: the step (env steps online, updates offline) at or after which the next evaluation runs.
         next_ckpt: the step at or after which the next checkpoint is written.
         last_ckpt: the step of the latest checkpoint (``None`` before the first).

@@ -2,10 +2,10 @@
 label budget, beside SAC on the true reward, with several seeds; plus noisy-teacher rows (B-Pref's ``mistake``).
 
 This is the experiment every online PbRL paper reports (PEBBLE, SURF, RUNE, QPA, B-Pref). The grid is a
-``pbrl sweep`` grid (:func:`pbrl.sweep.expand_grid`, :func:`pbrl.sweep.run_sweep`: one run directory per
+``pbrl sweep`` grid (:func:`pbrl.app.sweep.expand_grid`, :func:`pbrl.app.sweep.run_sweep`: one run directory per
 point under ``--out``, each with its live ``progress.csv`` and ``curve.csv``; running the same command again
 resumes unfinished runs and skips finished ones) and it is summarised by ``pbrl report``
-(:func:`pbrl.report.build_report`). This script adds what the study needs on top:
+(:func:`pbrl.app.report.build_report`). This script adds what the study needs on top:
 
 * ``<out>/feedback.json``: for every agent, budget and teacher, the IQM final success rate with a 95 %
   stratified-bootstrap interval over tasks x seeds, its ratio to SAC-true's IQM, and the CPU time per run;
@@ -184,8 +184,8 @@ def per_session(a: argparse.Namespace, budget: int) -> int:
 
 
 def build_grid(a: argparse.Namespace):
-    """The study's grid points (:class:`pbrl.sweep.SweepPoint`), validated before anything runs."""
-    from pbrl.sweep import SweepPoint, expand_grid
+    """The study's grid points (:class:`pbrl.app.sweep.SweepPoint`), validated before anything runs."""
+    from pbrl.app.sweep import SweepPoint, expand_grid
 
     base = base_config(a)
     seeds = list(range(a.seeds))
@@ -255,7 +255,7 @@ def summarise(out: Path, seed: int = 0) -> dict:
     import numpy as np
 
     from pbrl import stats
-    from pbrl.report import load_runs
+    from pbrl.app.report import load_runs
 
     runs = [r for r in load_runs([out]) if r.metrics is not None]
     groups: dict[tuple, list] = {}
@@ -299,7 +299,7 @@ def _final_saturation(run) -> float:
 
 def per_task(out: Path) -> dict:
     """Final success of every finished run, by ``agent/budget/teacher`` and task: ``{key: {task: {seed: s}}}``."""
-    from pbrl.report import load_runs
+    from pbrl.app.report import load_runs
 
     res: dict[str, dict[str, dict[int, float]]] = {}
     for r in load_runs([out]):
@@ -342,7 +342,7 @@ def plot_study(out: Path, path: Path) -> Path | None:
     import matplotlib.ticker
     import numpy as np
 
-    from pbrl.report import load_runs
+    from pbrl.app.report import load_runs
 
     runs = [r for r in load_runs([out]) if r.curve and r.metrics is not None]  # finished runs only
     if not runs:
@@ -442,7 +442,7 @@ def _interval(ci) -> dict:
 def calibration(out: Path, a: argparse.Namespace) -> dict:
     """The calibration's table: SAC-true's success at every evaluation, its return at the end, CPU-minutes,
     and whether it reached ``CALIBRATION_THRESHOLD`` by the end (``calibration.json``, printed as Markdown)."""
-    from pbrl.report import load_runs
+    from pbrl.app.report import load_runs
 
     rows = {}
     for r in load_runs([out]):
@@ -493,7 +493,7 @@ def main(argv=None) -> dict:
     if not a.report_only:
         import sys
 
-        from pbrl.sweep import check_existing_runs, run_sweep
+        from pbrl.app.sweep import check_existing_runs, run_sweep
 
         try:
             check_existing_runs(points, out)
@@ -503,7 +503,7 @@ def main(argv=None) -> dict:
         run_sweep(points, out, backend="local", workers=a.workers)
     if a.calibrate:
         return calibration(out, a)
-    from pbrl.report import build_report
+    from pbrl.app.report import build_report
 
     rep = build_report([out], score="success", group_by=("agent", "budget", "teacher"), out=out / "report",
                        overwrite=True)

@@ -35,8 +35,8 @@ preference labels for the same number of gradient updates:
   has no PEARL point (it is listed under ``"skipped"``). Its runs' ``labels`` count is the source's.
 
 How it runs. Every (dataset, agent, seed) is one offline sweep point (``kind: offline``, see
-:class:`pbrl.config.OfflineConfig` and :func:`pbrl.train_offline.train_offline`) run by
-:func:`pbrl.sweep.run_sweep` (``--workers`` processes, one torch thread each): one run directory per point,
+:class:`pbrl.app.config.OfflineConfig` and :func:`pbrl.app.train_offline.train_offline`) run by
+:func:`pbrl.app.sweep.run_sweep` (``--workers`` processes, one torch thread each): one run directory per point,
 ``<out>/<dataset>/<agent>__<task>__<teacher>__b<pairs>__s<seed>/`` (``<agent>``: the registry name, a
 variant's row name), with its live ``progress.csv`` and
 ``curve.csv`` (an evaluation every ``--eval-every`` updates). Running the same command again resumes the
@@ -62,7 +62,7 @@ Written to ``<out>``:
   wall-second, both over the whole run;
 * ``bench_offline.png``: bars of the IQM with its interval per dataset and for the aggregate, plus the CPU
   time per 1k updates; ``bench_offline_curves.png``: IQM score against updates with bands;
-* ``report/<dataset>/``: :func:`pbrl.report.build_report`'s table and plots of that dataset's runs (success
+* ``report/<dataset>/``: :func:`pbrl.app.report.build_report`'s table and plots of that dataset's runs (success
   on Meta-World, return elsewhere); the report groups runs by their config's agent, so a variant row's runs
   get their own, ``report/<dataset>/pt_iql/``;
 * the table, printed as Markdown.
@@ -330,7 +330,7 @@ def agent_kwargs(agent: str, args: argparse.Namespace, task: str | None = None) 
     same file ``pbrl train`` reads), a variant's own (:data:`VARIANTS`), :data:`DEFAULT_AGENT_KWARGS`, ``--hidden``,
     ``--agent-kwargs``, then the warmups of :data:`WARMUP_SHARE` scaled to ``--steps`` unless given. A teacher row
     (:data:`TEACHER_ROWS`) gets its copied row's settings."""
-    from pbrl.hyperparams import load
+    from pbrl.app.hyperparams import load
 
     base = base_row(agent)
     preset = load(AGENTS[agent], task, default=False).values.get("agent_kwargs", {}) if task else {}
@@ -434,7 +434,7 @@ def pearl_source(datasets: list[dict[str, Any]], i: int) -> int | None:
 def source_labels(args: argparse.Namespace, datasets: list[dict[str, Any]], out: Path) -> dict[tuple[str, int], str]:
     """PEARL's label files, ``{(target dataset name, seed): path}``: the labels the source dataset's own runs
     of that seed draw (``label_dataset(source, make_teacher(teacher, seed), n_pairs, segment_length, seed)``,
-    as :func:`pbrl.train_offline.train_offline` does), written once per (source, seed) into ``<out>/_labels/``
+    as :func:`pbrl.app.train_offline.train_offline` does), written once per (source, seed) into ``<out>/_labels/``
     and reused. Targets without a source get none (their PEARL points are skipped)."""
     if "pearl" not in args.agents:
         return {}
@@ -466,7 +466,7 @@ def build_grid(args: argparse.Namespace, datasets: list[dict[str, Any]], labels:
     source dataset's, :func:`source_labels`) and a dataset without a source has none. Every config is
     validated here, before anything runs. The points come seed-major: every cell's first seed, then the
     second, so that a run stopped part-way (it resumes across sessions) can already be read at one seed."""
-    from pbrl.sweep import SweepPoint, expand_grid
+    from pbrl.app.sweep import SweepPoint, expand_grid
 
     labels = labels or {}
     base = {"kind": "offline", "total_feedback": args.n_pairs, "segment_length": args.segment_length,
@@ -515,7 +515,7 @@ def row_of(point_name: str, datasets: list[dict[str, Any]], agents: list[str]) -
 
 def finished_runs(out: Path, points, datasets, agents) -> tuple[dict, dict]:
     """``{(dataset, row): [RunRecord]}`` of the finished runs of the grid, and ``{point: error}`` of the failed."""
-    from pbrl.report import load_runs
+    from pbrl.app.report import load_runs
 
     runs: dict[tuple[str, str], list] = {}
     failed = {}
@@ -534,7 +534,7 @@ def finished_runs(out: Path, points, datasets, agents) -> tuple[dict, dict]:
 
 def run_grid(args: argparse.Namespace, out: Path, datasets: list[dict[str, Any]], points) -> dict[str, str]:
     """Run (resume, skip) the grid; returns ``{point: error}`` of the runs that failed to start or run."""
-    from pbrl.sweep import run_sweep
+    from pbrl.app.sweep import run_sweep
 
     check_existing(points, out)
     for d in datasets:

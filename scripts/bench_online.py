@@ -6,7 +6,7 @@ For one task, a step budget, a label budget and seeds, runs the registry's
 * ``pebble``, ``qpa`` (SAC-based) and ``pref_ppo`` with the oracle teacher (B-Pref's ``oracle``);
 
 (``--agents``: any online agents of :mod:`pbrl.agents.registry`). Every (agent, seed) is one online sweep
-point (:class:`pbrl.config.OnlineConfig`) run by :func:`pbrl.sweep.run_sweep` (``--workers`` processes of
+point (:class:`pbrl.app.config.OnlineConfig`) run by :func:`pbrl.app.sweep.run_sweep` (``--workers`` processes of
 ``--threads`` torch threads; SAC and PEBBLE first, seed by seed): one run directory per point,
 ``<out>/<agent>__<task>__oracle__b<labels>__s<seed>/`` (SAC's is ``b0``), with its live ``progress.csv``
 and ``curve.csv`` (deterministic evaluation episodes every ``--eval-every`` steps on a separate env: true
@@ -19,7 +19,7 @@ Written to ``<out>``:
   run (``cpu_time_s`` of ``metrics.json``: the whole run, evaluations included) and against SAC's, env
   steps per CPU-second and per wall-second (whole run), labels asked and used, and the CPU seconds the
   feedback loop spent on queries, reward fitting and relabelling;
-* ``report/``: :func:`pbrl.report.build_report`'s table and plots (``report.png``: IQM score against env
+* ``report/``: :func:`pbrl.app.report.build_report`'s table and plots (``report.png``: IQM score against env
   steps and against labels used with bands, and the performance profile; ``intervals.png``);
 * the table, printed as Markdown.
 
@@ -161,7 +161,7 @@ def job_order(agents: list[str], seeds: int) -> list[tuple[str, int]]:
 
 def build_grid(a: argparse.Namespace):
     """The benchmark's sweep points in run order, validated before anything runs."""
-    from pbrl.sweep import expand_grid
+    from pbrl.app.sweep import expand_grid
 
     points = {}
     for agent in a.agents:
@@ -249,12 +249,12 @@ def main(argv=None) -> dict:
         return {"points": [p.name for p in points]}
     failures: dict[str, str] = {}
     if not a.report_only:
-        from pbrl.sweep import run_sweep
+        from pbrl.app.sweep import run_sweep
 
         check_existing(points, out)
         results = run_sweep(points, out, backend="local", workers=a.workers, progress=not a.no_progress)
         failures = {n: r["error"] for n, r in results.items() if "error" in r}
-    from pbrl.report import build_report, load_runs
+    from pbrl.app.report import build_report, load_runs
 
     dirs = [out / p.name for p in points if (out / p.name / "config.json").exists()]
     runs = [r for r in load_runs(dirs) if r.status == "finished" and r.metrics is not None] if dirs else []

@@ -54,12 +54,12 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 def diagnose_run(run_dir: Path, episodes: int, seed: int) -> dict[str, Any] | None:
     """The table row of one run (``None`` when its model files are gone or it is not a PbRL run)."""
-    from pbrl.config import config_from_dict
+    from pbrl.app.config import config_from_dict
+    from pbrl.app.runs import load_policy
+    from pbrl.app.train_common import eval_env
     from pbrl.envs import rollout
     from pbrl.envs.collect import scripted_policy
     from pbrl.reward_models import load_reward_model
-    from pbrl.runs import load_policy
-    from pbrl.train_common import eval_env
 
     cfg = json.loads((run_dir / "config.json").read_text())
     if cfg.get("kind", "online") != "online" or cfg.get("agent") == "sac" or not cfg.get("task", "").startswith("metaworld/"):

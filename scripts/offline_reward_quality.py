@@ -71,10 +71,10 @@ def measure_run(run_dir: Path, n_pairs: int) -> dict[str, Any] | None:
     """The three numbers of one finished run (``None`` when it is not a finished MR+IQL / PT + IQL run with
     its agent on disk)."""
     from pbrl.agents import MRIQL
-    from pbrl.config import config_from_dict
+    from pbrl.app.config import config_from_dict
+    from pbrl.app.train_offline import offline_data
     from pbrl.envs.datasets import label_dataset
     from pbrl.teachers import make_teacher
-    from pbrl.train_offline import offline_data
 
     row = run_dir.name.split("__")[0]
     if row not in ROWS or not (run_dir / "metrics.json").exists() or not (run_dir / "agent.pt").exists():

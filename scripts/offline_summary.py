@@ -1,11 +1,11 @@
 """The offline benchmarks' summary of finished sweep runs (``scripts/bench_offline.py``,
 ``scripts/offline_curve.py``): scores, IQM with 95 % stratified-bootstrap intervals (:mod:`pbrl.stats`),
 IQM learning curves with bands, the ratio to IQL on the true reward, timing from each run's ``metrics.json``,
-the Markdown table, the bar and curve plots, and :func:`pbrl.report.build_report` per dataset.
+the Markdown table, the bar and curve plots, and :func:`pbrl.app.report.build_report` per dataset.
 
 A dataset record (``bench_offline.prepare_datasets``) carries ``name``, ``slug``, ``metric``
 (``success_rate``, ``normalized_score`` or ``return``) and ``ref`` (the reference returns of a normalised
-score); runs come as ``{(dataset name, benchmark row): [pbrl.report.RunRecord]}``.
+score); runs come as ``{(dataset name, benchmark row): [pbrl.app.report.RunRecord]}``.
 """
 
 from __future__ import annotations
@@ -240,13 +240,13 @@ def plot_curves(summary: dict[str, Any], agents: list[str], path: Path, marks: d
 
 
 def write_reports(out: Path, runs: dict, datasets: list[dict[str, Any]], variants: set[str] = frozenset()) -> dict[str, Any]:
-    """:func:`pbrl.report.build_report` over each dataset's finished runs, into ``<out>/report/<dataset>/``.
+    """:func:`pbrl.app.report.build_report` over each dataset's finished runs, into ``<out>/report/<dataset>/``.
 
     The report groups runs by their config's agent, so a ``variants`` row (a registry agent with settings
     of its own, e.g. ``pt_iql``, which is ``mriql``) gets a report of its own in ``<out>/report/<dataset>/<row>/``
     instead of being pooled with the plain agent's runs. Returns ``{dataset: {"dir", "plots", "warnings"}}``
     (a variant's under ``"<dataset>/<row>"``)."""
-    from pbrl.report import build_report
+    from pbrl.app.report import build_report
 
     reports = {}
     for d in datasets:

@@ -84,11 +84,11 @@ def measure_run(run_dir: Path, n_windows: int, episodes: int) -> dict[str, Any] 
     import torch
 
     from pbrl.agents import OPPO
-    from pbrl.config import config_from_dict
+    from pbrl.app.config import config_from_dict
+    from pbrl.app.train_offline import offline_data
     from pbrl.envs import make_env
     from pbrl.envs.datasets import label_dataset
     from pbrl.teachers import make_teacher
-    from pbrl.train_offline import offline_data
 
     if run_dir.name.split("__")[0] != "oppo" or not (run_dir / "metrics.json").exists() or not (run_dir / "agent.pt").exists():
         return None

@@ -171,7 +171,7 @@ def main(argv=None) -> dict:
             print(f"[ablation] {v}: {e}", flush=True)
             continue
         row = dict(res["table"]["pebble"])
-        from pbrl.report import _group_curve, load_runs
+        from pbrl.app.report import _group_curve, load_runs
 
         # pbrl report's IQM learning curve with its stratified-bootstrap band
         curve = _group_curve(load_runs([out / VARIANTS[v][0] / name for name in res["runs"]]), [task],

@@ -64,8 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _agent(a: argparse.Namespace, seed: int):
-    from pbrl.config import config_from_dict
-    from pbrl.train_online import build_online
+    from pbrl.app.config import config_from_dict
+    from pbrl.app.train_online import build_online
 
     cfg: dict[str, Any] = {
         "kind": "online", "agent": "rime", "task": a.task, "teacher": "oracle", "seed": seed, "torch_threads": 1,

@@ -231,9 +231,9 @@ def child_online(spec: dict) -> dict:
     c0 = time.process_time()
     import torch
 
-    from pbrl.config import config_from_dict
+    from pbrl.app.config import config_from_dict
+    from pbrl.app.train_online import build_online
     from pbrl.online.entropy import StateEntropyReward
-    from pbrl.train_online import build_online
 
     torch.set_num_threads(1)
     knn = {"s": 0.0}

@@ -5,7 +5,7 @@ work from every test folder); fixtures live in ``conftest.py``.
   (random segments whose true reward is ``obs[..., 0]`` unless told otherwise, oracle labels).
 * Toy offline problems: :func:`bandit_dataset` (a contextual bandit in episodes) and
   :func:`contrast_problem` (segments acting ``+good`` preferred to segments acting ``-good``).
-* A training run in a child process: :func:`start_train` (``python -m pbrl.cli train ...``) and
+* A training run in a child process: :func:`start_train` (``python -m pbrl.app.cli train ...``) and
   :func:`wait_for_checkpoint`, for the tests that kill a run (SIGKILL, SIGINT) and resume it.
 """
 
@@ -123,9 +123,9 @@ def tiny_online_config(**over) -> dict:
 
 
 def start_train(*args: str) -> subprocess.Popen:
-    """``python -m pbrl.cli train ARGS`` in a child process (stdout discarded, stderr kept for errors)."""
+    """``python -m pbrl.app.cli train ARGS`` in a child process (stdout discarded, stderr kept for errors)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "pbrl.cli", "train", *args],
+    return subprocess.Popen([sys.executable, "-m", "pbrl.app.cli", "train", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
 
 
@@ -151,7 +151,7 @@ def sigkill_then_resume(cfg: dict, tmp_path: Path, step: int) -> tuple[Path, dic
     mid-run), then resume it here; returns ``(run directory, final metrics)``."""
     import signal
 
-    from pbrl import runs
+    from pbrl.app import runs
 
     cfg_path = Path(tmp_path) / "tiny.json"
     cfg_path.write_text(json.dumps(cfg))

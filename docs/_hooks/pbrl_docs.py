@@ -213,7 +213,7 @@ def cli_reference(width: int = 100) -> str:
     import typer
     from typer.testing import CliRunner
 
-    from pbrl.cli import app
+    from pbrl.app.cli import app
 
     runner = CliRunner()
     env = {"COLUMNS": str(width), "TERM": "dumb", "NO_COLOR": "1", "PBRL_DEBUG": ""}

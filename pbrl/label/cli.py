@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from pbrl.cli_errors import ErrorHandlingGroup, error_message, fail
+from pbrl.app.cli_errors import ErrorHandlingGroup, error_message, fail
 from pbrl.io import check_writable_file
 
 label_app = typer.Typer(

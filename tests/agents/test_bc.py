@@ -91,7 +91,7 @@ def test_same_seed_same_numbers_and_bad_input():
 def test_bc_runs_through_the_run_directory_without_labels(tmp_path):
     import json
 
-    from pbrl.sweep import run_point
+    from pbrl.app.sweep import run_point
 
     cfg = {"kind": "offline", "agent": "bc", "task": "mujoco/Hopper-v5", "steps": 30, "eval_every": 30,
            "checkpoint_every": 30, "n_eval_episodes": 1, "collect_steps": 300,

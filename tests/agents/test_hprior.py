@@ -105,7 +105,7 @@ def test_bad_input_is_one_clear_error():
         HindsightPriorLoss().importance(np.zeros((1, 2, 3)), np.zeros((1, 2, 1)))
     with pytest.raises(ValueError, match="lambda"):
         HPRIOR("mujoco/HalfCheetah-v5", None, 10, 5, 100, prior_weight=float("nan"))
-    from pbrl.config import config_from_dict
+    from pbrl.app.config import config_from_dict
 
     with pytest.raises(ValueError, match="unknown key 'world_layers' in agent_kwargs for agent 'hprior'"):
         config_from_dict({"agent": "hprior", "agent_kwargs": {"world_layers": 2}})
@@ -117,8 +117,8 @@ TINY = tiny_online_config(agent="hprior", total_timesteps=400, total_feedback=30
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
-    from pbrl import runs
-    from pbrl.config import config_from_dict
+    from pbrl.app import runs
+    from pbrl.app.config import config_from_dict
 
     ref = tmp_path / "ref"
     runs.train(config_from_dict(dict(TINY)), ref, verbose=False)

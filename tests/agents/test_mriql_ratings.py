@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pbrl.agents.iql import MRIQL
-from pbrl.cli import app
+from pbrl.app.cli import app
 from pbrl.envs.datasets import OfflineDataset, rate_dataset, save_d4rl
 from pbrl.ratings import RatingDataset
 from pbrl.teachers import RatingTeacher, make_teacher

@@ -191,8 +191,8 @@ TINY = tiny_online_config(agent="rime", total_timesteps=400, total_feedback=30, 
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
-    from pbrl import runs
-    from pbrl.config import config_from_dict
+    from pbrl.app import runs
+    from pbrl.app.config import config_from_dict
 
     ref = tmp_path / "ref"
     runs.train(config_from_dict(dict(TINY)), ref, verbose=False)

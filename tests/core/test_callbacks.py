@@ -10,14 +10,14 @@ import pytest
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from pbrl import runs
 from pbrl.agents.bc import BC
+from pbrl.app import runs
+from pbrl.app.config import config_from_dict
+from pbrl.app.run_dir import CURVE_FIELDS
 from pbrl.callbacks import PbrlCheckpointCallback, PbrlEvalCallback, StopOnSignal, evaluation_row
 from pbrl.checkpoint import CheckpointFiles
-from pbrl.config import config_from_dict
 from pbrl.envs import make_env
 from pbrl.progress import Progress
-from pbrl.run_dir import CURVE_FIELDS
 
 SMALL = dict(hidden=(16,), batch_size=16)
 

@@ -3,7 +3,7 @@
 import typer.main
 from typer.testing import CliRunner
 
-from pbrl.cli import app
+from pbrl.app.cli import app
 
 runner = CliRunner()
 
@@ -33,7 +33,7 @@ def test_tasks_lists_registry():
 
 
 def test_teacher_agreement_table_numbers():
-    from pbrl.demo import teacher_agreement_table
+    from pbrl.app.demo import teacher_agreement_table
 
     rows = {r["teacher"]: r for r in teacher_agreement_table("mujoco/HalfCheetah-v5", 2, 400, 25, seed=0)}
     assert rows["oracle"]["agreement"] == 1.0 and rows["oracle"]["skipped"] == 0
@@ -46,7 +46,7 @@ def test_teacher_agreement_table_numbers():
 def test_demo_tour_end_to_end_small(tmp_path):
     """The demo's tour at toy sizes: a dataset, the teachers' table, IQL on the true reward and BC beside
     MR+IQL at two budgets, two seeds each, and one plot (the full-size demo is timed in the README)."""
-    from pbrl.demo import run_tour
+    from pbrl.app.demo import run_tour
 
     small = {"steps": 20, "eval_every": 10, "checkpoint_every": 10, "n_eval_episodes": 1, "segment_length": 10,
              "agent_kwargs": {"hidden": [16, 16], "batch_size": 16}}

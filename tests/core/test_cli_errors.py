@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pbrl.agents.registry import agent_names
-from pbrl.cli import app
+from pbrl.app.cli import app
 
 runner = CliRunner()
 
@@ -129,7 +129,7 @@ def test_help_texts_list_the_registry_and_survive_rich():
 
 
 def test_config_messages_say_an_online_run():
-    from pbrl.config import config_from_dict
+    from pbrl.app.config import config_from_dict
 
     with pytest.raises(ValueError, match="for an online run"):
         config_from_dict({"total_feedbak": 3})

@@ -1,11 +1,11 @@
-"""pbrl.config: configs from dicts, files and flags; every bad key/value stops with a message naming it."""
+"""pbrl.app.config: configs from dicts, files and flags; every bad key/value stops with a message naming it."""
 
 import json
 
 import pytest
 
 from pbrl.agents.registry import agent_names
-from pbrl.config import OfflineConfig, OnlineConfig, config_from_dict, load_config, parse_overrides
+from pbrl.app.config import OfflineConfig, OnlineConfig, config_from_dict, load_config, parse_overrides
 
 
 def test_defaults_validate_and_round_trip(tmp_path):

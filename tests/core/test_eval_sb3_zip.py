@@ -7,11 +7,11 @@ import pytest
 from stable_baselines3 import PPO, SAC
 from typer.testing import CliRunner
 
-from pbrl import runs
-from pbrl.cli import app
+from pbrl.app import runs
+from pbrl.app.cli import app
+from pbrl.app.sb3_zip import load_sb3_policy
 from pbrl.envs import make_env
 from pbrl.evaluation import evaluate_policy_episodes
-from pbrl.sb3_zip import load_sb3_policy
 
 TASK = "mujoco/Reacher-v5"  # 50-step episodes
 

@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pbrl.agents.registry import AGENTS, agent_names
-from pbrl.cli import app
-from pbrl.config_resolve import resolve_config
+from pbrl.app.cli import app
+from pbrl.app.config_resolve import resolve_config
+from pbrl.app.hyperparams import HYPERPARAMS_DIR, check_file, file_path, flatten, load, markdown, read_file
 from pbrl.envs import list_tasks
-from pbrl.hyperparams import HYPERPARAMS_DIR, check_file, file_path, flatten, load, markdown, read_file
 
 runner = CliRunner()
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "hyperparameters.md"
@@ -67,7 +67,7 @@ def _code_default(agent: str, key: str):
     import dataclasses
     import inspect
 
-    from pbrl.config import OfflineConfig, OnlineConfig
+    from pbrl.app.config import OfflineConfig, OnlineConfig
 
     entry = AGENTS[agent]
     cls = entry.load()
@@ -175,8 +175,8 @@ def test_a_bad_hyperparameter_file_stops_the_cli_with_one_line_and_exit_2(tmp_pa
 
 
 def test_cli_run_records_provenance_and_resume_reads_it(tmp_path):
+    from pbrl.app.runs import RunDir
     from pbrl.envs.datasets import collect, save_d4rl
-    from pbrl.runs import RunDir
 
     data = tmp_path / "reacher.hdf5"
     save_d4rl(collect("mujoco/Reacher-v5", "random", n_steps=200, seed=0), data)
@@ -199,12 +199,12 @@ def test_cli_run_records_provenance_and_resume_reads_it(tmp_path):
 
 def test_docs_hold_the_generated_table_of_every_file():
     """docs/hyperparameters.md and the files cannot disagree: its per-agent blocks are :func:`markdown`'s
-    output (rewrite them with ``python -m pbrl.hyperparams --write-docs``)."""
+    output (rewrite them with ``python -m pbrl.app.hyperparams --write-docs``)."""
     text = DOCS.read_text()
     for agent in agent_names():
         m = re.search(rf"<!-- hyperparams:{agent} -->\n(.*?)\n<!-- /hyperparams:{agent} -->", text, re.S)
         assert m is not None, f"docs/hyperparameters.md has no block for {agent}"
-        assert m.group(1).strip() == markdown(agent).strip(), f"{agent}: run python -m pbrl.hyperparams --write-docs"
+        assert m.group(1).strip() == markdown(agent).strip(), f"{agent}: run python -m pbrl.app.hyperparams --write-docs"
 
 
 def test_hyperparams_and_no_hyperparams_exclude_each_other(tmp_path):
@@ -215,8 +215,8 @@ def test_hyperparams_and_no_hyperparams_exclude_each_other(tmp_path):
 
 
 def test_sweep_points_start_from_the_files_when_asked():
-    from pbrl.config import config_from_dict
-    from pbrl.sweep import expand_grid
+    from pbrl.app.config import config_from_dict
+    from pbrl.app.sweep import expand_grid
 
     base = {"kind": "offline", "steps": 10, "agent_kwargs": {"segment_crop": 8}}
     pts = expand_grid(base, tasks=["metaworld/drawer-open-v3", "mujoco/Hopper-v5"], agents=["ipl"], seeds=[0, 1],

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pbrl import runs
-from pbrl.cli import app
-from pbrl.config import config_from_dict
+from pbrl.app import runs
+from pbrl.app.cli import app
+from pbrl.app.config import config_from_dict
 from pbrl.preferences import PreferenceDataset
 
 runner = CliRunner()

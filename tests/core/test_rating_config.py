@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pbrl.cli import app
-from pbrl.config import config_from_dict
+from pbrl.app.cli import app
+from pbrl.app.config import config_from_dict
+from pbrl.app.sweep import expand_grid
 from pbrl.preferences import PreferenceDataset
 from pbrl.ratings import RatingDataset
 from pbrl.segments import Segments
-from pbrl.sweep import expand_grid
 
 runner = CliRunner()
 
@@ -73,7 +73,7 @@ def test_offline_labels_file_is_checked_before_any_work(tmp_path):
     assert res.exit_code == 2 and res.output.startswith("error:"), res.output
     assert "observations of size 11" in " ".join(res.output.split()) and not run_dir.exists()
     # PEARL learns from another task's labels (it transfers them): their sizes need not be the task's
-    from pbrl.runs import check_labels
+    from pbrl.app.runs import check_labels
 
     for agent, ok in (("pearl", True), ("mriql", False)):
         cfg = config_from_dict({"labels": str(prefs), "agent": agent, "task": "mujoco/Reacher-v5"}, kind="offline")
@@ -111,7 +111,7 @@ def test_sweep_over_pairs_and_ratings():
 
 
 def test_reports_tell_rating_runs_of_different_class_counts_apart(tmp_path):
-    from pbrl.report import RunRecord
+    from pbrl.app.report import RunRecord
 
     def rec(cfg):
         return RunRecord(tmp_path, cfg, "finished", None)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pbrl.cli import app
-from pbrl.report import build_report
-from pbrl.runs import RunDir
+from pbrl.app.cli import app
+from pbrl.app.report import build_report
+from pbrl.app.runs import RunDir
 
 
 def _fake_run(root: Path, agent: str, task: str, seed: int, final: float, curve: list[tuple[int, int, float]],
@@ -78,7 +78,7 @@ def test_report_cli_prints_table(runs_root, tmp_path):
 
 
 def test_learning_curves_and_profile(runs_root):
-    from pbrl.report import _group_curve, load_runs
+    from pbrl.app.report import _group_curve, load_runs
 
     recs = [r for r in load_runs([runs_root]) if r.config["agent"] == "alpha"]
     tasks = sorted({r.task for r in recs})

@@ -1,4 +1,4 @@
-"""pbrl.runs / `pbrl train`: SIGKILL + resume gives exactly the uninterrupted run; SIGINT stops after a
+"""pbrl.app.runs / `pbrl train`: SIGKILL + resume gives exactly the uninterrupted run; SIGINT stops after a
 checkpoint; bad configs fail before any work; checkpoints are atomic."""
 
 import json
@@ -10,9 +10,9 @@ import pytest
 from helpers import sigkill_then_resume, start_train, tiny_online_config, wait_for_checkpoint
 from typer.testing import CliRunner
 
-from pbrl import runs
-from pbrl.cli import app
-from pbrl.config import config_from_dict
+from pbrl.app import runs
+from pbrl.app.cli import app
+from pbrl.app.config import config_from_dict
 from pbrl.preferences import PreferenceDataset
 
 TINY = tiny_online_config()

@@ -6,9 +6,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from pbrl.cli import app
-from pbrl.report import build_report
-from pbrl.sweep import choose_backend, expand_grid, run_point
+from pbrl.app.cli import app
+from pbrl.app.report import build_report
+from pbrl.app.sweep import choose_backend, expand_grid, run_point
 
 BASE = {
     "kind": "offline",
@@ -76,8 +76,8 @@ def test_sweep_2x2_locally_then_report(tmp_path):
 def test_a_changed_grid_never_resumes_or_skips_runs_of_other_settings(tmp_path):
     """A run directory holding another config is refused before any work (it used to be resumed, or
     counted as finished, with its old settings)."""
-    from pbrl.config import config_from_dict
-    from pbrl.run_dir import RunDir
+    from pbrl.app.config import config_from_dict
+    from pbrl.app.run_dir import RunDir
 
     pts = expand_grid(BASE, agents=["iql"], seeds=[0, 1])
     out = tmp_path / "sweep"
@@ -92,7 +92,7 @@ def test_a_changed_grid_never_resumes_or_skips_runs_of_other_settings(tmp_path):
     assert sorted(p.name for p in out.rglob("*")) == before  # nothing ran, nothing was created
     # the same settings are accepted (that run would be resumed)
     config_from_dict({**BASE, "agent": "iql", "seed": 0}).save(old.config_path)
-    from pbrl.sweep import check_existing_runs
+    from pbrl.app.sweep import check_existing_runs
 
     check_existing_runs(pts, out)
     # hidden sizes given as a tuple are the same settings as the list config.json stores
@@ -120,7 +120,7 @@ def test_ctrl_c_stops_the_whole_local_sweep(tmp_path):
     base = {**BASE, "steps": 20_000, "eval_every": 10_000, "checkpoint_every": 50}
     cfg = _write(tmp_path, base)
     out = tmp_path / "sweep"
-    proc = subprocess.Popen([sys.executable, "-m", "pbrl.cli", "sweep", "-o", str(out), "-c", str(cfg),
+    proc = subprocess.Popen([sys.executable, "-m", "pbrl.app.cli", "sweep", "-o", str(out), "-c", str(cfg),
                              "--agents", "iql", "--seeds", "0-2", "--workers", "1", "--backend", "local"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -147,7 +147,7 @@ def test_a_worker_whose_run_took_the_sigint_starts_no_queued_run(tmp_path, monke
     import multiprocessing as mp
     import signal
 
-    from pbrl import sweep
+    from pbrl.app import sweep
 
     calls = []
 
@@ -177,7 +177,7 @@ def test_a_run_still_labelling_when_the_sigint_comes_stops_at_its_first_checkpoi
     import os
     import signal
 
-    from pbrl import sweep
+    from pbrl.app import sweep
     from pbrl.callbacks import set_external_stop
     from pbrl.envs import datasets
 

@@ -4,7 +4,7 @@ One 2 x 2 grid (agents bc, mriql x seeds 0, 1; tiny offline runs on collected Re
 local process pool and then through `pbrl sweep --address`, and the test checks that
 (a) the Ray runs' metrics (final return, labels, steps) equal the local backend's, seed for seed;
 (c) a trial whose Ray worker process is killed (SIGKILL, mid-run, on the worker node) is retried and
-    resumes its run from the newest checkpoint (``FailureConfig(max_failures=...)`` in pbrl.sweep);
+    resumes its run from the newest checkpoint (``FailureConfig(max_failures=...)`` in pbrl.app.sweep);
 (b) re-running the sweep skips finished runs (their files untouched) and runs only the missing one.
 
 Slow (a Ray cluster, about a minute on two cores); skipped when Ray Tune is not installed
@@ -29,9 +29,9 @@ pytest.importorskip("ray.tune")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from pbrl.cli import app  # noqa: E402
-from pbrl.report import build_report  # noqa: E402
-from pbrl.sweep import expand_grid, run_sweep  # noqa: E402
+from pbrl.app.cli import app  # noqa: E402
+from pbrl.app.report import build_report  # noqa: E402
+from pbrl.app.sweep import expand_grid, run_sweep  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pbrl import runs
-from pbrl.cli import app
-from pbrl.config import config_from_dict
-from pbrl.run_dir import RunDir
-from pbrl.tracking import TRACKING_FILE, WANDB_MISSING, Tracking, enable_tracking, tracking_of
+from pbrl.app import runs
+from pbrl.app.cli import app
+from pbrl.app.config import config_from_dict
+from pbrl.app.run_dir import RunDir
+from pbrl.app.tracking import TRACKING_FILE, WANDB_MISSING, Tracking, enable_tracking, tracking_of
 
 BASE = {
     "kind": "offline",

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pbrl import runs
 from pbrl.agents.multiseed import MultiSeed
-from pbrl.cli import app
-from pbrl.config import config_from_dict
-from pbrl.run_dir import RunDir
-from pbrl.sweep import expand_grid, seed_groups
+from pbrl.app import runs
+from pbrl.app.cli import app
+from pbrl.app.config import config_from_dict
+from pbrl.app.run_dir import RunDir
+from pbrl.app.sweep import expand_grid, seed_groups
 
 BASE = {
     "kind": "offline",
@@ -135,7 +135,7 @@ def test_only_seed_groups_with_a_shared_dataset_are_batched(dataset_file):
     assert [len(g) for g in seed_groups(collected)] == [1, 1]
     online = expand_grid({"kind": "online", "task": "mujoco/Reacher-v5", "total_timesteps": 100}, seeds=[0, 1])
     assert [len(g) for g in seed_groups(online)] == [1, 1]
-    from pbrl.train_offline import train_offline_seeds
+    from pbrl.app.train_offline import train_offline_seeds
 
     a, b = _cfgs(dataset_file, "iql")
     with pytest.raises(ValueError, match="differ only in their seed"):
@@ -155,7 +155,7 @@ def test_sweep_batch_seeds_from_the_command_line(tmp_path, dataset_file):
 
 
 def test_a_failure_after_a_run_finished_keeps_that_run(tmp_path, dataset_file, monkeypatch):
-    import pbrl.train_offline as to
+    import pbrl.app.train_offline as to
 
     cfgs = _cfgs(dataset_file, "iql", checkpoint_every=10)
     dirs = [tmp_path / f"s{c.seed}" for c in cfgs]

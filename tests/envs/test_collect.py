@@ -112,7 +112,7 @@ def test_collect_with_custom_batch_policy():
 
 
 def test_dataset_cli(tmp_path):
-    from pbrl.cli import app
+    from pbrl.app.cli import app
 
     runner = CliRunner()
     out = tmp_path / "d.hdf5"

@@ -138,7 +138,7 @@ def _checkpoint_functions():
     try:
         from pbrl.checkpoint import env_state, set_env_state
     except ImportError:
-        from pbrl.runs import env_state, set_env_state
+        from pbrl.app.runs import env_state, set_env_state
     return env_state, set_env_state
 
 
@@ -210,14 +210,14 @@ def test_collect_label_and_d4rl_round_trip(tmp_path):
 
 def test_run_killed_and_resumed_equals_uninterrupted_run(tmp_path):
     """`pbrl train online` on a DMC task, SIGKILLed after a checkpoint and resumed, gives the same labels
-    and evaluation curve as an uninterrupted run (pbrl.runs checkpoints the DMC env's MjData)."""
+    and evaluation curve as an uninterrupted run (pbrl.app.runs checkpoints the DMC env's MjData)."""
     import json
     import signal
 
     from helpers import start_train, wait_for_checkpoint
 
-    from pbrl import runs
-    from pbrl.config import config_from_dict
+    from pbrl.app import runs
+    from pbrl.app.config import config_from_dict
     from pbrl.preferences import PreferenceDataset
 
     tiny = dict(

@@ -102,7 +102,7 @@ def test_the_dataset_s_expert_critic_is_found_from_its_metadata(tmp_path):
 
 
 def test_offline_runs_accept_the_regret_teacher_and_online_runs_do_not(tmp_path):
-    from pbrl.config import OfflineConfig, OnlineConfig
+    from pbrl.app.config import OfflineConfig, OnlineConfig
 
     OfflineConfig(task="mujoco/Hopper-v5", agent="cpl", teacher="regret", teacher_kwargs={"critic": "returns"}).validate()
     with pytest.raises(ValueError, match="neither auto nor returns"):
@@ -118,7 +118,7 @@ def test_dataset_label_cli_takes_the_regret_teacher(tmp_path):
     from stable_baselines3 import SAC
     from typer.testing import CliRunner
 
-    from pbrl.cli import app
+    from pbrl.app.cli import app
     from pbrl.envs.registry import make_env
     from pbrl.preferences import PreferenceDataset
 
@@ -141,7 +141,7 @@ def test_pbrl_train_offline_labels_with_the_regret_teacher(tmp_path):
     returns-to-go value: the dataset names no expert), the same pairs as the oracle's with other labels."""
     from typer.testing import CliRunner
 
-    from pbrl.cli import app
+    from pbrl.app.cli import app
     from pbrl.preferences import PreferenceDataset
 
     data = save_d4rl(collect("mujoco/Hopper-v5", "random", n_steps=600, seed=0), tmp_path / "hopper.hdf5")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pbrl.cli import app
+from pbrl.app.cli import app
 from pbrl.envs import make_env
 from pbrl.envs.registry import check_task, parse_task, task_options
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pbrl.cli import app
+from pbrl.app.cli import app
 from pbrl.label.queue import LabelQueue
 from pbrl.label.store import LabelStore
 from pbrl.preferences import PreferenceDataset

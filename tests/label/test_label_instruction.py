@@ -12,7 +12,7 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 from fastapi.testclient import TestClient  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from pbrl.cli import app  # noqa: E402
+from pbrl.app.cli import app  # noqa: E402
 from pbrl.envs import make_env, rollout  # noqa: E402
 from pbrl.label.queue import LabelQueue, default_instruction, make_queue  # noqa: E402
 from pbrl.label.render import ClipRenderer  # noqa: E402

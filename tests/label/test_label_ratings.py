@@ -13,7 +13,7 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 from fastapi.testclient import TestClient  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from pbrl.cli import app as cli  # noqa: E402
+from pbrl.app.cli import app as cli  # noqa: E402
 from pbrl.envs import make_env, rollout  # noqa: E402
 from pbrl.label.export import export_preferences, export_ratings  # noqa: E402
 from pbrl.label.queue import LabelQueue, make_queue  # noqa: E402

@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m pbrl.cli label serve ...` in a subprocess; always stopped by the test that started it."""
+    """`python -m pbrl.app.cli label serve ...` in a subprocess; always stopped by the test that started it."""
 
     def __init__(self, args, tmp_path, name="server"):
         self.port = free_port()
@@ -46,7 +46,7 @@ class Server:
         env = {**os.environ, "MUJOCO_GL": "osmesa", "COLUMNS": "200"}
         with open(self.log, "w") as fh:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pbrl.cli", "label", "serve", *map(str, args), "--port", str(self.port), "--no-render"],
+                [sys.executable, "-m", "pbrl.app.cli", "label", "serve", *map(str, args), "--port", str(self.port), "--no-render"],
                 stdout=fh, stderr=subprocess.STDOUT, env=env,
             )
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from helpers import sigkill_then_resume, tiny_online_config
 
-from pbrl import runs
 from pbrl.agents.registry import agent_names, get_agent
-from pbrl.config import config_from_dict
+from pbrl.app import runs
+from pbrl.app.config import config_from_dict
 from pbrl.envs import make_env
 from pbrl.online import RatingCallback
 from pbrl.online.ratings import select_segments

@@ -293,7 +293,7 @@ def test_mriql_with_the_transformer_relabels_by_windows_trains_and_saves(tmp_pat
 
 
 def test_mriql_reward_model_option_is_validated_and_reaches_the_offline_config():
-    from pbrl.config import load_config, parse_overrides
+    from pbrl.app.config import load_config, parse_overrides
 
     with pytest.raises(ValueError, match="unknown reward_model 'mlp'"):
         MRIQL(3, 1, reward_model="mlp")

@@ -76,7 +76,7 @@ def test_a_tiny_benchmark_runs_resumes_shares_labels_and_reports(bench, tmp_path
 
 
 def _record(dataset, agent, seed, finals):
-    from pbrl.report import RunRecord
+    from pbrl.app.report import RunRecord
 
     curve = [{"step": s, "mean_return": 100.0 * v, "success_rate": v} for s, v in zip((50, 100), finals)]
     return RunRecord(Path(f"/runs/{dataset}/{agent}/{seed}"), {"seed": seed, "task": "t"}, "finished",

@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 
 def test_a_finished_run_is_diagnosed_and_others_are_skipped(tmp_path):
-    from pbrl import runs
-    from pbrl.config import config_from_dict
+    from pbrl.app import runs
+    from pbrl.app.config import config_from_dict
 
     diag = importlib.import_module("feedback_diagnose")
     out = tmp_path / "study"

@@ -3,7 +3,7 @@
 Layers, lowest precedence first:
 
 1. the agent's defaults (the config dataclass's fields, the agent class's keyword defaults);
-2. the hyperparameter file's entries for the run's task (:mod:`pbrl.hyperparams`: default < pattern < task);
+2. the hyperparameter file's entries for the run's task (:mod:`pbrl.app.hyperparams`: default < pattern < task);
 3. the ``--config`` file;
 4. the command's flags (``--segment-length 25``);
 5. ``--set key=value``.
@@ -25,7 +25,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from pbrl.config import (
+from pbrl.app.config import (
     OfflineConfig,
     OnlineConfig,
     RunConfig,
@@ -35,7 +35,7 @@ from pbrl.config import (
     config_from_dict,
     parse_overrides,
 )
-from pbrl.hyperparams import flatten, load
+from pbrl.app.hyperparams import flatten, load
 
 __all__ = ["resolve_config"]
 

@@ -1,6 +1,6 @@
 """``pbrl sweep``: a grid of runs over tasks x agents x teachers x budgets x seeds.
 
-Every grid point is a validated config (:func:`pbrl.config.config_from_dict`) and a run directory
+Every grid point is a validated config (:func:`pbrl.app.config.config_from_dict`) and a run directory
 ``OUT/<agent>__<task>__<teacher>__b<budget>__s<seed>``; ``pbrl report OUT`` reads them all. All configs are
 validated before the first run starts. Running a sweep again resumes its unfinished runs and skips the
 finished ones, so an overnight sweep that was killed is restarted with the same command.
@@ -21,7 +21,7 @@ Backends:
   The choice is logged.
 
 ``batch_seeds`` (local pool; ``pbrl sweep --batch-seeds``): offline grid points that differ only in their
-seed and share a dataset file train in one process, vmapped (:func:`pbrl.runs.train_seeds`), each still in
+seed and share a dataset file train in one process, vmapped (:func:`pbrl.app.runs.train_seeds`), each still in
 its own run directory with its own labels; seed k equals its single-seed run up to float rounding. On this
 project's 2-core CPU machines it does not pay (5 seeds take 4.9-7.8x one seed's time, about what 5 runs in a
 row cost: ``scripts/bench_speed.py``), so it is off by default; it is meant for a GPU, where one seed
@@ -56,14 +56,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from pbrl.config import config_from_dict
+from pbrl.app.config import config_from_dict
 from pbrl.extras import MissingExtra
 from pbrl.validation import check_int
 
 __all__ = ["SweepPoint", "expand_grid", "run_sweep", "choose_backend", "run_point", "seed_groups", "GRID_AXES",
            "NOT_STARTED"]
 
-log = logging.getLogger("pbrl.sweep")
+log = logging.getLogger("pbrl.app.sweep")
 
 GRID_AXES = ("tasks", "agents", "teachers", "budgets", "seeds")
 """The grid's axes; ``budgets`` sets ``total_feedback``."""
@@ -97,7 +97,7 @@ def expand_grid(
     grid point, before anything runs.
 
     ``hyperparams`` (``True``: each agent's packaged file, or a path): each point starts from what its
-    agent's hyperparameter file gives its task (:func:`pbrl.hyperparams.load` without the ``default`` entry,
+    agent's hyperparameter file gives its task (:func:`pbrl.app.hyperparams.load` without the ``default`` entry,
     which holds the code defaults), under ``base`` and the axes; the point's config then carries
     ``provenance`` (written into its ``config.json``). ``False`` (the default, and what the benchmark scripts
     use): ``base`` and the axes only.
@@ -141,8 +141,8 @@ def _with_hyperparams(data: dict[str, Any], kind: str, hyperparams: bool | str |
     from dataclasses import fields
 
     from pbrl.agents.registry import get_entry
-    from pbrl.config import OfflineConfig, OnlineConfig, _merge
-    from pbrl.hyperparams import flatten, load
+    from pbrl.app.config import OfflineConfig, OnlineConfig, _merge
+    from pbrl.app.hyperparams import flatten, load
 
     cls = OnlineConfig if kind == "online" else OfflineConfig
     agent, task = data.get("agent", cls.agent), data.get("task", cls.task)
@@ -162,8 +162,8 @@ def _with_hyperparams(data: dict[str, Any], kind: str, hyperparams: bool | str |
 
 def run_point(config: dict[str, Any], run_dir: str, verbose: bool = False, tracking: Any = None) -> dict[str, Any]:
     """Run (or resume, or skip if finished) one grid point; returns its final metrics or status.
-    ``tracking``: a :class:`pbrl.tracking.Tracking` to log the run to W&B (``pbrl sweep --track``)."""
-    from pbrl import runs
+    ``tracking``: a :class:`pbrl.app.tracking.Tracking` to log the run to W&B (``pbrl sweep --track``)."""
+    from pbrl.app import runs
 
     rd = runs.RunDir(run_dir)
     if rd.config_path.exists():
@@ -187,7 +187,7 @@ def seed_groups(points: list[SweepPoint]) -> list[list[SweepPoint]]:
 
 
 def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str], tracking: Any = None) -> list[dict[str, Any]]:
-    """A group of :func:`seed_groups` in one process: :func:`pbrl.runs.train_seeds` (a group of one:
+    """A group of :func:`seed_groups` in one process: :func:`pbrl.app.runs.train_seeds` (a group of one:
     :func:`run_point`)."""
     if len(configs) == 1:
         return [_local_worker(configs[0], run_dirs[0], tracking)]
@@ -197,7 +197,7 @@ def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str], trac
 
     import torch
 
-    from pbrl import runs
+    from pbrl.app import runs
 
     torch.set_num_threads(int(configs[0].get("torch_threads", 1)))
     log_path = Path(run_dirs[0]).parent / f".{Path(run_dirs[0]).name}.out"
@@ -300,7 +300,7 @@ def run_sweep(
             ``FailureConfig(max_failures=...)``); the new attempt resumes the run from its newest checkpoint.
         batch_seeds: local pool: train offline points that differ only in their seed in one process each
             (:func:`seed_groups`; see the module docstring).
-        tracking: a :class:`pbrl.tracking.Tracking`: every run logs to W&B (``pbrl sweep --track``), in a
+        tracking: a :class:`pbrl.app.tracking.Tracking`: every run logs to W&B (``pbrl sweep --track``), in a
             W&B group named after the sweep folder unless it names one.
     """
     if not points:
@@ -308,7 +308,7 @@ def run_sweep(
     if tracking is not None:
         from dataclasses import replace
 
-        from pbrl.tracking import check_tracking
+        from pbrl.app.tracking import check_tracking
 
         check_tracking()
         tracking = tracking if tracking.group else replace(tracking, group=Path(out).resolve().name)
@@ -396,7 +396,7 @@ def check_existing_runs(points: list[SweepPoint], out: str | os.PathLike) -> Non
     teacher options) would otherwise silently continue, or count as finished, runs of the old settings.
     Raises one ``ValueError`` naming the first such run and the keys that differ, before any work.
     """
-    from pbrl.run_dir import RunDir
+    from pbrl.app.run_dir import RunDir
 
     out = Path(out)
     for p in points:
@@ -416,7 +416,7 @@ def check_existing_runs(points: list[SweepPoint], out: str | os.PathLike) -> Non
 
 def _finished(run_dir: Path) -> dict[str, Any] | None:
     """The metrics of a finished run directory, or ``None``."""
-    from pbrl.run_dir import RunDir
+    from pbrl.app.run_dir import RunDir
 
     rd = RunDir(run_dir)
     if not rd.config_path.exists():

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from pbrl.agents.registry import agent_names
-from pbrl.config_feedback import check_feedback as _check_feedback
-from pbrl.config_feedback import check_labels_file as _check_labels_file
-from pbrl.config_feedback import check_teacher_kwargs as _check_teacher_kwargs
+from pbrl.app.config_feedback import check_feedback as _check_feedback
+from pbrl.app.config_feedback import check_labels_file as _check_labels_file
+from pbrl.app.config_feedback import check_teacher_kwargs as _check_teacher_kwargs
 from pbrl.validation import check_int
 
 __all__ = [
@@ -148,7 +148,7 @@ class _Common:
     """Shared by both configs: ``to_dict`` and ``save``; each subclass defines ``validate()``, which
     checks every field and raises one ``ValueError`` naming the bad key and what is allowed."""
 
-    #: where each value came from (:func:`pbrl.config_resolve.resolve_config`); not a field: ``to_dict`` and
+    #: where each value came from (:func:`pbrl.app.config_resolve.resolve_config`); not a field: ``to_dict`` and
     #: comparisons leave it out, ``save`` writes it into ``config.json``
     provenance = None  # a dict when set; no annotation, so that it is not a dataclass field
 

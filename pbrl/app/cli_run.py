@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from pbrl.agents.registry import agent_names
-from pbrl.cli_errors import ErrorHandlingGroup, fail
+from pbrl.app.cli_errors import ErrorHandlingGroup, fail
 
 __all__ = ["train_app", "eval_cmd", "report_cmd", "sweep_cmd", "register"]
 
@@ -43,9 +43,9 @@ def _default_run_dir(cfg) -> Path:
 
 
 def _tracking(track: bool, project: str, entity: str | None):
-    """``--track``'s :class:`pbrl.tracking.Tracking` (``None`` without ``--track``); one line and exit 2 if the
+    """``--track``'s :class:`pbrl.app.tracking.Tracking` (``None`` without ``--track``); one line and exit 2 if the
     ``wandb`` extra is missing or a name is bad, before any work."""
-    from pbrl.tracking import Tracking, check_tracking
+    from pbrl.app.tracking import Tracking, check_tracking
 
     if not track:
         return None
@@ -64,8 +64,8 @@ def _hyperparams(path: Path | None, off: bool) -> Path | bool:
 
 def _train(kind: str, config: Path | None, flags: dict[str, Any], sets: list[str] | None, run_dir: Path | None,
            overwrite: bool, quiet: bool, hyperparams: Path | bool = True, tracking=None) -> None:
-    from pbrl import runs
-    from pbrl.config_resolve import resolve_config
+    from pbrl.app import runs
+    from pbrl.app.config_resolve import resolve_config
 
     try:
         cfg = resolve_config(kind, config, flags, sets, hyperparams)
@@ -117,7 +117,7 @@ def train_main(
     if resume is None:
         console.print(ctx.get_help())
         raise typer.Exit(0)
-    from pbrl import runs
+    from pbrl.app import runs
 
     try:
         rd = runs.RunDir(resume)
@@ -236,7 +236,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate a run's policy, or the policy of an SB3 .zip shared by others (--task), on the task's true
     reward: return, success rate and normalised score over N episodes (optional MP4)."""
-    from pbrl.runs import evaluate_run
+    from pbrl.app.runs import evaluate_run
 
     try:
         res = evaluate_run(run_dir, episodes, seed, video, video_episodes, overwrite=overwrite, task=task)
@@ -268,7 +268,7 @@ def report_cmd(
     """Aggregate runs across seeds and tasks: IQM / mean / median (and the optimality gap of success or
     normalized scores) with stratified bootstrap CIs, the probability of improvement over a --baseline,
     learning curves vs env steps and vs labels, performance profiles (rliable's protocol)."""
-    from pbrl.report import build_report, format_table, table_metrics
+    from pbrl.app.report import build_report, format_table, table_metrics
 
     try:
         res = build_report([str(p) for p in run_dirs], score=score, group_by=tuple(g.strip() for g in group_by.split(",") if g.strip()),
@@ -335,14 +335,14 @@ def sweep_cmd(
     running it again resumes unfinished runs. Read the results with `pbrl report OUT`."""
     import logging
 
-    from pbrl.config import _read_file, parse_overrides
-    from pbrl.sweep import expand_grid, run_sweep
+    from pbrl.app.config import _read_file, parse_overrides
+    from pbrl.app.sweep import expand_grid, run_sweep
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tracking = _tracking(track, wandb_project, wandb_entity)
     try:
         base = _read_file(config) if config is not None else {}
-        from pbrl.config import _merge
+        from pbrl.app.config import _merge
 
         base = _merge(base, parse_overrides(sets))
         seed_list = parse_seeds(seeds)

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from pbrl import stats
+from pbrl.app.run_dir import RunDir
 from pbrl.io import atomic_write, check_writable_dir
-from pbrl.run_dir import RunDir
 
 __all__ = ["RunRecord", "find_runs", "load_runs", "build_report", "format_table", "SCORES", "GROUP_KEYS"]
 
@@ -54,7 +54,7 @@ class RunRecord:
         if name == "budget":
             return str(self.config.get("total_feedback"))
         if name == "teacher":  # ratings of n classes show as rating-n<n>
-            from pbrl.config import teacher_tag
+            from pbrl.app.config import teacher_tag
 
             return teacher_tag(str(self.config.get("teacher", "")), self.config.get("n_classes"))
         return str(self.config.get(name, ""))

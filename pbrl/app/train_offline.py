@@ -19,14 +19,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from pbrl.app.config import OfflineConfig, agent_class
+from pbrl.app.run_dir import RunDir
+from pbrl.app.train_common import eval_env, final_metrics, make_logger
 from pbrl.callbacks import PbrlCheckpointCallback, PbrlEvalCallback, StopOnSignal
 from pbrl.checkpoint import global_rng_state, set_global_rng_state
-from pbrl.config import OfflineConfig, agent_class
 from pbrl.preferences import PreferenceDataset
 from pbrl.progress import Progress
 from pbrl.ratings import RatingDataset
-from pbrl.run_dir import RunDir
-from pbrl.train_common import eval_env, final_metrics, make_logger
 
 __all__ = ["train_offline", "train_offline_seeds", "offline_data"]
 
@@ -148,7 +148,7 @@ def train_offline(cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool =
     """Train an offline agent into ``run_dir``. ``resume=True`` continues from the newest usable checkpoint
     (temp files of writes killed mid-way are removed first; the saved labels and collected dataset are
     reused); a new run never reads labels or a dataset an earlier run left. ``dataset``: the already
-    loaded dataset (``pbrl.runs.train`` loads it while validating)."""
+    loaded dataset (``pbrl.app.runs.train`` loads it while validating)."""
     return _fit_one(_OfflineRun(cfg, run_dir, resume, dataset), verbose)
 
 

@@ -9,12 +9,12 @@ import os
 import sys
 from typing import Any
 
+from pbrl.app.config import OnlineConfig, RunConfig
+from pbrl.app.run_dir import RunDir
+from pbrl.app.tracking import WandbOutputFormat, tracking_of
 from pbrl.callbacks import StopOnSignal, evaluation_row
-from pbrl.config import OnlineConfig, RunConfig
 from pbrl.evaluation import task_normalized_score as normalized
 from pbrl.progress import Progress
-from pbrl.run_dir import RunDir
-from pbrl.tracking import WandbOutputFormat, tracking_of
 
 __all__ = ["StopFlag", "FailureStatus", "make_logger", "eval_env", "evaluate", "normalized", "final_metrics",
            "online_env"]
@@ -22,7 +22,7 @@ __all__ = ["StopFlag", "FailureStatus", "make_logger", "eval_env", "evaluate", "
 
 def make_logger(run: RunDir, session: int, verbose: bool = True, resume_step: int | None = None):
     """SB3 logger writing ``log.txt``, ``progress[.resume<k>].csv`` and TensorBoard events under ``tb/``,
-    and, for a tracked run (``wandb.json`` in its directory, :mod:`pbrl.tracking`), to its W&B run.
+    and, for a tracked run (``wandb.json`` in its directory, :mod:`pbrl.app.tracking`), to its W&B run.
 
     ``resume_step``: the step of the checkpoint a resumed session starts from. TensorBoard events the
     killed session wrote after it are purged (``SummaryWriter(purge_step=...)``), so each (tag, step)

@@ -3,13 +3,13 @@
 The pieces live in modules with one job each; this module starts, resumes and evaluates runs and keeps
 the public names it always had:
 
-* :mod:`pbrl.run_dir`: the run directory (layout, small atomic files, ``--overwrite``, temp cleanup);
+* :mod:`pbrl.app.run_dir`: the run directory (layout, small atomic files, ``--overwrite``, temp cleanup);
 * :mod:`pbrl.checkpoint`: checkpoint files (corrupt newest -> previous one) and RNG / MuJoCo / SB3 snapshots;
 * :mod:`pbrl.callbacks`: the evaluation, checkpoint and SIGINT callbacks both loops use, and
   :mod:`pbrl.progress`, the typed progress record they share and checkpoints store;
-* :mod:`pbrl.train_common`: logger, evaluation env, final metrics;
-* :mod:`pbrl.train_online` / :mod:`pbrl.train_offline`: the two training loops;
-* :mod:`pbrl.video`: MP4 rendering.
+* :mod:`pbrl.app.train_common`: logger, evaluation env, final metrics;
+* :mod:`pbrl.app.train_online` / :mod:`pbrl.app.train_offline`: the two training loops;
+* :mod:`pbrl.app.video`: MP4 rendering.
 
 :func:`train` validates everything it can before any work and before the run directory exists
 (:func:`check_start`: the config, the run directory, the dataset's task, shapes and episode lengths); a
@@ -29,6 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from pbrl.agents.registry import get_entry
+from pbrl.app.config import OfflineConfig, OnlineConfig, RunConfig, agent_class
+from pbrl.app.run_dir import CURVE_FIELDS, RunDir, check_run_dir
+from pbrl.app.sb3_zip import is_sb3_zip, load_sb3_policy
+from pbrl.app.tracking import Tracking, check_tracking, enable_tracking
+from pbrl.app.train_common import FailureStatus as _FailureStatus
+from pbrl.app.train_common import eval_env as _eval_env
+from pbrl.app.train_common import normalized as _normalized
+from pbrl.app.train_offline import train_offline, train_offline_seeds
+from pbrl.app.train_online import build_online as _build_online
+from pbrl.app.train_online import train_online
+from pbrl.app.video import render_video
 from pbrl.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -38,19 +49,8 @@ from pbrl.checkpoint import (
     set_global_rng_state,
     set_sb3_state,
 )
-from pbrl.config import OfflineConfig, OnlineConfig, RunConfig, agent_class
 from pbrl.extras import check_extra
 from pbrl.io import check_writable_file
-from pbrl.run_dir import CURVE_FIELDS, RunDir, check_run_dir
-from pbrl.sb3_zip import is_sb3_zip, load_sb3_policy
-from pbrl.tracking import Tracking, check_tracking, enable_tracking
-from pbrl.train_common import FailureStatus as _FailureStatus
-from pbrl.train_common import eval_env as _eval_env
-from pbrl.train_common import normalized as _normalized
-from pbrl.train_offline import train_offline, train_offline_seeds
-from pbrl.train_online import build_online as _build_online
-from pbrl.train_online import train_online
-from pbrl.video import render_video
 
 __all__ = [
     "RunDir",
@@ -180,7 +180,7 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False, v
     """Start a new run of ``cfg`` in ``run_dir``: :func:`check_start`, then the run directory (with
     ``overwrite`` the previous run is moved aside and ``echo`` says where), then training.
 
-    ``tracking``: also log to Weights & Biases (:mod:`pbrl.tracking`; the ``wandb`` extra is checked first,
+    ``tracking``: also log to Weights & Biases (:mod:`pbrl.app.tracking`; the ``wandb`` extra is checked first,
     and the W&B run id is stored in ``run_dir/wandb.json`` so that a resume continues the same W&B run).
 
     A start that fails before its first checkpoint removes the directory it made (and puts back a run it
@@ -224,7 +224,7 @@ def _undo_start(run: RunDir, existed: bool) -> None:
 def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], verbose: bool = False,
                 tracking: Tracking | None = None) -> list[dict[str, Any]]:
     """Start, resume or skip K offline runs that differ only in their seed, training the unfinished ones in
-    one process (:func:`pbrl.train_offline.train_offline_seeds`, vmapped). New runs pass
+    one process (:func:`pbrl.app.train_offline.train_offline_seeds`, vmapped). New runs pass
     :func:`check_start` first (all of them, before any directory is made); a failure before the first
     checkpoint removes the directories this call made. ``tracking``: every run logs to W&B (see :func:`train`).
     Returns each run's metrics (or status), in order."""
@@ -336,7 +336,7 @@ def evaluate_run(
     """Evaluate a run's policy on its task: mean/std return, success rate and normalised score over
     ``n_episodes`` deterministic episodes (seeded by ``seed``); written to ``RUN_DIR/eval.json``.
 
-    ``run_dir`` may also be an SB3 model ``.zip`` trained elsewhere (:mod:`pbrl.sb3_zip`): its policy alone is
+    ``run_dir`` may also be an SB3 model ``.zip`` trained elsewhere (:mod:`pbrl.app.sb3_zip`): its policy alone is
     evaluated on ``task`` (required then; the zip's spaces must be the task's), and nothing is written but
     the ``video``.
 

@@ -5,7 +5,7 @@
 action spaces) and its ``policy`` weights, builds the policy without the algorithm (no replay buffer, no
 optimiser, no env), and first checks that the spaces are the task's: a policy of another task gives one
 line naming both. The result has SB3's ``predict(obs, deterministic=...)``, so ``pbrl eval`` and
-:func:`pbrl.runs.evaluate_run` evaluate it like a run's own policy, on the task's true reward and success.
+:func:`pbrl.app.runs.evaluate_run` evaluate it like a run's own policy, on the task's true reward and success.
 
 A policy trained with ``VecNormalize`` expects normalised observations, whose statistics SB3 keeps in a
 separate file; pbrl feeds it raw observations.

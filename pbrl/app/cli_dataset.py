@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pbrl.cli_errors import ErrorHandlingGroup
+from pbrl.app.cli_errors import ErrorHandlingGroup
 from pbrl.io import check_writable_file
 
 dataset_app = typer.Typer(help="Offline datasets: collect, label, info.", no_args_is_help=True,

@@ -1,7 +1,7 @@
 """Experiment tracking with Weights & Biases (``pbrl train --track``), CleanRL's convention.
 
 A tracked run has a file ``wandb.json`` in its run directory: the W&B project, entity and run id. The SB3
-logger of the run (:func:`pbrl.train_common.make_logger`, used by the online and the offline loop alike)
+logger of the run (:func:`pbrl.app.train_common.make_logger`, used by the online and the offline loop alike)
 then gets one more output format, :class:`WandbOutputFormat`, beside stdout, CSV and TensorBoard: every
 ``logger.dump(step)`` sends the recorded scalars to W&B with ``global_step = step`` (env steps online,
 gradient updates offline). A resumed run reads the same ``wandb.json`` and continues the same W&B run

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pbrl.cli_errors import ErrorHandlingGroup, set_debug
+from pbrl.app.cli_errors import ErrorHandlingGroup, set_debug
 
 app = typer.Typer(
     name="pbrl",
@@ -70,7 +70,7 @@ def demo_cmd(
     trained on the true reward and BC beside the same IQL learning only from a scripted teacher's answers
     (MR+IQL at three label budgets), three seeds each; the B-Pref teachers' table, and one plot (learning
     curves + return against labels used, bands over seeds). `--teachers` prints only a teachers' table."""
-    from pbrl.demo import run_tour, teacher_agreement_table, teacher_table
+    from pbrl.app.demo import run_tour, teacher_agreement_table, teacher_table
 
     if teachers:
         rows = teacher_agreement_table(task, episodes, pairs, segment_length, seed, console=console)
@@ -83,11 +83,11 @@ from pbrl.label.cli import label_app  # noqa: E402
 
 app.add_typer(label_app, name="label")
 
-from pbrl.cli_dataset import dataset_app  # noqa: E402
+from pbrl.app.cli_dataset import dataset_app  # noqa: E402
 
 app.add_typer(dataset_app, name="dataset")
 
-from pbrl.cli_run import register as register_run_commands  # noqa: E402
+from pbrl.app.cli_run import register as register_run_commands  # noqa: E402
 
 register_run_commands(app)  # train, eval, report, sweep
 

@@ -21,6 +21,9 @@ from typing import Any
 
 import torch
 
+from pbrl.app.config import OnlineConfig, agent_class
+from pbrl.app.run_dir import RunDir
+from pbrl.app.train_common import eval_env, final_metrics, make_logger, online_env
 from pbrl.callbacks import PbrlCheckpointCallback, PbrlEvalCallback, StopOnSignal
 from pbrl.checkpoint import (
     buffer_state,
@@ -32,11 +35,8 @@ from pbrl.checkpoint import (
     set_vec_env_state,
     vec_env_state,
 )
-from pbrl.config import OnlineConfig, agent_class
 from pbrl.io import atomic_write
 from pbrl.progress import Progress
-from pbrl.run_dir import RunDir
-from pbrl.train_common import eval_env, final_metrics, make_logger, online_env
 
 __all__ = ["train_online", "build_online"]
 

@@ -98,7 +98,7 @@ class RunDir:
 
     def config(self):
         """The run's validated config."""
-        from pbrl.config import config_from_dict
+        from pbrl.app.config import config_from_dict
 
         if not self.config_path.exists():
             raise ValueError(f"{self.path} is not a pbrl run directory (no config.json); "

@@ -102,7 +102,7 @@ DEMO_BUDGETS: tuple[int, ...] = (5, 50, 500)
 """Label budgets of the demo's MR+IQL runs (a factor of ten apart)."""
 
 DEMO_SEEDS: tuple[int, ...] = (0, 1, 2)
-"""Seeds of every condition (trained together, vmapped: :func:`pbrl.runs.train_seeds`); the plot shows
+"""Seeds of every condition (trained together, vmapped: :func:`pbrl.app.runs.train_seeds`); the plot shows
 their mean with a band from the lowest to the highest seed."""
 
 REFERENCE = "IQL, true reward"
@@ -146,13 +146,13 @@ def run_tour(out: str = "pbrl_demo", console=None, seed: int = 0, budgets: tuple
     :data:`DEMO_OFFLINE`'s keys and ``dataset_steps`` the dataset's size (tests make both smaller); every
     condition runs with each of ``seeds`` (offset by ``seed``), the seeds of one condition in one vmapped
     batch, ``workers`` conditions at a time in their own processes (the local pool of
-    :func:`pbrl.sweep.run_sweep`). Returns ``{"teachers": rows, "runs": {name: {seed: curve}}, "labels": {name: labels used},
+    :func:`pbrl.app.sweep.run_sweep`). Returns ``{"teachers": rows, "runs": {name: {seed: curve}}, "labels": {name: labels used},
     "plot": path}``."""
     import warnings
 
+    from pbrl.app.run_dir import RunDir
+    from pbrl.app.sweep import SweepPoint, run_sweep
     from pbrl.envs.datasets import collect, save_d4rl
-    from pbrl.run_dir import RunDir
-    from pbrl.sweep import SweepPoint, run_sweep
 
     warnings.filterwarnings("ignore", category=UserWarning, module=r"metaworld\..*")
     out_path = Path(out)

@@ -1,6 +1,6 @@
 """Validation of what a run's feedback comes from: the teacher's keyword arguments, a rating teacher
 against the agent (only agents whose class lists ``"rating"`` in ``feedback_kinds`` learn from ratings),
-and an offline run's ``labels`` file. Used by :mod:`pbrl.config`; every check raises one ``ValueError``
+and an offline run's ``labels`` file. Used by :mod:`pbrl.app.config`; every check raises one ``ValueError``
 naming the key and the fix."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> No
     """``teacher_kwargs`` are arguments of the teacher's class (``RatingTeacher`` for ``rating``, else
     ``HierarchicalTeacher`` for ``heron``, else ``ScriptedTeacher``), without ``seed`` or ``n_classes``;
     ``n_classes`` only with ``rating``; a rating or hierarchical teacher can be built from them."""
-    from pbrl.config import _check_kwargs
+    from pbrl.app.config import _check_kwargs
     from pbrl.teachers import HierarchicalTeacher, RatingTeacher, ScriptedTeacher
 
     if teacher == "regret":
@@ -50,7 +50,7 @@ def _check_regret_kwargs(kwargs: Any) -> None:
     """The offline regret teacher's ``teacher_kwargs`` are arguments of
     :func:`pbrl.envs.regret.dataset_regret_teacher` (``critic``, ``gamma``, ``beta``, ``n_samples``,
     ``value_gamma``); ``critic`` is ``auto``, ``returns`` or an existing SB3 SAC ``.zip``."""
-    from pbrl.config import _check_kwargs
+    from pbrl.app.config import _check_kwargs
     from pbrl.envs.regret import CRITIC_CHOICES, dataset_regret_teacher
 
     if isinstance(kwargs, dict) and "ds" in kwargs:
@@ -64,7 +64,7 @@ def _check_regret_kwargs(kwargs: Any) -> None:
 
 def feedback_kinds(kind: str, agent: str) -> tuple[str, ...] | None:
     """The kinds of feedback an agent learns from (``None`` when the class cannot be imported here)."""
-    from pbrl.config import agent_class
+    from pbrl.app.config import agent_class
 
     try:
         cls = agent_class(kind, agent)
