@@ -17,7 +17,7 @@ live in :mod:`pbrl.agents.offline_io`.
 ``predict`` follows stable-baselines3's ``predict(observation, state=None, episode_start=None,
 deterministic=False)`` (with ``deterministic=True`` as our default), so SB3's
 ``stable_baselines3.common.evaluation.evaluate_policy`` and pbrl's
-:func:`pbrl.evaluation.evaluate_policy_episodes` both accept an agent directly.
+:func:`pbrl.envs.evaluation.evaluate_policy_episodes` both accept an agent directly.
 
 Writing a new agent (what a subclass implements):
 
@@ -62,6 +62,9 @@ from pbrl.agents.multiseed import MultiSeed
 from pbrl.agents.networks import Dropout, dropout_noise
 from pbrl.agents.offline_data import OfflineData, check_positive_int, finite_mean
 from pbrl.agents.offline_io import CHECKPOINT_FORMAT, SavedAgent
+from pbrl.callbacks import as_callback
+from pbrl.envs import make_env
+from pbrl.envs.evaluation import PbrlEvalCallback, evaluate_policy_episodes, task_normalized_score
 from pbrl.memory import keep_freed_memory
 from pbrl.preferences import PreferenceDataset
 
@@ -322,8 +325,6 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
         task = (getattr(dataset, "metadata", None) or {}).get("task_id")
         if task and "action_low" not in kw and "action_high" not in kw:
             try:
-                from pbrl.envs import make_env
-
                 env = make_env(task)
                 space = env.action_space
                 kw["action_low"], kw["action_high"] = space.low.tolist(), space.high.tolist()
@@ -389,7 +390,7 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
                 every update (``self.num_timesteps`` = updates so far, ``self.locals["losses"]`` its losses)
                 and returning ``False`` stops training early.
             eval_env: a task id (``"mujoco/Hopper-v5"``) or a gymnasium env to evaluate on during training
-                (a :class:`~pbrl.callbacks.PbrlEvalCallback`); ``None`` for no live evaluation.
+                (a :class:`~pbrl.envs.evaluation.PbrlEvalCallback`); ``None`` for no live evaluation.
             eval_every: evaluate every this many updates (default ``default_eval_every``; at multiples of it,
                 counted over the agent's updates) and after the last.
             n_eval_episodes: episodes per evaluation (default 5).
@@ -405,8 +406,6 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
         """
         from stable_baselines3.common.callbacks import CallbackList
 
-        from pbrl.callbacks import PbrlEvalCallback, as_callback
-
         steps = check_positive_int("steps", steps)
         n_eval_episodes = check_positive_int("n_eval_episodes", n_eval_episodes)
         if eval_every is not None:
@@ -416,8 +415,6 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
         keep_freed_memory()  # big activations reuse freed heap blocks instead of fresh mmaps (same numbers)
         evaluator = None
         if eval_env is not None:
-            from pbrl.envs import make_env
-
             env = make_env(eval_env, seed=eval_seed) if isinstance(eval_env, str) else eval_env
             evaluator = PbrlEvalCallback(env, eval_every or self.default_eval_every, n_eval_episodes, seed=eval_seed, dataset=dataset,
                                          labels=len(preferences) if preferences is not None else 0)
@@ -493,8 +490,6 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
         ``dataset.normalized_score(mean_return)`` when ``dataset`` knows its reference returns (D4RL's on a
         MuJoCo locomotion task), else D4RL's score of the task ``env`` names, else None.
         """
-        from pbrl.evaluation import evaluate_policy_episodes, task_normalized_score
-
         res = evaluate_policy_episodes(self, env, n_episodes=n_episodes, deterministic=True, seed=seed)
         score = None
         if dataset is not None and hasattr(dataset, "normalized_score"):

@@ -3,7 +3,7 @@
 An agent is a thin object over an ordinary SB3 learner: ``agent.model`` is the SB3 model (so SB3's
 ``save``/``load``, callbacks, loggers and ``evaluate_policy`` work), trained by ONE ``learn()`` call on
 a :class:`~pbrl.online.LearnedRewardVecEnv` with a :class:`~pbrl.online.PreferenceCallback` (and an
-optional :class:`~pbrl.online.PbrlEvalCallback`). A subclass is an algorithm: it chooses the learner and
+optional :class:`~pbrl.envs.evaluation.PbrlEvalCallback`). A subclass is an algorithm: it chooses the learner and
 its defaults, and supplies its own parts through four methods:
 
 * ``_make_pool()``: the :class:`~pbrl.online.QueryPool` candidates come from (default: all episodes);
@@ -45,17 +45,21 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
+from pbrl.envs import episode_length, make_env, make_vec_env
+from pbrl.envs.evaluation import PbrlEvalCallback, normalising_policy
+from pbrl.envs.registry import PbrlInfoWrapper
 from pbrl.memory import keep_freed_memory
 from pbrl.online import (
     FeedbackHook,
     LearnedRewardVecEnv,
-    PbrlEvalCallback,
     PbrlReplayBuffer,
     PreferenceCallback,
     RatingCallback,
 )
 from pbrl.online.feedback import AllEpisodes, QueryPool
+from pbrl.online.ratings import rating_selector
 from pbrl.preferences import PreferenceDataset
+from pbrl.queries import make_selector
 from pbrl.ratings import RatingDataset
 from pbrl.reward_models import RatingLoss, RatingTrainer, RewardEnsemble, RewardTrainer
 from pbrl.validation import check_int
@@ -161,8 +165,6 @@ class OnlinePrefAgent:
         progress: bool = False,
         verbose: int = 0,
     ):
-        from pbrl.queries import make_selector
-
         # ---------------------------------------------------------------- validation, before any work
         check_int("total_feedback", total_feedback, 1 if self.requires_preferences else 0)
         check_int("feedback_per_session", feedback_per_session, 1)
@@ -200,8 +202,6 @@ class OnlinePrefAgent:
         self.feedback = feedback
         selector = self.default_selector if selector is None else selector
         if feedback == "rating":
-            from pbrl.online.ratings import rating_selector
-
             rating_selector(selector)  # clear error for a pair-only selector, before any work
         selector_obj = make_selector(selector)  # clear error if unknown
         self._check_extra(int(segment_length))
@@ -273,7 +273,6 @@ class OnlinePrefAgent:
             if eval_env is None:
                 if self.task_id is None:
                     raise ValueError("eval_every needs eval_env= when the agent was built from an env object")
-                from pbrl.envs import make_env
 
                 eval_env = make_env(self.task_id, seed=self.seed + 10_000)
             self.eval_callback = PbrlEvalCallback(
@@ -291,8 +290,6 @@ class OnlinePrefAgent:
 
     @staticmethod
     def _make_venv(task_id_or_env: Any, n_envs: int, seed: int, episode_len: int | None) -> tuple[VecEnv, int]:
-        from pbrl.envs import episode_length, make_vec_env
-
         if isinstance(task_id_or_env, str):
             ep_len = episode_len or episode_length(task_id_or_env)  # validates the id before building
             return make_vec_env(task_id_or_env, n_envs=n_envs, seed=seed), ep_len
@@ -400,8 +397,6 @@ class OnlinePrefAgent:
     def predict(self, obs, state=None, episode_start=None, deterministic: bool = True):
         """SB3's ``predict`` of the trained policy (observations normalised first when the learner's env
         normalises them, as PrefPPO's does)."""
-        from pbrl.evaluation import normalising_policy
-
         return normalising_policy(self.model).predict(obs, state=state, episode_start=episode_start,
                                                       deterministic=deterministic)
 
@@ -432,8 +427,6 @@ class PhaseHook(FeedbackHook):
 
 def _reports_success(env: gym.Env) -> bool:
     """Whether ``env`` is a pbrl registry env (its info always carries ``success``)."""
-    from pbrl.envs.registry import PbrlInfoWrapper
-
     e: Any = env
     while isinstance(e, gym.Wrapper):
         if isinstance(e, PbrlInfoWrapper):

@@ -47,8 +47,10 @@ from typing import Any
 import numpy as np
 
 from pbrl.agents.iql import MRIQL
+from pbrl.envs.datasets import segments_at
 from pbrl.extras import require
 from pbrl.preferences import PreferenceDataset
+from pbrl.reward_models import GaussianRewardModel, RewardEnsemble
 from pbrl.segments import Segments
 
 __all__ = [
@@ -192,8 +194,6 @@ def complete_source_preferences(source: PreferenceDataset, seed: int = 0, epochs
     (PEARL's source task has preferences between every pair of its trajectories; a ``PreferenceDataset`` only
     holds some pairs, so the rest are filled in from the source task's own reward model.)
     """
-    from pbrl.reward_models import RewardEnsemble
-
     model = RewardEnsemble(source.a.obs_dim, source.a.act_dim, seed=seed, **kw)
     model.fit(source, epochs=epochs)
     R = model.segment_returns(Segments.concatenate([source.a, source.b])).mean(0).astype(np.float64)
@@ -205,8 +205,6 @@ def complete_source_preferences(source: PreferenceDataset, seed: int = 0, epochs
 
 def _sample_target_pairs(dataset: Any, n: int, length: int, rng: np.random.Generator) -> tuple[Segments, Segments]:
     """``n`` pairs of windows of ``length`` steps, uniform over all windows inside episodes of ``dataset``."""
-    from pbrl.envs.datasets import segments_at
-
     starts, ends = dataset.episode_bounds
     n_win = np.maximum(ends - starts + 2 - length, 0)
     if n_win.sum() == 0:
@@ -289,8 +287,6 @@ class PEARL(MRIQL):
         super().__init__(obs_dim, act_dim, **kw)
 
     def _make_reward_model(self, klass: type) -> Any:
-        from pbrl.reward_models import GaussianRewardModel
-
         return super()._make_reward_model(GaussianRewardModel)
 
     # ------------------------------------------------------------------ inputs

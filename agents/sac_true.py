@@ -10,6 +10,7 @@ through and no query is ever asked: it needs no labels.
 from __future__ import annotations
 
 from pbrl.agents.online_base import OnlinePrefAgent
+from pbrl.teachers import make_teacher
 
 __all__ = ["SACTrue"]
 
@@ -32,8 +33,6 @@ class SACTrue(OnlinePrefAgent):
         if kwargs.get("unsup_steps"):
             raise ValueError("SACTrue has no unsupervised pre-training: leave unsup_steps at 0")
         if teacher is None:
-            from pbrl.teachers import make_teacher
-
             teacher = make_teacher("oracle")
         super().__init__(task_id_or_env, teacher, 0, feedback_per_session, feedback_every, *args, **kwargs)
 

@@ -33,6 +33,7 @@ import torch
 from pbrl.agents.pebble import PEBBLE
 from pbrl.online import FeedbackHook, PreferenceCallback
 from pbrl.preferences import PreferenceDataset
+from pbrl.queries import candidate_pairs
 from pbrl.reward_models.training import (
     BradleyTerryLoss,
     LossTerm,
@@ -66,8 +67,6 @@ class UnlabelledPool(FeedbackHook):
         self.pairs = (a[-self.max_size :], b[-self.max_size :])
 
     def after_labels(self, callback: PreferenceCallback, episodes: list[Trajectory]) -> None:
-        from pbrl.queries import candidate_pairs
-
         self.add(*candidate_pairs(episodes, self.per_session, callback.segment_length, callback.rng))
 
     def state(self) -> Any:

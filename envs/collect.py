@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from pbrl.envs.dataset import OfflineDataset
 from pbrl.envs.registry import check_task, episode_length, is_metaworld, make_env, parse_task, task_options
+from pbrl.envs.rollout import rollout
 
 __all__ = [
     "collect",
@@ -292,8 +293,6 @@ class SACRun:
 
 
 def _evaluate(model: Any, task_id: str, n_episodes: int, seed: int) -> np.ndarray:
-    from pbrl.envs.rollout import rollout
-
     env = make_env(task_id, seed=seed)
     trajs = rollout(env, model, n_episodes=n_episodes, seed=seed, deterministic=True)
     env.close()

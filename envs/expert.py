@@ -35,6 +35,8 @@ import numpy as np
 from pbrl.envs.collect import SACRun
 from pbrl.envs.dataset import OfflineDataset
 from pbrl.envs.registry import check_task, make_env
+from pbrl.envs.rollout import rollout
+from pbrl.envs.scores import D4RL_REF_SCORES, d4rl_key
 from pbrl.io import atomic_write
 
 __all__ = ["train_sac_resumable", "load_sac_run", "TRANSITION_KEYS"]
@@ -50,8 +52,6 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _evaluate(model: Any, task_id: str, n_episodes: int, seed: int) -> np.ndarray:
-    from pbrl.envs.rollout import rollout
-
     env = make_env(task_id, seed=seed)
     trajs = rollout(env, model, n_episodes=n_episodes, seed=seed, deterministic=True)
     env.close()
@@ -145,8 +145,6 @@ def train_sac_resumable(
     if chunk_steps % eval_every:
         raise ValueError(f"chunk_steps ({chunk_steps}) must be a multiple of eval_every ({eval_every})")
     if target_return is None:
-        from pbrl.envs.scores import D4RL_REF_SCORES, d4rl_key
-
         key = d4rl_key(task_id)
         target_return = D4RL_REF_SCORES[key][1] if key is not None else float("inf")
     out = Path(out_dir)

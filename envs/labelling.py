@@ -20,9 +20,11 @@ import numpy as np
 
 from pbrl.envs.dataset import OfflineDataset
 from pbrl.envs.loading import load_dataset
+from pbrl.envs.regret import dataset_regret_teacher
 from pbrl.preferences import PreferenceDataset
 from pbrl.ratings import RatingDataset
 from pbrl.segments import Segments
+from pbrl.teachers import Teacher, make_teacher
 
 __all__ = ["label_dataset", "rate_dataset", "import_index_labels", "segments_at"]
 
@@ -161,8 +163,6 @@ def rate_dataset(
 
 def _check_labelling(ds, teacher, n, n_name: str, segment_length, n_bins: int, seed):
     """Validate the common arguments; returns the teacher (built when given by name) and the integer seed."""
-    from pbrl.teachers import Teacher, make_teacher
-
     if not isinstance(ds, OfflineDataset):
         raise TypeError(f"labelling needs an OfflineDataset, got {type(ds).__name__}")
     if not isinstance(n, (int, np.integer)) or n < 1:
@@ -173,7 +173,6 @@ def _check_labelling(ds, teacher, n, n_name: str, segment_length, n_bins: int, s
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     seed_int = int(seed) if isinstance(seed, (int, np.integer)) else 0
     if teacher == "regret":  # CPL's oracle: regret under the dataset's expert critic (or its returns-to-go)
-        from pbrl.envs.regret import dataset_regret_teacher
 
         teacher = dataset_regret_teacher(ds, seed=seed_int)
     elif isinstance(teacher, str):

@@ -31,6 +31,7 @@ import numpy as np
 
 from pbrl.envs.dataset import OfflineDataset
 from pbrl.segments import Segments
+from pbrl.teachers import RegretTeacher
 
 __all__ = ["sac_value_fn", "returns_value_fn", "discounted_returns_to_go", "dataset_regret_teacher",
            "expert_policy_path", "CRITIC_CHOICES"]
@@ -167,8 +168,6 @@ def dataset_regret_teacher(ds: OfflineDataset, critic: str = "auto", gamma: floa
     Raises:
         ValueError: ``critic`` is neither a choice nor an existing file.
     """
-    from pbrl.teachers import RegretTeacher
-
     if not isinstance(critic, str):
         raise ValueError(f"critic must be 'auto', 'returns' or a path to an SB3 SAC .zip, got {critic!r}")
     if critic not in CRITIC_CHOICES and not Path(critic).is_file():

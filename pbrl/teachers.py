@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from pbrl.segments import Segments
+from pbrl.segments import FACTOR_KEYS, Segments
+from pbrl.validation import check_int
 
 __all__ = ["Teacher", "ScriptedTeacher", "RegretTeacher", "HierarchicalTeacher", "RatingTeacher", "MISTAKE_KINDS", "TEACHER_PRESETS", "TEACHERS",
            "make_teacher", "teacher_names"]
@@ -315,8 +316,6 @@ class HierarchicalTeacher(Teacher):
 
     def __init__(self, order: Sequence[str] = ("reward_forward", "reward_ctrl"),
                  sigma: float | Sequence[float] | None = None, seed: int | np.random.Generator | None = 0):
-        from pbrl.segments import FACTOR_KEYS
-
         if isinstance(order, str) or not isinstance(order, Sequence) or len(order) == 0:
             raise ValueError(f"order must be a non-empty list of factor names, most important first, got {order!r}")
         names = [str(o).lstrip("-") for o in order]
@@ -431,8 +430,6 @@ class RatingTeacher(Teacher):
         seed: int | np.random.Generator | None = 0,
         name: str = "rating",
     ):
-        from pbrl.validation import check_int
-
         n_classes = check_int("n_classes", n_classes, 2)
         if bins is not None:
             b = np.asarray(bins, dtype=np.float64).reshape(-1)

@@ -38,7 +38,7 @@ def tasks_cmd(
     prefix: str = typer.Argument(None, help="only ids starting with this, e.g. 'mujoco' or 'metaworld'"),
 ) -> None:
     """List the registered task ids (gymnasium MuJoCo, Meta-World MT50, DeepMind Control with the dmc extra)."""
-    from pbrl.envs import episode_length, list_tasks
+    from pbrl.envs.registry import TASK_OPTIONS, episode_length, list_tasks  # lazy: gymnasium (start-up)
 
     ids = list_tasks(prefix)
     table = Table(title=f"{len(ids)} tasks")
@@ -47,8 +47,6 @@ def tasks_cmd(
     for t in ids:
         table.add_row(t, str(episode_length(t)))
     console.print(table)
-    from pbrl.envs.registry import TASK_OPTIONS
-
     for suite, opts in TASK_OPTIONS.items():
         if any(i.startswith(f"{suite}/") for i in ids):
             spec = ",".join(f"{k}={'|'.join(v)}" for k, v in opts.items())
@@ -70,7 +68,7 @@ def demo_cmd(
     trained on the true reward and BC beside the same IQL learning only from a scripted teacher's answers
     (MR+IQL at three label budgets), three seeds each; the B-Pref teachers' table, and one plot (learning
     curves + return against labels used, bands over seeds). `--teachers` prints only a teachers' table."""
-    from pbrl.app.demo import run_tour, teacher_agreement_table, teacher_table
+    from pbrl.app.demo import run_tour, teacher_agreement_table, teacher_table  # lazy: torch (start-up)
 
     if teachers:
         rows = teacher_agreement_table(task, episodes, pairs, segment_length, seed, console=console)
@@ -79,7 +77,7 @@ def demo_cmd(
     run_tour(out, console=console, seed=seed)
 
 
-from pbrl.label.cli import label_app  # noqa: E402
+from pbrl.app.cli_label import label_app  # noqa: E402
 
 app.add_typer(label_app, name="label")
 

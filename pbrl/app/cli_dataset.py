@@ -55,37 +55,35 @@ def collect_cmd(
     """Roll out a policy on TASK and save the transitions in D4RL's HDF5 layout."""
     import torch
 
-    from pbrl.envs.collect import POLICY_KINDS, collect, measure_reference_returns, train_sac
-    from pbrl.envs.datasets import save_d4rl, to_minari
-    from pbrl.envs.registry import check_task
+    from pbrl.envs import collect, datasets, registry  # lazy: gymnasium, SB3 (start-up)
 
     torch.set_num_threads(1)
     # everything is checked before any work (SAC training for medium/expert policies takes a while)
     if out.suffix not in (".hdf5", ".h5"):
         raise ValueError(f"--out must end in .hdf5 or .h5, got {out}")
     check_writable_file(out, "--out file", overwrite=overwrite)
-    check_task(task)
-    if policy not in POLICY_KINDS and not (policy.endswith(".zip") and Path(policy).is_file()):
-        raise ValueError(f"unknown --policy '{policy}'; choose one of {', '.join(POLICY_KINDS)} or an existing "
+    registry.check_task(task)
+    if policy not in collect.POLICY_KINDS and not (policy.endswith(".zip") and Path(policy).is_file()):
+        raise ValueError(f"unknown --policy '{policy}'; choose one of {', '.join(collect.POLICY_KINDS)} or an existing "
                          "SB3 model .zip")
     if policy == "scripted" and not task.startswith("metaworld/"):
         raise ValueError(f"--policy scripted exists only for Meta-World tasks, not {task}; use random, medium or expert")
     levels = _parse_noise(noise)
     run = None
     if policy in ("medium", "expert", "medium-replay", "medium-expert"):
-        run = train_sac(task, sac_steps, seed=seed, eval_every=min(sac_eval_every, sac_steps), progress=True)
+        run = collect.train_sac(task, sac_steps, seed=seed, eval_every=min(sac_eval_every, sac_steps), progress=True)
         console.print(f"SAC: medium at step {run.medium['step']} (return {run.medium['mean_return']:.1f}), "
                       f"expert return {run.expert['mean_return']:.1f}")
     reference = None
     if reference_episodes:
         expert = "scripted" if policy == "scripted" else (run.load("expert") if run is not None else None)
-        reference = measure_reference_returns(task, expert, n_episodes=reference_episodes, seed=seed + 123)
-    ds = collect(task, policy, n_steps=steps, seed=seed, n_envs=n_envs, noise=levels,
+        reference = collect.measure_reference_returns(task, expert, n_episodes=reference_episodes, seed=seed + 123)
+    ds = collect.collect(task, policy, n_steps=steps, seed=seed, n_envs=n_envs, noise=levels,
                  early_stop=None if early_stop < 0 else early_stop, sac_run=run, reference=reference,
                  dataset_id=dataset_id or None, progress=True)
-    save_d4rl(ds, out)
+    datasets.save_d4rl(ds, out)
     if minari_id:
-        to_minari(ds, minari_id)
+        datasets.to_minari(ds, minari_id)
     _print_summary(ds, str(out))
 
 
@@ -120,7 +118,7 @@ def label_cmd(
 ) -> None:
     """Build a preference dataset from an offline dataset: sampled pairs labelled by a scripted teacher,
     or imported index-style human labels."""
-    from pbrl.envs.datasets import import_index_labels, label_dataset, load_dataset
+    from pbrl.envs import datasets, regret  # lazy: gymnasium, SB3 (start-up)
 
     given = [x is not None for x in (indices_1, indices_2, labels)]
     if any(given) and not all(given):
@@ -128,16 +126,14 @@ def label_cmd(
     if teacher == "regret" and critic not in ("auto", "returns") and not Path(critic).is_file():
         raise typer.BadParameter(f"--critic '{critic}' is neither auto nor returns nor an existing SB3 SAC .zip file")
     check_writable_file(out, "--out file", overwrite=overwrite)
-    ds = load_dataset(dataset)
+    ds = datasets.load_dataset(dataset)
     if all(given):
-        prefs = import_index_labels(ds, indices_1, indices_2, labels, query_length, num_query=num_query or None)
+        prefs = datasets.import_index_labels(ds, indices_1, indices_2, labels, query_length, num_query=num_query or None)
     else:
         who = teacher
         if teacher == "regret":
-            from pbrl.envs.regret import dataset_regret_teacher
-
-            who = dataset_regret_teacher(ds, critic=critic, seed=seed)
-        prefs = label_dataset(ds, who, pairs, segment_length, seed=seed, stratified=stratified)
+            who = regret.dataset_regret_teacher(ds, critic=critic, seed=seed)
+        prefs = datasets.label_dataset(ds, who, pairs, segment_length, seed=seed, stratified=stratified)
     prefs.save(out)
     console.print(f"{prefs} -> {out}")
 
@@ -168,7 +164,7 @@ def info_cmd(
     bins: int = typer.Option(10, min=1, help="bins of the printed histogram"),
 ) -> None:
     """Print size, episodes and return statistics, and plot a histogram of episode returns."""
-    from pbrl.envs.datasets import load_dataset
+    from pbrl.envs.datasets import load_dataset  # lazy: gymnasium (start-up)
 
     ds = load_dataset(dataset)
     _print_summary(ds, dataset)

@@ -45,10 +45,10 @@ def _default_run_dir(cfg) -> Path:
 def _tracking(track: bool, project: str, entity: str | None):
     """``--track``'s :class:`pbrl.app.tracking.Tracking` (``None`` without ``--track``); one line and exit 2 if the
     ``wandb`` extra is missing or a name is bad, before any work."""
-    from pbrl.app.tracking import Tracking, check_tracking
-
     if not track:
         return None
+    from pbrl.app.tracking import Tracking, check_tracking  # lazy: torch, SB3 (pbrl --help start-up)
+
     try:
         check_tracking()
         return Tracking(project=project, entity=entity)
@@ -64,11 +64,10 @@ def _hyperparams(path: Path | None, off: bool) -> Path | bool:
 
 def _train(kind: str, config: Path | None, flags: dict[str, Any], sets: list[str] | None, run_dir: Path | None,
            overwrite: bool, quiet: bool, hyperparams: Path | bool = True, tracking=None) -> None:
-    from pbrl.app import runs
-    from pbrl.app.config_resolve import resolve_config
+    from pbrl.app import config_resolve, runs  # lazy: torch, SB3 (pbrl --help start-up)
 
     try:
-        cfg = resolve_config(kind, config, flags, sets, hyperparams)
+        cfg = config_resolve.resolve_config(kind, config, flags, sets, hyperparams)
         run_dir = run_dir or _default_run_dir(cfg)
         checked = runs.check_start(cfg, run_dir, overwrite=overwrite)
     except ValueError as e:
@@ -117,7 +116,7 @@ def train_main(
     if resume is None:
         console.print(ctx.get_help())
         raise typer.Exit(0)
-    from pbrl.app import runs
+    from pbrl.app import runs  # lazy: torch, SB3 (pbrl --help start-up)
 
     try:
         rd = runs.RunDir(resume)
@@ -236,7 +235,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate a run's policy, or the policy of an SB3 .zip shared by others (--task), on the task's true
     reward: return, success rate and normalised score over N episodes (optional MP4)."""
-    from pbrl.app.runs import evaluate_run
+    from pbrl.app.runs import evaluate_run  # lazy: torch, SB3 (pbrl --help start-up)
 
     try:
         res = evaluate_run(run_dir, episodes, seed, video, video_episodes, overwrite=overwrite, task=task)
@@ -268,7 +267,11 @@ def report_cmd(
     """Aggregate runs across seeds and tasks: IQM / mean / median (and the optimality gap of success or
     normalized scores) with stratified bootstrap CIs, the probability of improvement over a --baseline,
     learning curves vs env steps and vs labels, performance profiles (rliable's protocol)."""
-    from pbrl.app.report import build_report, format_table, table_metrics
+    from pbrl.app.report import (  # lazy: torch, matplotlib (start-up)
+        build_report,
+        format_table,
+        table_metrics,
+    )
 
     try:
         res = build_report([str(p) for p in run_dirs], score=score, group_by=tuple(g.strip() for g in group_by.split(",") if g.strip()),
@@ -335,16 +338,12 @@ def sweep_cmd(
     running it again resumes unfinished runs. Read the results with `pbrl report OUT`."""
     import logging
 
-    from pbrl.app.config import _read_file, parse_overrides
-    from pbrl.app.sweep import expand_grid, run_sweep
+    from pbrl.app.sweep import base_config, expand_grid, run_sweep  # lazy: torch, SB3 (pbrl --help start-up)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tracking = _tracking(track, wandb_project, wandb_entity)
     try:
-        base = _read_file(config) if config is not None else {}
-        from pbrl.app.config import _merge
-
-        base = _merge(base, parse_overrides(sets))
+        base = base_config(config, sets)
         seed_list = parse_seeds(seeds)
         points = expand_grid(base, _split(tasks), _split(agents), _split(teachers), _split(budgets, int), seed_list,
                              kind=kind, hyperparams=_hyperparams(hyperparams, no_hyperparams))

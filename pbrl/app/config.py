@@ -28,10 +28,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from pbrl.agents.registry import agent_names
+from pbrl.agents.registry import agent_names, get_agent, get_entry
 from pbrl.app.config_feedback import check_feedback as _check_feedback
+from pbrl.app.config_feedback import check_kwargs
 from pbrl.app.config_feedback import check_labels_file as _check_labels_file
 from pbrl.app.config_feedback import check_teacher_kwargs as _check_teacher_kwargs
+from pbrl.envs.collect import POLICY_KINDS, collect
+from pbrl.envs.registry import check_task
+from pbrl.online.ratings import RATING_SELECTORS
+from pbrl.preferences import atomic_write
+from pbrl.queries import SELECTORS, make_selector
+from pbrl.reward_models import RewardEnsemble
+from pbrl.teachers import TEACHER_PRESETS, RatingTeacher
 from pbrl.validation import check_int
 
 __all__ = [
@@ -57,15 +65,11 @@ def allowed_teachers(kind: str = "online") -> list[str]:
     (a :class:`~pbrl.teachers.RatingTeacher`, ``n_classes`` classes) and ``heron`` (a
     :class:`~pbrl.teachers.HierarchicalTeacher` over the env's reward factors, online only); offline runs also
     ``regret`` (CPL's oracle: regret under the dataset's expert critic, :mod:`pbrl.envs.regret`)."""
-    from pbrl.teachers import TEACHER_PRESETS
-
     return sorted([*TEACHER_PRESETS, "scripted", "rating", "heron", *(["regret"] if kind == "offline" else [])])
 
 
 def agent_class(kind: str, name: str):
     """Import and return the agent class registered as ``name`` for ``kind`` (``online``/``offline``)."""
-    from pbrl.agents.registry import get_agent
-
     return get_agent(name, kind)
 
 
@@ -80,8 +84,6 @@ def _check_choice(key: str, value: Any, allowed, what: str, where: str = "") -> 
 
 def _check_selector_kwargs(selector: str, kwargs: Any) -> None:
     """``selector_kwargs`` must build the selector: one ``ValueError`` naming the bad option otherwise."""
-    from pbrl.queries import make_selector
-
     if not isinstance(kwargs, dict):
         raise ValueError(f"selector_kwargs must be a mapping of keyword arguments, got {type(kwargs).__name__}")
     if not kwargs:
@@ -90,23 +92,6 @@ def _check_selector_kwargs(selector: str, kwargs: Any) -> None:
         make_selector(selector, **kwargs)
     except (TypeError, ValueError) as e:
         raise ValueError(f"bad selector_kwargs for query selector '{selector}': {e}") from None
-
-
-def _check_kwargs(name: str, kwargs: Any, target, where: str) -> None:
-    """Every key of ``kwargs`` must be a parameter of ``target`` (unless it takes ``**kwargs``)."""
-    if not isinstance(kwargs, dict):
-        raise ValueError(f"{name} must be a mapping of keyword arguments, got {type(kwargs).__name__}")
-    try:
-        sig = inspect.signature(target)
-    except (TypeError, ValueError):
-        return
-    params = sig.parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    allowed = sorted(k for k, p in params.items() if k not in ("self",) and p.kind is not inspect.Parameter.VAR_POSITIONAL)
-    for k in kwargs:
-        if k not in params:
-            raise ValueError(f"unknown key '{k}' in {name} for {where}; allowed keys: {', '.join(allowed)}")
 
 
 def _init_params(cls) -> set[str] | None:
@@ -137,7 +122,6 @@ def teacher_tag(teacher: str, n_classes: int | None = None) -> str:
     (``n_classes`` ``None``: the teacher's default)."""
     if teacher != "rating":
         return str(teacher)
-    from pbrl.teachers import RatingTeacher
 
     n = n_classes or inspect.signature(RatingTeacher).parameters["n_classes"].default
     return f"rating-n{n}"
@@ -168,8 +152,6 @@ class _Common:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the resolved config as JSON atomically."""
-        from pbrl.preferences import atomic_write
-
         path = Path(path)
         data = self.to_dict()
         if self.provenance:
@@ -239,14 +221,10 @@ class OnlineConfig(_Common):
     kind = "online"
 
     def validate(self) -> OnlineConfig:
-        from pbrl.envs.registry import check_task
-        from pbrl.queries import SELECTORS
-
         check_task(self.task)
         _check_choice("agent", self.agent, agent_names("online"), "agent", " for online training")
         _check_choice("teacher", self.teacher, allowed_teachers(), "teacher")
         if self.selector is None:  # the agent's own default (QPA queries uniformly from its recent episodes)
-            from pbrl.agents.registry import get_agent
 
             self.selector = get_agent(self.agent, "online").default_selector
         _check_choice("selector", self.selector, SELECTORS, "query selector")
@@ -254,7 +232,6 @@ class OnlineConfig(_Common):
         for k in ("total_timesteps", "feedback_per_session", "feedback_every", "segment_length",
                   "checkpoint_every", "eval_every", "n_eval_episodes", "torch_threads"):
             check_int(k, getattr(self, k), 1)
-        from pbrl.agents.registry import get_entry
 
         # agents that learn from labels need a budget; SAC on the true reward ignores it
         check_int("total_feedback", self.total_feedback, 1 if get_entry(self.agent, "online").needs_preferences else 0)
@@ -268,16 +245,13 @@ class OnlineConfig(_Common):
         _check_teacher_kwargs(self.teacher, self.teacher_kwargs, self.n_classes)
         _check_feedback(self.teacher, "online", self.agent)
         if self.teacher == "rating":
-            from pbrl.online.ratings import RATING_SELECTORS
-
             _check_choice("selector", self.selector, RATING_SELECTORS, "query selector", " for rating queries")
         import stable_baselines3 as sb3
 
         learner = getattr(sb3, get_entry(self.agent, "online").learner or "SAC")
-        _check_kwargs("learner_kwargs", self.learner_kwargs, learner.__init__, f"{learner.__name__}")
-        from pbrl.reward_models import RewardEnsemble
+        check_kwargs("learner_kwargs", self.learner_kwargs, learner.__init__, f"{learner.__name__}")
 
-        _check_kwargs("reward_model_kwargs", self.reward_model_kwargs, RewardEnsemble.__init__, "RewardEnsemble")
+        check_kwargs("reward_model_kwargs", self.reward_model_kwargs, RewardEnsemble.__init__, "RewardEnsemble")
         if not isinstance(self.agent_kwargs, dict):
             raise ValueError(f"agent_kwargs must be a mapping, got {type(self.agent_kwargs).__name__}")
         for k in self.agent_kwargs:
@@ -345,8 +319,6 @@ class OfflineConfig(_Common):
     kind = "offline"
 
     def validate(self) -> OfflineConfig:
-        from pbrl.envs.registry import check_task
-
         check_task(self.task)
         _check_choice("agent", self.agent, agent_names("offline"), "agent", " for offline training")
         _check_choice("teacher", self.teacher, allowed_teachers("offline"), "teacher")
@@ -372,14 +344,12 @@ class OfflineConfig(_Common):
         if not isinstance(self.agent_kwargs, dict):
             raise ValueError(f"agent_kwargs must be a mapping, got {type(self.agent_kwargs).__name__}")
         if self.dataset is None:
-            from pbrl.envs.collect import POLICY_KINDS, collect
-
             _check_choice("collect_policy", self.collect_policy, POLICY_KINDS, "collection policy")
             for k in ("task_id", "policy", "n_steps", "seed"):
                 if k in self.collect_kwargs:
                     raise ValueError(f"collect_kwargs must not set '{k}'; use the config keys task, "
                                      "collect_policy, collect_steps and seed")
-            _check_kwargs("collect_kwargs", self.collect_kwargs, collect, "pbrl.envs.datasets.collect")
+            check_kwargs("collect_kwargs", self.collect_kwargs, collect, "pbrl.envs.datasets.collect")
         try:
             cls = agent_class("offline", self.agent)
         except ValueError:

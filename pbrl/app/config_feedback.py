@@ -1,30 +1,50 @@
 """Validation of what a run's feedback comes from: the teacher's keyword arguments, a rating teacher
 against the agent (only agents whose class lists ``"rating"`` in ``feedback_kinds`` learn from ratings),
-and an offline run's ``labels`` file. Used by :mod:`pbrl.app.config`; every check raises one ``ValueError``
-naming the key and the fix."""
+and an offline run's ``labels`` file, and the keyword-argument check they share with :mod:`pbrl.app.config`
+(:func:`check_kwargs`). Used by :mod:`pbrl.app.config`; every check raises one ``ValueError`` naming the key and
+the fix."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
+from pbrl.agents.registry import AGENTS, agent_names, get_agent
+from pbrl.envs.regret import CRITIC_CHOICES, dataset_regret_teacher
+from pbrl.ratings import RatingDataset, load_labels
+from pbrl.teachers import HierarchicalTeacher, RatingTeacher, ScriptedTeacher
 from pbrl.validation import check_int
 
-__all__ = ["check_teacher_kwargs", "feedback_kinds", "check_feedback", "check_labels_file"]
+__all__ = ["check_kwargs", "check_teacher_kwargs", "feedback_kinds", "check_feedback", "check_labels_file"]
+
+
+def check_kwargs(name: str, kwargs: Any, target, where: str) -> None:
+    """Every key of ``kwargs`` must be a parameter of ``target`` (unless it takes ``**kwargs``)."""
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{name} must be a mapping of keyword arguments, got {type(kwargs).__name__}")
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    params = sig.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = sorted(k for k, p in params.items() if k not in ("self",) and p.kind is not inspect.Parameter.VAR_POSITIONAL)
+    for k in kwargs:
+        if k not in params:
+            raise ValueError(f"unknown key '{k}' in {name} for {where}; allowed keys: {', '.join(allowed)}")
 
 
 def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> None:
     """``teacher_kwargs`` are arguments of the teacher's class (``RatingTeacher`` for ``rating``, else
     ``HierarchicalTeacher`` for ``heron``, else ``ScriptedTeacher``), without ``seed`` or ``n_classes``;
     ``n_classes`` only with ``rating``; a rating or hierarchical teacher can be built from them."""
-    from pbrl.app.config import _check_kwargs
-    from pbrl.teachers import HierarchicalTeacher, RatingTeacher, ScriptedTeacher
-
     if teacher == "regret":
         _check_regret_kwargs(kwargs)
     else:
         klass = {"rating": RatingTeacher, "heron": HierarchicalTeacher}.get(teacher, ScriptedTeacher)
-        _check_kwargs("teacher_kwargs", kwargs, klass.__init__, f"teacher '{teacher}'")
+        check_kwargs("teacher_kwargs", kwargs, klass.__init__, f"teacher '{teacher}'")
     if "seed" in kwargs:
         raise ValueError("teacher_kwargs must not set 'seed'; the run's seed seeds the teacher")
     if "n_classes" in kwargs:
@@ -50,12 +70,9 @@ def _check_regret_kwargs(kwargs: Any) -> None:
     """The offline regret teacher's ``teacher_kwargs`` are arguments of
     :func:`pbrl.envs.regret.dataset_regret_teacher` (``critic``, ``gamma``, ``beta``, ``n_samples``,
     ``value_gamma``); ``critic`` is ``auto``, ``returns`` or an existing SB3 SAC ``.zip``."""
-    from pbrl.app.config import _check_kwargs
-    from pbrl.envs.regret import CRITIC_CHOICES, dataset_regret_teacher
-
     if isinstance(kwargs, dict) and "ds" in kwargs:
         raise ValueError("teacher_kwargs must not set 'ds'; the run's dataset is labelled")
-    _check_kwargs("teacher_kwargs", kwargs, dataset_regret_teacher, "teacher 'regret'")
+    check_kwargs("teacher_kwargs", kwargs, dataset_regret_teacher, "teacher 'regret'")
     critic = kwargs.get("critic", "auto")
     if not isinstance(critic, str) or (critic not in CRITIC_CHOICES and not Path(critic).is_file()):
         raise ValueError(f"teacher_kwargs critic {critic!r} is neither {' nor '.join(CRITIC_CHOICES)} nor an existing "
@@ -64,10 +81,8 @@ def _check_regret_kwargs(kwargs: Any) -> None:
 
 def feedback_kinds(kind: str, agent: str) -> tuple[str, ...] | None:
     """The kinds of feedback an agent learns from (``None`` when the class cannot be imported here)."""
-    from pbrl.app.config import agent_class
-
     try:
-        cls = agent_class(kind, agent)
+        cls = get_agent(agent, kind)
     except ValueError:
         return None
     return tuple(getattr(cls, "feedback_kinds", ("preference",)))
@@ -75,14 +90,10 @@ def feedback_kinds(kind: str, agent: str) -> tuple[str, ...] | None:
 
 def check_feedback(teacher: str, kind: str, agent: str) -> None:
     """A rating teacher needs an agent that learns from ratings."""
-    from pbrl.agents.registry import AGENTS
-
     if teacher != "rating" or agent not in AGENTS or not AGENTS[agent].needs_preferences:
         return  # agents that learn from no labels ignore the teacher
     kinds = feedback_kinds(kind, agent)
     if kinds is not None and "rating" not in kinds:
-        from pbrl.agents.registry import agent_names
-
         ok = [a for a in agent_names(kind)
               if AGENTS[a].needs_preferences and "rating" in (feedback_kinds(kind, a) or ())]
         raise ValueError(f"agent '{agent}' learns from preference pairs, not ratings; with teacher 'rating' "
@@ -95,7 +106,6 @@ def check_labels_file(path: Any, agent: str) -> None:
         raise ValueError(f"labels must be the path of a label file (.h5), got {path!r}")
     if not Path(path).is_file():
         raise ValueError(f"labels file '{path}' does not exist; give a preference or rating dataset (.h5)")
-    from pbrl.ratings import RatingDataset, load_labels
 
     try:
         labels = load_labels(path)

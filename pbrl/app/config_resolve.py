@@ -25,6 +25,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from pbrl.agents.registry import get_entry
 from pbrl.app.config import (
     OfflineConfig,
     OnlineConfig,
@@ -59,8 +60,6 @@ def resolve_config(
     Raises:
         ValueError: one line naming the bad key, file or value, before anything is made.
     """
-    from pbrl.agents.registry import get_entry
-
     user_file = _read_file(config) if config is not None else {}
     file_kind = user_file.pop("kind", None)
     kind = kind or file_kind or "online"

@@ -25,6 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from pbrl.app.run_dir import RunDir
+from pbrl.app.sweep import SweepPoint, run_sweep
+from pbrl.envs import episode_length, make_env, rollout
+from pbrl.envs.datasets import collect, load_dataset, save_d4rl
+from pbrl.io import atomic_write
 from pbrl.segments import sample_segment_pairs
 from pbrl.teachers import TEACHER_PRESETS, ScriptedTeacher
 
@@ -45,8 +50,6 @@ def teacher_agreement_table(
     Returns one row per teacher: ``answered`` (labels given), ``skipped``, ``equal`` (0.5 labels) and
     ``agreement``: the fraction of answered, non-equal pairs whose label matches the oracle's.
     """
-    from pbrl.envs import episode_length, make_env, rollout
-
     env = make_env(task, seed=seed)
     if console is not None:
         console.print(f"collecting {episodes} random-policy episodes on {task} ...")
@@ -111,9 +114,6 @@ FLOOR = "BC, imitates the data"
 
 def dataset_teacher_table(path: str | os.PathLike, pairs: int, segment_length: int, seed: int = 0) -> list[dict]:
     """:func:`teacher_agreement_table`'s rows for segment pairs sampled from a dataset file."""
-    from pbrl.envs import episode_length
-    from pbrl.envs.datasets import load_dataset
-
     ds = load_dataset(path)
     trajs = list(ds.episodes())
     a, b = sample_segment_pairs(trajs, pairs, segment_length, np.random.default_rng(seed))
@@ -149,10 +149,6 @@ def run_tour(out: str = "pbrl_demo", console=None, seed: int = 0, budgets: tuple
     :func:`pbrl.app.sweep.run_sweep`). Returns ``{"teachers": rows, "runs": {name: {seed: curve}}, "labels": {name: labels used},
     "plot": path}``."""
     import warnings
-
-    from pbrl.app.run_dir import RunDir
-    from pbrl.app.sweep import SweepPoint, run_sweep
-    from pbrl.envs.datasets import collect, save_d4rl
 
     warnings.filterwarnings("ignore", category=UserWarning, module=r"metaworld\..*")
     out_path = Path(out)
@@ -230,8 +226,6 @@ def plot_demo(curves: dict[str, dict[int, list[dict]]], budgets: dict[str, int],
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pbrl.io import atomic_write
 
     ylabel = {"success_rate": "success rate", "mean_return": "return (true reward)"}.get(metric, metric)
     n_seeds = len(next(iter(curves.values())))

@@ -43,7 +43,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from pbrl.agents.registry import agent_names
+from pbrl.agents.registry import agent_names, get_entry
+from pbrl.app.config import _ONLINE_SET_BY_CONFIG, OfflineConfig, OnlineConfig, _init_params
+from pbrl.envs.dmc import dmc_available
+from pbrl.envs.registry import check_task, is_dmc, list_tasks
+from pbrl.reward_models import RewardEnsemble
 
 __all__ = ["HYPERPARAMS_DIR", "Preset", "load", "file_path", "read_file", "check_file", "matching_entries",
            "flatten", "markdown", "write_docs", "main"]
@@ -81,8 +85,6 @@ class Preset:
 
 def file_path(agent: str) -> Path:
     """The packaged file of ``agent`` (``pbrl/hyperparams/<agent>.yml``); ``ValueError`` for an unknown agent."""
-    from pbrl.agents.registry import get_entry
-
     get_entry(agent)
     return HYPERPARAMS_DIR / f"{agent}.yml"
 
@@ -126,24 +128,17 @@ def read_file(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 
 def _allowed_top(kind: str) -> list[str]:
-    from pbrl.app.config import OfflineConfig, OnlineConfig
-
     cls = OnlineConfig if kind == "online" else OfflineConfig
     return sorted(f.name for f in fields(cls) if f.name not in _RUN_KEYS)
 
 
 def _allowed_nested(agent: str, kind: str) -> dict[str, list[str] | None]:
     """Allowed keys of each nested mapping (``None``: not checked)."""
-    from pbrl.agents.registry import get_entry
-    from pbrl.app.config import _ONLINE_SET_BY_CONFIG, _init_params
-
     entry = get_entry(agent)
     agent_keys = _init_params(entry.load())
     out: dict[str, list[str] | None] = {}
     if kind == "online":
         import stable_baselines3 as sb3
-
-        from pbrl.reward_models import RewardEnsemble
 
         learner = getattr(sb3, entry.learner or "SAC")
         out["learner_kwargs"] = sorted(p for p in inspect.signature(learner.__init__).parameters if p != "self")
@@ -162,9 +157,6 @@ def _unknown(path: str, entry: str, key: str, allowed: list[str], prefix: str = 
 
 
 def _check_entry_key(path: str, key: str) -> None:
-    from pbrl.envs.dmc import dmc_available
-    from pbrl.envs.registry import check_task, is_dmc, list_tasks
-
     if key == "default" or _WILDCARDS & set(key):
         return
     if ":" in key:
@@ -184,8 +176,6 @@ def check_file(entries: dict[str, dict[str, Any]], agent: str, path: str) -> Non
     """Every entry key is ``default``, a pattern or a registered task id, and every key inside is a config key
     a hyperparameter file may set (nested keys: the agent's, its learner's or the reward model's parameters).
     One ``ValueError`` naming the file, the entry and the nearest allowed key."""
-    from pbrl.agents.registry import get_entry
-
     kind = get_entry(agent).kind
     top = _allowed_top(kind)
     nested = _allowed_nested(agent, kind)

@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from pbrl import plots as P
 from pbrl import stats
+from pbrl.app.config import teacher_tag
 from pbrl.app.run_dir import RunDir
+from pbrl.envs.scores import D4RL_REF_SCORES, d4rl_key, normalize
 from pbrl.io import atomic_write, check_writable_dir
 
 __all__ = ["RunRecord", "find_runs", "load_runs", "build_report", "format_table", "SCORES", "GROUP_KEYS"]
@@ -54,7 +57,6 @@ class RunRecord:
         if name == "budget":
             return str(self.config.get("total_feedback"))
         if name == "teacher":  # ratings of n classes show as rating-n<n>
-            from pbrl.app.config import teacher_tag
 
             return teacher_tag(str(self.config.get("teacher", "")), self.config.get("n_classes"))
         return str(self.config.get(name, ""))
@@ -96,8 +98,6 @@ def _on_d4rl_scale(rec: RunRecord) -> RunRecord:
     D4RL's reference returns (:data:`pbrl.envs.scores.D4RL_REF_SCORES`), whatever the run wrote (runs made
     before pbrl used D4RL's scale everywhere normalised by their dataset's own returns). Other tasks: as
     written."""
-    from pbrl.envs.scores import D4RL_REF_SCORES, d4rl_key, normalize
-
     key = d4rl_key(str(rec.config.get("task", "")))
     if key is None:
         return rec
@@ -297,8 +297,6 @@ def build_report(
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         if plots and intervals:
-            from pbrl import plots as P
-
             ylabel = f"IQM {score}"
             result["plots"] = [
                 str(P.plot_report(curves_steps, curves_labels, profiles, out / "report.png", score_name=score)),

@@ -29,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from pbrl.app.config import config_from_dict
 from pbrl.checkpoint import CheckpointFiles
 from pbrl.io import atomic_write, check_writable_dir, remove_temp_files
+from pbrl.preferences import PreferenceDataset
 
 __all__ = ["RunDir", "CURVE_FIELDS", "check_run_dir"]
 
@@ -98,8 +100,6 @@ class RunDir:
 
     def config(self):
         """The run's validated config."""
-        from pbrl.app.config import config_from_dict
-
         if not self.config_path.exists():
             raise ValueError(f"{self.path} is not a pbrl run directory (no config.json); "
                              "give the folder `pbrl train` wrote")
@@ -156,8 +156,6 @@ class RunDir:
 
     def labels(self):
         """The run's labels (``labels.h5``), or ``None`` before the first one."""
-        from pbrl.preferences import PreferenceDataset
-
         return PreferenceDataset.load(self.labels_path) if self.labels_path.exists() else None
 
     # -- checkpoints (see pbrl.checkpoint.CheckpointFiles)

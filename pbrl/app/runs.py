@@ -49,8 +49,14 @@ from pbrl.checkpoint import (
     set_global_rng_state,
     set_sb3_state,
 )
+from pbrl.envs import episode_length, make_env
+from pbrl.envs.datasets import load_dataset
+from pbrl.envs.evaluation import evaluate_policy_episodes
+from pbrl.envs.registry import check_task
 from pbrl.extras import check_extra
 from pbrl.io import check_writable_file
+from pbrl.ratings import RatingDataset, load_labels
+from pbrl.validation import check_int
 
 __all__ = [
     "RunDir",
@@ -82,8 +88,6 @@ class StartCheck:
 
 
 def _is_registered(task: str) -> bool:
-    from pbrl.envs.registry import check_task
-
     try:
         check_task(task)
         return True
@@ -94,8 +98,6 @@ def _is_registered(task: str) -> bool:
 def check_dataset(cfg: OfflineConfig, ds: Any, source: str) -> None:
     """The dataset fits the run: same task, observation and action sizes as the task's env, episodes at
     least ``segment_length`` long (for agents that learn from labels). One ``ValueError`` otherwise."""
-    from pbrl.envs import make_env
-
     tid = getattr(ds, "task_id", None)
     if tid and tid != cfg.task and _is_registered(tid):
         raise ValueError(f"dataset '{source}' was collected on {tid} but the run's task is {cfg.task}; "
@@ -118,9 +120,6 @@ def check_dataset(cfg: OfflineConfig, ds: Any, source: str) -> None:
 def check_labels(cfg: OfflineConfig) -> None:
     """The offline run's ``labels`` file holds segments of the task's observation and action sizes (unless the
     agent learns from another task's labels, ``labels_from_source_task``: PEARL transfers them)."""
-    from pbrl.envs import make_env
-    from pbrl.ratings import RatingDataset, load_labels
-
     if getattr(agent_class("offline", cfg.agent), "labels_from_source_task", False):
         return
     labels = load_labels(cfg.labels)
@@ -146,8 +145,6 @@ def check_start(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
         check_extra(package, f"the agent '{cfg.agent}'")
     path = check_run_dir(run_dir, overwrite)
     if isinstance(cfg, OnlineConfig):
-        from pbrl.envs import episode_length
-
         horizon = cfg.max_episode_steps or episode_length(cfg.task)
         if horizon < cfg.segment_length:
             raise ValueError(f"segment_length {cfg.segment_length} is longer than an episode of {cfg.task} "
@@ -156,14 +153,12 @@ def check_start(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
     if cfg.labels is not None:
         check_labels(cfg)
     if cfg.dataset is None:  # collected at the start: at least the task's episodes must be long enough
-        from pbrl.envs import episode_length
 
         horizon = episode_length(cfg.task)
         if horizon < cfg.segment_length:
             raise ValueError(f"segment_length {cfg.segment_length} is longer than an episode of {cfg.task} "
                              f"({horizon} steps); use segment_length <= {horizon}")
         return StartCheck(path)
-    from pbrl.envs.datasets import load_dataset
 
     try:
         ds = load_dataset(cfg.dataset)
@@ -300,8 +295,6 @@ def load_policy(run_dir: str | os.PathLike) -> tuple[Any, RunConfig, str]:
         if (run.path / "model.zip").exists():
             import stable_baselines3 as sb3
 
-            from pbrl.agents.registry import get_entry
-
             learner = getattr(sb3, get_entry(cfg.agent, "online").learner or "SAC")
             return learner.load(run.path / "model.zip", device="cpu"), cfg, str(run.path / "model.zip")
         ckpt = run.latest_checkpoint()
@@ -343,9 +336,6 @@ def evaluate_run(
     ``video``: also render ``video_episodes`` episodes offscreen (MuJoCo; ``MUJOCO_GL=osmesa`` without a
     GPU) and save them as one MP4 at that path (an existing file only with ``overwrite``; checked first).
     """
-    from pbrl.evaluation import evaluate_policy_episodes
-    from pbrl.validation import check_int
-
     check_int("episodes", n_episodes, 1)
     check_int("video_episodes", video_episodes, 1)
     shared = is_sb3_zip(run_dir)
@@ -360,8 +350,6 @@ def evaluate_run(
         check_writable_file(video, "video file", overwrite=overwrite)
     if shared:
         from types import SimpleNamespace
-
-        from pbrl.envs import make_env
 
         policy, source = load_sb3_policy(run_dir, task), str(run_dir)
         cfg: Any = SimpleNamespace(task=task, max_episode_steps=None)

@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from pbrl.envs import make_env
+from pbrl.envs.registry import check_task
+
 __all__ = ["load_sb3_policy", "check_spaces", "is_sb3_zip"]
 
 
@@ -36,8 +39,6 @@ def _describe(space: Any) -> str:
 def check_spaces(saved_obs: Any, saved_act: Any, task: str, source: str = "the policy") -> None:
     """Raise one ``ValueError`` unless the saved observation and action spaces equal ``task``'s (type and
     shape; a Box action space also its bounds)."""
-    from pbrl.envs import make_env
-
     env = make_env(task)
     try:
         obs_space, act_space = env.observation_space, env.action_space
@@ -74,8 +75,6 @@ def load_sb3_policy(path: str | os.PathLike, task: str) -> Any:
     import zipfile
 
     from stable_baselines3.common.save_util import load_from_zip_file
-
-    from pbrl.envs.registry import check_task
 
     check_task(task)
     path = Path(path)

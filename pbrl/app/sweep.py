@@ -56,11 +56,17 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from pbrl.app.config import config_from_dict
+from pbrl.agents.registry import get_entry
+from pbrl.app import runs
+from pbrl.app.config import OfflineConfig, OnlineConfig, _merge, _read_file, config_from_dict, parse_overrides
+from pbrl.app.hyperparams import flatten, load
+from pbrl.app.run_dir import RunDir
+from pbrl.app.tracking import check_tracking
+from pbrl.callbacks import set_external_stop
 from pbrl.extras import MissingExtra
 from pbrl.validation import check_int
 
-__all__ = ["SweepPoint", "expand_grid", "run_sweep", "choose_backend", "run_point", "seed_groups", "GRID_AXES",
+__all__ = ["SweepPoint", "base_config", "expand_grid", "run_sweep", "choose_backend", "run_point", "seed_groups", "GRID_AXES",
            "NOT_STARTED"]
 
 log = logging.getLogger("pbrl.app.sweep")
@@ -79,6 +85,13 @@ class SweepPoint:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+def base_config(path: str | os.PathLike | None = None, sets: list[str] | None = None) -> dict[str, Any]:
+    """What every grid point starts from: the config file at ``path`` (YAML/JSON; none: empty) with the
+    ``key=value`` overrides ``sets`` merged in (``pbrl sweep --config ... --set ...``)."""
+    base = _read_file(path) if path is not None else {}
+    return _merge(base, parse_overrides(sets))
 
 
 def expand_grid(
@@ -140,10 +153,6 @@ def _with_hyperparams(data: dict[str, Any], kind: str, hyperparams: bool | str |
     """``data`` over what the point's hyperparameter file gives its task, and the sources of the values."""
     from dataclasses import fields
 
-    from pbrl.agents.registry import get_entry
-    from pbrl.app.config import OfflineConfig, OnlineConfig, _merge
-    from pbrl.app.hyperparams import flatten, load
-
     cls = OnlineConfig if kind == "online" else OfflineConfig
     agent, task = data.get("agent", cls.agent), data.get("task", cls.task)
     get_entry(agent, kind)
@@ -163,8 +172,6 @@ def _with_hyperparams(data: dict[str, Any], kind: str, hyperparams: bool | str |
 def run_point(config: dict[str, Any], run_dir: str, verbose: bool = False, tracking: Any = None) -> dict[str, Any]:
     """Run (or resume, or skip if finished) one grid point; returns its final metrics or status.
     ``tracking``: a :class:`pbrl.app.tracking.Tracking` to log the run to W&B (``pbrl sweep --track``)."""
-    from pbrl.app import runs
-
     rd = runs.RunDir(run_dir)
     if rd.config_path.exists():
         return runs.resume(run_dir, verbose=verbose, tracking=tracking)
@@ -197,8 +204,6 @@ def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str], trac
 
     import torch
 
-    from pbrl.app import runs
-
     torch.set_num_threads(int(configs[0].get("torch_threads", 1)))
     log_path = Path(run_dirs[0]).parent / f".{Path(run_dirs[0]).name}.out"
     with open(log_path, "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
@@ -225,8 +230,6 @@ def _init_worker(stop: Any) -> None:
     event too (:func:`pbrl.callbacks.set_external_stop`), so a run that was still preparing when the signal
     came stops at its first checkpointable point instead of training to its end."""
     import signal
-
-    from pbrl.callbacks import set_external_stop
 
     global _STOP
     _STOP = stop
@@ -307,8 +310,6 @@ def run_sweep(
         raise ValueError("the sweep grid is empty")
     if tracking is not None:
         from dataclasses import replace
-
-        from pbrl.app.tracking import check_tracking
 
         check_tracking()
         tracking = tracking if tracking.group else replace(tracking, group=Path(out).resolve().name)
@@ -396,8 +397,6 @@ def check_existing_runs(points: list[SweepPoint], out: str | os.PathLike) -> Non
     teacher options) would otherwise silently continue, or count as finished, runs of the old settings.
     Raises one ``ValueError`` naming the first such run and the keys that differ, before any work.
     """
-    from pbrl.app.run_dir import RunDir
-
     out = Path(out)
     for p in points:
         rd = RunDir(out / p.name)
@@ -416,8 +415,6 @@ def check_existing_runs(points: list[SweepPoint], out: str | os.PathLike) -> Non
 
 def _finished(run_dir: Path) -> dict[str, Any] | None:
     """The metrics of a finished run directory, or ``None``."""
-    from pbrl.app.run_dir import RunDir
-
     rd = RunDir(run_dir)
     if not rd.config_path.exists():
         return None

@@ -12,8 +12,10 @@ from typing import Any
 from pbrl.app.config import OnlineConfig, RunConfig
 from pbrl.app.run_dir import RunDir
 from pbrl.app.tracking import WandbOutputFormat, tracking_of
-from pbrl.callbacks import StopOnSignal, evaluation_row
-from pbrl.evaluation import task_normalized_score as normalized
+from pbrl.callbacks import StopOnSignal
+from pbrl.envs import is_metaworld, make_env
+from pbrl.envs.evaluation import evaluation_row
+from pbrl.envs.evaluation import task_normalized_score as normalized
 from pbrl.progress import Progress
 
 __all__ = ["StopFlag", "FailureStatus", "make_logger", "eval_env", "evaluate", "normalized", "final_metrics",
@@ -61,11 +63,8 @@ def make_logger(run: RunDir, session: int, verbose: bool = True, resume_step: in
 
 def online_env(cfg: OnlineConfig):
     """The env (or task id) an online agent trains on: the task, with ``max_episode_steps`` if set."""
-    from pbrl.envs import make_env
-
     if cfg.max_episode_steps is None:
         return cfg.task
-    from pbrl.envs import is_metaworld
 
     if not is_metaworld(cfg.task):
         return make_env(cfg.task, seed=cfg.seed, max_episode_steps=cfg.max_episode_steps)
@@ -99,8 +98,6 @@ class FailureStatus:
 
 # ---------------------------------------------------------------------------- evaluation
 def eval_env(cfg: RunConfig):
-    from pbrl.envs import make_env
-
     if isinstance(cfg, OnlineConfig) and cfg.max_episode_steps is not None:
         import dataclasses
 
@@ -109,7 +106,7 @@ def eval_env(cfg: RunConfig):
 
 
 def evaluate(policy: Any, env: Any, cfg: RunConfig, step: int, labels: int) -> dict[str, Any]:
-    """One ``curve.csv`` row of ``policy`` on ``env`` (:func:`pbrl.callbacks.evaluation_row` with the run's
+    """One ``curve.csv`` row of ``policy`` on ``env`` (:func:`pbrl.envs.evaluation.evaluation_row` with the run's
     episodes, seed and task)."""
     return evaluation_row(policy, env, cfg.n_eval_episodes, 10_000 + cfg.seed, step, labels, task=cfg.task)
 

@@ -19,14 +19,19 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from pbrl.agents.multiseed import MultiSeed
 from pbrl.app.config import OfflineConfig, agent_class
 from pbrl.app.run_dir import RunDir
 from pbrl.app.train_common import eval_env, final_metrics, make_logger
-from pbrl.callbacks import PbrlCheckpointCallback, PbrlEvalCallback, StopOnSignal
+from pbrl.callbacks import PbrlCheckpointCallback, StopOnSignal
 from pbrl.checkpoint import global_rng_state, set_global_rng_state
+from pbrl.envs.datasets import collect, label_dataset, load_d4rl, load_dataset, rate_dataset, save_d4rl
+from pbrl.envs.evaluation import PbrlEvalCallback
+from pbrl.envs.regret import dataset_regret_teacher
 from pbrl.preferences import PreferenceDataset
 from pbrl.progress import Progress
-from pbrl.ratings import RatingDataset
+from pbrl.ratings import RatingDataset, load_labels
+from pbrl.teachers import make_teacher
 
 __all__ = ["train_offline", "train_offline_seeds", "offline_data"]
 
@@ -34,14 +39,11 @@ __all__ = ["train_offline", "train_offline_seeds", "offline_data"]
 def offline_data(cfg: OfflineConfig, run: RunDir | None = None, reuse_local: bool = True):
     """The run's dataset: ``cfg.dataset`` loaded, else the one collected into ``RUN_DIR/dataset.hdf5``
     (reused on resume), else collected now (``collect_policy``, ``collect_steps``, seeded by ``seed``)."""
-    from pbrl.envs.datasets import load_d4rl, load_dataset, save_d4rl
-
     if cfg.dataset is not None:
         return load_dataset(cfg.dataset)
     local = run.path / "dataset.hdf5" if run is not None else None
     if local is not None and reuse_local and local.exists():
         return load_d4rl(local)
-    from pbrl.envs.datasets import collect
 
     ds = collect(cfg.task, policy=cfg.collect_policy, n_steps=cfg.collect_steps, seed=cfg.seed, **cfg.collect_kwargs)
     if local is not None:
@@ -57,10 +59,6 @@ class _OfflineRun:
     def __init__(self, cfg: OfflineConfig, run_dir: str | os.PathLike, resume: bool,
                  dataset: Any = None, share: float = 1.0, clock: tuple[float, float] | None = None):
         from stable_baselines3.common.utils import set_random_seed
-
-        from pbrl.envs.datasets import label_dataset, rate_dataset
-        from pbrl.ratings import load_labels
-        from pbrl.teachers import make_teacher
 
         self.cfg, self.run, self.share = cfg, RunDir(run_dir), float(share)
         run = self.run
@@ -80,7 +78,6 @@ class _OfflineRun:
             prefs.save(run.labels_path)
         elif needs_prefs:
             if cfg.teacher == "regret":  # CPL's oracle, built for this dataset (pbrl.envs.regret)
-                from pbrl.envs.regret import dataset_regret_teacher
 
                 teacher = dataset_regret_teacher(ds, seed=cfg.seed, **cfg.teacher_options())
             else:
@@ -214,7 +211,6 @@ def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | 
                 continue
             out.append(train_offline(c, d, resume=f, verbose=verbose, dataset=dataset))
         return out
-    from pbrl.envs.datasets import load_dataset
 
     ds = dataset if dataset is not None else load_dataset(cfgs[0].dataset)
     clock = (time.time(), time.process_time())
@@ -234,8 +230,6 @@ def train_offline_seeds(cfgs: Sequence[OfflineConfig], run_dirs: Sequence[str | 
 
 def _fit_seeds(runs: list[_OfflineRun], steps: int, ds: Any, verbose: bool) -> list[dict[str, Any]]:
     """Train K prepared runs at the same step together, vmapped (:func:`train_offline_seeds`)."""
-    from pbrl.agents.multiseed import MultiSeed
-
     group = MultiSeed([r.agent for r in runs])
     prefs = [r.prefs for r in runs]
     for r in runs:  # the first fit fixes what depends on the whole run's length (CPL's BC phase)

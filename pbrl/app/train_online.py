@@ -24,7 +24,7 @@ import torch
 from pbrl.app.config import OnlineConfig, agent_class
 from pbrl.app.run_dir import RunDir
 from pbrl.app.train_common import eval_env, final_metrics, make_logger, online_env
-from pbrl.callbacks import PbrlCheckpointCallback, PbrlEvalCallback, StopOnSignal
+from pbrl.callbacks import PbrlCheckpointCallback, StopOnSignal
 from pbrl.checkpoint import (
     buffer_state,
     global_rng_state,
@@ -35,17 +35,17 @@ from pbrl.checkpoint import (
     set_vec_env_state,
     vec_env_state,
 )
+from pbrl.envs.evaluation import PbrlEvalCallback
 from pbrl.io import atomic_write
 from pbrl.progress import Progress
+from pbrl.queries import make_selector
+from pbrl.teachers import make_teacher
 
 __all__ = ["train_online", "build_online"]
 
 
 def build_online(cfg: OnlineConfig, progress: bool = False):
     from stable_baselines3.common.utils import set_random_seed
-
-    from pbrl.queries import make_selector
-    from pbrl.teachers import make_teacher
 
     torch.set_num_threads(cfg.torch_threads)
     set_random_seed(cfg.seed)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from pbrl.envs import is_metaworld, make_env
 from pbrl.io import atomic_write
 
 __all__ = ["render_video"]
@@ -18,8 +19,6 @@ def render_video(policy: Any, cfg: Any, path: str | os.PathLike, episodes: int =
                  size: tuple[int, int] = (320, 240)) -> Path:
     """Render ``episodes`` deterministic episodes of ``policy`` on ``cfg.task`` to an MP4 file (atomic)."""
     import imageio.v2 as imageio
-
-    from pbrl.envs import is_metaworld, make_env
 
     os.environ.setdefault("MUJOCO_GL", "egl" if os.path.exists("/dev/nvidia0") else "osmesa")
     kw = {} if is_metaworld(cfg.task) else {"width": int(size[0]), "height": int(size[1])}

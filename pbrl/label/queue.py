@@ -28,12 +28,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from pbrl.envs.datasets import load_dataset
+from pbrl.envs.registry import check_task, make_env
 from pbrl.io import atomic_write
-from pbrl.preferences import read_segments_group, write_segments_group
+from pbrl.online.ratings import select_segments
+from pbrl.preferences import PreferenceDataset, read_segments_group, write_segments_group
+from pbrl.queries import make_selector
+from pbrl.ratings import RatingDataset
+from pbrl.reward_models import RewardEnsemble
 from pbrl.segments import Segments, Trajectory, sample_segment_pairs, sample_segments
 from pbrl.validation import check_int
 
-__all__ = ["LabelQueue", "QUEUE_FORMAT_VERSION", "make_queue", "queue_from_pairs", "queue_from_segments",
+__all__ = ["LabelQueue", "QUEUE_FORMAT_VERSION", "make_queue", "queue_from_file", "queue_from_pairs", "queue_from_segments",
            "check_renderable", "default_instruction", "rating_instruction", "check_states_fit_task"]
 
 QUEUE_FORMAT_VERSION = 1
@@ -75,8 +81,6 @@ _DIMS_LOCK = threading.Lock()
 def _task_dims(task_id: str) -> tuple[int, int]:
     with _DIMS_LOCK:
         if task_id not in _DIMS:
-            from pbrl.envs.registry import make_env
-
             env = make_env(task_id)
             try:
                 _DIMS[task_id] = (int(env.unwrapped.model.nq), int(env.unwrapped.model.nv))
@@ -131,8 +135,6 @@ class LabelQueue:
     metadata: dict
 
     def __post_init__(self) -> None:
-        from pbrl.envs.registry import check_task
-
         meta = dict(self.metadata or {})
         if self.b is None:
             n = meta.get("n_classes")
@@ -289,7 +291,6 @@ def make_queue(
     task_id = task_id or src_meta.get("task_id")
     if not task_id:
         raise ValueError("the dataset does not record its task id; pass task_id (CLI: --task mujoco/...)")
-    from pbrl.envs.registry import check_task
 
     check_task(task_id)
     if n_candidates is None:
@@ -307,8 +308,6 @@ def make_queue(
     check_states_fit_task(task_id, episodes[0].qpos.shape[-1], episodes[0].qvel.shape[-1], "the dataset's episodes")
     rng = np.random.default_rng(seed)
     if n_classes is not None:
-        from pbrl.online.ratings import select_segments
-
         if selector != "uniform" and reward_model is None:
             raise ValueError(f"query selector '{selector}' needs a reward model (--reward-model)")
         a = sample_segments(episodes, int(n_candidates), int(segment_length), rng)
@@ -333,14 +332,6 @@ def make_queue(
 
 
 def _select(selector: str, a: Segments, b: Segments, n: int, reward_model, rng: np.random.Generator) -> np.ndarray:
-    try:
-        from pbrl.queries import make_selector
-    except ImportError:
-        make_selector = None
-    if make_selector is None:
-        if selector != "uniform":
-            raise ValueError(f"query selector '{selector}' needs pbrl.queries, which is not available here")
-        return np.sort(rng.choice(len(a), size=n, replace=False))
     sel = make_selector(selector)
     idx = np.asarray(sel.select(a, b, n, reward_model=reward_model, rng=rng), dtype=np.int64)
     return idx
@@ -362,3 +353,62 @@ def queue_from_segments(segments: Segments, task_id: str, n_classes: int, metada
     if instruction:
         meta["instruction"] = str(instruction)
     return LabelQueue(segments, None, task_id, meta)
+
+
+def _file_format(path: Path) -> str | None:
+    """The ``format`` attribute of a pbrl HDF5 file at ``path`` (``None`` for anything else)."""
+    if path.suffix not in (".h5", ".hdf5") or not path.exists():
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            return str(f.attrs.get("format", ""))
+    except OSError as e:
+        raise ValueError(f"'{path}' is not a readable HDF5 file ({e}); it may be truncated or not HDF5: "
+                         "collect or download it again") from None
+
+
+def queue_from_file(
+    source: str | os.PathLike,
+    n_pairs: int,
+    segment_length: int = 50,
+    task_id: str | None = None,
+    selector: str = "uniform",
+    n_candidates: int | None = None,
+    reward_model: str | os.PathLike | None = None,
+    seed: int = 0,
+    instruction: str | None = None,
+    n_classes: int | None = None,
+) -> LabelQueue:
+    """The queue ``pbrl label queue`` writes, from what ``source`` holds.
+
+    * a pbrl rating file (:class:`~pbrl.ratings.RatingDataset`): its first ``n_pairs`` segments, to rate again
+      (``n_classes`` defaults to the file's);
+    * a pbrl preference file (:class:`~pbrl.preferences.PreferenceDataset`): its first ``n_pairs`` pairs, to
+      label again (not with ``n_classes``);
+    * otherwise an offline dataset (a D4RL-style HDF5 path or a local Minari id): :func:`make_queue` over it,
+      with the saved reward model at ``reward_model`` for uncertainty-based selectors.
+
+    ``task_id`` defaults to the one the file records. Bad input raises one ``ValueError``.
+    """
+    if instruction is not None and not instruction.strip():
+        raise ValueError("--instruction is empty; give the question people should answer, or drop it")
+    path = Path(source)
+    fmt = _file_format(path)
+    if fmt == "pbrl.preferences" and n_classes is not None:
+        raise ValueError(f"{path} holds preference pairs; --n-classes makes a rating queue from a dataset "
+                         "or a rating file")
+    if fmt in ("pbrl.ratings", "pbrl.preferences"):
+        held = RatingDataset.load(path) if fmt == "pbrl.ratings" else PreferenceDataset.load(path)
+        task_id = task_id or held.metadata.get("task_id")
+        if not task_id:
+            raise ValueError(f"{path} does not record its task_id; pass --task")
+        meta = {"source": str(path), "dataset_id": held.metadata.get("dataset_id", "")}
+        n = min(n_pairs, len(held))
+        if fmt == "pbrl.ratings":
+            return queue_from_segments(held.segments[:n], task_id, n_classes or held.n_classes, meta,
+                                       instruction=instruction)
+        return queue_from_pairs(held.a[:n], held.b[:n], task_id, meta, instruction=instruction)
+    rm = RewardEnsemble.load(reward_model) if reward_model is not None else None
+    return make_queue(load_dataset(str(source)), n_pairs, segment_length, task_id=task_id, selector=selector,
+                      n_candidates=n_candidates, reward_model=rm, seed=seed, metadata={"source": str(source)},
+                      instruction=instruction, n_classes=n_classes)

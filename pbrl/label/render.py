@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pbrl.envs.registry import check_task, is_metaworld, make_env
 from pbrl.io import default_file_mode
 from pbrl.validation import is_int
 
@@ -144,8 +145,6 @@ _FPS_CACHE: dict[str, float] = {}
 def task_fps(task_id: str) -> float:
     """Default playback rate of a task's clips: real time ``1 / dt``, capped at 30 frames per second."""
     if task_id not in _FPS_CACHE:
-        from pbrl.envs.registry import make_env
-
         env = make_env(task_id)
         dt = float(getattr(env.unwrapped, "dt", 0.05))
         env.close()
@@ -170,8 +169,6 @@ class ClipRenderer:
     def __init__(
         self, task_id: str, width: int = 320, height: int = 240, fps: float | None = None, shadows: bool | None = None
     ):
-        from pbrl.envs.registry import check_task, is_metaworld
-
         check_task(task_id)
         for name, v in (("width", width), ("height", height)):
             if not is_int(v) or v < 16 or v > 1920 or v % 2:
@@ -187,8 +184,6 @@ class ClipRenderer:
 
     def _make(self):
         import mujoco
-
-        from pbrl.envs.registry import make_env
 
         if self._metaworld:
             env = make_env(self.task_id, seed=0, render_mode="rgb_array")

@@ -8,13 +8,11 @@
 * :mod:`.replay`: :class:`PbrlReplayBuffer` (sampler, sample-time reward and reward-on-add hooks) and
   :func:`relabel_replay_buffer`;
 * :mod:`.entropy`: PEBBLE's k-NN state entropy (:func:`knn_state_entropy`, :class:`StateEntropyReward`);
-* :mod:`.eval`: :class:`PbrlEvalCallback` (defined in :mod:`pbrl.callbacks`, shared with offline training).
 
 What makes an algorithm itself (PEBBLE's pre-training and critic reset, SURF's loss, QPA's pool and
 replay, RUNE's bonus) lives in that algorithm's file under :mod:`pbrl.agents`.
 """
 
-from pbrl.callbacks import PbrlEvalCallback
 from pbrl.online.entropy import StateEntropyReward, knn_state_entropy
 from pbrl.online.feedback import AllEpisodes, FeedbackHook, PreferenceCallback, QueryPool
 from pbrl.online.ratings import RatingCallback
@@ -34,5 +32,4 @@ __all__ = [
     "QueryPool",
     "AllEpisodes",
     "FeedbackHook",
-    "PbrlEvalCallback",
 ]

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from pbrl.online.replay import PbrlReplayBuffer, relabel_replay_buffer, unscale_action
 from pbrl.online.wrapper import LearnedRewardVecEnv, find_wrapper
 from pbrl.preferences import PreferenceDataset
+from pbrl.queries import candidate_pairs, make_selector
 from pbrl.segments import Trajectory
 from pbrl.validation import check_int
 
@@ -169,8 +170,6 @@ class PreferenceCallback(BaseCallback):
         progress: bool = False,
         verbose: int = 0,
     ):
-        from pbrl.queries import make_selector
-
         super().__init__(verbose)
         check_int("total_feedback", total_feedback, 0)
         check_int("feedback_per_session", feedback_per_session, 1)
@@ -282,8 +281,6 @@ class PreferenceCallback(BaseCallback):
         """Draw candidates from ``episodes``, choose ``n`` queries, have the teacher answer them and store the
         answered ones; returns how many were answered (pairs here: ``large_batch * n`` candidate pairs, the
         selector, ``teacher.label``)."""
-        from pbrl.queries import candidate_pairs
-
         selector = self.uniform if self.updates == 0 else self.selector
         n_candidates = n if selector.name == "uniform" else n * self.large_batch
         a, b = candidate_pairs(episodes, n_candidates, self.segment_length, self.rng)

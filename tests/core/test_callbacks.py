@@ -14,9 +14,10 @@ from pbrl.agents.bc import BC
 from pbrl.app import runs
 from pbrl.app.config import config_from_dict
 from pbrl.app.run_dir import CURVE_FIELDS
-from pbrl.callbacks import PbrlCheckpointCallback, PbrlEvalCallback, StopOnSignal, evaluation_row
+from pbrl.callbacks import PbrlCheckpointCallback, StopOnSignal
 from pbrl.checkpoint import CheckpointFiles
 from pbrl.envs import make_env
+from pbrl.envs.evaluation import PbrlEvalCallback, evaluation_row
 from pbrl.progress import Progress
 
 SMALL = dict(hidden=(16,), batch_size=16)

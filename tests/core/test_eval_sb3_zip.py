@@ -11,7 +11,7 @@ from pbrl.app import runs
 from pbrl.app.cli import app
 from pbrl.app.sb3_zip import load_sb3_policy
 from pbrl.envs import make_env
-from pbrl.evaluation import evaluate_policy_episodes
+from pbrl.envs.evaluation import evaluate_policy_episodes
 
 TASK = "mujoco/Reacher-v5"  # 50-step episodes
 

@@ -188,7 +188,7 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path):
 
 
 def test_a_run_failing_after_a_checkpoint_is_marked_failed(tmp_path, monkeypatch):
-    import pbrl.callbacks as cb
+    import pbrl.envs.evaluation as cb
 
     calls = {"n": 0}
     real = cb.evaluation_row

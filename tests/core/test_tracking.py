@@ -116,7 +116,7 @@ def test_tracking_file_keeps_the_run_id(tmp_path):
 
 def test_a_tracked_run_logs_offline_and_its_resume_continues_the_same_wandb_run(tmp_path, monkeypatch, dataset_file):
     pytest.importorskip("wandb", reason="the wandb extra is not installed (pip install 'pbrl[wandb]')")
-    import pbrl.callbacks as cb
+    import pbrl.envs.evaluation as cb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -44,62 +44,12 @@ def queue_cmd(
 ) -> None:
     """Make a queue file of candidate segment pairs (or, with --n-classes, single clips to rate), with
     simulator states, from an offline dataset."""
-    from pbrl.label.queue import make_queue, queue_from_pairs
+    from pbrl.label.queue import queue_from_file  # lazy: torch, gymnasium (start-up)
 
     try:
         check_writable_file(out, "queue file --out", overwrite=overwrite)
-        if instruction is not None and not instruction.strip():
-            raise ValueError("--instruction is empty; give the question people should answer, or drop it")
-        path = Path(dataset)
-        fmt = None
-        if path.suffix in (".h5", ".hdf5") and path.exists():
-            import h5py
-
-            try:
-                with h5py.File(path, "r") as f:
-                    fmt = str(f.attrs.get("format", ""))
-            except OSError as e:
-                raise ValueError(f"'{path}' is not a readable HDF5 file ({e}); it may be truncated or not HDF5: "
-                                 "collect or download it again") from None
-        if fmt == "pbrl.preferences" and n_classes is not None:
-            raise ValueError(f"{path} holds preference pairs; --n-classes makes a rating queue from a dataset "
-                             "or a rating file")
-        if fmt == "pbrl.ratings":
-            from pbrl.label.queue import queue_from_segments
-            from pbrl.ratings import RatingDataset
-
-            rd = RatingDataset.load(path)
-            task_id = task or rd.metadata.get("task_id")
-            if not task_id:
-                raise ValueError(f"{path} does not record its task_id; pass --task")
-            q = queue_from_segments(rd.segments[: min(pairs, len(rd))], task_id, n_classes or rd.n_classes,
-                                    {"source": str(path), "dataset_id": rd.metadata.get("dataset_id", "")},
-                                    instruction=instruction)
-        elif fmt == "pbrl.preferences":
-            from pbrl.preferences import PreferenceDataset
-
-            pd = PreferenceDataset.load(path)
-            task_id = task or pd.metadata.get("task_id")
-            if not task_id:
-                raise ValueError(f"{path} does not record its task_id; pass --task")
-            n = min(pairs, len(pd))
-            q = queue_from_pairs(pd.a[:n], pd.b[:n], task_id,
-                                 {"source": str(path), "dataset_id": pd.metadata.get("dataset_id", "")},
-                                 instruction=instruction)
-        else:
-            try:
-                from pbrl.envs.datasets import load_dataset
-            except ImportError:
-                raise ValueError("loading offline datasets needs pbrl.envs.datasets, which this install lacks") from None
-            rm = None
-            if reward_model is not None:
-                from pbrl.reward_models import RewardEnsemble
-
-                rm = RewardEnsemble.load(reward_model)
-            ds = load_dataset(dataset)
-            q = make_queue(ds, pairs, segment_length, task_id=task, selector=selector, n_candidates=candidates,
-                           reward_model=rm, seed=seed, metadata={"source": str(dataset)}, instruction=instruction,
-                           n_classes=n_classes)
+        q = queue_from_file(dataset, pairs, segment_length, task_id=task, selector=selector, n_candidates=candidates,
+                            reward_model=reward_model, seed=seed, instruction=instruction, n_classes=n_classes)
         q.save(out)
     except (ValueError, OSError, TypeError) as e:
         _fail(e)
@@ -126,7 +76,7 @@ def serve_cmd(
 ) -> None:
     """Serve the labelling page: two clips side by side, arrow keys to answer (a rating queue: one clip, keys
     1 .. N); answers go to SQLite."""
-    from pbrl.label.server import serve
+    from pbrl.label.server import serve  # lazy: the label extra (FastAPI), torch
 
     try:
         serve(queue, db=db, host=host, port=port, cache_dir=cache_dir, annotators_per_pair=annotators, token=token,
@@ -145,7 +95,7 @@ def export_cmd(
 ) -> None:
     """Write the answers as a PreferenceDataset (label 1.0 = right clip preferred), ready for every agent; a
     rating queue's as a RatingDataset (key k = class k - 1), for `pbrl train offline --labels`."""
-    from pbrl.label.export import export_labels
+    from pbrl.label.export import export_labels  # lazy: torch, gymnasium (start-up)
 
     try:
         check_writable_file(out, "--out file", overwrite=overwrite)
