@@ -40,7 +40,9 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from pbrl.envs.registry import check_task, make_env
 from pbrl.extras import check_extra, require
+from pbrl.label.queue import LabelQueue, default_instruction
 from pbrl.label.render import CLIP_NAME_RE, ClipRenderer, RenderWorker, clip_name, default_shadows, task_fps
 from pbrl.label.store import ConflictError, LabelStore
 from pbrl.validation import is_int
@@ -77,8 +79,6 @@ def _task_dims(task_id: str) -> tuple[int, int]:
     """``(nq, nv)`` of a task's MuJoCo model (cached)."""
     with _DIMS_LOCK:
         if task_id not in _DIMS:
-            from pbrl.envs.registry import make_env
-
             env = make_env(task_id)
             _DIMS[task_id] = (int(env.unwrapped.model.nq), int(env.unwrapped.model.nv))
             env.close()
@@ -210,7 +210,6 @@ def create_app(
 
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    from pbrl.label.queue import default_instruction
 
     try:
         stored = json.loads(store.meta().get("queue_metadata", "{}")).get("instruction")
@@ -397,8 +396,6 @@ def create_app(
 
     @app.post("/api/queries")
     def queries(body: QueriesIn = Body(...)):
-        from pbrl.envs.registry import check_task
-
         task = body.task_id or store.meta().get("task_id") or default_task
         if not task:
             raise HTTPException(422, "task_id is required: this server has no queue and no --task")
@@ -465,7 +462,6 @@ def serve(
     """
     uvicorn = require("uvicorn", "the labelling server")
     check_extra("fastapi", "the labelling server")
-    from pbrl.label.queue import LabelQueue
 
     q = LabelQueue.load(queue) if queue is not None else None
     if q is None and task_id is None:
