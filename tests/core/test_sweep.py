@@ -177,18 +177,17 @@ def test_a_run_still_labelling_when_the_sigint_comes_stops_at_its_first_checkpoi
     import os
     import signal
 
-    from pbrl.app import sweep
+    from pbrl.app import sweep, train_offline
     from pbrl.callbacks import set_external_stop
-    from pbrl.envs import datasets
 
-    orig = datasets.label_dataset
+    orig = train_offline.label_dataset
 
     def label_then_sigint(*args, **kwargs):
         out = orig(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the run is still preparing
         return out
 
-    monkeypatch.setattr(datasets, "label_dataset", label_then_sigint)
+    monkeypatch.setattr(train_offline, "label_dataset", label_then_sigint)
     cfg = expand_grid({**BASE, "steps": 400, "checkpoint_every": 100, "eval_every": 200}, agents=["mriql"], seeds=[0])[0]
     old = signal.getsignal(signal.SIGINT)
     stop = mp.get_context("spawn").Event()
