@@ -135,6 +135,12 @@ class IPL(IQL):
             value >= H uses whole segments).
         replay_weight: weight of the unlabelled transitions in the value, chi^2 and policy losses (default 0.5).
         target_clipping: clip ``V(s')`` to ``+-1 / (c (1 - gamma))`` (default True).
+        mask_segment_terminals: drop ``V(s')`` at terminal steps *inside preference segments* (default False,
+            as the authors' code: its feedback batches carry one constant discount per segment, so a fall step's
+            implicit reward is ``Q(s, a) - gamma V(s')`` like any other). With True the terminal step's implicit
+            reward is ``Q(s, a)`` itself, so the critic's free level (chi^2 pins ``r_Q``, not ``Q``) becomes a
+            bonus or a penalty for ending an episode. Unlabelled transitions always mask terminals (as the
+            authors' replay buffer does).
         **iql: :class:`~pbrl.agents.iql.IQL` arguments (``expectile=0.7``, ``beta=3.0``, ``tau=0.005``, ...);
             ``reward_normalization`` is unused (IPL reads no reward).
     """
@@ -150,6 +156,7 @@ class IPL(IQL):
         segment_crop: int | None = 64,
         replay_weight: float = 0.5,
         target_clipping: bool = True,
+        mask_segment_terminals: bool = False,
         **iql: Any,
     ):
         if not chi2_coeff >= 0:
@@ -162,12 +169,14 @@ class IPL(IQL):
             raise ValueError(f"replay_weight must be in [0, 1], got {replay_weight}")
         self.chi2_coeff, self.pref_batch_size, self.segment_crop = float(chi2_coeff), pref_batch_size, segment_crop
         self.replay_weight, self.target_clipping = float(replay_weight), bool(target_clipping)
+        self.mask_segment_terminals = bool(mask_segment_terminals)
         self._register_config(
             chi2_coeff=self.chi2_coeff,
             pref_batch_size=pref_batch_size,
             segment_crop=segment_crop,
             replay_weight=self.replay_weight,
             target_clipping=self.target_clipping,
+            mask_segment_terminals=self.mask_segment_terminals,
         )
         super().__init__(obs_dim, act_dim, **iql)
 
@@ -197,17 +206,20 @@ class IPL(IQL):
         r = self.sample_transitions()
         return {**p, **{f"replay_{k}": v for k, v in r.items()}}
 
-    @staticmethod
-    def _flat_batch(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int, tuple[int, int]]:
-        """Preference steps of a then b, then unlabelled transitions, flattened into one batch."""
+    def _flat_batch(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int, tuple[int, int]]:
+        """Preference steps of a then b, then unlabelled transitions, flattened into one batch. The segments'
+        terminal flags are cleared unless ``mask_segment_terminals``."""
         p = batch
         N, L = p["obs_a"].shape[:2]
         cat = lambda a, b, c: torch.cat([a.reshape(N * L, *a.shape[2:]), b.reshape(N * L, *b.shape[2:]), c], 0)  # noqa: E731
+        done_a, done_b = p["done_a"], p["done_b"]
+        if not self.mask_segment_terminals:
+            done_a, done_b = torch.zeros_like(done_a), torch.zeros_like(done_b)
         flat = {
             "obs": cat(p["obs_a"], p["obs_b"], p["replay_observations"]),
             "act": cat(p["act_a"], p["act_b"], p["replay_actions"]),
             "next": cat(p["next_a"], p["next_b"], p["replay_next_observations"]),
-            "done": cat(p["done_a"], p["done_b"], p["replay_dones"]),
+            "done": cat(done_a, done_b, p["replay_dones"]),
         }
         return flat, p, 2 * N * L, (N, L)
 

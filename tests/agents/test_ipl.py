@@ -195,3 +195,36 @@ def test_ipl_bad_input(toy, reacher):
     with pytest.raises(ValueError, match="segment_crop"):
         IPL(3, 1, segment_crop=0)
     assert agent.num_updates == 0
+
+
+def _terminal_toy():
+    """A toy whose preference segments end in terminal steps (every episode ends in a fall)."""
+    rng = np.random.default_rng(0)
+    n, ep = 240, 12
+    obs = rng.normal(size=(n, 3)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(n, 2)).astype(np.float32)
+    rew = rng.normal(size=n).astype(np.float32)
+    term = np.zeros(n, bool)
+    term[ep - 1 :: ep] = True
+    ds = OfflineDataset(obs, act, rew, term, np.zeros(n, bool), next_observations=np.roll(obs, -1, 0))
+    prefs = label_dataset(ds, "oracle", 16, segment_length=ep, seed=0)
+    blind = OfflineDataset(obs, act, np.zeros(n, np.float32), term, np.zeros(n, bool), next_observations=ds.next_observations)
+    return blind, prefs
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_segment_terminals_are_masked_only_when_asked(mask):
+    """The authors' IPL keeps ``gamma V(s')`` at a terminal step inside a preference segment (one constant discount
+    per feedback segment); pbrl masked it, making a fall step's implicit reward ``Q(s, a)``. Unlabelled
+    transitions mask terminals either way."""
+    ds, prefs = _terminal_toy()
+    agent = IPL.from_dataset(ds, **SMALL, segment_crop=None, seed=0, mask_segment_terminals=mask)
+    agent._check_inputs(ds, prefs)
+    agent._prepare(ds, prefs)
+    batch = agent._sample()
+    assert float(batch["done_a"].sum() + batch["done_b"].sum()) > 0  # the segments do hold terminal steps
+    flat, p, n_fb, _ = agent._flat_batch(batch)
+    seg_done = torch.cat([batch["done_a"].reshape(-1), batch["done_b"].reshape(-1)])
+    assert torch.equal(flat["done"][:n_fb], seg_done if mask else torch.zeros_like(seg_done))
+    assert torch.equal(flat["done"][n_fb:], batch["replay_dones"])
+    assert agent.config["mask_segment_terminals"] is mask
