@@ -267,11 +267,7 @@ def report_cmd(
     """Aggregate runs across seeds and tasks: IQM / mean / median (and the optimality gap of success or
     normalized scores) with stratified bootstrap CIs, the probability of improvement over a --baseline,
     learning curves vs env steps and vs labels, performance profiles (rliable's protocol)."""
-    from pbrl.app.report import (  # lazy: torch, matplotlib (start-up)
-        build_report,
-        format_table,
-        table_metrics,
-    )
+    from pbrl.app.report import build_report, format_table, table_metrics  # lazy: torch, matplotlib
 
     try:
         res = build_report([str(p) for p in run_dirs], score=score, group_by=tuple(g.strip() for g in group_by.split(",") if g.strip()),
