@@ -3,19 +3,15 @@ pbrl sweep + report, its IQM table, and a second call that skips the finished ru
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return importlib.import_module("bench_online")
+    return load_script("bench_online")
 
 
 def test_flags_and_defaults(bench):
