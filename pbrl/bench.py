@@ -38,7 +38,9 @@ import argparse
 import csv
 import json
 import math
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +57,7 @@ from pbrl.sweep import SweepPoint, check_existing_runs, run_sweep
 
 __all__ = ["Study", "StudyRuns", "StudyRecord", "run_study", "build_parser", "export", "load_records",
            "interval", "iqm_curve", "cost_estimate", "markdown_table", "plot_bars", "plot_curves",
-           "merge_overrides", "CPU_SAC_KWARGS", "CPU_REWARD_MODEL_KWARGS", "RUNS_CSV", "CURVES_CSV", "N_RESAMPLES"]
+           "merge_overrides", "provenance", "CPU_SAC_KWARGS", "CPU_REWARD_MODEL_KWARGS", "RUNS_CSV", "CURVES_CSV", "N_RESAMPLES"]
 
 RUNS_CSV = "runs.csv"
 """A study's per-run table: one row per run directory."""
@@ -227,6 +229,17 @@ def _with_overrides(points: list[SweepPoint], overrides: dict[str, Any]) -> list
             raise ValueError(f"--set on {p.name}: {e}") from None
         out.append(SweepPoint(p.name, {**resolved, **({"provenance": cfg["provenance"]} if "provenance" in cfg else {})}))
     return out
+
+
+def provenance() -> dict[str, str]:
+    """What a result records about where it came from: the date (UTC) and the checkout's short commit
+    (``"unknown"`` outside a git checkout)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit or "unknown"}
 
 
 # ---------------------------------------------------------------------------------------------- export

@@ -7,23 +7,21 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return importlib.import_module("bench_offline")
+    return load_script("bench_offline")
 
 
 @pytest.fixture(scope="module")
 def summary_mod():
-    return importlib.import_module("offline_summary")
+    return importlib.import_module("pbrl.offline_summary")
 
 
 TINY = ["--datasets", "collect:mujoco/Reacher-v5:random:600", "--steps", "100", "--eval-every", "50",
@@ -285,7 +283,7 @@ def test_pearl_learns_from_the_next_same_domain_dataset_s_labels_end_to_end(benc
 
 
 def test_the_cpu_estimate_adds_updates_one_off_costs_and_evaluations():
-    costs_mod = importlib.import_module("offline_costs")
+    costs_mod = importlib.import_module("pbrl.offline_summary")
     costs = costs_mod.measured_costs()
     for row in ("iql_true", "mriql", "pt_iql", "pearl"):
         assert costs["agents"][row]["cpu_s_per_1k_updates"] > 0 and costs["agents"][row]["fixed_cpu_s"] >= 0

@@ -1,4 +1,4 @@
-"""scripts/bench_sbx_pebble.py --quick runs both learners end to end and writes its JSON and plot (timing
+"""scripts/investigations/bench_sbx_pebble.py --quick runs both learners end to end and writes its JSON and plot (timing
 itself is not tested). Skipped where sbx-rl is not installed (the ``jax`` extra)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""scripts/feedback_diagnose.py: a finished tiny PbRL run on Meta-World is diagnosed (its own policy, the
+"""scripts/investigations/feedback_diagnose.py: a finished tiny PbRL run on Meta-World is diagnosed (its own policy, the
 scripted expert and random episodes under the true and the learned reward); SAC and unfinished runs are
 skipped; a bad folder is one clear error."""
 

@@ -1,4 +1,4 @@
-"""scripts/heron_orders.py: the smoke run trains both orders with the heron teacher, labels are collected and
+"""scripts/investigations/heron_orders.py: the smoke run trains both orders with the heron teacher, labels are collected and
 the per-step factors are recorded; bad sizes are one clear error before any work."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""scripts/hprior_reward_quality.py: the smoke run fits both variants on the same labels and records the
+"""scripts/investigations/hprior_reward_quality.py: the smoke run fits both variants on the same labels and records the
 agreement numbers; bad input is one clear error before any work."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""scripts/ipl_hopper_diagnose.py: every variant trains and is measured on real files; the beta-0 variant
+"""scripts/investigations/ipl_hopper_diagnose.py: every variant trains and is measured on real files; the beta-0 variant
 shares the default's critic (its training does not read the policy); bad input is one clear error."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""scripts/offline_reward_quality.py: the learned rewards of a tiny bench_offline run's MR+IQL and PT + IQL
+"""scripts/investigations/offline_reward_quality.py: the learned rewards of a tiny bench_offline run's MR+IQL and PT + IQL
 rows, scored on fresh pairs and against the true reward; runs without a saved agent are skipped."""
 
 from __future__ import annotations

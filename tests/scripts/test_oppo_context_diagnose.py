@@ -1,4 +1,4 @@
-"""scripts/oppo_context_diagnose.py: where OPPO's z* lies among the dataset's window contexts, and what its
+"""scripts/investigations/oppo_context_diagnose.py: where OPPO's z* lies among the dataset's window contexts, and what its
 policy does with other contexts, on a tiny bench_offline OPPO run."""
 
 from __future__ import annotations

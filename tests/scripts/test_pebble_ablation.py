@@ -1,4 +1,4 @@
-"""scripts/pebble_ablation.py: each variant changes exactly its one factor in the run's config, bad input
+"""scripts/investigations/pebble_ablation.py: each variant changes exactly its one factor in the run's config, bad input
 stops before any work, and a tiny two-variant run writes the table, the JSON and the plot."""
 
 from __future__ import annotations

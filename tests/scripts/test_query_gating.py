@@ -1,4 +1,4 @@
-"""scripts/query_gating.py: the smoke run fills every selector's rows, a gate that passes nothing asks only the
+"""scripts/investigations/query_gating.py: the smoke run fills every selector's rows, a gate that passes nothing asks only the
 first (uniform) round, and bad sizes are one clear error before any work."""
 
 from __future__ import annotations

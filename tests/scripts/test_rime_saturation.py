@@ -1,4 +1,4 @@
-"""scripts/rime_saturation.py: the smoke run replays the three starting points from one pre-training, the
+"""scripts/investigations/rime_saturation.py: the smoke run replays the three starting points from one pre-training, the
 no-warm-start variant starts from the untrained model, and the outputs exist; bad sizes are one clear error."""
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import load_script
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "old_grids.json").read_text())

@@ -11,20 +11,21 @@ factor's mean per-step value is recorded. The claim checked: each order ranks fi
 Writes ``heron_orders.json`` and ``heron_orders.png`` under ``--out`` and prints the table. Cost: about 2
 CPU-minutes per order and seed at the defaults.
 
-    .venv/bin/python scripts/heron_orders.py
-    .venv/bin/python scripts/heron_orders.py --smoke          # tiny sizes: checks the script
+    .venv/bin/python scripts/investigations/heron_orders.py
+    .venv/bin/python scripts/investigations/heron_orders.py --smoke          # tiny sizes: checks the script
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pbrl.bench import provenance
 
 ORDERS = {"speed first": ["reward_forward", "reward_ctrl"], "energy first": ["reward_ctrl", "reward_forward"]}
 FACTORS = ("reward_forward", "reward_ctrl")
@@ -98,13 +99,6 @@ def run_one(order_name: str, seed: int, a: argparse.Namespace) -> dict[str, Any]
     return {**res, "labels": len(agent.preferences), "asked": agent.callback.asked}
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
 
 def table(results: dict[str, dict[str, dict]]) -> str:
     lines = ["| order | labels (asked) | reward_forward per step | reward_ctrl per step | true reward per step |",
@@ -142,7 +136,7 @@ def main(argv=None) -> dict[str, Any]:
     results = {name: {str(s): run_one(name, s, a) for s in a.seeds} for name in ORDERS}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"date": time.strftime("%Y-%m-%d"), "commit": _commit(), "args": vars(a),
+    payload = {**provenance(), "args": vars(a),
                "cpu_seconds": time.process_time() - t0, "results": results}
     (out / "heron_orders.json").write_text(json.dumps(payload, indent=1))
     plot(results, out / "heron_orders.png")

@@ -21,8 +21,8 @@ Windows are ``--windows`` segments of the agent's context length drawn like orac
 rank them. Prints a Markdown table and writes ``<out>/oppo_context.json`` (merged: rows of runs whose
 agents are no longer on disk are kept) and ``<out>/oppo_context.png``. About a minute per run.
 
-    .venv/bin/python scripts/oppo_context_diagnose.py                  # benchmarks/bench_offline
-    .venv/bin/python scripts/oppo_context_diagnose.py --out DIR --episodes 5
+    .venv/bin/python scripts/investigations/oppo_context_diagnose.py                  # benchmarks/bench_offline
+    .venv/bin/python scripts/investigations/oppo_context_diagnose.py --out DIR --episodes 5
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ Prints a Markdown table (mean and per-seed values per dataset and row) and write
 saved rows of runs whose agents are no longer on disk (a fresh checkout has none) are kept. Seconds per run (the transformer's
 relabelling of a dataset is most of it).
 
-    .venv/bin/python scripts/offline_reward_quality.py                 # benchmarks/bench_offline
-    .venv/bin/python scripts/offline_reward_quality.py --out DIR --pairs 500
+    .venv/bin/python scripts/investigations/offline_reward_quality.py                 # benchmarks/bench_offline
+    .venv/bin/python scripts/investigations/offline_reward_quality.py --out DIR --pairs 500
 """
 
 from __future__ import annotations

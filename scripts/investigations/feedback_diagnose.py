@@ -19,8 +19,8 @@ Prints a Markdown table and writes ``<out>/diagnose.json``. About 5 CPU-seconds 
 not replaced: a run diagnosed again gets its new row, and the saved rows of runs whose models are no longer
 on disk (a fresh checkout has none) are kept as they were, so the committed diagnosis survives a rerun.
 
-    .venv/bin/python scripts/feedback_diagnose.py                     # benchmarks/bench_feedback
-    .venv/bin/python scripts/feedback_diagnose.py --out DIR --episodes 3
+    .venv/bin/python scripts/investigations/feedback_diagnose.py                     # benchmarks/bench_feedback
+    .venv/bin/python scripts/investigations/feedback_diagnose.py --out DIR --episodes 3
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ from PEBBLE's defaults and is one ``bench_online.py`` run of PEBBLE alone, at th
 * ``fit_epochs_200`` (folder ``e200``): ``--fit-epochs 200``, the fit length before the change;
 * ``raw_inputs`` (folder ``rawin``): ``--reward-model-kwargs '{"normalize": false}'``, B-Pref's raw inputs.
 
-Running the same command again resumes the unfinished runs and skips finished ones (``bench_online.py``'s
-resume). Written to ``--out``: ``ablation.json`` (per variant: the IQM final return over seeds with its
+Each variant runs ``scripts/bench_online.py`` as a child process (scripts never import each other) and
+reads what it wrote. Running the same command again resumes the unfinished runs and skips finished ones
+(``bench_online.py``'s resume). Written to ``--out``: ``ablation.json`` (per variant: the IQM final return over seeds with its
 95 % stratified-bootstrap interval, mean, std, per seed, CPU seconds per run and reward-fit CPU seconds
 per run, ``bench_online.py``'s row; plus the reference rows of ``docs/bench_online.json``, the old
 script's SAC-true and PEBBLE at the same settings) and ``ablation.png`` (the final returns per seed with
@@ -27,23 +28,26 @@ the IQM, and the IQM return against env steps per variant, with 95 % bands, as `
 
 Example::
 
-    nohup .venv/bin/python scripts/pebble_ablation.py &        # 9 runs, about 2 CPU-hours (rerun to resume)
-    .venv/bin/python scripts/pebble_ablation.py --report-only  # the table and plot of the finished runs
+    nohup .venv/bin/python scripts/investigations/pebble_ablation.py &        # 9 runs, about 2 CPU-hours (rerun to resume)
+    .venv/bin/python scripts/investigations/pebble_ablation.py --report-only  # the table and plot of the finished runs
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pbrl.bench import load_records
+from pbrl.io import atomic_write
+from pbrl.plots import _draw_curves
+from pbrl.report import _group_curve
 
 #: variant -> (folder under --out, the reward-fit epochs per session (None: PEBBLE's own), reward-model overrides)
 VARIANTS: dict[str, tuple[str, int | None, dict[str, Any]]] = {
@@ -52,7 +56,15 @@ VARIANTS: dict[str, tuple[str, int | None, dict[str, Any]]] = {
     "raw_inputs": ("rawin", None, {"normalize": False}),
 }
 #: the old script's measurement at the same settings (SAC-true and PEBBLE), read for reference rows
-REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "bench_online.json"
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "bench_online.json"
+#: the benchmark each variant runs
+BENCH_ONLINE = Path(__file__).resolve().parents[1] / "bench_online.py"
+
+
+def bench_online(argv: list[str], quiet: bool = False) -> subprocess.CompletedProcess:
+    """``scripts/bench_online.py`` with ``argv``, in a child process."""
+    return subprocess.run([sys.executable, str(BENCH_ONLINE), *argv], text=True,
+                          capture_output=quiet, check=False)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,10 +100,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         if not isinstance(base, dict):
             p.error("--bench-args: --reward-model-kwargs needs a JSON object")
     a.extra = extra
-    # every variant's flags must parse before any run starts (bad input: one line, exit 2, nothing written)
-    bench = importlib.import_module("bench_online")
+    # every variant's flags must parse before any run starts (bad input: one line, exit 2, nothing written):
+    # bench_online.py's dry run checks them and writes nothing
     for v in a.variants:
-        bench.parse_args(bench_argv(a, v))
+        res = bench_online([*bench_argv(a, v), "--dry-run"], quiet=True)
+        if res.returncode != 0:
+            p.error(f"bench_online.py refuses variant {v}: {res.stderr.strip().splitlines()[-1] if res.stderr else ''}")
     return a
 
 
@@ -146,8 +160,6 @@ def plot(result: dict, path: Path) -> None:
     ax1.set_xticks(range(len(rows)), list(rows), rotation=20, ha="right", fontsize=8)
     ax1.set_ylabel("final return\n(dots: seeds; bar: IQM [95 % CI], or the mean)", fontsize=8)
     ax1.set_title("PEBBLE on " + result["task"] + ", one factor changed")
-    from pbrl.plots import _draw_curves
-
     _draw_curves(ax2, {name: (row["curve_steps"], row["curve_iqm"], row["curve_low"], row["curve_high"])
                        for name, row in result["variants"].items() if row.get("curve_steps")},
                  "env steps", "IQM evaluation return over seeds [95 % CI]", None)
@@ -158,23 +170,20 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv=None) -> dict:
     a = parse_args(argv)
-    bench = importlib.import_module("bench_online")
     out = Path(a.out)
     variants: dict[str, dict[str, Any]] = {}
-    task = bench.parse_args(bench_argv(a, a.variants[0])).task
+    task = None
     for v in a.variants:
         argv_v = bench_argv(a, v, report_only=a.report_only)
         print(f"[ablation] {v}: bench_online.py {shlex.join(argv_v)}", flush=True)
-        try:
-            res = bench.main(argv_v)
-        except SystemExit as e:  # no finished run of this variant yet
-            print(f"[ablation] {v}: {e}", flush=True)
+        if bench_online(argv_v).returncode != 0:  # no finished run of this variant yet
+            print(f"[ablation] {v}: no finished run", flush=True)
             continue
+        res = json.loads((out / VARIANTS[v][0] / "bench_online.json").read_text())
+        task = res["settings"]["task"]
         row = dict(res["table"]["pebble"])
-        from pbrl.report import _group_curve, load_runs
-
         # pbrl report's IQM learning curve with its stratified-bootstrap band
-        curve = _group_curve(load_runs([out / VARIANTS[v][0] / name for name in res["runs"]]), [task],
+        curve = _group_curve(load_records(out / VARIANTS[v][0], list(res["runs"])), [task],
                              "step", "mean_return", 500, 0.95, seed=0)
         for key, arr in zip(("curve_steps", "curve_iqm", "curve_low", "curve_high"), curve):
             row[key] = arr.tolist()
@@ -194,8 +203,6 @@ def main(argv=None) -> dict:
         lines.append(f"| {name} | | {row['mean']:.0f} ± {row['std']:.0f} | {', '.join(f'{x:.0f}' for x in row['per_seed'])} | "
                      f"{row['cpu_s_per_run'] / 60:.1f} | |")
     result["markdown"] = "\n".join(lines)
-    from pbrl.io import atomic_write
-
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "ablation.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(result, indent=1, default=float))

@@ -12,20 +12,21 @@ reward.
 Writes ``hprior_reward_quality.json`` and ``.png`` under ``--out`` and prints the table. Cost: more than 4
 CPU-minutes per task and seed at the defaults (most of it the world model at the port's size).
 
-    .venv/bin/python scripts/hprior_reward_quality.py
-    .venv/bin/python scripts/hprior_reward_quality.py --smoke       # tiny sizes: checks the script
+    .venv/bin/python scripts/investigations/hprior_reward_quality.py
+    .venv/bin/python scripts/investigations/hprior_reward_quality.py --smoke       # tiny sizes: checks the script
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pbrl.bench import provenance
 
 TASKS = ("metaworld/button-press-v3", "mujoco/HalfCheetah-v5")
 VARIANTS = ("Bradley-Terry", "Bradley-Terry + prior")
@@ -123,13 +124,6 @@ def run_one(task: str, seed: int, train, test, a: argparse.Namespace) -> dict[st
     return out
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
 
 def table(results: dict[str, dict[str, dict]]) -> str:
     lines = ["| task | variant | held-out pair accuracy | step-reward correlation |", "|---|---|---|---|"]
@@ -169,7 +163,7 @@ def main(argv=None) -> dict[str, Any]:
         results[task] = {str(s): run_one(task, s, train, test, a) for s in a.seeds}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"date": time.strftime("%Y-%m-%d"), "commit": _commit(), "args": vars(a),
+    payload = {**provenance(), "args": vars(a),
                "cpu_seconds": time.process_time() - t0, "results": results}
     (out / "hprior_reward_quality.json").write_text(json.dumps(payload, indent=1))
     plot(results, out / "hprior_reward_quality.png")

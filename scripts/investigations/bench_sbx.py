@@ -12,10 +12,10 @@ faster with a JAX learner, so SAC's own end-to-end ratio bounds PEBBLE's from ab
   non-learner CPU time (``--pbrl-share``, from the feedback study's ``feedback_time_s``).
 
 Writes ``<out>/bench_sbx.json`` and ``<out>/bench_sbx.png`` and prints a table. The decision itself (whole
-PEBBLE runs on either learner) is measured by ``scripts/bench_sbx_pebble.py`` (``docs/sbx.md``). Needs
+PEBBLE runs on either learner) is measured by ``scripts/investigations/bench_sbx_pebble.py`` (``docs/sbx.md``). Needs
 ``pip install sbx-rl`` (it is not a pbrl dependency)::
 
-    python scripts/bench_sbx.py --steps 5000
+    python scripts/investigations/bench_sbx.py --steps 5000
 """
 
 from __future__ import annotations

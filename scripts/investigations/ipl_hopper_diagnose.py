@@ -22,8 +22,8 @@ the terminal transitions at all?).
 
 Writes ``<out>/ipl_hopper_diagnose.json`` and ``.png`` and prints a Markdown table.
 
-    python scripts/ipl_hopper_diagnose.py                          # 3,000 updates x 3 variants, ~15 CPU-min
-    python scripts/ipl_hopper_diagnose.py --report-only            # the table of the saved results
+    python scripts/investigations/ipl_hopper_diagnose.py                          # 3,000 updates x 3 variants, ~15 CPU-min
+    python scripts/investigations/ipl_hopper_diagnose.py --report-only            # the table of the saved results
 """
 
 from __future__ import annotations

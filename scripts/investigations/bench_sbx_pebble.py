@@ -27,7 +27,7 @@ Measured, in CPU seconds (``time.process_time`` of the run's process, from build
 Writes ``<out>/bench_sbx_pebble.json`` and ``<out>/bench_sbx_pebble.png`` and prints a table. Needs
 ``pip install sbx-rl`` (0.28.0 measured; it is not a pbrl dependency)::
 
-    python scripts/bench_sbx_pebble.py --repeats 2
+    python scripts/investigations/bench_sbx_pebble.py --repeats 2
 """
 
 from __future__ import annotations

@@ -13,20 +13,21 @@ mean return) and steps (Pearson correlation of the predicted and true step rewar
 Writes ``query_gating.json`` and ``query_gating.png`` (accuracy against labels used) under ``--out`` and prints
 the table. Cost: about 3 CPU-minutes with the defaults (2 seeds), most of it the refits.
 
-    .venv/bin/python scripts/query_gating.py
-    .venv/bin/python scripts/query_gating.py --smoke          # tiny sizes: checks the script (20 s)
+    .venv/bin/python scripts/investigations/query_gating.py
+    .venv/bin/python scripts/investigations/query_gating.py --smoke          # tiny sizes: checks the script (20 s)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pbrl.bench import provenance
 
 SELECTORS = ("uniform", "disagreement", "thompson", "gated_uniform", "gated_disagreement", "gated_thompson")
 
@@ -122,13 +123,6 @@ def run_one(name: str, seed: int, train, test, a: argparse.Namespace) -> list[di
     return rows
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
 
 def table(results: dict[str, dict[str, list]]) -> str:
     lines = ["| selector | labels used (mean) | gated (mean) | held-out pair accuracy | step-reward correlation |",
@@ -166,7 +160,7 @@ def main(argv=None) -> dict[str, Any]:
     results = {name: {str(s): run_one(name, s, train, test, a) for s in a.seeds} for name in a.selectors}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"date": time.strftime("%Y-%m-%d"), "commit": _commit(), "args": vars(a),
+    payload = {**provenance(), "args": vars(a),
                "cpu_seconds": time.process_time() - t0, "results": results}
     (out / "query_gating.json").write_text(json.dumps(payload, indent=1))
     plot(results, out / "query_gating.png")

@@ -20,8 +20,8 @@ the members' median tanh pre-activation on the replay buffer, the share of buffe
 Cost: the pre-training of one seed is about 10 CPU-minutes at the study's sizes (the warm start is most of
 it), the fits a few seconds per variant.
 
-    .venv/bin/python scripts/rime_saturation.py --seeds 0 1 2
-    .venv/bin/python scripts/rime_saturation.py --smoke           # a tiny run that checks the script (1 min)
+    .venv/bin/python scripts/investigations/rime_saturation.py --seeds 0 1 2
+    .venv/bin/python scripts/investigations/rime_saturation.py --smoke           # a tiny run that checks the script (1 min)
 """
 
 from __future__ import annotations
@@ -37,10 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
-
-from bench_feedback import CPU_REWARD_MODEL_KWARGS, CPU_SAC_KWARGS  # noqa: E402
+from pbrl.bench import CPU_REWARD_MODEL_KWARGS, CPU_SAC_KWARGS
 
 VARIANTS = ("warm start, one Adam", "warm start, moments cleared", "no warm start")
 SATURATED = 5.0  # |pre-activation| above which tanh is within 1e-4 of +-1

@@ -1,4 +1,4 @@
-"""Dataset cards for ``scripts/make_datasets.py``: one JSON and one Markdown file beside every dataset.
+"""Dataset cards (written by ``scripts/make_datasets.py``): one JSON and one Markdown file beside every dataset.
 
 A card holds the dataset's size (steps, episodes, terminals, time-outs), its return distribution (raw and
 D4RL-normalised where the task has D4RL's reference returns), the policies that made it and their evaluated
