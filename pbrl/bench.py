@@ -284,8 +284,9 @@ def export(out: str | Path, records: list[StudyRecord] | None = None) -> dict[st
     records = sorted(records, key=lambda r: r.name)
     _write_csv(out / RUNS_CSV, [*_RUN_COLUMNS, "config", "metrics"], [_run_row(r) for r in records])
     cols = list(CURVE_FIELDS)
-    for r in records:
-        cols += [k for row in r.curve for k in row if k not in cols]
+    for k in (k for r in records for row in r.curve for k in row):
+        if k not in cols:
+            cols.append(k)
     rows = [{"run": r.name, **{k: _cell(v) for k, v in row.items()}} for r in records for row in r.curve]
     _write_csv(out / CURVES_CSV, ["run", *cols], rows)
     return {"runs": len(records), "curve_rows": len(rows), "files": [str(out / RUNS_CSV), str(out / CURVES_CSV)]}
@@ -586,7 +587,7 @@ def _grid_study(study: Study, a: argparse.Namespace, out: Path) -> StudyRuns | d
         if study.prepare is not None:
             study.prepare(a, out)
         points = _grid(study, a)
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # OSError: a dataset file that is not there
         if not a.report_only:
             raise _error(str(e)) from None
         print(f"note: the grid cannot be built here ({e}); summarising every run under {out}")

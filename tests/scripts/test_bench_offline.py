@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ TINY = ["--datasets", "collect:mujoco/Reacher-v5:random:600", "--steps", "100", 
         "--eval-episodes", "1", "--workers", "2", "--no-progress"]
 
 
-def test_a_tiny_benchmark_runs_resumes_shares_labels_and_reports(bench, tmp_path):
+def test_a_tiny_benchmark_runs_resumes_shares_labels_and_reports(bench, tmp_path, capsys):
     out = tmp_path / "bench"
     argv = TINY + ["--agents", "iql_true", "mriql", "cpl", "cplbc", "--out", str(out),
                    "--agent-kwargs", json.dumps({"mriql": {"reward_epochs": 2}, "cplbc": {"alpha": -1.0}})]
@@ -69,8 +70,10 @@ def test_a_tiny_benchmark_runs_resumes_shares_labels_and_reports(bench, tmp_path
     again = bench.main(argv)  # a second call skips the finished runs
     assert {p: p.stat().st_mtime for p in mtimes} == mtimes
     assert again["per_dataset"][name]["cpl"]["iqm"] == rows["cpl"]["iqm"]
-    with pytest.raises(SystemExit, match="other settings.*steps"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # another --steps: the harness refuses to mix settings (exit 2)
         bench.main([("200" if x == "100" else x) for x in argv])
+    assert e.value.code == 2 and re.search("other settings.*steps", capsys.readouterr().err)
 
 
 def _record(dataset, agent, seed, finals):

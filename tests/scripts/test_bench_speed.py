@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bench_speed_quick_writes_json_and_plot(tmp_path):
-    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_speed.py"
-    spec = importlib.util.spec_from_file_location("bench_speed", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("bench_speed")
     res = mod.main(["--quick", "--out", str(tmp_path), "--seconds", "0.05"])
     data = json.loads((tmp_path / "bench_speed.json").read_text())
     assert (tmp_path / "bench_speed.png").stat().st_size > 0
