@@ -56,7 +56,7 @@ from pbrl.run_dir import CURVE_FIELDS, RunDir
 from pbrl.sweep import SweepPoint, check_existing_runs, run_sweep
 
 __all__ = ["Study", "StudyRuns", "StudyRecord", "run_study", "build_parser", "export", "load_records",
-           "interval", "iqm_curve", "cost_estimate", "markdown_table", "plot_bars", "plot_curves",
+           "study_grid", "interval", "iqm_curve", "cost_estimate", "markdown_table", "plot_bars", "plot_curves",
            "merge_overrides", "provenance", "CPU_SAC_KWARGS", "CPU_REWARD_MODEL_KWARGS", "RUNS_CSV", "CURVES_CSV", "N_RESAMPLES"]
 
 RUNS_CSV = "runs.csv"
@@ -483,7 +483,8 @@ def _error(msg: str) -> SystemExit:
     return SystemExit(2)
 
 
-def _grid(study: Study, a: argparse.Namespace) -> list[SweepPoint]:
+def study_grid(study: Study, a: argparse.Namespace) -> list[SweepPoint]:
+    """The study's grid with ``--set`` merged into every point (unless the grid merges it itself), validated."""
     points = study.grid(a)
     return points if study.set_in_grid else _with_overrides(points, a.overrides)
 
@@ -586,7 +587,7 @@ def _grid_study(study: Study, a: argparse.Namespace, out: Path) -> StudyRuns | d
     try:
         if study.prepare is not None:
             study.prepare(a, out)
-        points = _grid(study, a)
+        points = study_grid(study, a)
     except (ValueError, OSError) as e:  # OSError: a dataset file that is not there
         if not a.report_only:
             raise _error(str(e)) from None
