@@ -71,3 +71,19 @@ def test_bench_offline_grid_is_the_old_one(case, tmp_path):
         _labels_file(Path(labels[(name, seed)]))
     args = parse_offline_args(["--datasets", "collect:mujoco/Reacher-v5:random:600", *old["argv"]])
     assert _new(build_grid(args, datasets, labels)) == _old(old, data)
+
+
+def test_offline_curve_defaults_give_the_old_curve_grid(tmp_path):
+    """offline_curve.py is bench_offline's grid with its own defaults: at those defaults it is the old
+    measurement's grid (the fixture's ``curve`` case spells them out as bench_offline flags)."""
+    from pbrl.offline_study import build_grid
+
+    curve = load_script("offline_curve")
+    old = FIXTURE["bench_offline"]["curve"]
+    data = str(tmp_path)
+    datasets = [json.loads(json.dumps(d).replace("{data}", data)) for d in old["datasets"]]
+    for d in datasets:
+        Path(d["dataset"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(d["dataset"]).touch()
+    args = curve.parse_args(["--datasets", "collect:mujoco/Reacher-v5:random:600"])
+    assert _new(build_grid(args, datasets, {})) == _old(old, data)
