@@ -26,8 +26,9 @@ from pbrl.bench import plot_bars as _plot_bars
 from pbrl.bench import plot_curves as _plot_curves
 from pbrl.report import build_report
 
-#: the folder of the cost measurements: the repository's docs/
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+#: the folder of the cost measurements: the docs/ of the checkout this module lives in (wherever in pbrl it sits)
+DOCS = next((p / "docs" for p in Path(__file__).resolve().parents if (p / "docs" / "offline_costs.json").exists()),
+            Path("docs"))
 #: the upper bound every ratio is taken to: IQL on the dataset's true reward
 UPPER_BOUND = "iql_true"
 #: an agent "reaches" a dataset at this share of IQL-true's IQM

@@ -41,7 +41,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 #: this checkout's pbrl/speed.py (found without importing pbrl, which a child may take from another tree)
-SPEED_HELPERS = Path(importlib.util.find_spec("pbrl").origin).parent / "speed.py"
+SPEED_HELPERS = next(f for f in (Path(importlib.util.find_spec("pbrl").origin).parent / sub / "speed.py"
+                                 for sub in (".", "app")) if f.exists())
 #: the feedback study's CPU sizes (``pbrl.bench``: CPU_SAC_KWARGS, CPU_REWARD_MODEL_KWARGS)
 ONLINE_LEARNER = {"policy_kwargs": {"net_arch": [128, 128]}, "batch_size": 256, "train_freq": 2, "gradient_steps": 1}
 ONLINE_REWARD_MODEL = {"hidden": [128, 128, 128]}
