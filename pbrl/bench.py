@@ -433,8 +433,9 @@ def _sweep(study: Study, a: argparse.Namespace, out: Path, points: list[SweepPoi
     return {n: r["error"] for n, r in results.items() if "error" in r}
 
 
-def _in_process(study: Study, a: argparse.Namespace, out: Path) -> tuple[list[StudyRecord], dict[str, str]]:
-    """Run an in-process study's units that ``runs.csv`` does not hold yet, exporting after each one."""
+def _in_process(study: Study, a: argparse.Namespace, out: Path) -> list[StudyRecord]:
+    """Run an in-process study's units that ``runs.csv`` does not hold yet (none with ``--report-only``),
+    exporting after each one; the records of the units that are done."""
     units = study.units(a)
     done = {r.name: r for r in load_records(out)}
     for u in units:
@@ -444,15 +445,14 @@ def _in_process(study: Study, a: argparse.Namespace, out: Path) -> tuple[list[St
             diff = sorted(k for k in set(prev.config) | set(cfg) if prev.config.get(k) != cfg.get(k))
             raise _error(f"{out / RUNS_CSV} holds {u['run']} with other settings ({', '.join(diff)}); rerun with "
                          "the same flags or choose another --out")
-    todo = [u for u in units if u["run"] not in done]
+    todo = [] if a.report_only else [u for u in units if u["run"] not in done]
     if a.dry_run:
         for u in units:
             print(u["run"] + ("" if u in todo else " (done)"))
         print(f"{len(units)} runs, {len(todo)} to run")
-        return [], {}
+        return []
     if todo and study.prepare is not None:
         study.prepare(a, out)
-    failures = {}
     for u in todo:
         row = study.run_unit(a, u)
         curve = row.pop("curve", [])
@@ -460,8 +460,7 @@ def _in_process(study: Study, a: argparse.Namespace, out: Path) -> tuple[list[St
         done[u["run"]] = StudyRecord(path=out / u["run"], config=cfg, status="finished", metrics=row, curve=curve,
                                      name=u["run"])
         export(out, list(done.values()))
-    recs = [done[u["run"]] for u in units if u["run"] in done]
-    return recs, failures
+    return [done[u["run"]] for u in units if u["run"] in done]
 
 
 def run_study(study: Study, argv: list[str] | None = None) -> dict[str, Any]:
@@ -474,13 +473,13 @@ def run_study(study: Study, argv: list[str] | None = None) -> dict[str, Any]:
         print(f"exported {res['runs']} runs and {res['curve_rows']} evaluations to {out / RUNS_CSV} and {out / CURVES_CSV}")
         return res
     if study.grid is None:
-        records, failures = _in_process(study, a, out)
+        records = _in_process(study, a, out)
         if a.dry_run:
             return {"points": [u["run"] for u in study.units(a)]}
-        ctx = StudyRuns(a, out, None, records, failures, [], "runs.csv")
+        ctx = StudyRuns(a, out, None, records, {}, [], "runs.csv")
     else:
         ctx = _grid_study(study, a, out)
-        if ctx is None or isinstance(ctx, dict):
+        if isinstance(ctx, dict):  # the dry run's grid
             return ctx
     if not ctx.records:
         raise _error(f"no finished runs under {out}; failures: {ctx.failures or 'none'}")

@@ -163,6 +163,8 @@ def test_an_in_process_study_resumes_from_its_runs_csv(tmp_path, capsys):
     assert run_study(study, ["--out", str(out)]) == {"scores": [10.0, 11.0]}
     assert run_study(study, ["--out", str(out), "--seeds", "3"]) == {"scores": [10.0, 11.0, 12.0]}
     assert calls == ["u0", "u1", "u2"]  # the second call ran the new unit only
+    assert run_study(study, ["--out", str(out), "--seeds", "4", "--report-only"]) == {"scores": [10.0, 11.0, 12.0]}
+    assert calls == ["u0", "u1", "u2"]  # --report-only runs nothing
     assert (out / CURVES_CSV).read_text().count("u2") == 1
     with pytest.raises(SystemExit) as e:  # other settings for a unit already there
         run_study(study, ["--out", str(out), "--size", "5"])
