@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from pbrl.agents.registry import agent_names, get_agent, get_entry
-from pbrl.bench import CPU_SAC_KWARGS, Study, StudyRuns, run_study
+from pbrl.bench import CPU_SAC_KWARGS, Study, StudyRuns, interval, run_study
 from pbrl.envs.registry import check_task
 from pbrl.report import build_report
 from pbrl.sweep import expand_grid
@@ -171,8 +171,6 @@ def build_grid(a: argparse.Namespace):
 
 def summarise_runs(runs: list, agents: list[str], score: str, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Per agent: IQM final score [95 % CI] over seeds, mean / std / per seed, ratio to SAC-true, cost."""
-    from pbrl import stats
-
     fld = {"return": "mean_return", "success": "success_rate"}[score]
     table: dict[str, dict[str, Any]] = {}
     for agent in agents:
@@ -180,12 +178,11 @@ def summarise_runs(runs: list, agents: list[str], score: str, seed: int = 0) -> 
         if not rs:
             continue
         vals = np.array([r.final(fld) for r in rs], dtype=np.float64)
-        iv = stats.stratified_bootstrap_ci([vals], "iqm", n_resamples=2000, seed=seed)
         m = [r.metrics for r in rs]
         cpu = np.array([x["cpu_time_s"] for x in m], dtype=np.float64)
         row = {
             "score": score, "n_runs": len(rs), "seeds": [int(r.config["seed"]) for r in rs],
-            "iqm": {"value": float(iv.value), "low": float(iv.low), "high": float(iv.high), "n_runs": int(iv.n_runs)},
+            "iqm": interval([vals], seed),
             "mean": float(vals.mean()), "std": float(vals.std()), "per_seed": vals.tolist(),
             "cpu_s_per_run": float(cpu.mean()),
             "steps_per_cpu_s": float(np.mean([x["steps"] / max(c, 1e-9) for x, c in zip(m, cpu)])),
