@@ -2,7 +2,7 @@
 run-directory names and the same configs, so rerunning a study's command resumes its existing run
 directories (pbrl.sweep.check_existing_runs finds no difference) instead of refusing them.
 
-``fixtures/old_grids.json`` was written by the scripts at commit 1e0aa5d, before the harness, for the
+``fixtures/old_grids.json`` was written by the scripts before the harness (commits in its ``made_from``), for the
 command lines in its ``argv`` fields (points: ``[name, index into configs, seed]``; ``{data}`` stands for
 the folder of the offline datasets)."""
 
