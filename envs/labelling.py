@@ -118,14 +118,16 @@ def label_dataset(
 
     Returns:
         PreferenceDataset whose segments carry ``index`` (flat start) and qpos/qvel when known; metadata
-        has ``dataset_id``, ``task_id``, ``teacher``, ``segment_length``, ``sampling``, ``seed``.
+        has ``dataset_id``, ``task_id``, ``teacher``, ``segment_length``, ``sampling``, ``seed``; ``user``
+        holds who answered each pair when the teacher is several users (``Teacher.answer``).
     """
     teacher, seed_int = _check_labelling(ds, teacher, n_pairs, "n_pairs", segment_length, n_bins, seed)
     rng = np.random.default_rng(seed)
     a = _sample(ds, n_pairs, segment_length, stratified, n_bins, rng)
     b = _sample(ds, n_pairs, segment_length, stratified, n_bins, rng)
-    labels = _with_margin(teacher, ds, segment_length).label(a, b)
-    return PreferenceDataset(a, b, labels, metadata=_meta(ds, teacher, segment_length, stratified, seed_int, n_pairs))
+    labels, users = _with_margin(teacher, ds, segment_length).answer(a, b)
+    return PreferenceDataset(a, b, labels, metadata=_meta(ds, teacher, segment_length, stratified, seed_int, n_pairs),
+                             user=users)
 
 
 def rate_dataset(

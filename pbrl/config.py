@@ -240,7 +240,7 @@ class OnlineConfig(_Common):
 
     def validate(self) -> OnlineConfig:
         from pbrl.envs.registry import check_task
-        from pbrl.queries import SELECTORS
+        from pbrl.queries import ENSEMBLE_SELECTORS as SELECTORS  # online reward models are ensembles
 
         check_task(self.task)
         _check_choice("agent", self.agent, agent_names("online"), "agent", " for online training")
