@@ -211,6 +211,8 @@ class VPL(IQL):
 
     requires_preferences = True
     feedback_kinds = ("preference",)
+    #: learns from labels that carry user ids (the run config asks for ``teacher: multi_user``)
+    needs_user_ids = True
 
     def __init__(self, obs_dim: int, act_dim: int, latent_dim: int = 32, kl_weight: float = 1.0,
                  context_size: int = 16, encoder_hidden: int = 256, encoder_layers: int = 3, reward_lr: float = 1e-3,
@@ -274,7 +276,7 @@ class VPL(IQL):
     def _check_users(self, preferences: PreferenceDataset) -> None:
         """Every user has at least ``context_size`` pairs (one context)."""
         users, counts = np.unique(preferences.user, return_counts=True)
-        short = [f"{u!r} ({c})" for u, c in zip(users, counts) if c < self.context_size]
+        short = [f"{str(u)!r} ({c})" for u, c in zip(users, counts) if c < self.context_size]
         if short:
             raise ValueError(f"VPL's encoder reads contexts of context_size={self.context_size} pairs of one user, but "
                              f"user(s) {', '.join(short[:5])} labelled fewer; label more pairs per user or lower "
@@ -368,7 +370,7 @@ class VPL(IQL):
         L = len(labels)
         oa, ob = self.tensor(self._norm_obs_np(a.obs[sets])), self.tensor(self._norm_obs_np(b.obs[sets]))
         with torch.no_grad():
-            mean, logvar = self.reward_model.encode(oa.repeat(L, 1, 1, 1, 1), ob.repeat(L, 1, 1, 1, 1),
+            mean, logvar = self.reward_model.encode(oa.repeat(L, 1, 1, 1), ob.repeat(L, 1, 1, 1),
                                                     self.tensor(labels).repeat_interleave(K, 0))
             return latent_information_gain(mean.reshape(L, K, -1), logvar.reshape(L, K, -1)).cpu().numpy()
 

@@ -12,9 +12,12 @@ Protocol (per seed; the results page ``docs/results/vpl.md`` states it with the 
    policy is rolled out ``--episodes`` times on ``pointmass/two-goal:goal=k`` (success = within 0.2 of
    goal k at some step). MR+IQL has no user input: its one policy is evaluated against both goals.
 
-Writes ``vpl.json`` and ``vpl.png`` into ``--out`` and prints the table.
+Writes ``vpl.json`` and ``vpl.png`` into ``--out`` and prints the table. Seeds run one after another, or
+in separate processes whose ``vpl.json`` files ``--combine`` joins:
 
     python scripts/vpl_check.py --seeds 0 1 2 --out docs/results
+    python scripts/vpl_check.py --seeds 1 --out /tmp/s1   # ... one process per seed, then
+    python scripts/vpl_check.py --combine /tmp/s0/vpl.json /tmp/s1/vpl.json /tmp/s2/vpl.json --out docs/results
 """
 
 from __future__ import annotations
@@ -113,19 +116,30 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3000, help="IQL updates of both agents")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per user")
     p.add_argument("--out", type=Path, default=None, help="folder for vpl.json and vpl.png")
+    p.add_argument("--combine", type=Path, nargs="+", default=None,
+                   help="join the results of these vpl.json files (runs of other seeds) instead of running")
     args = p.parse_args()
     for name in ("dataset_steps", "pairs", "segment", "few", "steps", "episodes"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be a positive integer")
     torch.set_num_threads(1)
-    results = [run_seed(s, args) for s in args.seeds]
+    if args.combine:
+        for f in args.combine:
+            if not f.is_file():
+                p.error(f"--combine: no file {f}")
+        loaded = [json.loads(f.read_text()) for f in args.combine]
+        results = sorted((r for d in loaded for r in d["results"]), key=lambda r: r["seed"])
+        meta = {**loaded[0]["meta"], "seeds": [r["seed"] for r in results],
+                "commits": sorted({d["meta"]["commit"] for d in loaded})}
+    else:
+        results = [run_seed(s, args) for s in args.seeds]
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": commit, "args": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "combine"},
+            "vpl_preset": PRESETS["cpu"], "mriql": MRIQL_CPU}
     print(table(results))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": commit, "args": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "vpl_preset": PRESETS["cpu"],
-            "mriql": MRIQL_CPU}
         (args.out / "vpl.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=float))
         figure(results, args.out / "vpl.png")
 
