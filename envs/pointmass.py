@@ -7,9 +7,12 @@ It plays the role of the maze with two goals of Poddar et al. (NeurIPS 2024, "Pe
 Variational Preference Learning", authors' ``maze2d-twogoals-multimodal-v0``) without MuJoCo or D4RL.
 
 * observation ``[2]`` float32: the position ``(x, y)``;
-* action ``[2]`` in ``[-1, 1]``: the step ``p <- clip(p + 0.1 a, -1.5, 1.5)`` (at most 0.1 per axis a step);
+* action ``[2]`` in ``[-1, 1]``: the step ``p <- clip(p + 0.1 a, -1, 1)`` (at most 0.1 per axis a step);
 * start ``(0, 0)`` plus ``U(-0.1, 0.1)`` per axis, from the env's seeded RNG;
-* goals :data:`GOALS`: ``(-1, 1)`` (goal 0) and ``(1, 1)`` (goal 1), 15 full steps away;
+* goals :data:`GOALS`: ``(-1, 1)`` (goal 0) and ``(1, 1)`` (goal 1), the arena's top corners, 10 full steps
+  away. In the corners, a reward learned from segment comparisons, which tends to rise steadily towards the
+  preferred side rather than peak, peaks at the goal (with the arena reaching 0.5 beyond the goals, the
+  learned rewards of ``scripts/vpl_check.py`` peaked in the arena's corners, 0.7 from the goals);
 * episodes of :data:`EPISODE_LENGTH` = 50 steps (a time limit, no terminal state);
 * task option ``goal`` (``pointmass/two-goal:goal=0``): whose task it is. ``goal=0`` / ``goal=1``: reward
   ``-||p - g_k||`` (after the step) and ``info["success"]`` within :data:`SUCCESS_RADIUS` of ``g_k``;
@@ -38,7 +41,7 @@ GOALS = np.array([[-1.0, 1.0], [1.0, 1.0]], dtype=np.float32)
 EPISODE_LENGTH = 50
 SUCCESS_RADIUS = 0.2
 STEP = 0.1
-BOUND = 1.5
+BOUND = 1.0
 #: values of the task option ``goal``, default first
 GOAL_OPTIONS = ("either", "0", "1")
 
@@ -66,8 +69,10 @@ class PointMassTwoGoal(gym.Env):
         self.observation_space = gym.spaces.Box(-BOUND, BOUND, shape=(2,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.pos = np.zeros(2, np.float64)
-        # the simulator state PbrlInfoWrapper records (qpos = position, qvel = the last step's velocity)
+        # the simulator state PbrlInfoWrapper records (qpos = position, qvel = the last step's velocity), with
+        # MuJoCo's names for its sizes
         self.data = SimpleNamespace(qpos=np.zeros(2), qvel=np.zeros(2))
+        self.model = SimpleNamespace(nq=2, nv=2)
 
     def _reward_success(self) -> tuple[float, bool]:
         r = goal_rewards(self.pos)
