@@ -103,7 +103,7 @@ def figure(results: list[dict], path: Path) -> None:
             ax.scatter(np.full(len(s), x), s, color="k", s=10, zorder=3)
     ax.set_xticks(list(GOALS), [f"user {k} (goal {k})" for k in GOALS])
     ax.set_ylabel("success rate")
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.2)
     ax.set_title(f"pointmass/two-goal, {len(results)} seeds (dots: seeds)")
     ax.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()
