@@ -111,7 +111,7 @@ def figure(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--dataset-steps", type=int, default=10_000)
@@ -123,7 +123,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="folder for vpl.json and vpl.png")
     p.add_argument("--combine", type=Path, nargs="+", default=None,
                    help="join the results of these vpl.json files (runs of other seeds) instead of running")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     for name in ("dataset_steps", "pairs", "segment", "few", "steps", "episodes"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be a positive integer")
@@ -147,6 +147,7 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "vpl.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=float))
         figure(results, args.out / "vpl.png")
+    return results
 
 
 if __name__ == "__main__":
