@@ -9,7 +9,7 @@ each user a latent ``z``:
   of ``S`` labelled pairs of one user (the segments' states flattened and concatenated with the labels,
   then an MLP; the authors' ``Encoder``).
 * **Reward decoder** ``r_phi(s, z)``: an MLP on the state and the latent. Under the latent, the
-  Bradley-Terry model of the paper's Eq. (1) reads ``P(b > a | z) = sigmoid(sum_t r(s^b_t, z) - sum_t
+  Bradley-Terry model (the paper's Sec. 3) reads ``P(b > a | z) = sigmoid(sum_t r(s^b_t, z) - sum_t
   r(s^a_t, z))`` (pbrl's labels: 1.0 = ``b`` preferred).
 * **Loss** (the evidence lower bound of the paper's Sec. 4.1, negated; the authors' ``VAEModel.forward``):
   per context, ``L = - sum_{i in C} log P(y^i | s_A^i, s_B^i, z) + beta KL(q_psi(z | C) || N(0, I))`` with
@@ -21,6 +21,9 @@ each user a latent ``z``:
   pairs whose answers tell most about ``z``, ``I(z; y) = H[E_y q(z | C, y)] - E_y H[q(z | C, y)]``
   -> :func:`latent_information_gain`, :meth:`VPL.information_gain`, the ``information_gain`` selector of
   :mod:`pbrl.queries`.
+
+Equation numbers: the paper's text could not be read where this was written, so its sections are named and
+every equation was checked against the authors' code (``pref_learn/models/vae.py``) instead.
 
 Defaults are the authors' code's (``pref_learn/train.py`` flags, ``pref_learn/models/vae.py``,
 ``configs/maze_config.py``, ``run.sh``): latent dim 32, ``beta`` (``kl_weight``) 1.0, encoder and decoder 3

@@ -182,3 +182,14 @@ def test_vpl_information_gain_prefers_pairs_that_split_the_users():
                  reward=np.zeros((8, 2)))
     gain = agent.information_gain(a, b, np.array([[0, 1, 2, 3], [4, 5, 6, 7]]), rng=0)
     assert gain.shape == (2,) and gain[0] > gain[1] >= 0  # identical segments tell nothing about the user
+
+
+def test_several_seeds_at_once_match_the_single_seed_agent():
+    ds, prefs = two_user_problem(48)
+    kw = {**TINY, "reward_epochs": 2, "encoder_hidden": 16}
+    many = VPL.from_dataset(ds, seeds=(0, 1), **kw)
+    many.fit(ds, prefs, steps=3, progress=False)
+    one = VPL.from_dataset(ds, seed=1, **kw)
+    one.fit(ds, prefs, steps=3, progress=False)
+    obs = ds.observations[:4]
+    np.testing.assert_array_equal(many.split()[1].predict(obs)[0], one.predict(obs)[0])
