@@ -25,6 +25,10 @@ preference labels for the same number of gradient updates:
   (DTR's ensemble normalisation, ``ensemble_normalization="zscore"``; opt-in), against ``mriql``'s plain
   average on the same labels;
 * ``oppo``: OPPO (context encoder, HIM, optimal context);
+* ``vpl``: registered, but not a row that runs here: VPL learns one reward per user from labels of several
+  users, and these datasets' labels come from one teacher (its run stops at validation, asking for
+  ``--teacher multi_user``). Its benchmark is ``scripts/vpl_check.py`` on ``pointmass/two-goal``
+  (``docs/results/vpl.md``);
 * ``pearl``: PEARL with zero target labels (opt-in, see *Costs*). It learns from a *source* dataset's
   labels, those of the next dataset of the same domain (Meta-World or locomotion) with another task
   (:func:`pearl_source`), transferred to the target dataset by Gromov-Wasserstein. A seed's source labels

@@ -46,7 +46,8 @@ from tqdm.auto import tqdm
 from pbrl.bench import Study, StudyRuns, run_study
 from pbrl.envs import make_env, rollout
 from pbrl.preferences import PreferenceDataset, atomic_write
-from pbrl.queries import SELECTORS, candidate_pairs, make_selector
+from pbrl.queries import ENSEMBLE_SELECTORS as SELECTORS
+from pbrl.queries import candidate_pairs, make_selector
 from pbrl.reward_models import GaussianRewardModel, RewardEnsemble, evaluate_reward_model
 from pbrl.teachers import ScriptedTeacher
 
