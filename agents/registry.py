@@ -114,6 +114,8 @@ AGENTS: dict[str, AgentEntry] = _entries(
                "PEARL: cross-task label transfer, robust Gaussian reward, IQL", extras=("ot",)),
     AgentEntry("dppo", "pbrl.agents.dppo:DPPO", "offline", None, True,
                "DPPO: contrastive policy on segments scored by a smoothed preference predictor"),
+    AgentEntry("vpl", "pbrl.agents.vpl:VPL", "offline", None, True,
+               "VPL: a latent per user, reward r(s, z), z-conditioned IQL (labels carry user ids)"),
 )
 """Every agent, by the name users type."""
 

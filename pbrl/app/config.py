@@ -37,7 +37,8 @@ from pbrl.envs.collect import POLICY_KINDS, collect
 from pbrl.envs.registry import check_task
 from pbrl.online.ratings import RATING_SELECTORS
 from pbrl.preferences import atomic_write
-from pbrl.queries import SELECTORS, make_selector
+from pbrl.queries import ENSEMBLE_SELECTORS as SELECTORS
+from pbrl.queries import make_selector
 from pbrl.reward_models import RewardEnsemble
 from pbrl.teachers import TEACHER_PRESETS, RatingTeacher
 from pbrl.validation import check_int
@@ -64,8 +65,10 @@ def allowed_teachers(kind: str = "online") -> list[str]:
     """Teacher names a run accepts: the B-Pref presets, ``scripted`` (explicit ``teacher_kwargs``), ``rating``
     (a :class:`~pbrl.teachers.RatingTeacher`, ``n_classes`` classes) and ``heron`` (a
     :class:`~pbrl.teachers.HierarchicalTeacher` over the env's reward factors, online only); offline runs also
-    ``regret`` (CPL's oracle: regret under the dataset's expert critic, :mod:`pbrl.envs.regret`)."""
-    return sorted([*TEACHER_PRESETS, "scripted", "rating", "heron", *(["regret"] if kind == "offline" else [])])
+    ``regret`` (CPL's oracle: regret under the dataset's expert critic, :mod:`pbrl.envs.regret`) and
+    ``multi_user`` (a population of scripted users, :class:`~pbrl.multi_user.MultiUserTeacher`, for VPL)."""
+    offline = ["regret", "multi_user"] if kind == "offline" else []
+    return sorted([*TEACHER_PRESETS, "scripted", "rating", "heron", *offline])
 
 
 def agent_class(kind: str, name: str):

@@ -50,6 +50,7 @@ def test_package_level_imports_and_clear_errors():
         QPA,
         RUNE,
         SURF,
+        VPL,
         PrefPPO,
     )
 
@@ -106,6 +107,7 @@ OFFLINE_SMALL = {
     "mriql": {"reward_model_kwargs": {"hidden": (16,)}},
     "pearl": {"reward_model_kwargs": {"hidden": (16,)}, "n_target_pairs": 10, "reward_epochs": 5},
     "dppo": {"predictor_kwargs": {"size": "small", "embed_dim": 16, "pref_attn_dim": 16}, "predictor_epochs": 2},
+    "vpl": {"context_size": 4, "latent_dim": 4, "encoder_hidden": 16, "reward_epochs": 2},
 }
 
 
@@ -119,6 +121,7 @@ def test_offline_contract(name, reacher_data, tmp_path):
     from stable_baselines3.common.monitor import Monitor
 
     from pbrl.envs import make_env
+    from pbrl.preferences import PreferenceDataset
 
     ds, prefs, source_prefs = reacher_data
     entry = get_entry(name)
@@ -128,6 +131,8 @@ def test_offline_contract(name, reacher_data, tmp_path):
         kw.pop("batch_size")
     agent = cls.from_dataset(ds, **kw)
     labels = (source_prefs if name == "pearl" else prefs) if entry.needs_preferences else None
+    if name == "vpl":  # VPL learns one latent per user: the same pairs, answered by two users
+        labels = PreferenceDataset(prefs.a, prefs.b, prefs.label, user=np.arange(len(prefs)) % 2)
     agent.fit(ds, labels, steps=3, progress=False)
     assert agent.num_updates == 3
     obs = ds.observations[:5]

@@ -7,9 +7,8 @@
   left out).
 * Imports of pbrl's own modules sit at the top of modules: fewer than 20 remain inside functions in
   ``pbrl/``, ``agents/`` and ``envs/``, each with a ``# lazy: <reason>`` comment on its line.
-* No file under ``scripts/`` imports another script by path (``sys.path`` edits, ``importlib`` loading, or a
-  plain ``import`` of a sibling script, which works only because Python puts the script's folder on
-  ``sys.path``).
+
+That no file under ``scripts/`` imports another script is ``tests/scripts/test_scripts_independent.py``'s rule.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: source folder -> the package it installs as (pyproject.toml's package-dir)
@@ -204,63 +201,3 @@ def test_the_command_line_loads_without_torch_or_gymnasium():
     code = "import sys, pbrl.app.cli; print(sorted(m for m in ('torch', 'stable_baselines3', 'gymnasium') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
-
-
-# ---------------------------------------------------------------------------------------------- scripts
-SCRIPTS = ROOT / "scripts"
-#: scripts that still import a sibling script when this test was written; the benchmark harness (issue 31)
-#: removes them. A script not listed here must not start doing it.
-KNOWN_OFFENDERS = {
-    "bench_offline.py",
-    "bench_speed.py",
-    "make_datasets.py",
-    "offline_curve.py",
-    "pebble_ablation.py",
-    "rime_saturation.py",
-    "speed_compare.py",
-}
-
-
-def script_offences(path: Path) -> list[str]:
-    """How ``path`` reaches other scripts by path: ``sys.path`` edits, ``importlib`` / ``runpy`` loading by
-    file or name, and plain imports of a sibling script."""
-    siblings = {p.stem for p in path.parent.glob("*.py")} - {path.stem}
-    tree = ast.parse(path.read_text())
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) \
-                and node.value.id == "sys":
-            found.append(f"{node.lineno}: sys.path")
-        elif isinstance(node, ast.Attribute) and node.attr in ("spec_from_file_location", "SourceFileLoader",
-                                                                "import_module", "run_path"):
-            found.append(f"{node.lineno}: {node.attr}")
-        elif isinstance(node, ast.Import):
-            found += [f"{node.lineno}: import {a.name}" for a in node.names if a.name.split(".")[0] in siblings]
-        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] in siblings:
-            found.append(f"{node.lineno}: from {node.module} import ...")
-    return found
-
-
-def test_the_script_check_sees_each_trick(tmp_path):
-    (tmp_path / "other.py").write_text("X = 1\n")
-    cases = {
-        "a.py": "import sys\nsys.path.insert(0, '.')\n",
-        "b.py": "import importlib\nm = importlib.import_module('other')\n",
-        "c.py": "import importlib.util\ns = importlib.util.spec_from_file_location('o', 'other.py')\n",
-        "d.py": "from other import X\n",
-        "e.py": "import other\n",
-        "f.py": "import runpy\nrunpy.run_path('other.py')\n",
-    }
-    for name, src in cases.items():
-        (tmp_path / name).write_text(src)
-        assert script_offences(tmp_path / name), name
-    (tmp_path / "ok.py").write_text("import sys\nfrom pbrl.app.sweep import run_sweep\nprint(sys.argv)\n")
-    assert script_offences(tmp_path / "ok.py") == []
-
-
-@pytest.mark.parametrize("path", sorted(SCRIPTS.glob("*.py")), ids=lambda p: p.name)
-def test_no_script_imports_another_script_by_path(path):
-    found = script_offences(path)
-    if path.name in KNOWN_OFFENDERS:
-        pytest.skip(f"known offender until the benchmark harness replaces it: {found}")
-    assert not found, f"{path.name} reaches other scripts by path: {found}"

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return importlib.import_module("bench_feedback")
+    return load_script("bench_feedback")
 
 
 def test_default_grid_sac_control_agents_and_the_std_variant(bench):
