@@ -114,6 +114,8 @@ AGENTS: dict[str, AgentEntry] = _entries(
                "PEARL: cross-task label transfer, robust Gaussian reward, IQL", extras=("ot",)),
     AgentEntry("dppo", "pbrl.agents.dppo:DPPO", "offline", None, True,
                "DPPO: contrastive policy on segments scored by a smoothed preference predictor"),
+    AgentEntry("dtr", "pbrl.agents.dtr:DTR", "offline", None, True,
+               "DTR: return-conditioned Decision Transformer + twin-Q regulariser, ensemble-normalised rewards"),
 )
 """Every agent, by the name users type."""
 
