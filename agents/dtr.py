@@ -180,6 +180,41 @@ def _positive(name: str, v: Any, integer: bool = False, allow_zero: bool = False
         raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} {what}, got {v!r}")
 
 
+def _check_args(*, eta, state_weight, weight_decay, grad_norm, rtg_noise, context_length, embed_dim, n_layers,
+                n_heads, max_ep_len, ema_every, n_candidates, reward_epochs, reward_batch_size, ema_start, rtg_scale,
+                schedule_steps, dropout, tau, ema_decay, return_multipliers, rtg_update, ensemble_normalization,
+                reward_model_kwargs, critic_hidden) -> None:
+    """:class:`DTR`'s hyperparameters: one clear error for an impossible value, before anything is built."""
+    for h in critic_hidden:
+        _positive("critic_hidden's layer width", h, integer=True)
+    for name, v in (("eta", eta), ("state_weight", state_weight), ("weight_decay", weight_decay),
+                    ("grad_norm", grad_norm), ("rtg_noise", rtg_noise)):
+        _positive(name, v, allow_zero=True)
+    for name, v in (("context_length", context_length), ("embed_dim", embed_dim), ("n_layers", n_layers),
+                    ("n_heads", n_heads), ("max_ep_len", max_ep_len), ("ema_every", ema_every),
+                    ("n_candidates", n_candidates), ("reward_epochs", reward_epochs),
+                    ("reward_batch_size", reward_batch_size)):
+        _positive(name, v, integer=True)
+    _positive("ema_start", ema_start, integer=True, allow_zero=True)
+    _positive("rtg_scale", rtg_scale)
+    if schedule_steps is not None:
+        _positive("schedule_steps", schedule_steps, integer=True)
+    if not (0.0 <= dropout < 1.0 and 0.0 < tau <= 1.0 and 0.0 <= ema_decay < 1.0):
+        raise ValueError(f"need 0 <= dropout < 1, 0 < tau <= 1 and 0 <= ema_decay < 1; got {dropout}, {tau}, {ema_decay}")
+    if embed_dim % n_heads:
+        raise ValueError(f"embed_dim ({embed_dim}) must be divisible by n_heads ({n_heads})")
+    mult = tuple(return_multipliers)
+    if not mult or n_candidates < len(mult):
+        raise ValueError(f"need at least one return multiplier and n_candidates >= their number; got "
+                         f"{len(mult)} multipliers, n_candidates={n_candidates}")
+    if rtg_update not in RTG_UPDATES:
+        raise ValueError(f"unknown rtg_update '{rtg_update}'; choose one of {RTG_UPDATES}")
+    if ensemble_normalization not in ENSEMBLE_NORMALIZATIONS:
+        raise ValueError(f"unknown ensemble_normalization '{ensemble_normalization}'; choose one of {ENSEMBLE_NORMALIZATIONS}")
+    if reward_model_kwargs is not None and not isinstance(reward_model_kwargs, dict):
+        raise TypeError(f"reward_model_kwargs must be a dict, got {type(reward_model_kwargs).__name__}")
+
+
 class DTR(OfflineAgent):
     """DTR (Tu et al., AAAI 2025): a Decision Transformer on ensemble-normalised learned rewards, regularised by
     a twin critic's Q (see the module docstring for the losses and the inference).
@@ -256,32 +291,15 @@ class DTR(OfflineAgent):
         ensemble_normalization: str = "zscore",
         **common: Any,
     ):
-        for name, v in (("eta", eta), ("state_weight", state_weight), ("weight_decay", weight_decay),
-                        ("grad_norm", grad_norm), ("rtg_noise", rtg_noise)):
-            _positive(name, v, allow_zero=True)
-        for name, v in (("context_length", context_length), ("embed_dim", embed_dim), ("n_layers", n_layers),
-                        ("n_heads", n_heads), ("max_ep_len", max_ep_len), ("ema_every", ema_every),
-                        ("n_candidates", n_candidates), ("reward_epochs", reward_epochs),
-                        ("reward_batch_size", reward_batch_size)):
-            _positive(name, v, integer=True)
-        _positive("ema_start", ema_start, integer=True, allow_zero=True)
-        _positive("rtg_scale", rtg_scale)
-        if schedule_steps is not None:
-            _positive("schedule_steps", schedule_steps, integer=True)
-        if not (0.0 <= dropout < 1.0 and 0.0 < tau <= 1.0 and 0.0 <= ema_decay < 1.0):
-            raise ValueError(f"need 0 <= dropout < 1, 0 < tau <= 1 and 0 <= ema_decay < 1; got {dropout}, {tau}, {ema_decay}")
-        if embed_dim % n_heads:
-            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by n_heads ({n_heads})")
+        _check_args(eta=eta, state_weight=state_weight, weight_decay=weight_decay, grad_norm=grad_norm,
+                    rtg_noise=rtg_noise, context_length=context_length, embed_dim=embed_dim, n_layers=n_layers,
+                    n_heads=n_heads, max_ep_len=max_ep_len, ema_every=ema_every, n_candidates=n_candidates,
+                    reward_epochs=reward_epochs, reward_batch_size=reward_batch_size, ema_start=ema_start,
+                    rtg_scale=rtg_scale, schedule_steps=schedule_steps, dropout=dropout, tau=tau, ema_decay=ema_decay,
+                    return_multipliers=return_multipliers, rtg_update=rtg_update,
+                    ensemble_normalization=ensemble_normalization, reward_model_kwargs=reward_model_kwargs,
+                    critic_hidden=critic_hidden)
         mult = tuple(float(m) for m in return_multipliers)
-        if not mult or n_candidates < len(mult):
-            raise ValueError(f"need at least one return multiplier and n_candidates >= their number; got "
-                             f"{len(mult)} multipliers, n_candidates={n_candidates}")
-        if rtg_update not in RTG_UPDATES:
-            raise ValueError(f"unknown rtg_update '{rtg_update}'; choose one of {RTG_UPDATES}")
-        if ensemble_normalization not in ENSEMBLE_NORMALIZATIONS:
-            raise ValueError(f"unknown ensemble_normalization '{ensemble_normalization}'; choose one of {ENSEMBLE_NORMALIZATIONS}")
-        if reward_model_kwargs is not None and not isinstance(reward_model_kwargs, dict):
-            raise TypeError(f"reward_model_kwargs must be a dict, got {type(reward_model_kwargs).__name__}")
         self.eta, self.state_weight, self.context_length = float(eta), float(state_weight), int(context_length)
         self.embed_dim, self.n_layers, self.n_heads, self.dropout = int(embed_dim), int(n_layers), int(n_heads), float(dropout)
         self.max_ep_len, self.critic_hidden = int(max_ep_len), tuple(int(h) for h in critic_hidden)

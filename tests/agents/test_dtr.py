@@ -131,6 +131,21 @@ def test_inference_takes_the_highest_q_target_and_updates_the_rtg(data):
     assert noisy.shape == (2, 1) and np.all(np.abs(noisy) <= 1)
 
 
+def test_the_ema_policy_moves_only_after_ema_start_and_the_target_critic_every_update(data):
+    ds, prefs = data
+    agent = DTR.from_dataset(ds, seed=0, **{**TINY, "ema_start": 2, "ema_every": 1})
+    init = [p.clone() for p in agent.nets["actor_ema"].parameters()]
+    critic0 = [p.clone() for p in agent.nets["critic_target"].parameters()]
+    agent.fit(ds, prefs, steps=3, progress=False)  # updates 0, 1, 2: the EMA waits until update > 2
+    assert all(torch.equal(a, b) for a, b in zip(init, agent.nets["actor_ema"].parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(critic0, agent.nets["critic_target"].parameters()))
+    agent.fit(ds, prefs, steps=1, progress=False)  # update 3 moves it by (1 - 0.995) towards the policy
+    ema, actor = list(agent.nets["actor_ema"].parameters()), list(agent.nets["actor"].parameters())
+    moved = [not torch.equal(a, b) for a, b in zip(init, ema)]
+    assert any(moved)
+    np.testing.assert_allclose(ema[0].detach(), (0.995 * init[0] + 0.005 * actor[0]).detach(), rtol=1e-5, atol=1e-7)
+
+
 def test_bad_input_stops_before_any_work(data):
     ds, prefs = data
     agent = DTR.from_dataset(ds, **TINY)
@@ -146,7 +161,8 @@ def test_bad_input_stops_before_any_work(data):
     for bad, msg in (({"eta": -1.0}, "eta must be a non-negative number"), ({"rtg_update": "fast"}, "unknown rtg_update"),
                      ({"embed_dim": 10, "n_heads": 4}, "divisible"), ({"n_candidates": 3}, "n_candidates"),
                      ({"context_length": 0}, "context_length must be a positive integer"),
-                     ({"ensemble_normalization": "rank"}, "unknown ensemble_normalization")):
+                     ({"ensemble_normalization": "rank"}, "unknown ensemble_normalization"),
+                     ({"critic_hidden": (16, 0)}, "critic_hidden")):
         with pytest.raises(ValueError, match=msg):
             DTR(3, 1, **{**TINY, **bad})
     with pytest.raises(ValueError, match="observation must have shape"):
