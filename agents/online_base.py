@@ -91,6 +91,12 @@ REWARD_MODEL_DEFAULTS: dict[str, Any] = {
 class OnlinePrefAgent:
     """Base class: builds the env, the reward model, the wrapper, the SB3 learner and the callbacks.
 
+    The constructor runs named steps, in this order (the order fixes the random streams: the same seed gives
+    the same numbers): :meth:`_validate` (every argument, before any work), :meth:`_build_env`,
+    :meth:`_build_reward_model` (then the :class:`~pbrl.online.LearnedRewardVecEnv` wrapper),
+    :meth:`_build_learner`, :meth:`_build_callback`, :meth:`_build_eval_callback`, and last the subclass's
+    :meth:`_setup`. A subclass changes a part through the hooks below rather than these steps.
+
     Args:
         task_id_or_env: a task id of :func:`pbrl.envs.make_env` (``"mujoco/HalfCheetah-v5"``,
             ``"metaworld/button-press-v3"``), a ``gymnasium.Env`` or an SB3 ``VecEnv``.
@@ -161,9 +167,64 @@ class OnlinePrefAgent:
         progress: bool = False,
         verbose: int = 0,
     ):
-        from pbrl.queries import make_selector
+        if unsup_steps is None:
+            unsup_steps = self.default_unsup_steps
+        selector_obj, fit = self._validate(
+            task_id_or_env, teacher, total_feedback=total_feedback, feedback_per_session=feedback_per_session,
+            feedback_every=feedback_every, segment_length=segment_length, selector=selector, seed=seed,
+            unsup_steps=unsup_steps, large_batch=large_batch, reset_updates=reset_updates, n_envs=n_envs,
+            n_eval_episodes=n_eval_episodes, eval_env=eval_env, eval_every=eval_every, episode_length=episode_length,
+            learner_kwargs=learner_kwargs, reward_model_kwargs=reward_model_kwargs, fit_kwargs=fit_kwargs,
+        )
+        venv = self._build_env(task_id_or_env, n_envs, episode_length)
+        self.reward_model = self._build_reward_model(self.obs_dim, self.act_dim, reward_model_kwargs, device)
+        self.env = LearnedRewardVecEnv(venv, self.reward_model, max_episodes=max_episodes)
+        self.model = self._build_learner(
+            self._learner_env(self.env), learner_kwargs, device=device, tensorboard_log=tensorboard_log,
+            verbose=verbose,
+        )
+        self.callback = self._build_callback(selector_obj, fit, large_batch, progress=progress, verbose=verbose)
+        self.eval_callback = self._build_eval_callback(eval_env, eval_every, n_eval_episodes)
+        self.progress = bool(progress)
+        self.entropy = None  #: the state-entropy estimator of agents that pre-train on it (checkpointed)
+        self._setup()
 
-        # ---------------------------------------------------------------- validation, before any work
+    # ------------------------------------------------------------------ construction steps
+    def _validate(
+        self,
+        task_id_or_env: Any,
+        teacher: Any,
+        *,
+        total_feedback: int,
+        feedback_per_session: int,
+        feedback_every: int,
+        segment_length: int,
+        selector: Any,
+        seed: int,
+        unsup_steps: int,
+        large_batch: int,
+        reset_updates: int,
+        n_envs: int,
+        n_eval_episodes: int,
+        eval_env: Any,
+        eval_every: int | None,
+        episode_length: int | None,
+        learner_kwargs: dict | None,
+        reward_model_kwargs: dict | None,
+        fit_kwargs: dict | None,
+    ) -> tuple[Any, dict]:
+        """Step 1: check every argument before any work (no env, model or file is made), then store the
+        settings (``teacher``, ``feedback``, ``task_id``, ``total_feedback``, ``feedback_per_session``,
+        ``feedback_every``, ``segment_length``, ``seed``, ``unsup_steps``, ``reset_updates``).
+
+        Bad input raises one ``ValueError`` (``TypeError`` for a wrong kind of object) naming the argument.
+        What only the env can tell (an unknown task id, a segment longer than the episode) is checked by
+        :meth:`_build_env`, and the reward model's own arguments by :class:`~pbrl.reward_models.RewardEnsemble`.
+
+        Returns:
+            ``(selector, fit_kwargs)``: the query selector object and the
+            :class:`~pbrl.reward_models.RewardTrainer` arguments (:meth:`_fit_kwargs`).
+        """
         check_int("total_feedback", total_feedback, 1 if self.requires_preferences else 0)
         check_int("feedback_per_session", feedback_per_session, 1)
         check_int("feedback_every", feedback_every, 1)
@@ -173,23 +234,47 @@ class OnlinePrefAgent:
         check_int("reset_updates", reset_updates, 0)
         check_int("n_envs", n_envs, 1)
         check_int("n_eval_episodes", n_eval_episodes, 1)
-        if unsup_steps is None:
-            unsup_steps = self.default_unsup_steps
         check_int("unsup_steps", unsup_steps, 0)
         if eval_every is not None:
             check_int("eval_every", eval_every, 1)
-        if not hasattr(teacher, "label"):
-            raise TypeError(
-                f"teacher must be a pbrl Teacher with label(a, b) (e.g. make_teacher('oracle')), got {type(teacher).__name__}"
-            )
+        if episode_length is not None:
+            check_int("episode_length", episode_length, 1)
         for name, d in (("learner_kwargs", learner_kwargs), ("reward_model_kwargs", reward_model_kwargs),
                         ("fit_kwargs", fit_kwargs)):
             if d is not None and not isinstance(d, dict):
                 raise TypeError(f"{name} must be a dict or None, got {type(d).__name__}")
-        learner_kwargs = dict(learner_kwargs or {})
         for bad in ("env", "policy", "seed", "replay_buffer_class"):
-            if bad in learner_kwargs:
+            if bad in (learner_kwargs or {}):
                 raise ValueError(f"learner_kwargs may not set '{bad}'; the agent sets it (pass it to the agent instead)")
+        feedback, selector_obj = self._check_feedback(teacher, selector)
+        self._check_extra(int(segment_length))
+        self.task_id = task_id_or_env if isinstance(task_id_or_env, str) else None
+        if eval_every is not None and eval_env is None and self.task_id is None:
+            raise ValueError("eval_every needs eval_env= when the agent was built from an env object")
+        self.teacher, self.feedback = teacher, feedback
+        self.total_feedback = int(total_feedback)
+        self.feedback_per_session = int(feedback_per_session)
+        self.feedback_every = int(feedback_every)
+        self.segment_length = int(segment_length)
+        self.seed = int(seed)
+        self.unsup_steps = int(unsup_steps)
+        self.reset_updates = int(reset_updates)
+        return selector_obj, self._fit_kwargs(fit_kwargs)
+
+    def _check_feedback(self, teacher: Any, selector: Any) -> tuple[str, Any]:
+        """Part of :meth:`_validate`: the teacher, the kind of feedback it gives (one this agent learns from)
+        and the query selector (``None``: the class's ``default_selector``; a rating teacher needs one that
+        rates single segments).
+
+        Returns:
+            ``(feedback, selector)``: ``"preference"`` or ``"rating"``, and the selector object.
+        """
+        from pbrl.queries import make_selector
+
+        if not hasattr(teacher, "label"):
+            raise TypeError(
+                f"teacher must be a pbrl Teacher with label(a, b) (e.g. make_teacher('oracle')), got {type(teacher).__name__}"
+            )
         feedback = getattr(teacher, "feedback", "preference")
         if feedback not in self.feedback_kinds:
             raise ValueError(
@@ -197,60 +282,61 @@ class OnlinePrefAgent:
                 f"'{getattr(teacher, 'name', type(teacher).__name__)}' gives {feedback}s; use a pair teacher "
                 "(e.g. oracle) or an agent that learns from ratings (e.g. pebble)"
             )
-        self.feedback = feedback
         selector = self.default_selector if selector is None else selector
         if feedback == "rating":
             from pbrl.online.ratings import rating_selector
 
-            rating_selector(selector)  # clear error for a pair-only selector, before any work
-        selector_obj = make_selector(selector)  # clear error if unknown
-        self._check_extra(int(segment_length))
+            rating_selector(selector)  # clear error for a pair-only selector
+        return feedback, make_selector(selector)  # clear error if unknown
 
-        self.task_id = task_id_or_env if isinstance(task_id_or_env, str) else None
-        if episode_length is not None:
-            check_int("episode_length", episode_length, 1)
-        venv, ep_len = self._make_venv(task_id_or_env, n_envs, seed, episode_length)
-        if segment_length > ep_len:
+    def _build_env(self, task_id_or_env: Any, n_envs: int, episode_length: int | None) -> VecEnv:
+        """Step 2: the SB3 ``VecEnv`` of the task (seeded with ``self.seed``), before the learned-reward
+        wrapper; sets ``episode_length``, ``n_envs``, ``obs_dim`` and ``act_dim``.
+
+        Raises ``ValueError`` for an unknown task id (before building anything) or a ``segment_length``
+        longer than the episode.
+        """
+        venv, ep_len = self._make_venv(task_id_or_env, n_envs, self.seed, episode_length)
+        if self.segment_length > ep_len:
             raise ValueError(
-                f"segment_length {segment_length} is longer than the episode length {ep_len}; choose a shorter segment"
+                f"segment_length {self.segment_length} is longer than the episode length {ep_len}; "
+                "choose a shorter segment"
             )
-        self.teacher = teacher
-        self.total_feedback = int(total_feedback)
-        self.feedback_per_session = int(feedback_per_session)
-        self.feedback_every = int(feedback_every)
-        self.segment_length = int(segment_length)
-        self.seed = int(seed)
-        self.unsup_steps = int(unsup_steps)
         self.episode_length = int(ep_len)
         self.n_envs = venv.num_envs
-        obs_dim = venv.observation_space.shape[0]
-        act_dim = venv.action_space.shape[0]
-        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.obs_dim, self.act_dim = venv.observation_space.shape[0], venv.action_space.shape[0]
+        return venv
 
-        # ---------------------------------------------------------------- reward model and wrapper
-        rm_kwargs = {**self.default_reward_model_kwargs, "seed": self.seed, "device": device, **(reward_model_kwargs or {})}
-        self.reward_model = RewardEnsemble(obs_dim, act_dim, **rm_kwargs)
-        self.env = LearnedRewardVecEnv(venv, self.reward_model, max_episodes=max_episodes)
-        self.reset_updates = int(reset_updates)
-        learner_env = self._learner_env(self.env)
+    def _build_reward_model(self, obs_dim: int, act_dim: int, overrides: dict | None = None,
+                            device: str = "cpu") -> RewardEnsemble:
+        """Step 3: the reward ensemble ``r_hat(s, a)`` over ``obs_dim + act_dim`` inputs: the class's
+        ``default_reward_model_kwargs``, seeded with ``self.seed``, then ``overrides``."""
+        kw = {**self.default_reward_model_kwargs, "seed": self.seed, "device": device, **(overrides or {})}
+        return RewardEnsemble(obs_dim, act_dim, **kw)
 
-        # ---------------------------------------------------------------- SB3 learner
-        kw = self._learner_kwargs(learner_kwargs)
-        self.model = self.learner_cls(
-            "MlpPolicy", learner_env, seed=self.seed, device=device, tensorboard_log=tensorboard_log,
-            verbose=verbose, **kw
+    def _build_learner(self, env: VecEnv, overrides: dict | None, *, device: str = "cpu",
+                       tensorboard_log: str | None = None, verbose: int = 0) -> BaseAlgorithm:
+        """Step 4: the SB3 learner (``learner_cls``, ``"MlpPolicy"``) on ``env`` with the class's
+        ``default_learner_kwargs`` updated by ``overrides``; sets ``learner_kwargs`` and ``seed_steps`` (the
+        random steps before learning starts, SAC's ``learning_starts``)."""
+        kw = self._learner_kwargs(dict(overrides or {}))
+        model = self.learner_cls(
+            "MlpPolicy", env, seed=self.seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose, **kw
         )
         self.learner_kwargs = kw
         self.seed_steps = int(kw.get("learning_starts", 0)) if self.is_off_policy else 0
+        return model
 
-        # ---------------------------------------------------------------- callbacks
-        rating = feedback == "rating"
-        fit = self._fit_kwargs(fit_kwargs)
+    def _build_callback(self, selector: Any, fit: dict, large_batch: int = 10, *, progress: bool = False,
+                        verbose: int = 0) -> PreferenceCallback:
+        """Step 5: the feedback callback (a :class:`~pbrl.online.RatingCallback` for a rating teacher) with the
+        agent's parts (:meth:`_make_pool`, :meth:`_loss_terms`, :meth:`_make_hooks`) and an empty label set."""
+        rating = self.feedback == "rating"
         trainer = RatingTrainer(self._rating_loss_terms(), **fit) if rating else RewardTrainer(self._loss_terms(), **fit)
-        self.callback = (RatingCallback if rating else PreferenceCallback)(
+        callback = (RatingCallback if rating else PreferenceCallback)(
             self.reward_model,
-            teacher,
-            selector_obj,
+            self.teacher,
+            selector,
             total_feedback=self.total_feedback,
             feedback_per_session=self.feedback_per_session,
             feedback_every=self.feedback_every,
@@ -266,23 +352,24 @@ class OnlinePrefAgent:
             progress=progress,
             verbose=verbose,
         )
-        meta = {"task_id": self.task_id, "agent": type(self).__name__, "teacher": getattr(teacher, "name", "")}
-        self.callback.preferences = self.callback.empty_labels(obs_dim, act_dim, metadata=meta)
-        self.eval_callback: PbrlEvalCallback | None = None
-        if eval_every is not None:
-            if eval_env is None:
-                if self.task_id is None:
-                    raise ValueError("eval_every needs eval_env= when the agent was built from an env object")
-                from pbrl.envs import make_env
+        meta = {"task_id": self.task_id, "agent": type(self).__name__, "teacher": getattr(self.teacher, "name", "")}
+        callback.preferences = callback.empty_labels(self.obs_dim, self.act_dim, metadata=meta)
+        return callback
 
-                eval_env = make_env(self.task_id, seed=self.seed + 10_000)
-            self.eval_callback = PbrlEvalCallback(
-                eval_env, eval_every, n_eval_episodes, preference_callback=self.callback, seed=self.seed + 10_000,
-                task=self.task_id,
-            )
-        self.progress = bool(progress)
-        self.entropy = None  #: the state-entropy estimator of agents that pre-train on it (checkpointed)
-        self._setup()
+    def _build_eval_callback(self, eval_env: Any, eval_every: int | None,
+                             n_eval_episodes: int = 10) -> PbrlEvalCallback | None:
+        """Step 6: the evaluation callback (``None`` without ``eval_every``); its env defaults to a fresh env of
+        the task, seeded ``seed + 10_000``."""
+        if eval_every is None:
+            return None
+        if eval_env is None:
+            from pbrl.envs import make_env
+
+            eval_env = make_env(self.task_id, seed=self.seed + 10_000)
+        return PbrlEvalCallback(
+            eval_env, eval_every, n_eval_episodes, preference_callback=self.callback, seed=self.seed + 10_000,
+            task=self.task_id,
+        )
 
     # ------------------------------------------------------------------ construction helpers
     @property

@@ -116,6 +116,8 @@ AGENTS: dict[str, AgentEntry] = _entries(
                "DPPO: contrastive policy on segments scored by a smoothed preference predictor"),
     AgentEntry("dtr", "pbrl.agents.dtr:DTR", "offline", None, True,
                "DTR: return-conditioned Decision Transformer + twin-Q regulariser, ensemble-normalised rewards"),
+    AgentEntry("vpl", "pbrl.agents.vpl:VPL", "offline", None, True,
+               "VPL: a latent per user, reward r(s, z), z-conditioned IQL (labels carry user ids)"),
 )
 """Every agent, by the name users type."""
 

@@ -8,7 +8,8 @@ and Meta-World scripted policies with Gaussian action noise.
   up to the ``medium`` checkpoint (its replay buffer), ``medium-expert`` = medium and expert data joined.
 * ``scripted`` (Meta-World): the task's hand-written policy from ``metaworld.policies`` plus
   ``N(0, sigma^2)`` action noise, with one or several noise levels (cycled per episode), and optionally an
-  early stop ``early_stop`` steps after the first success, as in the IPL / CPL Meta-World datasets.
+  early stop ``early_stop`` steps after the first success, as in the IPL / CPL Meta-World datasets. On the
+  two-goal point mass, :func:`pbrl.envs.pointmass.scripted_two_goal` (episodes split between both goals).
 
 Every step records ``infos/qpos`` and ``infos/qvel`` (the simulator state of ``observations[t]``),
 ``success`` (after the step) and ``next_observations``. Reference returns for normalised scores (random
@@ -29,7 +30,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pbrl.envs.dataset import OfflineDataset
-from pbrl.envs.registry import check_task, episode_length, is_metaworld, make_env, parse_task, task_options
+from pbrl.envs.pointmass import scripted_two_goal
+from pbrl.envs.registry import (
+    check_task,
+    episode_length,
+    is_metaworld,
+    is_pointmass,
+    make_env,
+    parse_task,
+    task_options,
+)
 
 __all__ = [
     "collect",
@@ -61,8 +71,11 @@ def _policy_class_name(task: str) -> str:
 
 def scripted_policy(task_id: str):
     """The Meta-World scripted policy object of ``task_id`` (``metaworld/button-press-v3`` ->
-    ``SawyerButtonPressV3Policy()``); ``.get_action(obs [39]) -> action [4]``."""
+    ``SawyerButtonPressV3Policy()``); ``.get_action(obs [39]) -> action [4]``. On ``pointmass/two-goal``
+    the point mass's (:func:`pbrl.envs.pointmass.scripted_two_goal`)."""
     check_task(task_id)
+    if is_pointmass(task_id):
+        return scripted_two_goal(task_options(task_id)["goal"])
     if not is_metaworld(task_id):
         raise ValueError(f"scripted policies exist only for Meta-World tasks, not '{task_id}'")
     base, _ = parse_task(task_id)
@@ -503,8 +516,8 @@ def collect(
         if not Path(policy).exists():
             raise FileNotFoundError(f"no SB3 model file at {policy}")
         name = f"sb3:{Path(policy).stem}"
-    if policy == "scripted" and not is_metaworld(task_id):
-        raise ValueError(f"the scripted policy exists only for Meta-World tasks, not '{task_id}'")
+    if policy == "scripted" and not (is_metaworld(task_id) or is_pointmass(task_id)):
+        raise ValueError(f"the scripted policy exists only for Meta-World tasks and pointmass/two-goal, not '{task_id}'")
     meta = {"policy": name, "dataset_id": dataset_id or f"{task_id}/{name}", "collection": "pbrl.envs.collect"}
     meta.update(reference or {})
     meta.update(metadata or {})

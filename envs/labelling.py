@@ -118,14 +118,16 @@ def label_dataset(
 
     Returns:
         PreferenceDataset whose segments carry ``index`` (flat start) and qpos/qvel when known; metadata
-        has ``dataset_id``, ``task_id``, ``teacher``, ``segment_length``, ``sampling``, ``seed``.
+        has ``dataset_id``, ``task_id``, ``teacher``, ``segment_length``, ``sampling``, ``seed``; ``user``
+        holds who answered each pair when the teacher is several users (``Teacher.answer``).
     """
     teacher, seed_int = _check_labelling(ds, teacher, n_pairs, "n_pairs", segment_length, n_bins, seed)
     rng = np.random.default_rng(seed)
     a = _sample(ds, n_pairs, segment_length, stratified, n_bins, rng)
     b = _sample(ds, n_pairs, segment_length, stratified, n_bins, rng)
-    labels = _with_margin(teacher, ds, segment_length).label(a, b)
-    return PreferenceDataset(a, b, labels, metadata=_meta(ds, teacher, segment_length, stratified, seed_int, n_pairs))
+    labels, users = _with_margin(teacher, ds, segment_length).answer(a, b)
+    return PreferenceDataset(a, b, labels, metadata=_meta(ds, teacher, segment_length, stratified, seed_int, n_pairs),
+                             user=users)
 
 
 def rate_dataset(
@@ -240,6 +242,7 @@ def import_index_labels(
     query_length: int,
     metadata: dict | None = None,
     num_query: int | None = None,
+    user: str | Any = None,
 ) -> PreferenceDataset:
     """Import index-style preference labels (Preference Transformer / Uni-RLHF human labels).
 
@@ -258,6 +261,8 @@ def import_index_labels(
         labels: ``[N]`` in {0, 1, -1} (also accepted: one-hot ``[N, 2]``), array or path.
         query_length: segment length used when the labels were collected (e.g. 100 for PT's MuJoCo).
         num_query: keep only the last ``num_query`` queries (None: all).
+        user: who labelled them (``PreferenceDataset.user``): one id for every pair (a string), ``[N]`` ids
+            (cut by ``num_query`` as the labels are), or None (unknown).
 
     Returns:
         PreferenceDataset, segments' ``index`` = flat indices into ``ds``; metadata names the source.
@@ -281,6 +286,11 @@ def import_index_labels(
         raise ValueError(
             f"indices_1, indices_2 and labels must have the same length, got {len(i1)}, {len(i2)}, {len(lab)}"
         )
+    users = None
+    if user is not None:
+        users = np.full(len(lab), str(user)) if isinstance(user, str) else np.asarray(list(user)).astype(str)
+        if users.shape != (len(lab),):
+            raise ValueError(f"user must be one id or {len(lab)} ids (one per label), got {len(users)}")
     for name, arr in (("indices_1", i1), ("indices_2", i2)):
         if not np.issubdtype(arr.dtype, np.integer):
             if not (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
@@ -290,6 +300,7 @@ def import_index_labels(
         if not isinstance(num_query, (int, np.integer)) or not 1 <= num_query <= len(lab):
             raise ValueError(f"num_query must be an integer in [1, {len(lab)}], got {num_query}")
         i1, i2, lab = i1[-num_query:], i2[-num_query:], lab[-num_query:]
+        users = None if users is None else users[-num_query:]
     lab_num = np.asarray(lab, dtype=np.float64)
     bad = ~np.isin(lab_num, (0.0, 1.0, -1.0))
     if bad.any():
@@ -336,4 +347,4 @@ def import_index_labels(
         "segment_length": int(query_length),
         **(metadata or {}),
     }
-    return PreferenceDataset(segs(cols1), segs(cols2), out, metadata=meta)
+    return PreferenceDataset(segs(cols1), segs(cols2), out, metadata=meta, user=users)

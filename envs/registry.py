@@ -5,7 +5,9 @@ Ids:
 * ``mujoco/<Name>-v5`` and ``mujoco/<Name>-v4`` for gymnasium's MuJoCo tasks (``mujoco/HalfCheetah-v5``);
 * ``metaworld/<task>-v3`` for the 50 Meta-World tasks (``metaworld/button-press-v3``);
 * ``dmc/<domain>-<task>`` for the DeepMind Control Suite (``dmc/walker-walk``, ``dmc/cheetah-run``,
-  ``dmc/quadruped-walk``; see :mod:`pbrl.envs.dmc`), listed when the ``dmc`` extra is installed.
+  ``dmc/quadruped-walk``; see :mod:`pbrl.envs.dmc`), listed when the ``dmc`` extra is installed;
+* ``pointmass/two-goal``: a point mass with two goals for users who want different things
+  (:mod:`pbrl.envs.pointmass`; option ``goal=either|0|1`` picks whose reward and success it reports).
 
 Task options follow the id after a colon, comma-separated ``name=value`` pairs (no spaces, no quoting in a
 shell): ``metaworld/button-press-v3:reward=v1,goal=hidden``. Meta-World takes two (:data:`TASK_OPTIONS`):
@@ -41,9 +43,12 @@ import gymnasium as gym
 import numpy as np
 
 from pbrl.envs.dmc import DMC_EPISODE_LENGTH, INSTALL_HINT, dmc_available, dmc_tasks, make_dmc
+from pbrl.envs.pointmass import EPISODE_LENGTH as POINTMASS_EPISODE_LENGTH
+from pbrl.envs.pointmass import GOAL_OPTIONS, PointMassTwoGoal
+from pbrl.envs.pointmass import TASK_ID as POINTMASS_TASK
 
 __all__ = ["make_env", "make_vec_env", "list_tasks", "PbrlInfoWrapper", "episode_length", "is_metaworld", "is_dmc",
-           "parse_task", "task_options", "TASK_OPTIONS"]
+           "is_pointmass", "parse_task", "task_options", "TASK_OPTIONS"]
 
 MUJOCO_NAMES = (
     "Ant",
@@ -64,6 +69,7 @@ _UNSUPPORTED = {("Pusher", "v4")}
 
 TASK_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "metaworld": {"reward": ("v2", "v1"), "goal": ("observable", "hidden")},
+    "pointmass": {"goal": GOAL_OPTIONS},
 }
 """Options each suite's task ids take (``id:name=value,...``): option name -> allowed values, default first."""
 
@@ -123,7 +129,7 @@ def _metaworld_tasks() -> tuple[str, ...]:
 @lru_cache(maxsize=1)
 def _base_tasks() -> frozenset[str]:
     ids = [f"mujoco/{n}-{v}" for v in ("v5", "v4") for n in MUJOCO_NAMES if (n, v) not in _UNSUPPORTED]
-    return frozenset(ids + [f"metaworld/{t}" for t in _metaworld_tasks()])
+    return frozenset(ids + [f"metaworld/{t}" for t in _metaworld_tasks()] + [POINTMASS_TASK])
 
 
 def list_tasks(prefix: str | None = None) -> list[str]:
@@ -145,6 +151,11 @@ def is_metaworld(task_id: str) -> bool:
 def is_dmc(task_id: str) -> bool:
     """Whether ``task_id`` names a DeepMind Control Suite task (``dmc/<domain>-<task>``)."""
     return task_id.startswith("dmc/")
+
+
+def is_pointmass(task_id: str) -> bool:
+    """Whether ``task_id`` names the two-goal point mass (``pointmass/two-goal``, :mod:`pbrl.envs.pointmass`)."""
+    return task_id.startswith("pointmass/")
 
 
 def check_task(task_id: str) -> str:
@@ -174,6 +185,8 @@ def episode_length(task_id: str) -> int:
         return METAWORLD_EPISODE_LENGTH
     if is_dmc(task_id):
         return DMC_EPISODE_LENGTH
+    if is_pointmass(task_id):
+        return POINTMASS_EPISODE_LENGTH
     spec = gym.spec(task_id.split("/", 1)[1])
     return int(spec.max_episode_steps or 1000)
 
@@ -262,6 +275,12 @@ def make_env(task_id: str, seed: int | None = None, render_mode: str | None = No
             raise TypeError(f"unexpected arguments for a Meta-World task: {sorted(kwargs)}")
     elif is_dmc(task_id):
         env = make_dmc(task_id.split("/", 1)[1], render_mode=render_mode, **kwargs)
+    elif is_pointmass(task_id):
+        if render_mode is not None or kwargs:
+            raise ValueError(f"'{task_id}' takes no render_mode and no arguments (it has no renderer), got "
+                             f"{sorted(kwargs) + (['render_mode'] if render_mode else [])}")
+        env = gym.wrappers.TimeLimit(PointMassTwoGoal(options.get("goal", GOAL_OPTIONS[0])),
+                                     max_episode_steps=POINTMASS_EPISODE_LENGTH)
     else:
         env = gym.make(task_id.split("/", 1)[1], render_mode=render_mode, **kwargs)
     env = PbrlInfoWrapper(env, task_id)

@@ -194,7 +194,8 @@ def train_offline_cmd(
     dataset: str = typer.Option(None, help="D4RL .hdf5 path or local Minari id (default: collect one)"),
     agent: str = typer.Option(None, help=_agents("offline", "mriql")),
     teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating | heron | "
-                                 "regret (CPL's oracle: the dataset's expert critic; --set teacher_kwargs.critic=returns|PATH)"),
+                                 "regret (CPL's oracle: the dataset's expert critic; --set teacher_kwargs.critic=returns|PATH) | "
+                                 "multi_user (several users with different goals, for --agent vpl)"),
     n_classes: int = typer.Option(None, help="classes of the rating teacher (--teacher rating; default 3)"),
     labels: str = typer.Option(None, help="preference or rating file (.h5) to learn from instead of the teacher"),
     total_feedback: int = typer.Option(None, help="segment pairs labelled, or segments rated (default 500)"),

@@ -56,10 +56,12 @@ def allowed_teachers(kind: str = "online") -> list[str]:
     """Teacher names a run accepts: the B-Pref presets, ``scripted`` (explicit ``teacher_kwargs``), ``rating``
     (a :class:`~pbrl.teachers.RatingTeacher`, ``n_classes`` classes) and ``heron`` (a
     :class:`~pbrl.teachers.HierarchicalTeacher` over the env's reward factors, online only); offline runs also
-    ``regret`` (CPL's oracle: regret under the dataset's expert critic, :mod:`pbrl.envs.regret`)."""
+    ``regret`` (CPL's oracle: regret under the dataset's expert critic, :mod:`pbrl.envs.regret`) and
+    ``multi_user`` (a population of scripted users, :class:`~pbrl.multi_user.MultiUserTeacher`, for VPL)."""
     from pbrl.teachers import TEACHER_PRESETS
 
-    return sorted([*TEACHER_PRESETS, "scripted", "rating", "heron", *(["regret"] if kind == "offline" else [])])
+    offline = ["regret", "multi_user"] if kind == "offline" else []
+    return sorted([*TEACHER_PRESETS, "scripted", "rating", "heron", *offline])
 
 
 def agent_class(kind: str, name: str):
@@ -240,7 +242,7 @@ class OnlineConfig(_Common):
 
     def validate(self) -> OnlineConfig:
         from pbrl.envs.registry import check_task
-        from pbrl.queries import SELECTORS
+        from pbrl.queries import ENSEMBLE_SELECTORS as SELECTORS  # online reward models are ensembles
 
         check_task(self.task)
         _check_choice("agent", self.agent, agent_names("online"), "agent", " for online training")

@@ -10,7 +10,7 @@ from typing import Any
 
 from pbrl.validation import check_int
 
-__all__ = ["check_teacher_kwargs", "feedback_kinds", "check_feedback", "check_labels_file"]
+__all__ = ["check_teacher_kwargs", "feedback_kinds", "check_feedback", "check_labels_file", "needs_user_ids"]
 
 
 def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> None:
@@ -18,12 +18,14 @@ def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> No
     ``HierarchicalTeacher`` for ``heron``, else ``ScriptedTeacher``), without ``seed`` or ``n_classes``;
     ``n_classes`` only with ``rating``; a rating or hierarchical teacher can be built from them."""
     from pbrl.config import _check_kwargs
+    from pbrl.multi_user import MultiUserTeacher
     from pbrl.teachers import HierarchicalTeacher, RatingTeacher, ScriptedTeacher
 
     if teacher == "regret":
         _check_regret_kwargs(kwargs)
     else:
-        klass = {"rating": RatingTeacher, "heron": HierarchicalTeacher}.get(teacher, ScriptedTeacher)
+        klass = {"rating": RatingTeacher, "heron": HierarchicalTeacher,
+                 "multi_user": MultiUserTeacher}.get(teacher, ScriptedTeacher)
         _check_kwargs("teacher_kwargs", kwargs, klass.__init__, f"teacher '{teacher}'")
     if "seed" in kwargs:
         raise ValueError("teacher_kwargs must not set 'seed'; the run's seed seeds the teacher")
@@ -34,11 +36,11 @@ def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> No
             raise ValueError(f"n_classes applies to the rating teacher only (teacher is '{teacher}'); "
                              "drop n_classes or pass --teacher rating")
         check_int("n_classes", n_classes, 2)
-    if teacher == "heron":
+    if teacher in ("heron", "multi_user"):
         try:
-            HierarchicalTeacher(**kwargs)
+            klass(**kwargs)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"teacher 'heron': {e}") from None
+            raise ValueError(f"teacher '{teacher}': {e}") from None
     if teacher == "rating":
         try:
             RatingTeacher(**{**kwargs, **({"n_classes": n_classes} if n_classes is not None else {})})
@@ -73,10 +75,26 @@ def feedback_kinds(kind: str, agent: str) -> tuple[str, ...] | None:
     return tuple(getattr(cls, "feedback_kinds", ("preference",)))
 
 
-def check_feedback(teacher: str, kind: str, agent: str) -> None:
-    """A rating teacher needs an agent that learns from ratings."""
+def needs_user_ids(agent: str) -> bool:
+    """Whether the agent learns from labels that carry user ids (its class's ``needs_user_ids``: VPL)."""
     from pbrl.agents.registry import AGENTS
 
+    if agent not in AGENTS or not AGENTS[agent].needs_preferences:
+        return False
+    try:
+        return bool(getattr(AGENTS[agent].load(), "needs_user_ids", False))
+    except ValueError:  # not installed: the run fails at construction with the agent's own message
+        return False
+
+
+def check_feedback(teacher: str, kind: str, agent: str) -> None:
+    """A rating teacher needs an agent that learns from ratings; an agent that learns one reward per user
+    (VPL) needs the multi-user teacher."""
+    from pbrl.agents.registry import AGENTS
+
+    if teacher != "multi_user" and needs_user_ids(agent):
+        raise ValueError(f"agent '{agent}' learns one reward per user and needs labels with user ids; use "
+                         "--teacher multi_user (or a labels file with user ids)")
     if teacher != "rating" or agent not in AGENTS or not AGENTS[agent].needs_preferences:
         return  # agents that learn from no labels ignore the teacher
     kinds = feedback_kinds(kind, agent)
@@ -108,3 +126,6 @@ def check_labels_file(path: Any, agent: str) -> None:
                              "use agent 'mriql' or a preference file")
     if len(labels) == 0:
         raise ValueError(f"labels file '{path}' holds no labels")
+    if needs_user_ids(agent) and getattr(labels, "user", None) is None:
+        raise ValueError(f"labels file '{path}' has no user ids, but agent '{agent}' learns one reward per user; "
+                         "label with --teacher multi_user or export the labelling page per annotator")

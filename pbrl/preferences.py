@@ -6,6 +6,10 @@ Label convention everywhere in pbrl: ``1.0`` means the second segment (``b``) is
 On disk a dataset is a versioned HDF5 file (see :meth:`PreferenceDataset.save`), written atomically.
 The segment-pair ``.npz`` layout of public PbRL datasets (``obs_1, obs_2, action_1, action_2, label``)
 can be imported and exported.
+
+Labels from several people (or simulated users) carry a **user id** per pair (``PreferenceDataset.user``,
+strings ``[N]``): who answered. Agents that learn one reward per user (VPL) group pairs by it. Files
+written before user ids existed load with ``user = None``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ __all__ = [
     "read_segments_group",
     "write_label_file",
     "open_label_file",
+    "read_strings",
+    "as_user_ids",
 ]
 
 FORMAT_VERSION = 1
@@ -80,11 +86,12 @@ def read_segments_group(
 
 
 def write_label_file(path: str | os.PathLike, fmt: str, version: int, metadata: dict, arrays: dict[str, np.ndarray],
-                     segments: dict[str, Segments], annotator: list[str] | None = None, **attrs) -> Path:
+                     segments: dict[str, Segments], annotator: list[str] | None = None,
+                     user: list[str] | None = None, **attrs) -> Path:
     """The one HDF5 layout of pbrl's label files (preference pairs, ratings), written atomically (temp file +
     rename): attrs ``format``, ``version``, ``metadata`` (JSON) and ``attrs``; one dataset per ``arrays``
-    entry; one group per ``segments`` entry (:func:`write_segments_group`); ``annotator [N]`` (strings)
-    when known."""
+    entry; one group per ``segments`` entry (:func:`write_segments_group`); ``annotator [N]`` and ``user
+    [N]`` (strings) when known."""
     path = Path(path)
     with atomic_write(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -97,9 +104,17 @@ def write_label_file(path: str | os.PathLike, fmt: str, version: int, metadata: 
                 f.create_dataset(k, data=v)
             for k, seg in segments.items():
                 write_segments_group(f.create_group(k), seg)
-            if annotator is not None:
-                f.create_dataset("annotator", data=np.asarray(annotator, dtype=object), dtype=h5py.string_dtype())
+            for key, names in (("annotator", annotator), ("user", user)):
+                if names is not None:
+                    f.create_dataset(key, data=np.asarray(names, dtype=object), dtype=h5py.string_dtype())
     return path
+
+
+def read_strings(f: h5py.File, key: str) -> list[str] | None:
+    """The string dataset ``key`` of an open label file as a list (``None`` when the file has none)."""
+    if key not in f:
+        return None
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in f[key][()]]
 
 
 @contextlib.contextmanager
@@ -132,8 +147,22 @@ def open_label_file(path: str | os.PathLike, fmt: str, what: str, version: int, 
             if key not in f:
                 raise ValueError(f"{path} is missing the required key '{key}'")
         meta = json.loads(f.attrs.get("metadata", "{}"))
-        ann = [x.decode() if isinstance(x, bytes) else str(x) for x in f["annotator"][()]] if "annotator" in f else None
-        yield f, meta, ann
+        yield f, meta, read_strings(f, "annotator")
+
+
+def as_user_ids(user: Iterable | None, n: int) -> np.ndarray | None:
+    """User ids as a str array ``[n]`` (ints become their decimal string), or ``None``; one clear error for a
+    wrong length or an empty id."""
+    if user is None:
+        return None
+    if isinstance(user, (str, bytes)):
+        raise ValueError(f"user must hold one id per pair ({n}), got the single string {user!r}")
+    ids = np.asarray([u.decode() if isinstance(u, bytes) else str(u) for u in user], dtype=object).astype(str)
+    if ids.shape != (n,):
+        raise ValueError(f"user must have {n} entries (one id per pair), got {ids.shape[0] if ids.ndim else 0}")
+    if n and np.any(np.char.str_len(ids) == 0):
+        raise ValueError("user ids must be non-empty strings; give every pair the id of the user who labelled it")
+    return ids
 
 
 class PreferenceDataset:
@@ -144,6 +173,8 @@ class PreferenceDataset:
         label: ``[N]`` labels (1.0 = ``b`` preferred). NaN entries (skipped queries) are dropped.
         metadata: free-form JSON-serialisable dict (task id, dataset id, teacher, ...).
         annotator: optional ``[N]`` array of annotator names (human labels).
+        user: optional ``[N]`` user ids (strings; ints are converted), who answered each pair: a
+            multi-user teacher's user, or the annotator of a labelling page. ``None`` when unknown.
     """
 
     def __init__(
@@ -153,6 +184,7 @@ class PreferenceDataset:
         label,
         metadata: dict | None = None,
         annotator: Iterable[str] | None = None,
+        user: Iterable | None = None,
     ):
         label = validate_labels(label, allow_nan=True)
         if not (len(a) == len(b) == len(label)):
@@ -165,12 +197,15 @@ class PreferenceDataset:
         ann = None if annotator is None else np.asarray(list(annotator), dtype=object).astype(str)
         if ann is not None and len(ann) != len(label):
             raise ValueError(f"annotator must have {len(label)} entries, got {len(ann)}")
+        users = as_user_ids(user, len(label))
         keep = np.isfinite(label)
         if not keep.all():
             a, b, label = a[keep], b[keep], label[keep]
             ann = None if ann is None else ann[keep]
+            users = None if users is None else users[keep]
         self.a, self.b, self.label = a, b, label
         self.annotator = ann
+        self.user = users
         self.metadata = dict(metadata or {})
 
     # ------------------------------------------------------------------ basics
@@ -194,9 +229,13 @@ class PreferenceDataset:
     def segment_length(self) -> int:
         return self.a.length
 
-    def append(self, a: Segments, b: Segments, label, annotator: Iterable[str] | None = None) -> int:
-        """Add pairs; NaN labels (skipped queries) are dropped. Returns the number of pairs added."""
-        new = PreferenceDataset(a, b, label, annotator=annotator)
+    def append(self, a: Segments, b: Segments, label, annotator: Iterable[str] | None = None,
+               user: Iterable | None = None) -> int:
+        """Add pairs; NaN labels (skipped queries) are dropped. Returns the number of pairs added.
+
+        User ids must stay complete: appending pairs without ``user`` to a dataset with user ids (or the
+        reverse, to a non-empty dataset without) is an error."""
+        new = PreferenceDataset(a, b, label, annotator=annotator, user=user)
         if len(new) == 0:
             return 0
         if len(self) and (new.a.obs.shape[1:] != self.a.obs.shape[1:] or new.a.act.shape[1:] != self.a.act.shape[1:]):
@@ -204,9 +243,15 @@ class PreferenceDataset:
                 f"cannot append segments of shape {new.a.obs.shape[1:]}/{new.a.act.shape[1:]} to a dataset of "
                 f"{self.a.obs.shape[1:]}/{self.a.act.shape[1:]}"
             )
+        if len(self) and (self.user is None) != (new.user is None):
+            have = "has user ids" if self.user is not None else "has no user ids"
+            raise ValueError(f"cannot append pairs {'without' if new.user is None else 'with'} user ids to a dataset "
+                             f"that {have}; give user=... for every pair or for none")
         if len(self) == 0:
-            self.a, self.b, self.label = new.a, new.b, new.label
+            self.a, self.b, self.label, self.user = new.a, new.b, new.label, new.user
         else:
+            if new.user is not None:
+                self.user = np.concatenate([self.user, new.user])
             self.a = Segments.concatenate([self.a, new.a])
             self.b = Segments.concatenate([self.b, new.b])
             self.label = np.concatenate([self.label, new.label])
@@ -225,6 +270,7 @@ class PreferenceDataset:
             self.label[idx],
             metadata=self.metadata,
             annotator=None if self.annotator is None else self.annotator[idx],
+            user=None if self.user is None else self.user[idx],
         )
 
     def split(self, frac: float, seed: int | np.random.Generator | None = 0) -> tuple[PreferenceDataset, PreferenceDataset]:
@@ -237,7 +283,20 @@ class PreferenceDataset:
 
     def swapped(self) -> PreferenceDataset:
         """The same pairs with a and b exchanged (labels become 1 - label)."""
-        return PreferenceDataset(self.b, self.a, 1.0 - self.label, self.metadata, self.annotator)
+        return PreferenceDataset(self.b, self.a, 1.0 - self.label, self.metadata, self.annotator, self.user)
+
+    def users(self) -> list[str]:
+        """The distinct user ids, sorted (empty when ``user`` is None)."""
+        return [] if self.user is None else sorted(set(self.user.tolist()))
+
+    def of_user(self, user: str) -> PreferenceDataset:
+        """The pairs labelled by ``user`` (one clear error when there are no user ids or none of ``user``)."""
+        if self.user is None:
+            raise ValueError("these preferences carry no user ids (PreferenceDataset.user is None)")
+        mask = self.user == str(user)
+        if not mask.any():
+            raise ValueError(f"no pairs of user {user!r}; the users are {self.users()}")
+        return self.subset(mask)
 
     # ------------------------------------------------------------------ HDF5
     def save(self, path: str | os.PathLike) -> Path:
@@ -245,10 +304,12 @@ class PreferenceDataset:
 
         Layout: attrs ``format=pbrl.preferences``, ``version``, ``metadata`` (JSON); datasets ``label [N]``,
         groups ``a/`` and ``b/`` each with ``obs, act, reward`` and any optional segment fields,
-        and ``annotator [N]`` (strings) when known.
+        ``annotator [N]`` and ``user [N]`` (strings) when known. A file without ``user`` (every file written
+        before user ids existed) loads with ``user = None``.
         """
         return write_label_file(path, "pbrl.preferences", FORMAT_VERSION, self.metadata, {"label": self.label},
-                                {"a": self.a, "b": self.b}, self.annotator)
+                                {"a": self.a, "b": self.b}, self.annotator,
+                                None if self.user is None else self.user.tolist())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PreferenceDataset:
@@ -257,20 +318,22 @@ class PreferenceDataset:
                              "PreferenceDataset.save", unversioned_format_ok=True) as (f, meta, ann):
             segs = {key: read_segments_group(f, key, path) for key in ("a", "b")}
             label = f["label"][()]
+            user = read_strings(f, "user")
             try:
                 validate_labels(label)
             except ValueError as e:
                 raise ValueError(f"{path}: {e}") from None
         try:
-            return cls(segs["a"], segs["b"], label, metadata=meta, annotator=ann)
+            return cls(segs["a"], segs["b"], label, metadata=meta, annotator=ann, user=user)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
 
     # ------------------------------------------------------------------ .npz interchange
     def to_npz(self, path: str | os.PathLike) -> Path:
         """Export in the public segment-pair layout: ``obs_1, obs_2, action_1, action_2, label``
-        (plus ``reward_1, reward_2``); label 1 = second preferred, 0.5 = tie."""
+        (plus ``reward_1, reward_2``, and ``user`` when known); label 1 = second preferred, 0.5 = tie."""
         path = Path(path)
+        extra = {} if self.user is None else {"user": self.user.astype(str)}
         with atomic_write(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(
@@ -282,6 +345,7 @@ class PreferenceDataset:
                     reward_1=self.a.reward,
                     reward_2=self.b.reward,
                     label=self.label,
+                    **extra,
                 )
         return path
 
@@ -291,7 +355,8 @@ class PreferenceDataset:
 
         Required keys: ``obs_1, obs_2, action_1, action_2, label``; ``label`` may be ``[N]`` or one-hot
         style ``[N, 2]`` (then ``[0, 1]`` = second preferred, ``[0.5, 0.5]`` = tie). Optional ``reward_1,
-        reward_2`` hold true rewards; otherwise zeros are stored (the true reward is unknown).
+        reward_2`` hold true rewards; otherwise zeros are stored (the true reward is unknown). An optional
+        ``user [N]`` (strings or ints) holds the user id of each pair.
         """
         path = Path(path)
         if not path.exists():
@@ -311,6 +376,7 @@ class PreferenceDataset:
             o1, o2 = z["obs_1"], z["obs_2"]
             r1 = z["reward_1"] if "reward_1" in z else np.zeros(o1.shape[:2], np.float32)
             r2 = z["reward_2"] if "reward_2" in z else np.zeros(o2.shape[:2], np.float32)
+            user = z["user"].tolist() if "user" in z else None
             try:
                 a = Segments(obs=o1, act=z["action_1"], reward=r1)
                 b = Segments(obs=o2, act=z["action_2"], reward=r2)
@@ -318,4 +384,7 @@ class PreferenceDataset:
             except ValueError as e:
                 raise ValueError(f"{path}: {e}") from None
         meta = {"source": str(path), **(metadata or {})}
-        return cls(a, b, label, metadata=meta)
+        try:
+            return cls(a, b, label, metadata=meta, user=user)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None

@@ -26,6 +26,13 @@ papers' confidence sets and posteriors, not their algorithms; ``docs/query_gatin
   "Is RLHF More Difficult than Standard RL?", NeurIPS 2023). A gated selector may return fewer than
   ``n`` indices.
 
+One selector serves a latent-variable reward model (VPL, Poddar et al., NeurIPS 2024, Sec. 4.3):
+
+* ``information_gain`` (:class:`InformationGainSelector`): the candidate pool is cut at random into
+  contexts of the model's ``context_size`` pairs; each context is scored by how much its answers would tell
+  about the user's latent ``z`` (``reward_model.information_gain``, e.g. :meth:`pbrl.agents.vpl.VPL.information_gain`)
+  and the best contexts are asked first, whole.
+
 ``candidate_pairs`` builds the candidate pool, optionally only from the most recent episodes (QPA's
 near on-policy queries, Hu et al., "Query-Policy Misalignment in Preference-Based RL", ICLR 2024).
 
@@ -50,7 +57,9 @@ __all__ = [
     "KCenterSelector",
     "ThompsonSelector",
     "GatedSelector",
+    "InformationGainSelector",
     "SELECTORS",
+    "ENSEMBLE_SELECTORS",
     "make_selector",
     "candidate_pairs",
     "pair_features",
@@ -159,6 +168,8 @@ class Selector:
 
     name = "selector"
     needs_model = False
+    #: the method a ``reward_model`` must have when ``needs_model``
+    model_method = "preference_probs"
     #: a gate may return fewer than ``n`` indices: the pairs it skipped are not asked
     may_skip = False
 
@@ -185,9 +196,9 @@ class Selector:
             ``[n]`` int64 distinct indices into the pool (``[k <= n]`` for a selector with ``may_skip``).
         """
         n = _check_pool(a, b, n)
-        if self.needs_model and (reward_model is None or not hasattr(reward_model, "preference_probs")):
+        if self.needs_model and (reward_model is None or not hasattr(reward_model, self.model_method)):
             raise ValueError(
-                f"the '{self.name}' selector needs reward_model= (an object with preference_probs(a, b)); "
+                f"the '{self.name}' selector needs reward_model= (an object with {self.model_method}(...)); "
                 "pass the reward model or use the 'uniform' selector"
             )
         rng = np.random.default_rng(rng)
@@ -374,15 +385,59 @@ class GatedSelector(Selector):
         return idx[spread > self.epsilon]
 
 
+class InformationGainSelector(Selector):
+    """VPL's active queries (Poddar et al. 2024, Sec. 4.3; the authors' ``active_utils.get_queries`` with
+    ``"information_gain"``): contexts of ``reward_model.context_size`` pairs, highest information about the
+    user's latent first.
+
+    The pool is cut at random into ``N // S`` disjoint contexts (at most ``n_candidate_sets``, the authors'
+    1000); ``reward_model.information_gain(a, b, sets [K, S], rng) -> [K]`` scores them
+    (:meth:`pbrl.agents.vpl.VPL.information_gain`); whole contexts are taken best first until ``n`` pairs
+    are chosen (the last one cut short when ``n`` is not a multiple of ``S``; pairs left over when ``n``
+    exceeds the contexts come at random).
+
+    Args:
+        n_candidate_sets: the most contexts scored (default 1000).
+        n_label_samples: label vectors per context (default 50, the authors'; all ``2^S`` when fewer).
+    """
+
+    name = "information_gain"
+    needs_model = True
+    model_method = "information_gain"
+
+    def __init__(self, n_candidate_sets: int = 1000, n_label_samples: int = 50):
+        for key, v in (("n_candidate_sets", n_candidate_sets), ("n_label_samples", n_label_samples)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{key} must be a positive integer, got {v!r}")
+        self.n_candidate_sets, self.n_label_samples = int(n_candidate_sets), int(n_label_samples)
+
+    def _select(self, a, b, n, reward_model, labelled, rng):
+        S = int(reward_model.context_size)
+        perm = rng.permutation(len(a))
+        k = min(len(a) // S, self.n_candidate_sets)
+        if k == 0:
+            return perm[:n]
+        sets = perm[: k * S].reshape(k, S)
+        score = np.asarray(reward_model.information_gain(a, b, sets, rng, n_label_samples=self.n_label_samples))
+        if score.shape != (k,):
+            raise ValueError(f"reward_model.information_gain must return [{k}] scores, got {score.shape}")
+        chosen = sets[_top(score, k)].reshape(-1)
+        return np.concatenate([chosen, perm[k * S :]])[:n]
+
+
 SELECTORS = ("uniform", "disagreement", "entropy", "kcenter", "kcenter_disagreement", "kcenter_entropy",
-             "thompson", "gated_uniform", "gated_disagreement", "gated_thompson")
+             "thompson", "gated_uniform", "gated_disagreement", "gated_thompson", "information_gain")
+#: the selectors that work with a reward ensemble (``preference_probs``): every one but ``information_gain``,
+#: which needs a latent-variable model (VPL)
+ENSEMBLE_SELECTORS = SELECTORS[:-1]
 
 
 def make_selector(name: str, **kw: Any) -> Selector:
     """A query selector by name: ``uniform, disagreement, entropy, kcenter, kcenter_disagreement,
-    kcenter_entropy, thompson, gated_uniform, gated_disagreement, gated_thompson``. Keyword arguments go to
-    the selector (``pool_fraction`` for the k-center ones; ``n_sampled``, ``threshold`` for ``thompson``;
-    ``epsilon`` and the inner selector's options for the gated ones)."""
+    kcenter_entropy, thompson, gated_uniform, gated_disagreement, gated_thompson, information_gain``. Keyword
+    arguments go to the selector (``pool_fraction`` for the k-center ones; ``n_sampled``, ``threshold`` for
+    ``thompson``; ``epsilon`` and the inner selector's options for the gated ones; ``n_candidate_sets``,
+    ``n_label_samples`` for ``information_gain``)."""
     if isinstance(name, Selector):
         return name
     if not isinstance(name, str) or name not in SELECTORS:
@@ -395,6 +450,8 @@ def make_selector(name: str, **kw: Any) -> Selector:
         sel = EntropySelector()
     elif name == "thompson":
         return ThompsonSelector(**kw)
+    elif name == "information_gain":
+        return InformationGainSelector(**kw)
     elif name.startswith("gated_"):
         return GatedSelector(name.split("_", 1)[1], **kw)
     else:

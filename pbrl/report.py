@@ -200,7 +200,7 @@ def _group_curve(runs: list[RunRecord], tasks: list[str], xkey: str, ykey: str, 
 
 
 def build_report(
-    paths: list[str | os.PathLike],
+    paths: list[str | os.PathLike | RunRecord],
     score: str = "auto",
     group_by: tuple[str, ...] = ("agent",),
     out: str | os.PathLike | None = None,
@@ -215,7 +215,7 @@ def build_report(
     """Aggregate the runs under ``paths``.
 
     Args:
-        paths: run directories or folders holding them.
+        paths: run directories or folders holding them, or :class:`RunRecord` objects already read.
         score: ``"return"``, ``"success"``, ``"normalized"`` or ``"auto"`` (normalized when every run has
             it, success when every task is Meta-World, else return).
         group_by: config fields forming a group (from :data:`GROUP_KEYS`).
@@ -245,7 +245,9 @@ def build_report(
         check_writable_dir(out, "report folder --out")
         if (Path(out) / "report.json").exists() and not overwrite:
             raise ValueError(f"'{out}' already holds a report; choose another --out, or pass --overwrite to replace it")
-    runs = load_runs(paths)
+    records = [p for p in paths if isinstance(p, RunRecord)]  # runs already read (e.g. from a study's CSVs)
+    dirs = [p for p in paths if not isinstance(p, RunRecord)]
+    runs = records + (load_runs(dirs) if dirs else [])
     runs, warnings = _drop_duplicates(runs)
     skipped = [str(r.path) for r in runs if r.status != "finished" and not include_unfinished]
     runs = [r for r in runs if r.status == "finished" or include_unfinished]

@@ -80,6 +80,11 @@ class Teacher(ABC):
     def label(self, a: Segments, b: Segments) -> np.ndarray:
         """Labels ``[N]`` for the pairs ``(a[i], b[i])``: 1.0 b preferred, 0.0 a, 0.5 equal, NaN skipped."""
 
+    def answer(self, a: Segments, b: Segments) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels ``[N]`` (as :meth:`label`) and who gave each one: user ids ``[N]`` (str), or ``None`` for a
+        teacher that is one person (every teacher but :class:`~pbrl.multi_user.MultiUserTeacher`)."""
+        return self.label(a, b), None
+
     def update_margin(self, episode_returns: Sequence[float], episode_length: float, segment_length: int) -> None:
         """Hook for teachers whose thresholds follow the agent's recent returns (no-op by default)."""
         return None
@@ -538,6 +543,7 @@ TEACHERS: dict[str, str] = {
     "heron": "pbrl.teachers:HierarchicalTeacher",
     "rating": "pbrl.teachers:RatingTeacher",
     "human": "pbrl.label.teacher:HumanTeacher",
+    "multi_user": "pbrl.multi_user:MultiUserTeacher",
 }
 
 
@@ -550,8 +556,10 @@ def make_teacher(name: str, seed: int = 0, **kwargs) -> Teacher:
     """Build a teacher by name: a B-Pref preset (``oracle, stoc, mistake, skip, myopic, equal``),
     ``scripted`` with explicit keyword arguments, ``regret`` (``value_fn=...``), ``heron`` (a
     :class:`HierarchicalTeacher`: ``order=[factor, ...]``, ``sigma``), ``rating`` (a
-    :class:`RatingTeacher`: ``n_classes=3, bins=None, eps_mistake, mistake, eps_skip, gamma``), or ``human``
-    (``url=...``; needs the label extra). The registry is :data:`TEACHERS`."""
+    :class:`RatingTeacher`: ``n_classes=3, bins=None, eps_mistake, mistake, eps_skip, gamma``), ``human``
+    (``url=...``; needs the label extra) or ``multi_user`` (a :class:`~pbrl.multi_user.MultiUserTeacher`: a
+    population of scripted users with different goals, ``goals=[[x, y], ...]``). The registry is
+    :data:`TEACHERS`."""
     import importlib
 
     if name in TEACHER_PRESETS:

@@ -5,14 +5,16 @@ For one task, a step budget, a label budget and seeds, runs the registry's
 * ``sac``: SB3's SAC on the true reward (the upper bound), with the PbRL agents' SAC settings;
 * ``pebble``, ``qpa`` (SAC-based) and ``pref_ppo`` with the oracle teacher (B-Pref's ``oracle``);
 
-(``--agents``: any online agents of :mod:`pbrl.agents.registry`). Every (agent, seed) is one online sweep
+(``--agents``: any online agents of :mod:`pbrl.agents.registry`). It is a study on the benchmark harness
+(:mod:`pbrl.bench`). Every (agent, seed) is one online sweep
 point (:class:`pbrl.config.OnlineConfig`) run by :func:`pbrl.sweep.run_sweep` (``--workers`` processes of
 ``--threads`` torch threads; SAC and PEBBLE first, seed by seed): one run directory per point,
 ``<out>/<agent>__<task>__oracle__b<labels>__s<seed>/`` (SAC's is ``b0``), with its live ``progress.csv``
 and ``curve.csv`` (deterministic evaluation episodes every ``--eval-every`` steps on a separate env: true
 return, any-step success). Running the same command again resumes the unfinished runs and skips the
 finished ones; a run directory made with other settings stops the script with the keys that differ.
-Written to ``<out>``:
+Written to ``<out>``: ``runs.csv`` and ``curves.csv`` (every run's config, metrics and evaluations: what git
+keeps; ``--report-only`` rebuilds the rest from them), and
 
 * ``bench_online.json``: per agent, the IQM of the final score over seeds with its 95 % stratified-bootstrap
   interval (:mod:`pbrl.stats`), mean, std and per-seed values, its ratio to SAC-true's IQM, the CPU time per
@@ -49,11 +51,15 @@ of epochs per session. Example::
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pbrl.agents.registry import agent_names, get_agent, get_entry
+from pbrl.bench import CPU_SAC_KWARGS, Study, StudyRuns, interval, run_study
+from pbrl.envs.registry import check_task
+from pbrl.report import build_report
+from pbrl.sweep import expand_grid
 
 DEFAULT_AGENTS = ("sac", "pebble", "qpa", "pref_ppo")
 UPPER_BOUND = "sac"
@@ -61,16 +67,15 @@ UPPER_BOUND = "sac"
 FIRST = ("sac", "pebble")
 
 #: SAC sizes of the default benchmark (all SAC-based runs alike), chosen for 2 CPU cores; see the module docstring.
-BENCH_SAC_KWARGS = {"policy_kwargs": {"net_arch": [128, 128]}, "batch_size": 256, "train_freq": 2, "gradient_steps": 1}
+BENCH_SAC_KWARGS = CPU_SAC_KWARGS
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The study's own flags (the harness adds --seeds, --workers, --out, --set, --dry-run, --report-only)."""
     p.add_argument("--task", default="mujoco/HalfCheetah-v5")
     p.add_argument("--agents", nargs="+", default=list(DEFAULT_AGENTS), help="online registry names (sac = true reward)")
     p.add_argument("--steps", type=int, default=100_000, help="env steps per run")
     p.add_argument("--labels", type=int, default=500, help="query budget (total_feedback)")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. seeds-1)")
     p.add_argument("--per-session", type=int, default=None, help="queries per session (default labels // 10)")
     p.add_argument("--feedback-every", type=int, default=5000)
     p.add_argument("--unsup-steps", type=int, default=9000, help="state-entropy pre-training of the SAC-based agents")
@@ -88,22 +93,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--score", choices=("auto", "return", "success"), default="auto",
                    help="auto: success on Meta-World, return elsewhere")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--workers", type=int, default=2, help="runs in parallel (processes)")
-    p.add_argument("--out", default="benchmarks/bench_online_sweep")
-    p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
-    p.add_argument("--report-only", action="store_true", help="summarise the finished runs only")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    from pbrl.agents.registry import agent_names
-    from pbrl.envs.registry import check_task
+
+
+def check(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    """One clear error for bad flags, before any work."""
+    import json
 
     bad = [x for x in a.agents if x not in agent_names("online")]
     if bad:
         p.error(f"unknown online agent(s) {bad}; choose from {agent_names('online')}")
     if len(set(a.agents)) != len(a.agents):
         p.error(f"--agents repeats an agent: {a.agents}")
-    for name in ("steps", "labels", "seeds", "feedback_every", "eval_every", "n_eval_episodes", "segment_length",
-                 "workers", "threads"):
+    for name in ("steps", "labels", "feedback_every", "eval_every", "n_eval_episodes", "segment_length", "threads"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     a.per_session = a.per_session or max(1, a.labels // 10)
@@ -123,15 +124,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(str(e))
     if a.score == "auto":
         a.score = "success" if a.task.startswith("metaworld/") else "return"
-    return a
 
 
 def agent_config(agent: str, a: argparse.Namespace) -> dict[str, Any]:
     """The config of ``agent``'s points: the shared settings, then what differs by learner (SAC sizes and
     state-entropy pre-training for SAC-based PbRL agents, PPO's own settings for PrefPPO) and the agent's
     own query selector. SAC on the true reward has no budget and no pre-training."""
-    from pbrl.agents.registry import get_agent, get_entry
-
     entry = get_entry(agent, "online")
     cfg: dict[str, Any] = {
         "kind": "online", "task": a.task, "total_timesteps": a.steps, "total_feedback": a.labels,
@@ -161,34 +159,18 @@ def job_order(agents: list[str], seeds: int) -> list[tuple[str, int]]:
 
 def build_grid(a: argparse.Namespace):
     """The benchmark's sweep points in run order, validated before anything runs."""
-    from pbrl.sweep import expand_grid
-
     points = {}
     for agent in a.agents:
         try:
             for p in expand_grid(agent_config(agent, a), agents=[agent], teachers=["oracle"], seeds=list(range(a.seeds))):
                 points[(agent, p.config["seed"])] = p
         except ValueError as e:
-            raise SystemExit(f"error: {agent}: {e}") from None
+            raise ValueError(f"{agent}: {e}") from None
     return [points[job] for job in job_order(a.agents, a.seeds)]
 
 
-def check_existing(points, out: Path) -> None:
-    """A run directory already there must hold the same config (else resuming would mix settings)."""
-    for p in points:
-        f = out / p.name / "config.json"
-        if f.exists():
-            saved, want = json.loads(f.read_text()), json.loads(json.dumps(p.config))
-            if saved != want:
-                diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
-                raise SystemExit(f"error: {out / p.name} was run with other settings ({', '.join(diff)}); "
-                                 "rerun with the same flags or choose another --out")
-
-
-def summarise(runs: list, agents: list[str], score: str, seed: int = 0) -> dict[str, dict[str, Any]]:
+def summarise_runs(runs: list, agents: list[str], score: str, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Per agent: IQM final score [95 % CI] over seeds, mean / std / per seed, ratio to SAC-true, cost."""
-    from pbrl import stats
-
     fld = {"return": "mean_return", "success": "success_rate"}[score]
     table: dict[str, dict[str, Any]] = {}
     for agent in agents:
@@ -196,12 +178,11 @@ def summarise(runs: list, agents: list[str], score: str, seed: int = 0) -> dict[
         if not rs:
             continue
         vals = np.array([r.final(fld) for r in rs], dtype=np.float64)
-        iv = stats.stratified_bootstrap_ci([vals], "iqm", n_resamples=2000, seed=seed)
         m = [r.metrics for r in rs]
         cpu = np.array([x["cpu_time_s"] for x in m], dtype=np.float64)
         row = {
             "score": score, "n_runs": len(rs), "seeds": [int(r.config["seed"]) for r in rs],
-            "iqm": {"value": float(iv.value), "low": float(iv.low), "high": float(iv.high), "n_runs": int(iv.n_runs)},
+            "iqm": interval([vals], seed),
             "mean": float(vals.mean()), "std": float(vals.std()), "per_seed": vals.tolist(),
             "cpu_s_per_run": float(cpu.mean()),
             "steps_per_cpu_s": float(np.mean([x["steps"] / max(c, 1e-9) for x, c in zip(m, cpu)])),
@@ -238,44 +219,31 @@ def markdown_table(table: dict, task: str) -> str:
     return "\n".join(lines)
 
 
+def summarise(ctx: StudyRuns) -> dict[str, Any]:
+    """``bench_online.json``: the table, ``pbrl report``'s plots, failures, unfinished runs and every run's curve."""
+    a, runs = ctx.args, ctx.records
+    table = summarise_runs(runs, a.agents, a.score)
+    rep = build_report(runs, score=a.score, group_by=("agent",), out=ctx.out / "report", overwrite=True)
+    settings = {k: v for k, v in vars(a).items() if k not in ("seed_list", "export", "overrides")}
+    return {"settings": settings, "table": table, "report_plots": rep.get("plots", []),
+            "warnings": rep.get("warnings", []), "failures": ctx.failures, "unfinished": ctx.unfinished,
+            "runs": {r.name: {"final": r.metrics["final"], "curve": r.curve} for r in runs}}
+
+
+STUDY = Study(name="bench_online", description=__doc__, out="benchmarks/bench_online_sweep", seeds=3, workers=2,
+              arguments=add_arguments, check=check, grid=build_grid, summarise=summarise,
+              markdown=lambda res, ctx: markdown_table(res["table"], ctx.args.task), result_file="bench_online.json")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The study's flags, checked (the harness's and this study's)."""
+    from pbrl.bench import parse_args as harness_args
+
+    return harness_args(STUDY, argv)
+
+
 def main(argv=None) -> dict:
-    a = parse_args(argv)
-    out = Path(a.out)
-    points = build_grid(a)
-    if a.dry_run:
-        for p in points:
-            print(p.name)
-        print(f"{len(points)} runs of {a.steps} env steps")
-        return {"points": [p.name for p in points]}
-    failures: dict[str, str] = {}
-    if not a.report_only:
-        from pbrl.sweep import run_sweep
-
-        check_existing(points, out)
-        results = run_sweep(points, out, backend="local", workers=a.workers, progress=not a.no_progress)
-        failures = {n: r["error"] for n, r in results.items() if "error" in r}
-    from pbrl.report import build_report, load_runs
-
-    dirs = [out / p.name for p in points if (out / p.name / "config.json").exists()]
-    runs = [r for r in load_runs(dirs) if r.status == "finished" and r.metrics is not None] if dirs else []
-    if not runs:
-        raise SystemExit(f"error: no finished runs under {out}; failures: {failures or 'none'}")
-    table = summarise(runs, a.agents, a.score)
-    rep = build_report([r.path for r in runs], score=a.score, group_by=("agent",), out=out / "report", overwrite=True)
-    finished = {r.path.name for r in runs}
-    result = {"settings": dict(vars(a)), "table": table, "report_plots": rep.get("plots", []),
-              "warnings": rep.get("warnings", []), "failures": failures,
-              "unfinished": [p.name for p in points if p.name not in finished and p.name not in failures],
-              "runs": {r.path.name: {"final": r.metrics["final"], "curve": r.curve} for r in runs}}
-    from pbrl.io import atomic_write
-
-    with atomic_write(out / "bench_online.json", suffix=".json") as tmp:
-        tmp.write_text(json.dumps(result, indent=1, default=float))
-    print(markdown_table(table, a.task))
-    for name, err in failures.items():
-        print(f"FAILED {name}: {err}")
-    print(f"wrote {out / 'bench_online.json'} and {out / 'report'}/")
-    return result
+    return run_study(STUDY, argv)
 
 
 if __name__ == "__main__":

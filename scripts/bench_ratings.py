@@ -15,6 +15,10 @@ held-out segments, and MR+IQL's return (and success rate) on the live task, mean
 deterministic episodes. Printed as a Markdown table (mean ± std over seeds), written to
 ``<out>/bench_ratings.json`` with every run, and plotted to ``<out>/bench_ratings.png``.
 
+It is an in-process study on the benchmark harness (:mod:`pbrl.bench`): every (budget, seed, feedback) is
+one unit, its row kept in ``<out>/runs.csv`` as soon as it finishes; running the same command again runs
+only the units that are not there (resume), and ``--report-only`` rebuilds the table and plot from the CSV.
+
 The dataset is collected here (nothing is downloaded): by default Meta-World ``button-press`` with its
 scripted policy under Gaussian action noise cycled per episode (``--noise``), which gives episodes from
 failing to solving, as ``scripts/make_datasets.py`` builds its Meta-World data. Network sizes are CPU-sized
@@ -37,9 +41,12 @@ from typing import Any
 
 import numpy as np
 
+from pbrl.bench import Study, StudyRuns, run_study
+from pbrl.envs.registry import check_task
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The study's own flags (the harness adds --seeds, --out, --dry-run, --report-only)."""
     p.add_argument("--task", default="metaworld/button-press-v3")
     p.add_argument("--policy", default="scripted", help="collection policy (pbrl.envs.collect POLICY_KINDS)")
     p.add_argument("--noise", type=float, nargs="+", default=[0.1, 0.5, 1.0, 2.0, 3.0],
@@ -47,7 +54,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--collect-steps", type=int, default=25_000)
     p.add_argument("--actions", type=int, nargs="+", default=[100, 400], help="human actions (clips watched)")
     p.add_argument("--n-classes", type=int, nargs="+", default=[2, 3, 5], help="rating classes to compare")
-    p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--segment-length", type=int, default=50)
     p.add_argument("--heldout", type=int, default=1000, help="held-out segment pairs for the reward metrics")
     p.add_argument("--iql-steps", type=int, default=3000)
@@ -55,26 +61,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="smoke run: Reacher, random policy, tiny sizes")
-    p.add_argument("--out", default="benchmarks/bench_ratings")
-    a = p.parse_args(argv)
+
+
+def check(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    """--quick's sizes, then one clear error for bad flags."""
     if a.quick:
         a.task, a.policy, a.noise, a.collect_steps = "mujoco/Reacher-v5", "random", [0.0], 1500
         a.actions, a.n_classes, a.seeds, a.segment_length = [40], [3], 1, 10
         a.heldout, a.iql_steps, a.reward_epochs, a.hidden, a.eval_episodes = 200, 100, 10, [32, 32], 1
-    from pbrl.envs.registry import check_task
-
+        a.seed_list = [0]
     try:
         check_task(a.task)
     except ValueError as e:
         p.error(str(e))
-    for name in ("collect_steps", "seeds", "segment_length", "heldout", "iql_steps", "reward_epochs", "eval_episodes"):
+    for name in ("collect_steps", "segment_length", "heldout", "iql_steps", "reward_epochs", "eval_episodes"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if any(x < 2 for x in a.actions):
         p.error("--actions must be >= 2 (one pair is two clips)")
     if any(n < 2 for n in a.n_classes):
         p.error("--n-classes must be >= 2")
-    return a
 
 
 def collect_data(a: argparse.Namespace):
@@ -188,39 +194,68 @@ def plot(table: list[dict], path: Path, title: str) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> dict:
+#: the flags a unit's result depends on (its row is redone when one of them changes)
+UNIT_SETTINGS = ("task", "policy", "noise", "collect_steps", "segment_length", "heldout", "iql_steps", "reward_epochs",
+                 "hidden", "eval_episodes")
+
+
+def units(a: argparse.Namespace) -> list[dict]:
+    """One unit per (human actions, seed, feedback), with the settings it depends on."""
+    feedback = [("pairs", None), *[("ratings", n) for n in a.n_classes]]
+    return [{"run": f"{kind}{n or ''}__a{actions}__s{seed}", "kind": kind, "n_classes": n, "actions": actions,
+             "seed": seed, **{k: getattr(a, k) for k in UNIT_SETTINGS}}
+            for actions in a.actions for seed in a.seed_list for kind, n in feedback]
+
+
+def prepare(a: argparse.Namespace, out: Path) -> None:
+    """The dataset and the held-out pairs, once, before the first unit that runs."""
     import torch
 
-    from pbrl.io import atomic_write
-
-    a = parse_args(argv)
     torch.set_num_threads(1)
-    out = Path(a.out)
-    t0 = time.time()
-    ds, held_a, held_b = collect_data(a)
-    rows = []
-    for actions in a.actions:
-        for seed in range(a.seeds):
-            for kind, n in [("pairs", None), *[("ratings", n) for n in a.n_classes]]:
-                r = run_one(a, ds, (held_a, held_b), kind, n, actions, seed)
-                rows.append(r)
-                print(f"[bench_ratings] {r['feedback']:>14} actions {actions:>5} seed {seed}: pair acc "
-                      f"{r['pair_accuracy']:.3f}, rank {r['rank_correlation']:.3f}, return {r['mean_return']:.1f} "
-                      f"({r['cpu_s']:.0f} CPU-s)", flush=True)
+    a.data = collect_data(a)
+    ds = a.data[0]
+    a.dataset_info = {"task": a.task, "policy": a.policy, "steps": len(ds), "episodes": int(ds.n_episodes),
+                      "episode_return_range": [float(ds.episode_returns().min()), float(ds.episode_returns().max())]}
+
+
+def run_unit(a: argparse.Namespace, u: dict) -> dict:
+    ds, held_a, held_b = a.data
+    r = run_one(a, ds, (held_a, held_b), u["kind"], u["n_classes"], u["actions"], u["seed"])
+    print(f"[bench_ratings] {r['feedback']:>14} actions {u['actions']:>5} seed {u['seed']}: pair acc "
+          f"{r['pair_accuracy']:.3f}, rank {r['rank_correlation']:.3f}, return {r['mean_return']:.1f} "
+          f"({r['cpu_s']:.0f} CPU-s)", flush=True)
+    return r
+
+
+def summarise_study(ctx: StudyRuns) -> dict:
+    """``bench_ratings.json``: the table (mean ± std over seeds), every run, the dataset, the plot."""
+    a, out = ctx.args, ctx.out
+    rows = [r.metrics for r in ctx.records]
     table = summarise(rows)
-    title = f"ratings vs pairs at equal human actions: {a.task} ({a.policy}, {len(ds)} steps), MR+IQL"
-    png = plot(table, out / "bench_ratings.png", title)
-    result = {"settings": vars(a), "dataset": {"task": a.task, "policy": a.policy, "steps": len(ds),
-                                                 "episodes": int(ds.n_episodes),
-                                                 "episode_return_range": [float(ds.episode_returns().min()),
-                                                                          float(ds.episode_returns().max())]},
-              "machine": {"platform": platform.platform(), "python": platform.python_version()},
-              "wall_s": time.time() - t0, "table": table, "runs": rows, "plot": str(png)}
-    with atomic_write(out / "bench_ratings.json", suffix=".json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2, default=str))
-    print(markdown(table))
-    print(f"wrote {out / 'bench_ratings.json'} and {png}")
-    return result
+    saved = out / "bench_ratings.json"
+    dataset = getattr(a, "dataset_info", None) or (json.loads(saved.read_text()).get("dataset") if saved.exists() else None)
+    steps = dataset["steps"] if dataset else "?"
+    png = plot(table, out / "bench_ratings.png",
+               f"ratings vs pairs at equal human actions: {a.task} ({a.policy}, {steps} steps), MR+IQL")
+    settings = {k: v for k, v in vars(a).items() if k not in ("data", "dataset_info", "seed_list", "export")}
+    return {"settings": settings, "dataset": dataset,
+            "machine": {"platform": platform.platform(), "python": platform.python_version()},
+            "cpu_s": float(sum(r["cpu_s"] for r in rows)), "table": table, "runs": rows, "plot": str(png)}
+
+
+STUDY = Study(name="bench_ratings", description=__doc__, out="benchmarks/bench_ratings", seeds=2,
+              result_file="bench_ratings.json", arguments=add_arguments, check=check, prepare=prepare, units=units,
+              run_unit=run_unit, summarise=summarise_study, markdown=lambda res, ctx: markdown(res["table"]))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from pbrl.bench import parse_args as harness_args
+
+    return harness_args(STUDY, argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_study(STUDY, argv)
 
 
 if __name__ == "__main__":

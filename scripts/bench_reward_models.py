@@ -15,6 +15,10 @@ One run prints, side by side:
    loop over M separate ``nn.Sequential`` member networks doing exactly the same work, and their ratio.
 
 Writes ``results/bench_reward_models.json`` and ``results/bench_reward_models.png`` (agreement vs labels).
+It is an in-process study on the benchmark harness (:mod:`pbrl.bench`): every (selector, seed) and every
+throughput configuration is one unit, kept in ``<out>/runs.csv`` (its curve in ``curves.csv``) as soon as it
+finishes; the same command again runs only the missing units, and ``--report-only`` rebuilds the table and
+plot from the CSVs.
 
     python scripts/bench_reward_models.py            # full run: 15 min wall on a 2-core machine shared
                                                      # with other jobs (load ~8); run it with nice
@@ -28,18 +32,22 @@ gets with that rule, not the best a longer fit could reach.
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import re
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from pbrl.bench import Study, StudyRuns, run_study
 from pbrl.envs import make_env, rollout
 from pbrl.preferences import PreferenceDataset, atomic_write
-from pbrl.queries import SELECTORS, candidate_pairs, make_selector
+from pbrl.queries import ENSEMBLE_SELECTORS as SELECTORS
+from pbrl.queries import candidate_pairs, make_selector
 from pbrl.reward_models import GaussianRewardModel, RewardEnsemble, evaluate_reward_model
 from pbrl.teachers import ScriptedTeacher
 
@@ -178,14 +186,21 @@ def throughput(ds: PreferenceDataset, n_members: int, hidden, n_steps: int, batc
     return res
 
 
-# ------------------------------------------------------------------------------------------- main
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+# ------------------------------------------------------------------------------------------- the study
+#: the flags a selector unit's result depends on (its row is redone when one of them changes)
+UNIT_SETTINGS = ("task", "budgets", "episodes", "test_episodes", "episode_steps", "segment", "members", "hidden", "lr",
+                 "epochs", "early_stop", "pool_factor", "n_test")
+#: the throughput configurations: (members, hidden layers)
+THROUGHPUT = ((3, (64, 64)), (3, (256, 256, 256)), (7, (64, 64)))
+GAUSSIAN_ROW = "uniform (GaussianRewardModel)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The study's own flags (the harness adds --seeds, --out, --dry-run, --report-only)."""
     p.add_argument("--task", default="mujoco/HalfCheetah-v5")
     p.add_argument("--budgets", type=int, nargs="+", default=[100, 250, 500, 1000, 2000])
     p.add_argument("--report", type=int, nargs="+", default=[100, 500, 2000], help="budgets in the printed table")
     p.add_argument("--selectors", nargs="+", default=list(SELECTORS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--episodes", type=int, default=20, help="training episodes")
     p.add_argument("--test-episodes", type=int, default=6)
     p.add_argument("--episode-steps", type=int, default=1000)
@@ -198,59 +213,102 @@ def main():
     p.add_argument("--pool-factor", type=int, default=5)
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--speed-steps", type=int, default=20)
-    p.add_argument("--out", default="results")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-gaussian", dest="gaussian", action="store_false",
                    help="skip the extra row: uniform queries with GaussianRewardModel (kl_weight 1e-3)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
-    args = p.parse_args()
+
+
+def check(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
     if args.quick:
         args.budgets, args.report = [50, 100], [50, 100]
         args.episodes, args.test_episodes, args.episode_steps = 3, 2, 300
         args.n_test, args.epochs, args.speed_steps = 200, 10, 3
     if sorted(args.budgets) != args.budgets or args.budgets[0] < 1:
-        raise SystemExit(f"--budgets must be increasing positive numbers, got {args.budgets}")
+        p.error(f"--budgets must be increasing positive numbers, got {args.budgets}")
     if not set(args.report) <= set(args.budgets):
-        raise SystemExit(f"--report {args.report} must be a subset of --budgets {args.budgets}")
+        p.error(f"--report {args.report} must be a subset of --budgets {args.budgets}")
     for s in args.selectors:
-        make_selector(s)
-    torch.set_num_threads(args.threads)
-    out_dir = Path(args.out)
+        try:
+            make_selector(s)
+        except ValueError as e:
+            p.error(str(e))
 
-    results: dict = {"config": vars(args), "selectors": {}, "throughput": {}}
-    t_start = time.perf_counter()
-    for seed in args.seeds:
+
+def units(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every (selector row, seed), then the throughput configurations (on the last seed's data)."""
+    rows = [(name, name, "RewardEnsemble") for name in args.selectors]
+    if args.gaussian:
+        rows.append((GAUSSIAN_ROW, "uniform", "GaussianRewardModel"))
+    settings = {k: getattr(args, k) for k in UNIT_SETTINGS}
+    out = [{"run": f"{re.sub(r'[^A-Za-z0-9_]+', '_', row).strip('_')}__s{seed}", "kind": "selector", "row": row,
+            "selector": name, "model": model, "seed": seed, **settings}
+           for seed in args.seed_list for row, name, model in rows]
+    out += [{"run": f"throughput__M{m}__{'x'.join(map(str, h))}", "kind": "throughput", "members": m, "hidden": list(h),
+             "speed_steps": args.speed_steps, "seed": args.seed_list[-1],
+             **{k: getattr(args, k) for k in ("task", "episodes", "episode_steps", "segment")}} for m, h in THROUGHPUT]
+    return out
+
+
+def prepare(args: argparse.Namespace, out: Path) -> None:
+    torch.set_num_threads(args.threads)
+    args.data = {}
+
+
+def _data(args: argparse.Namespace, seed: int):
+    """The training episodes and held-out pairs of ``seed`` (collected once)."""
+    if seed not in args.data:
         train_trajs = collect(args.task, args.episodes, seed=100 + seed, episode_steps=args.episode_steps)
         test_trajs = collect(args.task, args.test_episodes, seed=900 + seed, episode_steps=args.episode_steps)
         ta, tb = candidate_pairs(test_trajs, args.n_test, args.segment, np.random.default_rng(seed))
-        test = PreferenceDataset(ta, tb, ScriptedTeacher.preset("oracle").label(ta, tb))
-        runs = [(name, name, RewardEnsemble) for name in args.selectors]
-        if args.gaussian:
-            runs.append(("uniform (GaussianRewardModel)", "uniform", GaussianRewardModel))
-        for row, name, cls in tqdm(runs, desc=f"selectors seed={seed}"):
-            curve = run_selector(name, train_trajs, test, args.budgets, args, seed, model_cls=cls)
-            results["selectors"].setdefault(row, []).append(curve)
+        args.data[seed] = (train_trajs, PreferenceDataset(ta, tb, ScriptedTeacher.preset("oracle").label(ta, tb)))
+    return args.data[seed]
 
-    # throughput on labelled pairs of the last seed's data
-    sa, sb = candidate_pairs(train_trajs, 512, args.segment, np.random.default_rng(0))
-    speed_ds = PreferenceDataset(sa, sb, ScriptedTeacher.preset("oracle").label(sa, sb))
-    configs = [(3, (64, 64)), (3, (256, 256, 256)), (7, (64, 64))]
-    for m, hidden in tqdm(configs, desc="throughput"):
-        key = f"M={m} hidden={'x'.join(map(str, hidden))}"
-        results["throughput"][key] = throughput(speed_ds, m, hidden, args.speed_steps)
-    results["wall_s"] = time.perf_counter() - t_start
 
-    # ---- table
-    def mean_at(name, budget, key):
-        vals = [c[args.budgets.index(budget)][key] for c in results["selectors"][name]]
-        return float(np.mean(vals))
+def run_unit(args: argparse.Namespace, u: dict[str, Any]) -> dict[str, Any]:
+    train_trajs, test = _data(args, u["seed"])
+    if u["kind"] == "throughput":
+        sa, sb = candidate_pairs(train_trajs, 512, args.segment, np.random.default_rng(0))
+        speed_ds = PreferenceDataset(sa, sb, ScriptedTeacher.preset("oracle").label(sa, sb))
+        return throughput(speed_ds, u["members"], tuple(u["hidden"]), u["speed_steps"])
+    cls = GaussianRewardModel if u["model"] == "GaussianRewardModel" else RewardEnsemble
+    curve = run_selector(u["selector"], train_trajs, test, args.budgets, args, u["seed"], model_cls=cls)
+    agreement = ", ".join(f"{c['ordering_agreement']:.3f}" for c in curve)
+    print(f"[bench_reward_models] {u['row']} seed {u['seed']}: agreement {agreement}", flush=True)
+    return {"held_out_pairs": len(test), "curve": [{"step": c["labels"], **c} for c in curve]}
 
+
+def summarise(ctx: StudyRuns) -> dict[str, Any]:
+    """``bench_reward_models.json``: per selector row its curve per seed, the throughput, the table; the plot."""
+    args = ctx.args
+    selectors: dict[str, list] = {}
+    throughput_rows: dict[str, dict] = {}
+    for r in ctx.records:
+        if r.config["kind"] == "throughput":
+            key = f"M={r.config['members']} hidden={'x'.join(map(str, r.config['hidden']))}"
+            throughput_rows[key] = r.metrics
+        else:
+            curve = [{k: v for k, v in c.items() if k != "step" and not (isinstance(v, float) and math.isnan(v))}
+                     for c in r.curve]
+            selectors.setdefault(r.config["row"], []).append(curve)
+    settings = {k: v for k, v in vars(args).items() if k not in ("data", "seed_list", "export")}
+    results = {"config": settings, "selectors": selectors, "throughput": throughput_rows}
+    results["table"] = table(results, args)
+    plot(results, args, ctx.out / "bench_reward_models.png")
+    return results
+
+
+def _mean_at(results: dict, args: argparse.Namespace, name: str, budget: int, key: str) -> float:
+    return float(np.mean([c[args.budgets.index(budget)][key] for c in results["selectors"][name]]))
+
+
+def table(results: dict, args: argparse.Namespace) -> str:
     lines = []
     head = "| selector | " + " | ".join(f"agreement @ {b}" for b in args.report) + f" | pearson @ {args.report[-1]} |"
     lines += [head, "|" + "---|" * (len(args.report) + 2)]
     for name in results["selectors"]:
-        cells = [f"{mean_at(name, b, 'ordering_agreement'):.3f}" for b in args.report]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean_at(name, args.report[-1], 'pearson'):.3f} |")
+        cells = [f"{_mean_at(results, args, name, b, 'ordering_agreement'):.3f}" for b in args.report]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_mean_at(results, args, name, args.report[-1], 'pearson'):.3f} |")
     lines += [
         "",
         "| ensemble | train: batched pairs/s | train: loop pairs/s | train ratio | predict 1 row ratio | predict 65536 rows ratio |",
@@ -261,16 +319,11 @@ def main():
             f"| {key} | {r['batched_pairs_per_s']:.0f} | {r['loop_pairs_per_s']:.0f} | {r['ratio']:.2f}x "
             f"| {r['predict_1_ratio']:.2f}x | {r['predict_65536_ratio']:.2f}x |"
         )
-    table = "\n".join(lines)
-    print(f"\n{args.task}, oracle labels, {len(args.seeds)} seed(s), {len(test)} held-out pairs, "
-          f"ensemble M={args.members} hidden={args.hidden}\n")
-    print(table)
-    results["table"] = table
+    return (f"{args.task}, oracle labels, {len(args.seed_list)} seed(s), ensemble M={args.members} "
+            f"hidden={args.hidden}\n\n" + "\n".join(lines))
 
-    # ---- files
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out_dir / "bench_reward_models.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=2, default=str))
+
+def plot(results: dict, args: argparse.Namespace, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -278,10 +331,10 @@ def main():
 
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     for name in results["selectors"]:
-        ag = [mean_at(name, b, "ordering_agreement") for b in args.budgets]
-        pe = [mean_at(name, b, "pearson") for b in args.budgets]
-        ax[0].plot(args.budgets, ag, marker="o", label=name)
-        ax[1].plot(args.budgets, pe, marker="o", label=name)
+        ax[0].plot(args.budgets, [_mean_at(results, args, name, b, "ordering_agreement") for b in args.budgets],
+                   marker="o", label=name)
+        ax[1].plot(args.budgets, [_mean_at(results, args, name, b, "pearson") for b in args.budgets], marker="o",
+                   label=name)
     for a_, yl in zip(ax, ("held-out ordering agreement", "Pearson r (learned vs true reward)")):
         a_.set_xscale("log")
         a_.set_xlabel("oracle labels")
@@ -290,10 +343,19 @@ def main():
     ax[0].legend(fontsize=8)
     fig.suptitle(f"Reward learning on {args.task} (oracle teacher)")
     fig.tight_layout()
-    with atomic_write(out_dir / "bench_reward_models.png", suffix=".png") as tmp:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, format="png")
-    print(f"\nwrote {out_dir / 'bench_reward_models.json'} and {out_dir / 'bench_reward_models.png'} "
-          f"({results['wall_s']:.0f} s)")
+    plt.close(fig)
+
+
+STUDY = Study(name="bench_reward_models", description=__doc__, out="results", seeds=(0,), arguments=add_arguments,
+              check=check, prepare=prepare, units=units, run_unit=run_unit, summarise=summarise,
+              markdown=lambda res, ctx: res["table"], result_file="bench_reward_models.json")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return run_study(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -51,79 +51,19 @@ import numpy as np
 import torch
 
 from pbrl.agents.registry import agent_names, get_agent
-from pbrl.envs.datasets import OfflineDataset, label_dataset
 from pbrl.reward_models import RewardEnsemble
+from pbrl.speed import (
+    PREP,
+    flops_per_update,
+    matmul_peak,
+    prefs_for,
+    single_agent,
+    synthetic_task,
+    timed_updates,
+)
 
-#: per-agent settings that only shorten the preparation before the updates (the reward-model fit of MR+IQL
-#: and PEARL, PEARL's target pairs); the update itself runs at the agent's defaults
-PREP = {
-    "mriql": dict(reward_epochs=5),
-    "pearl": dict(reward_epochs=5, n_target_pairs=64),
-}
-
-
-def matmul_peak(threads: int, n: int, seconds: float) -> float:
-    """Best GFLOP/s of ``n x n @ n x n`` float32 matmuls on ``threads`` threads over about ``seconds``."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
-    for _ in range(3):
-        torch.mm(a, b, out=out)
-    best, t_end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        reps = 5
-        for _ in range(reps):
-            torch.mm(a, b, out=out)
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
-    return best
-
-
-def synthetic_task(T: int, n_pairs: int, H: int, seed: int = 0) -> tuple[OfflineDataset, Any]:
-    """Hopper-sized random data (obs 11, act 3, episodes of 1000 steps) with oracle labels on a linear reward."""
-    rng = np.random.default_rng(seed)
-    obs = rng.normal(size=(T, 11)).astype(np.float32)
-    act = np.tanh(rng.normal(size=(T, 3))).astype(np.float32)
-    w = rng.normal(size=11)
-    reward = (obs @ w + act.sum(-1)).astype(np.float32)
-    timeouts = np.zeros(T, bool)
-    timeouts[999::1000] = True
-    timeouts[-1] = True
-    ds = OfflineDataset(obs, act, reward, np.zeros(T, bool), timeouts, next_observations=np.roll(obs, -1, axis=0))
-    return ds, label_dataset(ds, "oracle", n_pairs, segment_length=H, seed=seed)
-
-
-def _prefs(klass: type, prefs: Any) -> Any:
-    return prefs if klass.requires_preferences else None
-
-
-def flops_per_update(agent: Any) -> float:
-    """FLOPs of one update (forward + backward), counted by FlopCounterMode on a real update."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        agent._update()
-    return float(counter.get_total_flops())
-
-
-def timed_updates(run_one: Any, seconds: float, warmup: int = 3, min_updates: int = 3) -> float:
-    """Updates/s of ``run_one()`` (one update per call) over about ``seconds`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        run_one()
-    n, t0 = 0, time.perf_counter()
-    while n < min_updates or time.perf_counter() - t0 < seconds:
-        run_one()
-        n += 1
-    return n / (time.perf_counter() - t0)
-
-
-def single_agent(name: str, ds: Any, prefs: Any, seed: int = 0, **over: Any) -> Any:
-    """One agent at its defaults (plus :data:`PREP`), prepared for updates (``fit`` for one update)."""
-    klass = get_agent(name)
-    agent = klass.from_dataset(ds, seed=seed, **PREP.get(name, {}), **over)
-    agent.fit(ds, _prefs(klass, prefs), steps=1, progress=False)
-    return agent
-
+#: the comparisons' program (``--compare``), run as a child process
+SPEED_COMPARE = Path(__file__).resolve().parent / "speed_compare.py"
 
 #: every size shrunk to its minimum, for (e): what an update costs beyond its arithmetic
 TINY_COMMON = dict(batch_size=2, hidden=(8, 8))
@@ -144,10 +84,10 @@ def multiseed_rate(name: str, ds: Any, prefs: Any, k: int, seconds: float) -> fl
     """Updates/s (each update: all ``k`` seeds) of ``MultiSeed.fit`` at the agent's defaults."""
     klass = get_agent(name)
     ms = klass.from_dataset(ds, seeds=tuple(range(k)), **PREP.get(name, {}))
-    ms.fit(ds, _prefs(klass, prefs), steps=2, progress=False)  # preparation (reward fits) + warm-up
+    ms.fit(ds, prefs_for(klass, prefs), steps=2, progress=False)  # preparation (reward fits) + warm-up
     steps = 2
     while True:
-        info = ms.fit(ds, _prefs(klass, prefs), steps=steps, progress=False)
+        info = ms.fit(ds, prefs_for(klass, prefs), steps=steps, progress=False)
         if info["wall_time_s"] >= seconds or steps >= 10_000:
             return steps / info["wall_time_s"]
         steps = max(steps * 2, int(steps * seconds / max(info["wall_time_s"], 1e-3)) + 1)
@@ -261,28 +201,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=None, help="timing budget per measurement (default 6, quick 0.2)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the agents (default 1)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile trial (always skipped by --quick)")
-    cmp = ap.add_argument_group("side-by-side comparisons (--compare; scripts/speed_compare.py)")
-    cmp.add_argument("--compare", action="store_true", help="run the comparisons below instead of (a)-(e)")
-    cmp.add_argument("--baseline", default=None, help="source tree of the old commit, for before / after "
-                     "(git archive <commit> | tar -x -C DIR)")
-    cmp.add_argument("--peer", default=None, help="checkout of jhejna/cpl: CPL's update against the authors' code")
-    cmp.add_argument("--repeats", type=int, default=2, help="side-by-side repeats of each comparison (default 2)")
-    cmp.add_argument("--compare-agents", nargs="*", default=["cpl", "bc"], help="offline agents (default cpl bc)")
-    cmp.add_argument("--fit-labels", type=int, default=500, help="labelled pairs of the reward-fit comparison")
-    cmp.add_argument("--fit-epochs", type=int, default=2, help="epochs of the reward-fit comparison")
-    cmp.add_argument("--online-steps", type=int, default=0, help="whole online runs of this many env steps (0: none)")
-    cmp.add_argument("--online-agents", nargs="*", default=["sac", "pebble", "surf", "rime"])
-    cmp.add_argument("--online-task", default="metaworld/button-press-v3")
-    args = ap.parse_args(argv)
+    ap.add_argument("--compare", action="store_true",
+                    help="run scripts/speed_compare.py's side-by-side comparisons instead of (a)-(e) (every other "
+                         "flag goes to it: speed_compare.py --help lists them)")
+    args, rest = ap.parse_known_args(argv)
     if args.compare:
-        from speed_compare import compare_main
+        import subprocess
+        import sys
 
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("baseline", "peer"):
-            if getattr(args, name) and not Path(getattr(args, name)).is_dir():
-                ap.error(f"--{name} {getattr(args, name)!r} is not a directory")
-        return compare_main(args, out)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        argv.remove("--compare")
+        code = subprocess.run([sys.executable, str(SPEED_COMPARE), *argv], check=False).returncode
+        if code:
+            raise SystemExit(code)
+        return json.loads((Path(args.out) / "bench_speed_compare.json").read_text())
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     quick = args.quick
     secs = args.seconds if args.seconds is not None else (0.2 if quick else 6.0)
     agents = args.agents or (["iql", "bc"] if quick else agent_names("offline"))

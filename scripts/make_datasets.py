@@ -148,9 +148,8 @@ def rebuild_command(args: argparse.Namespace, tasks: list[str], kind: str) -> st
 
 def _finish(ds, kind: str, task_dir: Path, args: argparse.Namespace, timings: dict, card: dict) -> dict[str, Any]:
     """Save one dataset, its card, its preference datasets and its histogram; return its record."""
-    from dataset_cards import make_card, write_card
-
     from pbrl.cli_dataset import plot_return_histogram
+    from pbrl.dataset_cards import make_card, write_card
     from pbrl.envs.datasets import label_dataset, save_d4rl
 
     path = save_d4rl(ds, task_dir / f"{kind}.hdf5")

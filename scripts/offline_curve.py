@@ -3,7 +3,8 @@
 Runs IQL on the true reward, MR+IQL, IPL and CPL (``--agents``) for a long budget (``--steps``, default
 ``CURVE_STEPS``) with an evaluation every ``--eval-every`` updates (``CURVE_EVAL_EVERY``), on two of
 bench_offline's datasets (``CURVE_DATASETS`` under ``--data-dir``, or any ``--datasets``) with two seeds
-(``--seeds``, ``CURVE_SEEDS``). It is bench_offline's grid with other defaults: the same flags, CPU sizes,
+(``--seeds``, ``CURVE_SEEDS``). It is bench_offline's grid (:mod:`pbrl.offline_study`, a study on the
+harness :mod:`pbrl.bench`) with other defaults: the same flags, CPU sizes,
 labels and run-directory layout, run by ``pbrl sweep`` (rerun the same command to resume), with
 bench_offline's table, plots and per-dataset ``pbrl report`` in ``--out``. On top, for every dataset and
 agent, and for the aggregate curve over the datasets with a 0-100 score:
@@ -34,7 +35,7 @@ about 11.5 by the same estimate, too much for a shared 2-core machine):
 * an evaluation every 750 updates: 20 points per curve, 4 in the plateau window, and a flatten point
   located to within 750 updates (5 % of the budget).
 
-``--dry-run`` prints the grid and its estimate (``scripts/offline_costs.py``): per run, the row's one-off
+``--dry-run`` prints the grid and its estimate (:func:`pbrl.offline_summary.estimate_cpu_s`): per run, the row's one-off
 CPU + its CPU per 1k updates x the updates + evaluations x episodes x one episode's CPU, from the old
 benchmark's runs (``docs/bench_offline.json``) and smoke runs (``docs/offline_costs.json``). At the
 defaults: 16 runs, about 2.4 CPU-hours (2.1 h of updates, IPL's the largest at 55 s per 1k, 0.2 h of
@@ -57,37 +58,45 @@ line at each ``flat_at``) and prints the flatten points as Markdown.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
-import bench_offline
 import numpy as np
-from offline_summary import AGGREGATE, plot_curves
+
+from pbrl.bench import StudyRuns, run_study
+from pbrl.offline_study import (
+    DEFAULT_DATASETS,
+    add_arguments,
+    check_args,
+    offline_result,
+    offline_study,
+    write_result,
+)
+from pbrl.offline_summary import AGGREGATE, plot_curves
 
 CURVE_AGENTS = ("iql_true", "mriql", "ipl", "cpl")
 #: make_datasets' files (under --data-dir) measured when --datasets is not given: one locomotion, one Meta-World
 #: (bench_offline's default datasets)
-CURVE_DATASETS = bench_offline.DEFAULT_DATASETS
+CURVE_DATASETS = DEFAULT_DATASETS
 CURVE_SEEDS = (0, 1)
 CURVE_STEPS = 15_000
 CURVE_EVAL_EVERY = 750
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = bench_offline.build_parser(__doc__.split("\n\n")[0])
-    p.set_defaults(agents=list(CURVE_AGENTS), steps=CURVE_STEPS, eval_every=CURVE_EVAL_EVERY,
-                   seeds=list(CURVE_SEEDS), out="benchmarks/offline_curve")
+def curve_arguments(p: argparse.ArgumentParser) -> None:
+    """bench_offline's flags with this measurement's defaults, and its own two."""
+    add_arguments(p)
+    p.set_defaults(agents=list(CURVE_AGENTS), steps=CURVE_STEPS, eval_every=CURVE_EVAL_EVERY)
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="flat = within this share of the panel's largest |IQM| of the plateau")
     p.add_argument("--plateau-share", type=float, default=0.2, help="last share of the updates that defines the plateau")
-    a = p.parse_args(argv)
-    bench_offline.check_args(a)
+
+
+def curve_check(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    check_args(a, p)
     if not 0.0 < a.tolerance < 1.0:
         raise SystemExit(f"error: --tolerance must be in (0, 1), got {a.tolerance}")
     if not 0.0 < a.plateau_share < 1.0:
         raise SystemExit(f"error: --plateau-share must be in (0, 1), got {a.plateau_share}")
-    return a
 
 
 def flat_point(steps, values, scale: float, tolerance: float, plateau_share: float) -> dict[str, Any]:
@@ -150,29 +159,38 @@ def markdown(analysis: dict[str, Any], agents: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    a = parse_args(argv)
-    res = bench_offline.run(a)
-    if a.dry_run:
-        return res
+def summarise(ctx: StudyRuns) -> dict[str, Any]:
+    """bench_offline's summary (``bench_offline.json`` and its figures), then the flatten points
+    (``offline_curve.json``, ``offline_curve.png``)."""
+    a, out = ctx.args, ctx.out
+    res = offline_result(ctx)
+    write_result(res, out)
     summary = {k: res[k] for k in ("per_dataset", "aggregate")}
     analysis = analyse(summary, a.agents, a.tolerance, a.plateau_share)
-    out = Path(a.out)
     marks = {name: {ag: pt["flat_at"] for ag, pt in pts.items()} for name, pts in analysis["points"].items()}
     plot_curves(summary, a.agents, out / "offline_curve.png", marks=marks)
-    result = {"settings": res["settings"], "tolerance": a.tolerance, "plateau_share": a.plateau_share, **analysis,
-              "curves": {name: {ag: row["curve"] for ag, row in rows.items()} for name, rows in
-                         {**summary["per_dataset"], **({AGGREGATE: summary["aggregate"]} if summary["aggregate"] else {})}.items()},
-              "failures": res["failures"]}
-    from pbrl.io import atomic_write
+    return {"settings": res["settings"], "tolerance": a.tolerance, "plateau_share": a.plateau_share, **analysis,
+            "curves": {name: {ag: row["curve"] for ag, row in rows.items()} for name, rows in
+                       {**summary["per_dataset"], **({AGGREGATE: summary["aggregate"]} if summary["aggregate"] else {})}.items()},
+            "failures": res["failures"]}
 
-    with atomic_write(out / "offline_curve.json", suffix=".json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2, default=str))
-    print(markdown(analysis, a.agents))
-    for w in analysis["warnings"]:
-        print(f"warning: {w}")
-    print(f"wrote {out / 'offline_curve.json'} and {out / 'offline_curve.png'}")
-    return result
+
+def report_markdown(res: dict[str, Any], ctx: StudyRuns) -> str:
+    return markdown(res, ctx.args.agents) + "".join(f"\nwarning: {w}" for w in res["warnings"])
+
+
+STUDY = offline_study("offline_curve", __doc__, "benchmarks/offline_curve", seeds=CURVE_SEEDS, arguments=curve_arguments,
+                      check=curve_check, summarise=summarise, markdown=report_markdown, result_file="offline_curve.json")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from pbrl.offline_study import parse_offline_args
+
+    return parse_offline_args(argv, STUDY)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return run_study(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Side-by-side CPU measurements for ``bench_speed.py --compare``: this tree against an older one (before /
-after), CPL against a peer implementation, and whole online runs against SAC on the true reward.
+"""Side-by-side CPU measurements (``bench_speed.py --compare`` runs this program): this tree against an older
+one (before / after), CPL against a peer implementation, and whole online runs against SAC on the true reward.
 
 Every measurement runs in a fresh process (``python scripts/speed_compare.py --child SPEC``) and reads that
 process's CPU time (``time.process_time``), so the load of a shared machine inflates wall time but not the
@@ -8,6 +8,9 @@ that both see the same load. A child given ``tree`` imports pbrl (``pbrl``, ``pb
 from that source tree instead of the installed one: ``git archive <commit> | tar -x -C DIR`` makes one.
 
 Children (``kind``):
+
+The children's helpers (synthetic data, one prepared agent, FLOPs per update) are :mod:`pbrl.speed` of this
+checkout, loaded by its file path so that a child measuring an older tree still has them.
 
 * ``offline``: updates per CPU-second of one offline agent at its defaults on ``bench_speed``'s synthetic
   Hopper-sized data (CPL: 96 pairs x 100 steps, 2 x 512, dropout 0.25), and the dense matmul peak per
@@ -23,6 +26,7 @@ Children (``kind``):
 
 from __future__ import annotations
 
+import argparse
 import importlib.abc
 import importlib.util
 import json
@@ -36,7 +40,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
-#: the feedback study's CPU sizes (``scripts/bench_feedback.py``: CPU_SAC_KWARGS, CPU_REWARD_MODEL_KWARGS)
+#: this checkout's pbrl/speed.py (found without importing pbrl, which a child may take from another tree)
+SPEED_HELPERS = next(f for f in (Path(importlib.util.find_spec("pbrl").origin).parent / sub / "speed.py"
+                                 for sub in (".", "app")) if f.exists())
+#: the feedback study's CPU sizes (``pbrl.bench``: CPU_SAC_KWARGS, CPU_REWARD_MODEL_KWARGS)
 ONLINE_LEARNER = {"policy_kwargs": {"net_arch": [128, 128]}, "batch_size": 256, "train_freq": 2, "gradient_steps": 1}
 ONLINE_REWARD_MODEL = {"hidden": [128, 128, 128]}
 #: its larger budget: 1,000 labels, 100 per session every 2,500 steps
@@ -55,6 +62,14 @@ class _TreeFinder(importlib.abc.MetaPathFinder):
         if root is None:
             return None
         return importlib.util.spec_from_file_location(name, root / "__init__.py", submodule_search_locations=[str(root)])
+
+
+def _speed():
+    """:mod:`pbrl.speed` of this checkout, loaded by its path (whichever pbrl the child measures)."""
+    spec = importlib.util.spec_from_file_location("pbrl_speed_helpers", SPEED_HELPERS)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _peak_per_cpu_s(seconds: float = 2.0, n: int = 1024) -> float:
@@ -85,12 +100,12 @@ def _rate(run_one, seconds: float, warmup: int = 2) -> float:
 
 def child_offline(spec: dict) -> dict:
     import torch
-    from bench_speed import flops_per_update, single_agent, synthetic_task
 
+    sp = _speed()
     torch.set_num_threads(spec["threads"])
-    ds, prefs = synthetic_task(spec.get("transitions", 20_000), spec.get("pairs", 500), 100)
-    agent = single_agent(spec["agent"], ds, prefs)
-    flops = flops_per_update(agent)
+    ds, prefs = sp.synthetic_task(spec.get("transitions", 20_000), spec.get("pairs", 500), 100)
+    agent = sp.single_agent(spec["agent"], ds, prefs)
+    flops = sp.flops_per_update(agent)
     ups = _rate(agent._update, spec["seconds"])
     losses = [agent._update() for _ in range(3)]
     return {"updates_per_cpu_s": ups, "gflop_per_update": flops / 1e9, "peak_gflops_per_cpu_s": _peak_per_cpu_s(),
@@ -101,12 +116,11 @@ def child_offline_fit(spec: dict) -> dict:
     """The losses of short trainings of an offline agent over seeds (smaller sizes): what the dropout
     masks' new random stream changes, as a distribution over seeds."""
     import torch
-    from bench_speed import synthetic_task
 
     from pbrl.agents.registry import get_agent
 
     torch.set_num_threads(1)
-    ds, prefs = synthetic_task(5000, 200, 100)
+    ds, prefs = _speed().synthetic_task(5000, 200, 100)
     out = []
     for seed in range(spec["seeds"]):
         klass = get_agent(spec["agent"])
@@ -273,7 +287,6 @@ def child_main(argv: list[str]) -> None:
         spec_memory = importlib.util.find_spec("pbrl.memory")
         if spec_memory is None:
             sys.modules["pbrl.memory"] = types.SimpleNamespace(keep_freed_memory=lambda: False)
-    sys.path.insert(0, str(HERE))
     fn = {"offline": child_offline, "peer": child_peer, "knn": child_knn, "online": child_online,
           "reward_fit": child_reward_fit, "offline_fit": child_offline_fit}[spec["kind"]]
     out.write_text(json.dumps(fn(spec)))
@@ -387,7 +400,37 @@ def plot_compare(res: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="benchmarks/bench_speed", help="output folder (JSON + PNG)")
+    ap.add_argument("--seconds", type=float, default=None, help="timing budget per measurement (default 8)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the agents (default 1)")
+    ap.add_argument("--baseline", default=None, help="source tree of the old commit, for before / after "
+                    "(git archive <commit> | tar -x -C DIR)")
+    ap.add_argument("--peer", default=None, help="checkout of jhejna/cpl: CPL's update against the authors' code")
+    ap.add_argument("--repeats", type=int, default=2, help="side-by-side repeats of each comparison (default 2)")
+    ap.add_argument("--compare-agents", nargs="*", default=["cpl", "bc"], help="offline agents (default cpl bc)")
+    ap.add_argument("--fit-labels", type=int, default=500, help="labelled pairs of the reward-fit comparison")
+    ap.add_argument("--fit-epochs", type=int, default=2, help="epochs of the reward-fit comparison")
+    ap.add_argument("--online-steps", type=int, default=0, help="whole online runs of this many env steps (0: none)")
+    ap.add_argument("--online-agents", nargs="*", default=["sac", "pebble", "surf", "rime"])
+    ap.add_argument("--online-task", default="metaworld/button-press-v3")
+    args = ap.parse_args(argv)
+    for name in ("baseline", "peer"):
+        if getattr(args, name) and not Path(getattr(args, name)).is_dir():
+            ap.error(f"--{name} {getattr(args, name)!r} is not a directory")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return compare_main(args, out)
+
+
 if __name__ == "__main__":
-    if "--child" not in sys.argv:
-        sys.exit("speed_compare.py runs measurement children for bench_speed.py --compare; run that instead")
-    child_main(sys.argv)
+    if "--child" in sys.argv:
+        child_main(sys.argv)
+    else:
+        main()

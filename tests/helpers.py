@@ -7,10 +7,12 @@ work from every test folder); fixtures live in ``conftest.py``.
   :func:`contrast_problem` (segments acting ``+good`` preferred to segments acting ``-good``).
 * A training run in a child process: :func:`start_train` (``python -m pbrl.cli train ...``) and
   :func:`wait_for_checkpoint`, for the tests that kill a run (SIGKILL, SIGINT) and resume it.
+* A script of ``scripts/`` (or ``scripts/investigations/``) as a module: :func:`load_script`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,7 +27,9 @@ from pbrl.preferences import PreferenceDataset
 from pbrl.segments import Segments
 
 __all__ = ["random_segments", "segment_pair", "synthetic_pairs", "bandit_dataset", "contrast_problem", "start_train",
-           "wait_for_checkpoint"]
+           "wait_for_checkpoint", "load_script"]
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 # ---------------------------------------------------------------------------------------- synthetic data
@@ -163,3 +167,19 @@ def sigkill_then_resume(cfg: dict, tmp_path: Path, step: int) -> tuple[Path, dic
     status = json.loads((d / "status.json").read_text())
     assert status["state"] == "running" and status["step"] < cfg["total_timesteps"]  # really killed mid-run
     return d, runs.resume(d, verbose=False)
+
+
+def load_script(name: str):
+    """The module of ``scripts/<name>.py`` (else ``scripts/investigations/<name>.py``), loaded once by its
+    path (scripts are programs, not a package; they never import each other)."""
+    key = f"pbrl_script_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    path = SCRIPTS / f"{name}.py"
+    if not path.exists():
+        path = SCRIPTS / "investigations" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(key, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[key] = mod
+    spec.loader.exec_module(mod)
+    return mod

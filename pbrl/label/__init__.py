@@ -2,7 +2,8 @@
 
 * :mod:`pbrl.label.queue`: queue files of candidate pairs (``pbrl label queue``);
 * :mod:`pbrl.label.render`: clips rendered from simulator states, H.264 MP4, cached, rendered ahead;
-* :mod:`pbrl.label.store` / :mod:`pbrl.label.server`: SQLite store and FastAPI app (``pbrl label serve``);
+* :mod:`pbrl.label.store` / :mod:`pbrl.label.server`: SQLite store and FastAPI app (``pbrl label serve``), whose
+  routes (:mod:`pbrl.label.routes`) take the server's state through a FastAPI dependency;
 * :mod:`pbrl.label.export`: answers to a PreferenceDataset, or a RatingDataset for a rating queue
   (``pbrl label export``);
 * :mod:`pbrl.label.teacher`: :class:`HumanTeacher`, a person in the online loop.

@@ -35,6 +35,9 @@ def export_preferences(
             Skips ("can't tell") are never labels; a pair everybody skipped is left out.
 
     Pair ``i`` keeps ``a = queue.a[i]`` (shown left) and ``b = queue.b[i]`` (shown right); label 1.0 = right.
+    The annotator's name is the pair's user id (``PreferenceDataset.user``, what VPL groups labels by) when
+    every row has one annotator: always per annotator, and in ``majority`` mode when no pair was answered by
+    several people; otherwise ``user`` is None.
     """
     if mode not in EXPORT_MODES:
         raise ValueError(f"mode must be one of {list(EXPORT_MODES)}, got {mode!r}")
@@ -57,7 +60,8 @@ def export_preferences(
         idx, labels, annot = _per_annotator(rows)
     _check_range(db, idx, q)
     meta["annotators"] = _annotators(annot, mode)
-    ds = PreferenceDataset(q.a[idx], q.b[idx], labels, metadata=meta, annotator=annot)
+    single = all("+" not in a for a in annot) if mode == "majority" else True
+    ds = PreferenceDataset(q.a[idx], q.b[idx], labels, metadata=meta, annotator=annot, user=annot if single else None)
     if out is not None:
         ds.save(out)
     return ds

@@ -1,5 +1,9 @@
 """The labelling server: a FastAPI app over a :class:`~pbrl.label.store.LabelStore`, served by uvicorn.
 
+:func:`create_app` assembles it: the routes of :mod:`pbrl.label.routes` (handlers that take the server's state
+through the dependency :func:`~pbrl.label.routes.get_state`), the page's static files, the render worker's
+lifespan, and the ASGI guard below.
+
 Endpoints (JSON unless stated; every input is validated and a bad one gets a 4xx with nothing written):
 
 ==========================  =====================================================================
@@ -33,16 +37,12 @@ import json
 import logging
 import os
 import secrets
-import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Literal
-
-import numpy as np
 
 from pbrl.extras import check_extra, require
-from pbrl.label.render import CLIP_NAME_RE, ClipRenderer, RenderWorker, clip_name, default_shadows, task_fps
-from pbrl.label.store import ConflictError, LabelStore
+from pbrl.label.render import ClipRenderer, RenderWorker, default_shadows
+from pbrl.label.store import LabelStore
 from pbrl.validation import is_int
 
 __all__ = ["create_app", "serve", "is_loopback", "TOKEN_HEADER", "STATIC_DIR"]
@@ -54,13 +54,6 @@ TOKEN_COOKIE = "pbrl_token"
 STATIC_DIR = Path(__file__).parent / "static"
 SMALL_BODY = 16 * 1024
 QUERIES_BODY = 32 * 1024 * 1024
-ANNOTATOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@ -]{0,63}$"
-SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-MAX_QUERY_PAIRS = 1000
-MAX_SEGMENT_STEPS = 1000
-
-_DIMS: dict[str, tuple[int, int]] = {}
-_DIMS_LOCK = threading.Lock()
 
 
 def is_loopback(host: str) -> bool:
@@ -71,18 +64,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _task_dims(task_id: str) -> tuple[int, int]:
-    """``(nq, nv)`` of a task's MuJoCo model (cached)."""
-    with _DIMS_LOCK:
-        if task_id not in _DIMS:
-            from pbrl.envs.registry import make_env
-
-            env = make_env(task_id)
-            _DIMS[task_id] = (int(env.unwrapped.model.nq), int(env.unwrapped.model.nv))
-            env.close()
-        return _DIMS[task_id]
 
 
 # ---------------------------------------------------------------------------- ASGI guards
@@ -172,6 +153,14 @@ class _Guard:
 
 
 # ---------------------------------------------------------------------------- the app
+def _stored_instruction(store: LabelStore) -> str | None:
+    """The instruction the queue file stored in ``store``'s metadata (``None`` when it has none)."""
+    try:
+        return json.loads(store.meta().get("queue_metadata", "{}")).get("instruction")
+    except (ValueError, AttributeError):
+        return None
+
+
 def create_app(
     store: LabelStore,
     cache_dir: str | os.PathLike,
@@ -186,7 +175,9 @@ def create_app(
     title: str = "pbrl labelling",
     instruction: str | None = None,
 ):
-    """The FastAPI app serving ``store``.
+    """The FastAPI app serving ``store``: the routes of :mod:`pbrl.label.routes` over one
+    :class:`~pbrl.label.routes.ServerState` (at ``app.state.label_server``, read by the routes' dependency
+    :func:`~pbrl.label.routes.get_state`), the page's static files, and a lifespan that runs the render worker.
 
     Args:
         store: the SQLite label store (queue pairs already imported).
@@ -203,241 +194,39 @@ def create_app(
         An ASGI app (the FastAPI app behind the token / Host / body-size guard, which is at ``.app``).
     """
     check_extra("fastapi", "the labelling server")
-    from fastapi import Body, FastAPI, HTTPException, Query, Request
-    from fastapi.responses import FileResponse, HTMLResponse
+    from fastapi import FastAPI
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+
+    from pbrl.label.routes import ServerState, router
 
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    from pbrl.label.queue import default_instruction
-
-    try:
-        stored = json.loads(store.meta().get("queue_metadata", "{}")).get("instruction")
-    except (ValueError, AttributeError):
-        stored = None
-    fixed_instruction = instruction or stored
-
-    def instruction_for(task_id: str | None) -> str:
-        if fixed_instruction:
-            return str(fixed_instruction)
-        return default_instruction(task_id) if task_id else "Which clip is better?"
-
-    shadows = default_shadows() if shadows is None else bool(shadows)
-    Annotator = Annotated[str, StringConstraints(pattern=ANNOTATOR_PATTERN)]
-    PairId = Annotated[StrictInt, Field(ge=0, le=2**62)]
-    clip_index: dict[str, tuple[str, str]] = {}  # clip file name -> (task_id, segment hash)
-    state: dict = {"worker": None}
-
-    def clip_of(task_id: str, seg_hash: str) -> str:
-        name = clip_name(seg_hash, width, height, fps if fps is not None else task_fps(task_id), shadows)
-        clip_index[name] = (task_id, seg_hash)
-        return name
-
-    def _states_for(seg_hash: str):
-        def load():
-            found = store.segment_states(seg_hash)
-            if found is None:
-                raise KeyError(f"no segment {seg_hash}")
-            return found[1], found[2]
-
-        return load
-
-    def queue_render(pairs: list[dict], base: float) -> None:
-        w = state["worker"]
-        for i, p in enumerate(pairs):
-            for side in ("seg_a", "seg_b"):
-                if not p[side]:  # a rating query has one clip
-                    continue
-                name = clip_of(p["task_id"], p[side])
-                if w is not None:
-                    w.submit(name, p["task_id"], _states_for(p[side]), priority=base + i)
+    state = ServerState(
+        store, cache_dir, STATIC_DIR, width=width, height=height, fps=fps,
+        shadows=default_shadows() if shadows is None else bool(shadows),
+        instruction=instruction or _stored_instruction(store), default_task=default_task,
+        token_cookie=TOKEN_COOKIE if token is not None else None,
+    )
 
     @asynccontextmanager
     async def lifespan(app):
         if render:
-            state["worker"] = RenderWorker(lambda t: ClipRenderer(t, width, height, fps, shadows), cache_dir)
-        queue_render(store.upcoming(), 0.0)
+            state.worker = RenderWorker(
+                lambda t: ClipRenderer(t, state.width, state.height, state.fps, state.shadows), cache_dir
+            )
+        state.queue_render(store.upcoming(), 0.0)
         try:
             yield
         finally:
-            if state["worker"] is not None:
-                state["worker"].close()
+            if state.worker is not None:
+                state.worker.close()
 
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.label_server = state
     app.state.store = store
     app.state.cache_dir = cache_dir
-    app.state.render_state = state
-
-    def payload(pid: int | None, annotator: str) -> dict:
-        prog = store.progress(annotator)
-        if pid is None:
-            return {"done": True, "pair_id": None, "mode": store.mode, "n_classes": store.n_classes, "progress": prog}
-        p = store.pair(pid)
-        w = state["worker"]
-        clips = {}
-        for side in ("a", "b"):
-            seg = p[f"seg_{side}"]
-            if not seg:  # rating mode: one clip
-                clips[side] = None
-                continue
-            name = clip_of(p["task_id"], seg)
-            if w is not None:  # the shown pair goes to the front of the render queue
-                w.submit(name, p["task_id"], _states_for(seg), priority=-1e12)
-            clips[side] = f"/clips/{name}"
-        return {
-            "done": False,
-            "pair_id": pid,
-            "task_id": p["task_id"],
-            "instruction": instruction_for(p["task_id"]),
-            "source": p["source"],
-            "mode": store.mode,
-            "n_classes": store.n_classes,
-            "clip_a": clips["a"],
-            "clip_b": clips["b"],
-            "progress": prog,
-        }
-
-    class AnswerIn(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        pair_id: PairId
-        annotator: Annotator
-        choice: Literal["left", "right", "equal", "skip", "rate"]
-        rating: Annotated[StrictInt, Field(ge=0, le=8)] | None = None
-
-    class UndoIn(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        annotator: Annotator
-
-    class QueryPair(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        qpos_a: list[list[float]] = Field(min_length=1, max_length=MAX_SEGMENT_STEPS)
-        qvel_a: list[list[float]] = Field(min_length=1, max_length=MAX_SEGMENT_STEPS)
-        qpos_b: list[list[float]] = Field(min_length=1, max_length=MAX_SEGMENT_STEPS)
-        qvel_b: list[list[float]] = Field(min_length=1, max_length=MAX_SEGMENT_STEPS)
-
-    class QueriesIn(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        session: Annotated[str, StringConstraints(pattern=SESSION_PATTERN)]
-        task_id: str | None = None
-        pairs: list[QueryPair] = Field(min_length=1, max_length=MAX_QUERY_PAIRS)
-
-    class ResultsIn(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        pair_ids: list[PairId] = Field(min_length=1, max_length=10_000)
-
-    @app.get("/", response_class=HTMLResponse)
-    def index(request: Request):
-        html = (STATIC_DIR / "index.html").read_text()
-        resp = HTMLResponse(html, headers={"Cache-Control": "no-store"})
-        tok = request.query_params.get("token")
-        if token is not None and tok is not None:
-            resp.set_cookie(TOKEN_COOKIE, tok, httponly=True, samesite="strict")
-        return resp
-
+    app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.get("/api/status")
-    def status(annotator: Annotated[str | None, Query(pattern=ANNOTATOR_PATTERN)] = None):
-        w = state["worker"]
-        return {
-            **store.progress(annotator),
-            "annotators_per_pair": store.k,
-            "mode": store.mode,
-            "n_classes": store.n_classes,
-            "task_id": store.meta().get("task_id", default_task),
-            "instruction": instruction_for(store.meta().get("task_id", default_task)),
-            "render_pending": w.pending() if w is not None else None,
-            "render_failed": w.failed if w is not None else None,
-        }
-
-    @app.get("/api/next")
-    def next_pair(annotator: Annotated[str, Query(pattern=ANNOTATOR_PATTERN)]):
-        return payload(store.next_pair(annotator), annotator)
-
-    @app.post("/api/answer")
-    def answer(body: AnswerIn):
-        try:
-            aid, nxt = store.answer(body.pair_id, body.annotator, body.choice, body.rating)
-        except KeyError:
-            raise HTTPException(404, f"no pair {body.pair_id}") from None
-        except ConflictError as e:
-            raise HTTPException(409, str(e)) from None
-        except ValueError as e:  # a choice or rating this store does not take
-            raise HTTPException(422, str(e)) from None
-        saved = {"answer_id": aid, "pair_id": body.pair_id, "choice": body.choice}
-        if body.rating is not None:
-            saved["rating"] = body.rating
-        return {"saved": saved, "next": payload(nxt, body.annotator)}
-
-    @app.post("/api/undo")
-    def undo(body: UndoIn):
-        try:
-            pid = store.undo(body.annotator)
-        except ConflictError as e:
-            raise HTTPException(409, str(e)) from None
-        return {"undone": pid, "next": payload(pid, body.annotator)}
-
-    @app.get("/clips/{name}")
-    def clip(name: str):
-        if not CLIP_NAME_RE.match(name):
-            raise HTTPException(404, "no such clip")
-        path = (cache_dir / name).resolve()
-        if path.parent != cache_dir:
-            raise HTTPException(404, "no such clip")
-        if not path.exists():
-            w, known = state["worker"], clip_index.get(name)
-            if w is None or known is None:
-                raise HTTPException(404, "no such clip (not rendered, and this server does not render)")
-            try:
-                w.ensure(name, known[0], _states_for(known[1]))
-            except Exception as e:  # noqa: BLE001 - reported to the page
-                raise HTTPException(500, f"rendering the clip failed: {e}") from None
-        return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=86400, immutable"})
-
-    @app.post("/api/queries")
-    def queries(body: QueriesIn = Body(...)):
-        from pbrl.envs.registry import check_task
-
-        task = body.task_id or store.meta().get("task_id") or default_task
-        if not task:
-            raise HTTPException(422, "task_id is required: this server has no queue and no --task")
-        try:
-            check_task(task)
-        except ValueError as e:
-            raise HTTPException(422, str(e)) from None
-        if body.session == "queue":
-            raise HTTPException(422, "session 'queue' is reserved for the queue file's pairs")
-        nq, nv = _task_dims(task)
-        states = []
-        for i, p in enumerate(body.pairs):
-            arrs = []
-            for key, dim in (("qpos_a", nq), ("qvel_a", nv), ("qpos_b", nq), ("qvel_b", nv)):
-                rows = getattr(p, key)
-                if any(len(r) != dim for r in rows):
-                    raise HTTPException(422, f"pairs[{i}].{key} must have {dim} columns for {task}")
-                arr = np.asarray(rows, dtype=np.float32)
-                if not np.all(np.isfinite(arr)):
-                    raise HTTPException(422, f"pairs[{i}].{key} contains NaN or inf")
-                arrs.append(arr)
-            if not (len(arrs[0]) == len(arrs[1]) == len(arrs[2]) == len(arrs[3])):
-                raise HTTPException(422, f"pairs[{i}]: qpos/qvel of both segments must have the same number of steps")
-            states.append(tuple(arrs))
-        try:
-            ids = store.add_pairs(body.session, task, states, priority=1)
-        except ValueError as e:  # a rating store takes no pairs
-            raise HTTPException(409, str(e)) from None
-        queue_render([store.pair(i) for i in ids], -1e9)
-        return {"pair_ids": ids}
-
-    @app.post("/api/results")
-    def results(body: ResultsIn):
-        try:
-            res = store.results(list(body.pair_ids))
-        except KeyError as e:
-            raise HTTPException(404, str(e.args[0])) from None
-        return {"results": {str(k): v for k, v in res.items()}, "annotators_per_pair": store.k}
-
     return _Guard(app, token, {"127.0.0.1", "localhost"} if loopback_only else None)
 
 

@@ -50,6 +50,7 @@ def test_package_level_imports_and_clear_errors():
         QPA,
         RUNE,
         SURF,
+        VPL,
         PrefPPO,
     )
 
@@ -108,6 +109,7 @@ OFFLINE_SMALL = {
     "dppo": {"predictor_kwargs": {"size": "small", "embed_dim": 16, "pref_attn_dim": 16}, "predictor_epochs": 2},
     "dtr": {"embed_dim": 16, "n_layers": 1, "n_heads": 2, "critic_hidden": (16, 16), "context_length": 4,
             "reward_epochs": 2, "reward_model_kwargs": {"hidden": (16,)}},
+    "vpl": {"context_size": 4, "latent_dim": 4, "encoder_hidden": 16, "reward_epochs": 2},
 }
 
 
@@ -121,6 +123,7 @@ def test_offline_contract(name, reacher_data, tmp_path):
     from stable_baselines3.common.monitor import Monitor
 
     from pbrl.envs import make_env
+    from pbrl.preferences import PreferenceDataset
 
     ds, prefs, source_prefs = reacher_data
     entry = get_entry(name)
@@ -130,6 +133,8 @@ def test_offline_contract(name, reacher_data, tmp_path):
         kw.pop("batch_size")
     agent = cls.from_dataset(ds, **kw)
     labels = (source_prefs if name == "pearl" else prefs) if entry.needs_preferences else None
+    if name == "vpl":  # VPL learns one latent per user: the same pairs, answered by two users
+        labels = PreferenceDataset(prefs.a, prefs.b, prefs.label, user=np.arange(len(prefs)) % 2)
     agent.fit(ds, labels, steps=3, progress=False)
     assert agent.num_updates == 3
     obs = ds.observations[:5]

@@ -53,6 +53,7 @@ def _offline(run_dir: Path, *args: str) -> list[str]:
         (["--task", "mujoco/Reacher-v5", "--segment-length", "60"], ["longer than every episode", "<= 50"]),
         (["--task", "mujoco/Reacher-v5", "-s", "agent_kwargs.hiden=[8]"],
          ["unknown key 'hiden' in agent_kwargs", "did you mean 'hidden'"]),
+        (["--task", "mujoco/Reacher-v5", "--agent", "vpl"], ["learns one reward per user", "--teacher multi_user"]),
     ],
 )
 def test_offline_start_is_validated_before_the_run_directory(reacher_h5, tmp_path, args, needles):

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from pbrl.agents.registry import AGENTS, agent_names
 from pbrl.cli import app
+from pbrl.config_feedback import needs_user_ids
 from pbrl.config_resolve import resolve_config
 from pbrl.envs import list_tasks
 from pbrl.hyperparams import HYPERPARAMS_DIR, check_file, file_path, flatten, load, markdown, read_file
@@ -49,7 +50,8 @@ def test_every_entry_builds_a_valid_config(agent):
         task = _a_task(entry)
         if task is None or (task.startswith("dmc/") and task not in list_tasks("dmc")):
             continue
-        cfg = resolve_config(kind, None, {"agent": agent, "task": task})
+        users = {"teacher": "multi_user"} if needs_user_ids(agent) else {}  # VPL learns from several users' labels
+        cfg = resolve_config(kind, None, {"agent": agent, "task": task, **users})
         assert entry in cfg.provenance["hyperparams_entries"]
         for key, value in flatten(entries[entry]).items():  # each of the entry's values reaches the config
             top, *rest = key.split(".")

@@ -154,11 +154,8 @@ def test_dataset_cli(tmp_path):
 
 def _make_datasets_module():
     import importlib.util
-    import sys
 
     path = Path(__file__).resolve().parents[2] / "scripts" / "make_datasets.py"
-    if str(path.parent) not in sys.path:  # make_datasets imports its sibling dataset_cards
-        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("make_datasets", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -218,6 +215,6 @@ def test_make_datasets_end_to_end(tmp_path):
     with pytest.raises(SystemExit, match="--resume"):
         mod.main(argv)
     assert mod.main(argv + ["--resume"]) == 0
-    from dataset_cards import sha256_of
+    from pbrl.dataset_cards import sha256_of
 
     assert all(sha256_of(p) == h for p, h in sha.items())

@@ -399,6 +399,12 @@ def test_index_style_labels_import(tmp_path):
     # like the published loaders, num_query keeps the last queries
     tail = import_index_labels(ds, i1, i2, lab, H, num_query=10)
     assert np.array_equal(tail.a.index, prefs.a.index[-10:]) and np.array_equal(tail.label, prefs.label[-10:])
+    # who labelled: one id for all, or one per label (cut with the labels); unknown by default
+    assert prefs.user is None and set(import_index_labels(ds, i1, i2, lab, H, user="crowd").user) == {"crowd"}
+    ids = np.array([f"w{k % 3}" for k in range(n)])
+    assert import_index_labels(ds, i1, i2, lab, H, num_query=10, user=ids).user.tolist() == ids[-10:].tolist()
+    with pytest.raises(ValueError, match="user must be one id or 40 ids"):
+        import_index_labels(ds, i1, i2, lab, H, user=ids[:5])
     # errors
     with pytest.raises(ValueError, match="same length"):
         import_index_labels(ds, i1, i2[:-1], lab, H)

@@ -258,6 +258,10 @@ def test_annotators_per_pair_and_export(queue_file, tmp_path):
     assert len(maj) == 2
     per = export_preferences(tmp_path / "k2.sqlite", queue_file, tmp_path / "per.h5", mode="per-annotator")
     assert len(per) == 4 and sorted(per.annotator.tolist()) == ["ann", "ann", "bob", "cid"]
+    # the annotator's name is the user id (what VPL groups labels by), kept on disk; a pair answered by two
+    # people in majority mode has no single user, so the majority export carries none
+    assert PreferenceDataset.load(tmp_path / "per.h5").user.tolist() == per.annotator.tolist()
+    assert maj.user is None and back.user is None
     with pytest.raises(ValueError, match="mode"):
         export_preferences(tmp_path / "k2.sqlite", queue_file, mode="mean")
     other = make_queue(rollout(make_env(TASK, seed=5), n_steps=30, seed=5), 2, 6, task_id=TASK, seed=9)

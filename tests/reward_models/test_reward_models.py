@@ -423,8 +423,9 @@ def test_benchmark_script_quick_run_writes_table_json_and_plot(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads((tmp_path / "bench_reward_models.json").read_text())
-    assert set(res["selectors"]) == {"uniform", "disagreement", "entropy", "kcenter", "kcenter_disagreement",
-                                     "kcenter_entropy", "uniform (GaussianRewardModel)"}
+    from pbrl.queries import SELECTORS
+
+    assert set(res["selectors"]) == {*SELECTORS, "uniform (GaussianRewardModel)"}
     for curve in res["selectors"].values():
         assert [c["labels"] for c in curve[0]] == [50, 100]
         assert all(0.0 <= c["ordering_agreement"] <= 1.0 for c in curve[0])

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return importlib.import_module("bench_feedback")
+    return load_script("bench_feedback")
 
 
 def test_default_grid_sac_control_agents_and_the_std_variant(bench):
@@ -125,3 +121,15 @@ def test_calibrate_runs_sac_alone_and_tables_each_task(bench, tmp_path, capsys):
     saved = json.loads((out / "calibration.json").read_text())
     assert saved["threshold"] == bench.CALIBRATION_THRESHOLD and "mujoco/Reacher-v5" in saved["tasks"]
     assert "| mujoco/Reacher-v5 | 0.0 0.0" in capsys.readouterr().out
+
+
+def test_default_tasks_are_the_ones_the_calibration_solved(bench):
+    """The study's tasks are chosen by measurement: each default task passed the committed calibration
+    (SAC-true >= 0.8 success at the end of the budget), at least 3 of them, with the goal hidden as in B-Pref."""
+    from pathlib import Path
+
+    cal = json.loads((Path(__file__).resolve().parents[2] / "benchmarks/calib_sac/calibration.json").read_text())
+    solved = {t for t, v in cal["tasks"].items() if v["solved"]}
+    assert len(bench.DEFAULT_TASKS) >= 3 and set(bench.DEFAULT_TASKS) <= solved
+    assert all(t.endswith(":goal=hidden") for t in bench.DEFAULT_TASKS)
+    assert cal["steps"] == bench.parse_args([]).steps

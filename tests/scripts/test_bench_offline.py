@@ -7,23 +7,22 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return importlib.import_module("bench_offline")
+    return load_script("bench_offline")
 
 
 @pytest.fixture(scope="module")
 def summary_mod():
-    return importlib.import_module("offline_summary")
+    return importlib.import_module("pbrl.offline_summary")
 
 
 TINY = ["--datasets", "collect:mujoco/Reacher-v5:random:600", "--steps", "100", "--eval-every", "50",
@@ -31,7 +30,7 @@ TINY = ["--datasets", "collect:mujoco/Reacher-v5:random:600", "--steps", "100", 
         "--eval-episodes", "1", "--workers", "2", "--no-progress"]
 
 
-def test_a_tiny_benchmark_runs_resumes_shares_labels_and_reports(bench, tmp_path):
+def test_a_tiny_benchmark_runs_resumes_shares_labels_and_reports(bench, tmp_path, capsys):
     out = tmp_path / "bench"
     argv = TINY + ["--agents", "iql_true", "mriql", "cpl", "cplbc", "--out", str(out),
                    "--agent-kwargs", json.dumps({"mriql": {"reward_epochs": 2}, "cplbc": {"alpha": -1.0}})]
@@ -71,8 +70,10 @@ def test_a_tiny_benchmark_runs_resumes_shares_labels_and_reports(bench, tmp_path
     again = bench.main(argv)  # a second call skips the finished runs
     assert {p: p.stat().st_mtime for p in mtimes} == mtimes
     assert again["per_dataset"][name]["cpl"]["iqm"] == rows["cpl"]["iqm"]
-    with pytest.raises(SystemExit, match="other settings.*steps"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # another --steps: the harness refuses to mix settings (exit 2)
         bench.main([("200" if x == "100" else x) for x in argv])
+    assert e.value.code == 2 and re.search("other settings.*steps", capsys.readouterr().err)
 
 
 def _record(dataset, agent, seed, finals):
@@ -285,7 +286,7 @@ def test_pearl_learns_from_the_next_same_domain_dataset_s_labels_end_to_end(benc
 
 
 def test_the_cpu_estimate_adds_updates_one_off_costs_and_evaluations():
-    costs_mod = importlib.import_module("offline_costs")
+    costs_mod = importlib.import_module("pbrl.offline_summary")
     costs = costs_mod.measured_costs()
     for row in ("iql_true", "mriql", "pt_iql", "pearl"):
         assert costs["agents"][row]["cpu_s_per_1k_updates"] > 0 and costs["agents"][row]["fixed_cpu_s"] >= 0

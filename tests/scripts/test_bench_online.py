@@ -3,19 +3,16 @@ pbrl sweep + report, its IQM table, and a second call that skips the finished ru
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
+import re
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return importlib.import_module("bench_online")
+    return load_script("bench_online")
 
 
 def test_flags_and_defaults(bench):
@@ -53,7 +50,7 @@ def test_the_grid_keeps_each_agents_own_settings_and_runs_the_acceptance_pair_fi
     assert {c["total_feedback"] for a, c in cfg.items() if a != "sac"} == {500}
 
 
-def test_a_tiny_run_with_two_workers_reports_and_then_skips_finished_runs(bench, tmp_path):
+def test_a_tiny_run_with_two_workers_reports_and_then_skips_finished_runs(bench, tmp_path, capsys):
     out = tmp_path / "online"
     argv = ["--task", "mujoco/Reacher-v5", "--segment-length", "25", "--steps", "600", "--labels", "20", "--seeds", "1",
             "--agents", "sac", "pebble", "--unsup-steps", "100", "--feedback-every", "200", "--eval-every", "300",
@@ -80,5 +77,7 @@ def test_a_tiny_run_with_two_workers_reports_and_then_skips_finished_runs(bench,
     assert len(mtimes) == 2
     again = bench.main(argv)  # a second call skips the finished runs
     assert {p: p.stat().st_mtime for p in mtimes} == mtimes and again["table"] == table
-    with pytest.raises(SystemExit, match="pebble.*other settings.*agent_kwargs"):
-        bench.main([x if x != "5" else "6" for x in argv])  # another --fit-epochs
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # another --fit-epochs: the harness refuses to mix settings (exit 2)
+        bench.main([x if x != "5" else "6" for x in argv])
+    assert e.value.code == 2 and re.search("pebble.*other settings.*agent_kwargs", capsys.readouterr().err)

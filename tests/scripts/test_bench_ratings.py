@@ -3,20 +3,16 @@ argument checks."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return importlib.import_module("bench_ratings")
+    return load_script("bench_ratings")
 
 
 def test_quick_study_writes_json_plot_and_a_table_at_equal_human_actions(bench, tmp_path, capsys):

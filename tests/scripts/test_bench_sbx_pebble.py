@@ -1,22 +1,18 @@
-"""scripts/bench_sbx_pebble.py --quick runs both learners end to end and writes its JSON and plot (timing
+"""scripts/investigations/bench_sbx_pebble.py --quick runs both learners end to end and writes its JSON and plot (timing
 itself is not tested). Skipped where sbx-rl is not installed (the ``jax`` extra)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 pytest.importorskip("sbx")
 
 
 def test_bench_sbx_pebble_quick_writes_json_and_plot(tmp_path):
-    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_sbx_pebble.py"
-    spec = importlib.util.spec_from_file_location("bench_sbx_pebble", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("bench_sbx_pebble")
     res = mod.main(["--quick", "--out", str(tmp_path)])
     data = json.loads((tmp_path / "bench_sbx_pebble.json").read_text())
     assert (tmp_path / "bench_sbx_pebble.png").stat().st_size > 0

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bench_speed_quick_writes_json_and_plot(tmp_path):
-    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_speed.py"
-    spec = importlib.util.spec_from_file_location("bench_speed", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("bench_speed")
     res = mod.main(["--quick", "--out", str(tmp_path), "--seconds", "0.05"])
     data = json.loads((tmp_path / "bench_speed.json").read_text())
     assert (tmp_path / "bench_speed.png").stat().st_size > 0
@@ -25,3 +21,17 @@ def test_bench_speed_quick_writes_json_and_plot(tmp_path):
     for r in rows.values():
         assert r["gflop_per_update"] > 0 and r["updates_per_s"] > 0 and r["k_vs_1_time_ratio"] > 0
         assert 0 < r["share_of_peak"]
+
+
+def test_a_speed_compare_child_measures_with_the_shared_helpers(tmp_path):
+    """speed_compare.py's children load pbrl.speed by its file (scripts never import each other)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+    spec = {"kind": "offline", "agent": "bc", "threads": 1, "seconds": 0.05, "transitions": 2000, "pairs": 20}
+    proc = subprocess.run([sys.executable, str(load_script("bench_speed").SPEED_COMPARE), "--child", json.dumps(spec),
+                           "--child-out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["updates_per_cpu_s"] > 0 and res["gflop_per_update"] > 0 and len(res["losses"]) == 3

@@ -1,25 +1,20 @@
-"""scripts/feedback_diagnose.py: a finished tiny PbRL run on Meta-World is diagnosed (its own policy, the
+"""scripts/investigations/feedback_diagnose.py: a finished tiny PbRL run on Meta-World is diagnosed (its own policy, the
 scripted expert and random episodes under the true and the learned reward); SAC and unfinished runs are
 skipped; a bad folder is one clear error."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-from helpers import tiny_online_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script, tiny_online_config
 
 
 def test_a_finished_run_is_diagnosed_and_others_are_skipped(tmp_path):
     from pbrl import runs
     from pbrl.config import config_from_dict
 
-    diag = importlib.import_module("feedback_diagnose")
+    diag = load_script("feedback_diagnose")
     out = tmp_path / "study"
     cfg = tiny_online_config(task="metaworld/button-press-v3", total_timesteps=300, total_feedback=20,
                              max_episode_steps=None, eval_every=300, checkpoint_every=300)

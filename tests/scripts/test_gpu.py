@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 def test_gpu_check_script_runs_end_to_end_on_the_cpu(tmp_path):
-    gpu_check = importlib.import_module("gpu_check")
+    gpu_check = load_script("gpu_check")
     out = gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path / "g.json")])
     assert out["online"]["ok"] and out["offline"]["ok"] and out["reward_model"]["ok"], out
     assert out["online"]["labels"] > 0 and out["offline"]["action_shape"] == [4, 2]
@@ -23,6 +18,6 @@ def test_gpu_check_script_runs_end_to_end_on_the_cpu(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_reward_ensemble_and_an_offline_agent_train_on_cuda(tmp_path):
-    gpu_check = importlib.import_module("gpu_check")
+    gpu_check = load_script("gpu_check")
     out = gpu_check.main(["--device", "cuda", "--quick", "--out", str(tmp_path / "g.json")])
     assert out["online"]["ok"] and out["offline"]["ok"] and out["reward_model"]["ok"], out

@@ -1,20 +1,16 @@
-"""scripts/heron_orders.py: the smoke run trains both orders with the heron teacher, labels are collected and
+"""scripts/investigations/heron_orders.py: the smoke run trains both orders with the heron teacher, labels are collected and
 the per-step factors are recorded; bad sizes are one clear error before any work."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 def test_smoke_run_trains_both_orders(tmp_path):
-    ho = importlib.import_module("heron_orders")
+    ho = load_script("heron_orders")
     res = ho.main(["--smoke", "--out", str(tmp_path)])
     assert list(res["results"]) == list(ho.ORDERS)
     for per_seed in res["results"].values():
@@ -27,7 +23,7 @@ def test_smoke_run_trains_both_orders(tmp_path):
 
 
 def test_bad_sizes_are_one_clear_error(tmp_path, capsys):
-    ho = importlib.import_module("heron_orders")
+    ho = load_script("heron_orders")
     for argv, msg in ((["--steps", "0"], "--steps must be >= 1"),
                       (["--segment-length", "80", "--episode-steps", "50"], "must be <= --episode-steps")):
         with pytest.raises(SystemExit) as e:

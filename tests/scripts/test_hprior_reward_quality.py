@@ -1,20 +1,16 @@
-"""scripts/hprior_reward_quality.py: the smoke run fits both variants on the same labels and records the
+"""scripts/investigations/hprior_reward_quality.py: the smoke run fits both variants on the same labels and records the
 agreement numbers; bad input is one clear error before any work."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 def test_smoke_run_fits_both_variants(tmp_path):
-    hq = importlib.import_module("hprior_reward_quality")
+    hq = load_script("hprior_reward_quality")
     res = hq.main(["--smoke", "--out", str(tmp_path)])
     r = res["results"]["mujoco/Reacher-v5"]["0"]
     assert set(hq.VARIANTS) <= set(r) and r["world_loss"] > 0
@@ -25,7 +21,7 @@ def test_smoke_run_fits_both_variants(tmp_path):
 
 
 def test_bad_input_is_one_clear_error(tmp_path, capsys):
-    hq = importlib.import_module("hprior_reward_quality")
+    hq = load_script("hprior_reward_quality")
     for argv, msg in ((["--labels", "0"], "--labels must be >= 1"), (["--tasks", "mujoco/Cheetah-v5"], "unknown task"),
                       (["--weight", "-1"], "--weight a finite number")):
         with pytest.raises(SystemExit) as e:

@@ -1,16 +1,12 @@
-"""scripts/ipl_hopper_diagnose.py: every variant trains and is measured on real files; the beta-0 variant
+"""scripts/investigations/ipl_hopper_diagnose.py: every variant trains and is measured on real files; the beta-0 variant
 shares the default's critic (its training does not read the policy); bad input is one clear error."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +24,7 @@ def files(tmp_path_factory):
 
 
 def test_every_variant_runs_and_the_critic_ignores_the_policy(files, tmp_path):
-    mod = importlib.import_module("ipl_hopper_diagnose")
+    mod = load_script("ipl_hopper_diagnose")
     res = mod.main(["--dataset", str(files / "mr.hdf5"), "--steps", "4", "--eval-every", "2", "--eval-episodes", "1",
                     "--hidden", "16", "16", "--out", str(tmp_path)])
     assert list(res["variants"]) == list(mod.VARIANTS)
@@ -45,7 +41,7 @@ def test_every_variant_runs_and_the_critic_ignores_the_policy(files, tmp_path):
 
 
 def test_missing_files_are_one_clear_error(tmp_path, capsys):
-    mod = importlib.import_module("ipl_hopper_diagnose")
+    mod = load_script("ipl_hopper_diagnose")
     with pytest.raises(SystemExit) as e:
         mod.main(["--dataset", str(tmp_path / "none.hdf5"), "--out", str(tmp_path / "x")])
     assert e.value.code == 2 and not (tmp_path / "x").exists()

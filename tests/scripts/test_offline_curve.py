@@ -3,19 +3,15 @@ the default grid (its size and estimated cost)."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def curve():
-    return importlib.import_module("offline_curve")
+    return load_script("offline_curve")
 
 
 STEPS = list(range(100, 1001, 100))

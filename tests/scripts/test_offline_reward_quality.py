@@ -1,21 +1,17 @@
-"""scripts/offline_reward_quality.py: the learned rewards of a tiny bench_offline run's MR+IQL and PT + IQL
+"""scripts/investigations/offline_reward_quality.py: the learned rewards of a tiny bench_offline run's MR+IQL and PT + IQL
 rows, scored on fresh pairs and against the true reward; runs without a saved agent are skipped."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 def test_fresh_pair_accuracy_and_correlation_of_both_learned_rewards(tmp_path):
-    bench = importlib.import_module("bench_offline")
-    quality = importlib.import_module("offline_reward_quality")
+    bench = load_script("bench_offline")
+    quality = load_script("offline_reward_quality")
     out = tmp_path / "bench"
     small_pt = {"reward_epochs": 2, "reward_model_kwargs": {"embed_dim": 8, "pref_attn_dim": 8}}
     res = bench.main(["--datasets", "collect:mujoco/Reacher-v5:random:600", "--steps", "20", "--eval-every", "20",

@@ -1,21 +1,17 @@
-"""scripts/oppo_context_diagnose.py: where OPPO's z* lies among the dataset's window contexts, and what its
+"""scripts/investigations/oppo_context_diagnose.py: where OPPO's z* lies among the dataset's window contexts, and what its
 policy does with other contexts, on a tiny bench_offline OPPO run."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 def test_geometry_of_a_z_star_on_the_best_window():
-    diag = importlib.import_module("oppo_context_diagnose")
+    diag = load_script("oppo_context_diagnose")
     rng = np.random.default_rng(0)
     z = rng.normal(size=(200, 4))
     best = z[7]
@@ -31,8 +27,8 @@ def test_geometry_of_a_z_star_on_the_best_window():
 
 
 def test_a_tiny_oppo_run_taken_apart(tmp_path):
-    bench = importlib.import_module("bench_offline")
-    diag = importlib.import_module("oppo_context_diagnose")
+    bench = load_script("bench_offline")
+    diag = load_script("oppo_context_diagnose")
     out = tmp_path / "bench"
     res = bench.main(["--datasets", "collect:mujoco/Reacher-v5:random:600", "--steps", "20", "--eval-every", "20",
                       "--seeds", "0", "--n-pairs", "16", "--segment-length", "10", "--hidden", "16", "16",

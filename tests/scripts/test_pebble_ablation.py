@@ -1,25 +1,21 @@
-"""scripts/pebble_ablation.py: each variant changes exactly its one factor in the run's config, bad input
+"""scripts/investigations/pebble_ablation.py: each variant changes exactly its one factor in the run's config, bad input
 stops before any work, and a tiny two-variant run writes the table, the JSON and the plot."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def abl():
-    return importlib.import_module("pebble_ablation")
+    return load_script("pebble_ablation")
 
 
 def test_each_variant_changes_one_factor_of_the_grid(abl, tmp_path):
-    bench = importlib.import_module("bench_online")
+    bench = load_script("bench_online")
     a = abl.parse_args(["--out", str(tmp_path / "o"), "--bench-args", """--reward-model-kwargs '{"hidden": [16]}'"""])
     cfgs = {}
     for v in abl.VARIANTS:

@@ -1,20 +1,16 @@
-"""scripts/query_gating.py: the smoke run fills every selector's rows, a gate that passes nothing asks only the
+"""scripts/investigations/query_gating.py: the smoke run fills every selector's rows, a gate that passes nothing asks only the
 first (uniform) round, and bad sizes are one clear error before any work."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 def test_smoke_run_records_labels_and_accuracy(tmp_path):
-    qg = importlib.import_module("query_gating")
+    qg = load_script("query_gating")
     res = qg.main(["--smoke", "--seeds", "0", "--selectors", "uniform", "gated_disagreement", "--epsilon", "0.99",
                    "--out", str(tmp_path)])
     rows = res["results"]["uniform"]["0"]
@@ -28,7 +24,7 @@ def test_smoke_run_records_labels_and_accuracy(tmp_path):
 
 
 def test_bad_sizes_are_one_clear_error(tmp_path, capsys):
-    qg = importlib.import_module("query_gating")
+    qg = load_script("query_gating")
     for argv, msg in ((["--rounds", "0"], "--rounds must be >= 1"), (["--selectors", "best"], "unknown selector"),
                       (["--epsilon", "2"], "--epsilon must be in")):
         with pytest.raises(SystemExit) as e:

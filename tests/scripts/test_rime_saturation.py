@@ -1,20 +1,16 @@
-"""scripts/rime_saturation.py: the smoke run replays the three starting points from one pre-training, the
+"""scripts/investigations/rime_saturation.py: the smoke run replays the three starting points from one pre-training, the
 no-warm-start variant starts from the untrained model, and the outputs exist; bad sizes are one clear error."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from helpers import load_script
 
 
 def test_smoke_run_replays_every_variant(tmp_path):
-    rs = importlib.import_module("rime_saturation")
+    rs = load_script("rime_saturation")
     res = rs.main(["--smoke", "--seeds", "0", "--labels", "20", "--sessions", "2", "--held-out", "20",
                    "--out", str(tmp_path)])
     r = res[0]
@@ -34,7 +30,7 @@ def test_smoke_run_replays_every_variant(tmp_path):
 
 
 def test_bad_sizes_are_one_clear_error(tmp_path, capsys):
-    rs = importlib.import_module("rime_saturation")
+    rs = load_script("rime_saturation")
     with pytest.raises(SystemExit) as e:
         rs.main(["--labels", "3", "--sessions", "10", "--out", str(tmp_path / "x")])
     assert e.value.code == 2 and not (tmp_path / "x").exists()

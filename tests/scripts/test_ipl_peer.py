@@ -1,0 +1,163 @@
+"""scripts/ipl_peer.py: the authors' IPL and pbrl's train on the same batches of a tiny Hopper dataset; the peer's
+batches are pbrl IPL's own draws in the authors' format; without the authors' code it stops with one line."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+ipl_peer = importlib.import_module("ipl_peer")
+
+needs_peer = pytest.mark.skipif(ipl_peer.peer_problem(ipl_peer.DEFAULT_PEER) is not None,
+                                reason=f"the IPL authors' code is not at {ipl_peer.DEFAULT_PEER} ({ipl_peer.PEER_URL})")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from pbrl.envs.collect import collect
+    from pbrl.envs.d4rl import save_d4rl
+    from pbrl.envs.labelling import label_dataset
+
+    d = tmp_path_factory.mktemp("hop")
+    ds = collect("mujoco/Hopper-v5", "random", n_steps=600, seed=0)
+    save_d4rl(ds, d / "mr.hdf5")
+    label_dataset(ds, "oracle", 16, segment_length=10, seed=1).save(d / "mr.prefs_oracle_500.h5")
+    return d
+
+
+def _load(files):
+    from pbrl.envs.datasets import load_dataset
+    from pbrl.preferences import PreferenceDataset
+
+    return load_dataset(files / "mr.hdf5"), PreferenceDataset.load(files / "mr.prefs_oracle_500.h5")
+
+
+def test_peer_batches_are_pbrl_ipls_own_draws_in_the_authors_format(files):
+    from pbrl.agents import IPL
+
+    ds, prefs = _load(files)
+    agent = IPL.from_dataset(ds, seed=3, normalize_obs=False, pref_batch_size=4, segment_crop=6, batch_size=16)
+    agent._start_fit(ds, prefs, 1)
+    peer = ipl_peer.PeerBatches(ds, prefs, seed=3, pref_batch_size=4, segment_crop=6, batch_size=16)
+    for _ in range(3):
+        ours = {k: v.numpy() for k, v in agent._sample().items()}
+        replay, fb = peer.sample()
+        assert fb["obs_1"].shape == fb["obs_2"].shape == (4, 7, ds.obs_dim)
+        assert fb["action_1"].shape == fb["action_2"].shape == (4, 7, ds.act_dim)
+        assert fb["label"].shape == fb["discount"].shape == (4,)
+        for k, side in (("1", "a"), ("2", "b")):
+            np.testing.assert_array_equal(fb[f"obs_{k}"][:, :-1], ours[f"obs_{side}"])  # the same pairs and crops
+            np.testing.assert_array_equal(fb[f"obs_{k}"][:, 1:], ours[f"next_{side}"])  # the last step: a successor
+            np.testing.assert_allclose(fb[f"action_{k}"][:, :-1], ours[f"act_{side}"], atol=1e-5)
+        np.testing.assert_array_equal(fb["label"], ours["label"])
+        np.testing.assert_array_equal(replay["obs"], ours["replay_observations"])
+        np.testing.assert_array_equal(replay["next_obs"], ours["replay_next_observations"])
+        np.testing.assert_allclose(replay["discount"], 0.99 * (1.0 - ours["replay_dones"]), rtol=1e-6)
+        assert np.all(fb["discount"] == np.float32(0.99))
+
+
+def test_discount_is_constant_in_segments_and_zero_at_unlabelled_terminals(files):
+    from pbrl.agents.offline_data import OfflineData
+    from pbrl.envs.labelling import segments_at
+    from pbrl.preferences import PreferenceDataset
+
+    ds, _ = _load(files)
+    starts, ends = ds.episode_bounds
+    long = np.flatnonzero((ends - starts + 1 >= 10) & ds.terminals[ends])[:6]
+    assert len(long) >= 4
+    falls = segments_at(ds, ends[long] - 9, 10)  # every segment ends with the fall (a terminal step)
+    calm = segments_at(ds, starts[long], 10)
+    prefs = PreferenceDataset(falls, calm, np.ones(len(long), np.float32))
+    peer = ipl_peer.PeerBatches(ds, prefs, seed=0, pref_batch_size=8, segment_crop=None, batch_size=512)
+    replay, fb = peer.sample()
+    assert np.all(fb["discount"] == np.float32(0.99))  # the fall step keeps gamma V(s'), as in the authors' buffer
+    pairs = [int(np.flatnonzero(np.all(falls.obs[:, 0] == o, axis=-1))[0]) for o in fb["obs_1"][:, 0]]
+    np.testing.assert_array_equal(fb["obs_1"][:, -1], falls.next_obs[pairs])  # the state after the fall
+    terminal = peer.replay["discount"] == 0.0
+    view_terminals = OfflineData.qlearning_view(ds)["terminals"] > 0.5
+    assert view_terminals.sum() > 0
+    np.testing.assert_array_equal(terminal, view_terminals)
+    assert np.all(peer.replay["discount"][~terminal] == np.float32(0.99))
+    assert set(np.unique(replay["discount"])) <= {np.float32(0.0), np.float32(0.99)}
+
+
+def test_reward_stats_by_hand():
+    q, gv = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 0.5, 1.0, 1.0])
+    terminal, true = np.array([0.0, 1.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0, 2.0])
+    s = ipl_peer.reward_stats(q, gv, true, terminal)  # r = q - (1 - terminal) gv = [0.5, 2, 2, 4]
+    assert s["reward_mean"] == pytest.approx(2.125) and s["reward_terminal_mean"] == pytest.approx(3.0)
+    assert s["reward_terminal_segment_mean"] == pytest.approx(2.25)  # (2 - 0.5 + 4 - 1) / 2
+    assert s["reward_pearson"] == pytest.approx(np.corrcoef([0.5, 2, 2, 4], true)[0, 1])
+    assert math.isnan(ipl_peer.reward_stats(q, gv, true, np.zeros(4))["reward_terminal_mean"])
+
+
+@needs_peer
+def test_the_authors_train_step_runs_on_peer_batches_and_their_stand_ins_do_not_stay(files, tmp_path):
+    import torch
+
+    ds, prefs = _load(files)
+    before = {k: sys.modules.get(k) for k in ("gym", "imageio")}
+    root = ipl_peer.extract_peer(ipl_peer.DEFAULT_PEER, tmp_path)
+    mods, cfg = ipl_peer.load_peer(root), ipl_peer.peer_config(root)
+    assert {k: sys.modules.get(k) for k in ("gym", "imageio")} == before
+    assert (cfg["pref_batch_size"], cfg["segment_crop"], cfg["batch_size"], cfg["discount"]) == (8, 64, 256, 0.99)
+    alg = ipl_peer.build_peer(mods, cfg, ds.obs_dim, ds.act_dim, seed=0, hidden=[16, 16])
+    assert alg.network.critic.ensemble_size == 2 and alg.chi2_coeff == 0.5 and alg.expectile == 0.7
+    batches = ipl_peer.PeerBatches(ds, prefs, seed=0, pref_batch_size=4, segment_crop=6, batch_size=16)
+    critic = [p.detach().clone() for p in alg.network.critic.parameters()]
+    m = alg.train_step(alg.format_batch(batches.sample()), 0, 1)
+    assert all(math.isfinite(m[k]) for k in ("q_loss", "chi2_loss", "actor_loss", "reward"))
+    assert any(not torch.equal(a, b) for a, b in zip(critic, alg.network.critic.parameters()))
+
+
+@needs_peer
+def test_both_implementations_train_and_are_measured(files, tmp_path):
+    out = tmp_path / "out"
+    argv = ["--dataset", str(files / "mr.hdf5"), "--variants", "pbrl", "peer", "--steps", "4", "--eval-every", "2",
+            "--eval-episodes", "1", "--hidden", "16", "16", "--batch-size", "16", "--pref-batch-size", "4",
+            "--segment-crop", "6", "--jobs", "2", "--out", str(out)]
+    res = ipl_peer.main(argv)
+    assert list(res["runs"]) == ["pbrl", "peer"]
+    for runs in res["runs"].values():
+        rows = runs["0"]
+        assert [r["step"] for r in rows] == [2, 4]
+        for r in rows:
+            assert math.isfinite(r["return"]) and math.isfinite(r["score"]) and math.isfinite(r["reward_mean"])
+            assert -1.0 <= r["reward_pearson"] <= 1.0 and math.isfinite(r["pref_loss"])
+            assert math.isfinite(r["reward_terminal_mean"]) and math.isfinite(r["reward_terminal_segment_mean"])
+    peer = res["configs"]["peer"]  # read from the authors' configs/gym_locomotion/ipl_iql.yaml
+    assert peer["alg_kwargs"]["chi2_coeff"] == 0.5 and peer["alg_kwargs"]["beta"] == pytest.approx(1 / 3, abs=1e-5)
+    assert peer["overrides"]["hidden"] == [16, 16] and res["configs"]["pbrl"]["hidden"] == [16, 16]
+    assert res["peer"]["commit"] and res["runs"]["pbrl"]["0"] != res["runs"]["peer"]["0"]
+    saved = json.loads((out / "ipl_peer.json").read_text())
+    assert saved["runs"] == res["runs"] and (out / "ipl_peer.png").exists()
+    assert ipl_peer.main(["--report-only", "--out", str(out)])["runs"] == res["runs"]
+    saved_runs = {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()}
+    assert sorted(saved_runs) == ["pbrl-s0.json", "peer-s0.json"]
+    again = ipl_peer.main(argv)  # the same arguments: both runs are finished, none runs again
+    assert again["runs"] == res["runs"] and {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()} == saved_runs
+
+
+def test_without_the_authors_code_it_stops_with_one_line(files, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        ipl_peer.main(["--dataset", str(files / "mr.hdf5"), "--peer", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and not (tmp_path / "x").exists()
+    assert len(err.splitlines()) == 1 and ipl_peer.PEER_URL in err and "--peer" in err
+
+
+def test_bad_input_is_one_clear_error(files, tmp_path, capsys):
+    for argv, word in ((["--dataset", str(tmp_path / "none.hdf5")], "--dataset"),
+                       (["--dataset", str(files / "mr.hdf5"), "--variants", "pbrl", "--steps", "0"], "--steps"),
+                       (["--dataset", str(files / "mr.hdf5"), "--variants", "pbrl", "--task", "mujoco/Nope-v5"], "--task")):
+        with pytest.raises(SystemExit) as e:
+            ipl_peer.main([*argv, "--out", str(tmp_path / "x")])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and word in err and len(err.splitlines()) == 1 and not (tmp_path / "x").exists()

@@ -1,0 +1,38 @@
+"""scripts/vpl_check.py: a tiny run of one seed gives both agents' success for both users, the latent is judged
+by the other goal too, --combine joins per-seed files into one table and figure; bad sizes are one clear error."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tiny_run_and_combine(tmp_path, monkeypatch, capsys):
+    vc = importlib.import_module("vpl_check")
+    small = {**vc.PRESETS["cpu"], "reward_epochs": 2, "encoder_hidden": 16, "hidden": (16, 16)}
+    monkeypatch.setitem(vc.PRESETS, "cpu", small)
+    monkeypatch.setattr(vc, "MRIQL_CPU", {**vc.MRIQL_CPU, "hidden": (16, 16), "reward_epochs": 2})
+    args = ["--dataset-steps", "500", "--pairs", "40", "--few", "8", "--steps", "3", "--episodes", "1"]
+    for s in (0, 1):
+        vc.main([*args, "--seeds", str(s), "--out", str(tmp_path / f"s{s}")])
+    r = json.loads((tmp_path / "s0" / "vpl.json").read_text())["results"][0]
+    assert set(r["vpl"]) == {"user0", "user1", "user0_other_goal", "user1_other_goal"}
+    assert set(r["mriql"]) == {"user0", "user1"} and sum(r["labels_per_user"].values()) == 40
+    assert all(0.0 <= v["success_rate"] <= 1.0 for v in (*r["vpl"].values(), *r["mriql"].values()))
+    capsys.readouterr()
+    joined = vc.main(["--combine", str(tmp_path / "s1" / "vpl.json"), str(tmp_path / "s0" / "vpl.json"),
+                      "--out", str(tmp_path / "all")])
+    assert [x["seed"] for x in joined] == [0, 1] and (tmp_path / "all" / "vpl.png").exists()
+    assert "| VPL (a few labels of the user) |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        vc.main(["--steps", "0"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit):
+        vc.main(["--combine", str(tmp_path / "none.json")])
