@@ -56,10 +56,13 @@ def allowed_teachers(kind: str = "online") -> list[str]:
     """Teacher names a run accepts: the B-Pref presets, ``scripted`` (explicit ``teacher_kwargs``), ``rating``
     (a :class:`~pbrl.teachers.RatingTeacher`, ``n_classes`` classes) and ``heron`` (a
     :class:`~pbrl.teachers.HierarchicalTeacher` over the env's reward factors, online only); offline runs also
-    ``regret`` (CPL's oracle: regret under the dataset's expert critic, :mod:`pbrl.envs.regret`)."""
+    ``regret`` (CPL's oracle: regret under the dataset's expert critic, :mod:`pbrl.envs.regret`). ``intransitive``
+    (a population of raters with different objectives, :class:`~pbrl.teachers_mixture.PopulationTeacher`) and
+    ``last_step`` (a non-Markovian teacher) serve both."""
     from pbrl.teachers import TEACHER_PRESETS
 
-    return sorted([*TEACHER_PRESETS, "scripted", "rating", "heron", *(["regret"] if kind == "offline" else [])])
+    return sorted([*TEACHER_PRESETS, "scripted", "rating", "heron", "intransitive", "last_step",
+                   *(["regret"] if kind == "offline" else [])])
 
 
 def agent_class(kind: str, name: str):
