@@ -90,7 +90,7 @@ def _save_online_checkpoint(agent, run: RunDir, step: int, progress: Progress) -
     if prefs is not None:
         prefs.save(run.labels_path)
     run.save_checkpoint(step, payload)
-    run.write_status("running", step=step, labels=len(prefs) if prefs is not None else 0, checkpoint=step)
+    run.write_status("running", step=step, labels=int(agent.callback.labels_used), checkpoint=step)
 
 
 _LOGGER_FIELDS = ("name_to_value", "name_to_count", "name_to_excluded")
@@ -163,7 +163,7 @@ def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = F
                 agent.learn(cfg.total_timesteps - done, callback=[evaluator, ckpt, stop], reset_num_timesteps=payload is None)
         step = int(agent.model.num_timesteps)
         prefs = agent.callback.preferences
-        n_labels = len(prefs) if prefs is not None else 0
+        n_labels = int(agent.callback.labels_used)  # answered queries (SPO stores none: it fits no reward model)
         if stop.stopping:
             run.write_status("interrupted", step=progress.last_ckpt, labels=n_labels, checkpoint=progress.last_ckpt)
             return run.status()
