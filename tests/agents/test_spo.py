@@ -136,7 +136,7 @@ def test_the_cli_config_reaches_spo_and_its_teachers(tmp_path):
 
 
 TINY = tiny_online_config(agent="spo", total_timesteps=600, total_feedback=500, checkpoint_every=100,
-                          learner_kwargs={"n_steps": 30, "use_sde": False, **SMALL}, reward_model_kwargs={},
+                          learner_kwargs={"n_steps": 30, **SMALL}, reward_model_kwargs={},
                           agent_kwargs={"n_envs": 2, "queue_size": 4, "unit_length": 20})
 
 
