@@ -51,6 +51,7 @@ nothing). A person cannot answer ``B`` comparisons per trajectory, so a ``HumanT
 from __future__ import annotations
 
 import copy
+import warnings
 from collections import deque
 from typing import Any
 
@@ -273,7 +274,8 @@ class SPO(PrefPPO):
             has none).
 
     Raises:
-        ValueError: for a ``HumanTeacher`` (SPO asks ``B`` comparisons per trajectory), a rating teacher,
+        ValueError: for a ``HumanTeacher`` (SPO asks ``B`` comparisons per trajectory), a rating teacher, the
+            ``heron`` / ``regret`` teachers (they read what SPO's units do not record),
             ``queue_size < 1`` or a ``unit_length`` outside ``1..episode length``.
     """
 
@@ -289,6 +291,10 @@ class SPO(PrefPPO):
             raise ValueError(f"spo compares every new trajectory with each of the last queue_size={queue_size} "
                              "ones (that many labels per trajectory), too many for a person; use a scripted "
                              "teacher (e.g. oracle, intransitive) or an agent that learns a reward model (pref_ppo)")
+        if getattr(teacher, "name", None) in ("heron", "regret"):
+            raise ValueError(f"spo's compared units record observations, actions and true rewards only; teacher "
+                             f"'{teacher.name}' needs reward factors or next states: use oracle, a B-Pref preset, "
+                             "intransitive or last_step")
         check_int("queue_size", queue_size, 1)
         if unit_length is not None:
             check_int("unit_length", unit_length, 1)
@@ -315,6 +321,16 @@ class SPO(PrefPPO):
             self.eval_callback.preference_callback = self.callback
         self.entropy = self.env.entropy
         self.env.set_mode("entropy" if self.unsup_steps > 0 else "none")
+
+    def learn(self, total_timesteps: int, callback: Any = None, **learn_kwargs) -> SPO:
+        """:meth:`OnlinePrefAgent.learn`, warning first (one line) when ``total_feedback`` cannot last the run:
+        up to ``queue_size`` labels per ``unit_length`` steps."""
+        need = self.queue_size * (int(total_timesteps) // self.unit_length)
+        if need > self.callback.budget_left:
+            warnings.warn(f"spo: {total_timesteps} steps ask up to {need} labels ({self.queue_size} per "
+                          f"{self.unit_length}-step unit) but total_feedback leaves {self.callback.budget_left}; "
+                          "later units get no signal: raise total_feedback", stacklevel=2)
+        return super().learn(total_timesteps, callback=callback, **learn_kwargs)
 
     def _set_learned_reward(self) -> None:
         """SPO's rewards come from the callback at each rollout's end: the wrapper gives 0 at step time."""

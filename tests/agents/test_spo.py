@@ -79,7 +79,8 @@ def test_a_unit_crossing_the_rollout_end_is_scored_on_the_same_steps_of_the_queu
 def test_the_queue_keeps_the_last_b_units_and_the_budget_caps_the_comparisons():
     agent = _agent(n_steps=50, queue_size=2)
     agent.callback.total_feedback = 3
-    agent.learn(50)
+    with pytest.warns(UserWarning, match="ask up to 10 labels .* total_feedback leaves 3"):
+        agent.learn(50)
     cb = agent.callback
     assert len(cb.queue) == 2 and cb.units == 5
     # comparisons: 0, 1, 2, then only 0 left of the budget of 3
@@ -111,6 +112,8 @@ def test_bad_input_is_one_clear_error_before_any_work():
     # the human teacher is refused before the (unknown) task is even looked up
     with pytest.raises(ValueError, match="too many for a person"):
         SPO("mujoco/NoSuchTask-v5", HumanTeacher(), 100, 1, 1)
+    with pytest.raises(ValueError, match="teacher 'heron' needs reward factors"):
+        SPO("mujoco/NoSuchTask-v5", make_teacher("heron"), 100, 1, 1)
     with pytest.raises(ValueError, match="queue_size"):
         SPO("mujoco/NoSuchTask-v5", make_teacher("oracle"), 100, 1, 1, queue_size=0)
     with pytest.raises(ValueError, match="unit_length"):
