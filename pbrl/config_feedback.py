@@ -20,12 +20,13 @@ def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> No
     from pbrl.config import _check_kwargs
     from pbrl.multi_user import MultiUserTeacher
     from pbrl.teachers import HierarchicalTeacher, RatingTeacher, ScriptedTeacher
+    from pbrl.teachers_mixture import LastStepTeacher, PopulationTeacher
 
     if teacher == "regret":
         _check_regret_kwargs(kwargs)
     else:
-        klass = {"rating": RatingTeacher, "heron": HierarchicalTeacher,
-                 "multi_user": MultiUserTeacher}.get(teacher, ScriptedTeacher)
+        klass = {"rating": RatingTeacher, "heron": HierarchicalTeacher, "multi_user": MultiUserTeacher,
+                 "intransitive": PopulationTeacher, "last_step": LastStepTeacher}.get(teacher, ScriptedTeacher)
         _check_kwargs("teacher_kwargs", kwargs, klass.__init__, f"teacher '{teacher}'")
     if "seed" in kwargs:
         raise ValueError("teacher_kwargs must not set 'seed'; the run's seed seeds the teacher")
@@ -41,6 +42,11 @@ def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> No
             klass(**kwargs)
         except (TypeError, ValueError) as e:
             raise ValueError(f"teacher '{teacher}': {e}") from None
+    if teacher == "intransitive":
+        try:
+            PopulationTeacher(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"teacher 'intransitive': {e}") from None
     if teacher == "rating":
         try:
             RatingTeacher(**{**kwargs, **({"n_classes": n_classes} if n_classes is not None else {})})
