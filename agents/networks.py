@@ -130,12 +130,14 @@ class TwinQ(nn.Module):
     """Two Q-functions ``Q_1, Q_2 (s, a)`` (clipped double Q), vectorised as one ensemble.
 
     ``forward(obs [..., obs_dim], act [..., act_dim]) -> [2, ...]``; :meth:`min` gives ``[...]``.
-    Default 2 hidden layers of 256 units (IQL's critic).
+    Default 2 hidden layers of 256 units with ReLU (IQL's critic); ``activation`` is any ``nn.Module`` class
+    (DTR's critic: ``nn.Mish``).
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), layer_norm: bool = False):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), layer_norm: bool = False,
+                 activation: type[nn.Module] = nn.ReLU):
         super().__init__()
-        self.net = EnsembleMLP(2, obs_dim + act_dim, 1, hidden, layer_norm=layer_norm)
+        self.net = EnsembleMLP(2, obs_dim + act_dim, 1, hidden, activation=activation, layer_norm=layer_norm)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         lead = obs.shape[:-1]

@@ -89,6 +89,8 @@ AGENTS: dict[str, AgentEntry] = _entries(
                "RIME: PEBBLE + denoising discriminator for noisy labels, reward warm start"),
     AgentEntry("hprior", "pbrl.agents.hprior:HPRIOR", "online", "SAC", True,
                "Hindsight PRIOR: PEBBLE + world-model attention prior on per-step rewards"),
+    AgentEntry("spo", "pbrl.agents.spo:SPO", "online", "PPO", True,
+               "SPO: self-play on PPO, reward = win rate against a queue of recent trajectories (no reward model)"),
     AgentEntry("sac", "pbrl.agents.sac_true:SACTrue", "online", "SAC", False,
                "SAC on the true reward (the upper bound; asks no queries)"),
     AgentEntry("pebble_true", "pbrl.agents.pebble_true:PEBBLETrueReward", "online", "SAC", False,
@@ -114,6 +116,8 @@ AGENTS: dict[str, AgentEntry] = _entries(
                "PEARL: cross-task label transfer, robust Gaussian reward, IQL", extras=("ot",)),
     AgentEntry("dppo", "pbrl.agents.dppo:DPPO", "offline", None, True,
                "DPPO: contrastive policy on segments scored by a smoothed preference predictor"),
+    AgentEntry("dtr", "pbrl.agents.dtr:DTR", "offline", None, True,
+               "DTR: return-conditioned Decision Transformer + twin-Q regulariser, ensemble-normalised rewards"),
     AgentEntry("vpl", "pbrl.agents.vpl:VPL", "offline", None, True,
                "VPL: a latent per user, reward r(s, z), z-conditioned IQL (labels carry user ids)"),
 )

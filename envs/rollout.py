@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -11,17 +12,45 @@ from tqdm.auto import tqdm
 
 from pbrl.segments import Trajectory
 
-__all__ = ["rollout", "as_policy_fn"]
+__all__ = ["rollout", "as_policy_fn", "EpisodePolicy"]
+
+
+class EpisodePolicy:
+    """``obs -> action`` through ``policy.predict``, carrying SB3's recurrent ``state`` from step to step of an
+    episode (``episode_start`` True at its first step) when ``predict`` takes one, as SB3's ``evaluate_policy``
+    does: a policy with a history (DTR's context, a recurrent policy) sees its episode. :meth:`reset` starts a
+    new episode."""
+
+    def __init__(self, policy: Any, deterministic: bool = True):
+        self.policy, self.deterministic = policy, deterministic
+        try:
+            params = inspect.signature(policy.predict).parameters
+            self.stateful = "state" in params and "episode_start" in params
+        except (TypeError, ValueError):  # no signature to read: call it the plain way
+            self.stateful = False
+        self.reset()
+
+    def reset(self) -> None:
+        self.state, self.start = None, True
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if not self.stateful:
+            return np.asarray(self.policy.predict(obs, deterministic=self.deterministic)[0], dtype=np.float32)
+        act, self.state = self.policy.predict(obs, state=self.state, episode_start=np.array([self.start]),
+                                              deterministic=self.deterministic)
+        self.start = False
+        return np.asarray(act, dtype=np.float32)
 
 
 def as_policy_fn(policy: Any, env: gym.Env, rng: np.random.Generator, deterministic: bool = True) -> Callable:
-    """Turn ``"random"``, an SB3 model / anything with ``predict(obs, deterministic)``, or a callable
-    ``obs -> action`` into a function ``obs -> action``."""
+    """Turn ``"random"``, an SB3 model / anything with ``predict(obs, deterministic)`` (an :class:`EpisodePolicy`,
+    which carries ``predict``'s recurrent state through an episode), or a callable ``obs -> action`` into a
+    function ``obs -> action``."""
     space = env.action_space
     if policy is None or (isinstance(policy, str) and policy == "random"):
         return lambda obs: rng.uniform(space.low, space.high).astype(np.float32)
     if hasattr(policy, "predict"):
-        return lambda obs: np.asarray(policy.predict(obs, deterministic=deterministic)[0], dtype=np.float32)
+        return EpisodePolicy(policy, deterministic)
     if callable(policy):
         return lambda obs: np.asarray(policy(obs), dtype=np.float32)
     raise TypeError(f"policy must be 'random', an object with predict(), or a callable; got {type(policy).__name__}")
@@ -94,5 +123,7 @@ def rollout(
         if (n_steps is not None and total >= n_steps) or (n_episodes is not None and len(trajs) >= n_episodes):
             break
         obs, info = env.reset()
+        if isinstance(act_fn, EpisodePolicy):
+            act_fn.reset()
     bar.close()
     return trajs

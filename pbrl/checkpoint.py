@@ -30,6 +30,7 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "global_rng_state",
     "set_global_rng_state",
+    "SdeNoiseTap",
     "env_state",
     "set_env_state",
     "vec_env_state",
@@ -136,6 +137,39 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["random"])
     np.random.set_state(state["numpy"])  # noqa: NPY002 - SB3 samples with the legacy global RNG
     torch.set_rng_state(state["torch"])
+
+
+class SdeNoiseTap:
+    """Remembers torch's RNG state just before each gSDE noise draw of an SB3 policy.
+
+    An on-policy learner with gSDE (PrefPPO's default) draws the rollout's noise matrix in ``collect_rollouts``
+    *before* ``on_rollout_start``, where checkpoints are taken. A checkpoint of the RNG state after that draw
+    makes a resumed run draw once more and diverge. Checkpointing :attr:`state` instead makes the resumed
+    rollout draw the same noise again. ``SdeNoiseTap.attach(model)`` installs it when the model uses gSDE.
+    """
+
+    def __init__(self, policy: Any):
+        self.state: torch.Tensor | None = None
+        self._reset_noise = policy.reset_noise
+        policy.reset_noise = self  # an instance attribute: SB3's own calls come here first
+
+    @classmethod
+    def attach(cls, model: Any) -> SdeNoiseTap | None:
+        """A tap on ``model.policy`` when the model is on-policy with gSDE, else ``None``."""
+        if not getattr(model, "use_sde", False) or hasattr(model, "replay_buffer"):
+            return None
+        return cls(model.policy)
+
+    def __call__(self, *args, **kwargs):
+        self.state = torch.get_rng_state()
+        return self._reset_noise(*args, **kwargs)
+
+    def rng_state(self) -> dict[str, Any]:
+        """:func:`global_rng_state` with torch's state as it was before the last noise draw."""
+        state = global_rng_state()
+        if self.state is not None:
+            state["torch"] = self.state.clone()
+        return state
 
 
 _SIMPLE = (int, float, bool, str, bytes, type(None), np.ndarray, np.generic, np.random.Generator, np.random.RandomState)

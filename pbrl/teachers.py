@@ -539,6 +539,8 @@ TEACHERS: dict[str, str] = {
     "regret": "pbrl.teachers:RegretTeacher",
     "heron": "pbrl.teachers:HierarchicalTeacher",
     "rating": "pbrl.teachers:RatingTeacher",
+    "intransitive": "pbrl.teachers_mixture:PopulationTeacher",
+    "last_step": "pbrl.teachers_mixture:LastStepTeacher",
     "human": "pbrl.label.teacher:HumanTeacher",
     "multi_user": "pbrl.multi_user:MultiUserTeacher",
 }
@@ -553,10 +555,11 @@ def make_teacher(name: str, seed: int = 0, **kwargs) -> Teacher:
     """Build a teacher by name: a B-Pref preset (``oracle, stoc, mistake, skip, myopic, equal``),
     ``scripted`` with explicit keyword arguments, ``regret`` (``value_fn=...``), ``heron`` (a
     :class:`HierarchicalTeacher`: ``order=[factor, ...]``, ``sigma``), ``rating`` (a
-    :class:`RatingTeacher`: ``n_classes=3, bins=None, eps_mistake, mistake, eps_skip, gamma``), ``human``
-    (``url=...``; needs the label extra) or ``multi_user`` (a :class:`~pbrl.multi_user.MultiUserTeacher`: a
-    population of scripted users with different goals, ``goals=[[x, y], ...]``). The registry is
-    :data:`TEACHERS`."""
+    :class:`RatingTeacher`: ``n_classes=3, bins=None, eps_mistake, mistake, eps_skip, gamma``), ``intransitive``
+    (a :class:`~pbrl.teachers_mixture.PopulationTeacher`: ``objectives=[...]``, ``weights``), ``last_step``
+    (:class:`~pbrl.teachers_mixture.LastStepTeacher`), ``human`` (``url=...``; needs the label extra) or
+    ``multi_user`` (a :class:`~pbrl.multi_user.MultiUserTeacher`: a population of scripted users with different
+    goals, ``goals=[[x, y], ...]``). The registry is :data:`TEACHERS`."""
     import importlib
 
     if name in TEACHER_PRESETS:

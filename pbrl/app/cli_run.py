@@ -151,7 +151,7 @@ def train_online_cmd(
     task: str = typer.Option(None, help="task id (see `pbrl tasks`; Meta-World options after a colon, e.g. "
                             "metaworld/button-press-v3:reward=v1,goal=hidden), default mujoco/HalfCheetah-v5"),
     agent: str = typer.Option(None, help=_agents("online", "pebble")),
-    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating | heron"),
+    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating | heron | intransitive | last_step"),
     n_classes: int = typer.Option(None, help="classes of the rating teacher (--teacher rating; default 3)"),
     total_timesteps: int = typer.Option(None, help="env steps (default 100000)"),
     total_feedback: int = typer.Option(None, help="label budget: queries asked (default 1000)"),

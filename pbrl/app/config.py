@@ -66,9 +66,11 @@ def allowed_teachers(kind: str = "online") -> list[str]:
     (a :class:`~pbrl.teachers.RatingTeacher`, ``n_classes`` classes) and ``heron`` (a
     :class:`~pbrl.teachers.HierarchicalTeacher` over the env's reward factors, online only); offline runs also
     ``regret`` (CPL's oracle: regret under the dataset's expert critic, :mod:`pbrl.envs.regret`) and
-    ``multi_user`` (a population of scripted users, :class:`~pbrl.multi_user.MultiUserTeacher`, for VPL)."""
+    ``multi_user`` (a population of scripted users, :class:`~pbrl.multi_user.MultiUserTeacher`, for VPL), offline
+    only. ``intransitive`` (a population of raters with different objectives,
+    :class:`~pbrl.teachers_mixture.PopulationTeacher`) and ``last_step`` (a non-Markovian teacher) serve both."""
     offline = ["regret", "multi_user"] if kind == "offline" else []
-    return sorted([*TEACHER_PRESETS, "scripted", "rating", "heron", *offline])
+    return sorted([*TEACHER_PRESETS, "scripted", "rating", "heron", "intransitive", "last_step", *offline])
 
 
 def agent_class(kind: str, name: str):

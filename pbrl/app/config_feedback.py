@@ -15,6 +15,7 @@ from pbrl.envs.regret import CRITIC_CHOICES, dataset_regret_teacher
 from pbrl.multi_user import MultiUserTeacher
 from pbrl.ratings import RatingDataset, load_labels
 from pbrl.teachers import HierarchicalTeacher, RatingTeacher, ScriptedTeacher
+from pbrl.teachers_mixture import LastStepTeacher, PopulationTeacher
 from pbrl.validation import check_int
 
 __all__ = ["check_kwargs", "check_teacher_kwargs", "feedback_kinds", "check_feedback", "check_labels_file", "needs_user_ids"]
@@ -44,8 +45,8 @@ def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> No
     if teacher == "regret":
         _check_regret_kwargs(kwargs)
     else:
-        klass = {"rating": RatingTeacher, "heron": HierarchicalTeacher,
-                 "multi_user": MultiUserTeacher}.get(teacher, ScriptedTeacher)
+        klass = {"rating": RatingTeacher, "heron": HierarchicalTeacher, "multi_user": MultiUserTeacher,
+                 "intransitive": PopulationTeacher, "last_step": LastStepTeacher}.get(teacher, ScriptedTeacher)
         check_kwargs("teacher_kwargs", kwargs, klass.__init__, f"teacher '{teacher}'")
     if "seed" in kwargs:
         raise ValueError("teacher_kwargs must not set 'seed'; the run's seed seeds the teacher")
@@ -61,6 +62,11 @@ def check_teacher_kwargs(teacher: str, kwargs: Any, n_classes: Any = None) -> No
             klass(**kwargs)
         except (TypeError, ValueError) as e:
             raise ValueError(f"teacher '{teacher}': {e}") from None
+    if teacher == "intransitive":
+        try:
+            PopulationTeacher(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"teacher 'intransitive': {e}") from None
     if teacher == "rating":
         try:
             RatingTeacher(**{**kwargs, **({"n_classes": n_classes} if n_classes is not None else {})})

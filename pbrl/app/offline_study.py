@@ -81,6 +81,8 @@ DEFAULT_AGENT_KWARGS: dict[str, dict[str, Any]] = {
     "mriql_zscore": {"reward_epochs": 100},
     # DPPO's predictor at the transformer's CPU size (its default is the paper's size for 10,000 epochs)
     "dppo": {"predictor_kwargs": {"size": "small"}, "predictor_epochs": 100},
+    # DTR's transformer at a CPU size (its default is the paper's width 256, 4 layers, 4 heads, 20 steps, batch 256)
+    "dtr": {"embed_dim": 64, "n_layers": 2, "n_heads": 1, "context_length": 10, "batch_size": 64},
     "pearl": {"reward_epochs": 100},
     "cpl": dict(CPU_SIZES),
     # the BC term is a mean over steps, the CPL term a sum of alpha log pi over the H = 50 steps of a segment:

@@ -49,6 +49,7 @@ LABELS = {
     "oppo": "OPPO",
     "pearl": "PEARL (0 target labels)",
     "dppo": "DPPO",
+    "dtr": "DTR",
     "mriql_zscore": "MR + IQL (z-scored ensemble)",
 }
 #: the title of the aggregate's panel in the plots

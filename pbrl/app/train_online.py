@@ -26,6 +26,7 @@ from pbrl.app.run_dir import RunDir
 from pbrl.app.train_common import eval_env, final_metrics, make_logger, online_env
 from pbrl.callbacks import PbrlCheckpointCallback, StopOnSignal
 from pbrl.checkpoint import (
+    SdeNoiseTap,
     buffer_state,
     global_rng_state,
     sb3_state,
@@ -71,7 +72,7 @@ def build_online(cfg: OnlineConfig, progress: bool = False):
     return agent
 
 
-def _save_online_checkpoint(agent, run: RunDir, step: int, progress: Progress) -> None:
+def _save_online_checkpoint(agent, run: RunDir, step: int, progress: Progress, tap: SdeNoiseTap | None = None) -> None:
     model = agent.model
     payload = {
         "kind": "online",
@@ -82,7 +83,7 @@ def _save_online_checkpoint(agent, run: RunDir, step: int, progress: Progress) -
         "agent": agent.state_dict() if hasattr(agent, "state_dict") else None,
         "entropy": agent.entropy.get_state() if hasattr(getattr(agent, "entropy", None), "get_state") else None,
         "env": vec_env_state(model.get_env()),
-        "rng": global_rng_state(),
+        "rng": tap.rng_state() if tap is not None else global_rng_state(),  # gSDE: as before the rollout's draw
         "progress": progress.to_dict(),
         "logger": _logger_state(model.logger),  # values recorded but not yet dumped
     }
@@ -90,7 +91,7 @@ def _save_online_checkpoint(agent, run: RunDir, step: int, progress: Progress) -
     if prefs is not None:
         prefs.save(run.labels_path)
     run.save_checkpoint(step, payload)
-    run.write_status("running", step=step, labels=len(prefs) if prefs is not None else 0, checkpoint=step)
+    run.write_status("running", step=step, labels=int(agent.callback.labels_used), checkpoint=step)
 
 
 _LOGGER_FIELDS = ("name_to_value", "name_to_count", "name_to_excluded")
@@ -131,6 +132,7 @@ def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = F
     run = RunDir(run_dir)
     t0, c0 = time.time(), time.process_time()
     agent = build_online(cfg, progress=verbose)
+    tap = SdeNoiseTap.attach(agent.model)
     payload = None
     if resume:
         run.remove_temp_files()
@@ -156,14 +158,14 @@ def train_online(cfg: OnlineConfig, run_dir: str | os.PathLike, resume: bool = F
                                      seed=10_000 + cfg.seed, eval_at_end=False, task=cfg.task, progress=progress, run=run,
                                      dump=False)
         evaluator.init_callback(agent.model)
-        ckpt = PbrlCheckpointCallback(lambda t: _save_online_checkpoint(agent, run, t, progress), cfg.checkpoint_every,
+        ckpt = PbrlCheckpointCallback(lambda t: _save_online_checkpoint(agent, run, t, progress, tap), cfg.checkpoint_every,
                                       progress)
         with StopOnSignal(ckpt) as stop:
             if done < cfg.total_timesteps:
                 agent.learn(cfg.total_timesteps - done, callback=[evaluator, ckpt, stop], reset_num_timesteps=payload is None)
         step = int(agent.model.num_timesteps)
         prefs = agent.callback.preferences
-        n_labels = len(prefs) if prefs is not None else 0
+        n_labels = int(agent.callback.labels_used)  # answered queries (SPO stores none: it fits no reward model)
         if stop.stopping:
             run.write_status("interrupted", step=progress.last_ckpt, labels=n_labels, checkpoint=progress.last_ckpt)
             return run.status()

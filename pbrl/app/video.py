@@ -32,9 +32,9 @@ def render_video(policy: Any, cfg: Any, path: str | os.PathLike, episodes: int =
             for ep in range(episodes):
                 obs, _ = env.reset(seed=seed + ep)
                 writer.append_data(np.asarray(env.render()))
-                t, done = 0, False
+                t, done, state = 0, False, None
                 while not done:
-                    act, _ = policy.predict(obs, deterministic=True)
+                    act, state = policy.predict(obs, state=state, episode_start=np.array([t == 0]), deterministic=True)
                     obs, _, term, trunc, _ = env.step(act)
                     writer.append_data(np.asarray(env.render()))
                     t += 1

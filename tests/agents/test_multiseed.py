@@ -30,6 +30,8 @@ EXTRA = {
     "cplbc": dict(pair_batch_size=8, bc_steps=3, lr_warmup=2),
     "oppo": dict(seg_batch_size=8, pair_batch_size=8, context_length=4, warmup_steps=3),
     "dppo": dict(predictor_epochs=2, smooth_sigma=2.0, predictor_kwargs=dict(size="small", embed_dim=8, pref_attn_dim=8)),
+    "dtr": dict(embed_dim=8, n_layers=1, n_heads=2, critic_hidden=(8, 8), context_length=3, reward_epochs=2,
+                reward_model_kwargs=dict(hidden=(8, 8))),
 }
 DROPOUT = {"bc", "cpl", "cplbc"}  # dropout by default (0.25)
 

@@ -107,6 +107,8 @@ OFFLINE_SMALL = {
     "mriql": {"reward_model_kwargs": {"hidden": (16,)}},
     "pearl": {"reward_model_kwargs": {"hidden": (16,)}, "n_target_pairs": 10, "reward_epochs": 5},
     "dppo": {"predictor_kwargs": {"size": "small", "embed_dim": 16, "pref_attn_dim": 16}, "predictor_epochs": 2},
+    "dtr": {"embed_dim": 16, "n_layers": 1, "n_heads": 2, "critic_hidden": (16, 16), "context_length": 4,
+            "reward_epochs": 2, "reward_model_kwargs": {"hidden": (16,)}},
     "vpl": {"context_size": 4, "latent_dim": 4, "encoder_hidden": 16, "reward_epochs": 2},
 }
 

@@ -36,7 +36,7 @@ def test_yaml_file_and_flag_overrides(tmp_path):
         ({"total_timesteps": -1}, r"total_timesteps must be >= 1, got -1"),
         ({"agent": "pebbel"}, r"unknown agent 'pebbel'.*allowed values: " + ", ".join(sorted(agent_names("online")))),
         ({"agent": "ipl"}, r"unknown agent 'ipl'.*allowed values: " + ", ".join(sorted(agent_names("online")))),
-        ({"teacher": "genius"}, r"unknown teacher 'genius'.*allowed values: equal, heron, mistake, myopic, oracle, rating, scripted"),
+        ({"teacher": "genius"}, r"unknown teacher 'genius'.*allowed values: equal, heron, intransitive, last_step, mistake, myopic, oracle, rating, scripted"),
         ({"teacher": "heron", "teacher_kwargs": {"order": ["reward_speed"]}}, r"teacher 'heron': unknown reward factor"),
         ({"teacher": "heron", "teacher_kwargs": {"beta": 1.0}}, r"unknown key 'beta' in teacher_kwargs for teacher 'heron'"),
         ({"selector": "best"}, r"unknown query selector 'best'.*allowed values: disagreement"),
