@@ -208,6 +208,12 @@ class PreferenceDataset:
         self.user = users
         self.metadata = dict(metadata or {})
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle, also from checkpoints written before pairs carried user ids (they get ``user = None``)."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("user", None)
+        self.__dict__.setdefault("annotator", None)
+
     # ------------------------------------------------------------------ basics
     @classmethod
     def empty(cls, length: int, obs_dim: int, act_dim: int, metadata: dict | None = None) -> PreferenceDataset:

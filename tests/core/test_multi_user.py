@@ -112,3 +112,22 @@ def test_two_goal_point_mass_and_its_dataset():
     assert (ends[:, 0] < -0.5).any() and (ends[:, 0] > 0.5).any()  # episodes reach both goals
     prefs = label_dataset(ds, "multi_user", 40, segment_length=5, seed=0)
     assert prefs.user is not None and set(prefs.users()) == {"user0", "user1"}
+
+
+def test_a_checkpoint_pickled_before_user_ids_unpickles_with_user_none():
+    """Online runs checkpoint their PreferenceDataset with pickle; one written before the ``user`` field existed
+    must resume (it raised AttributeError: 'PreferenceDataset' object has no attribute 'user')."""
+    import pickle
+
+    import numpy as np
+
+    from pbrl.preferences import PreferenceDataset
+    from pbrl.segments import Segments
+
+    rng = np.random.default_rng(0)
+    seg = lambda: Segments(rng.normal(size=(3, 4, 2)), rng.normal(size=(3, 4, 1)), rng.normal(size=(3, 4)))  # noqa: E731
+    ds = PreferenceDataset(seg(), seg(), [0.0, 1.0, 0.5])
+    del ds.__dict__["user"]  # the object as the old class built it
+    old = pickle.loads(pickle.dumps(ds))
+    assert old.user is None and len(old) == 3
+    assert old.append(seg(), seg(), [1.0, 1.0, 0.0]) == 3 and len(old) == 6  # the resumed run keeps labelling
