@@ -15,6 +15,7 @@ from pbrl.agents.multiseed import MultiSeed
 from pbrl.agents.offline_base import OfflineAgent
 from pbrl.agents.registry import agent_names, get_agent
 from pbrl.envs.datasets import OfflineDataset, label_dataset
+from pbrl.preferences import PreferenceDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,6 +31,7 @@ EXTRA = {
     "cplbc": dict(pair_batch_size=8, bc_steps=3, lr_warmup=2),
     "oppo": dict(seg_batch_size=8, pair_batch_size=8, context_length=4, warmup_steps=3),
     "dppo": dict(predictor_epochs=2, smooth_sigma=2.0, predictor_kwargs=dict(size="small", embed_dim=8, pref_attn_dim=8)),
+    "vpl": dict(latent_dim=2, context_size=4, encoder_hidden=16, reward_batch_size=16, reward_epochs=2),
     "dtr": dict(embed_dim=8, n_layers=1, n_heads=2, critic_hidden=(8, 8), context_length=3, reward_epochs=2,
                 reward_model_kwargs=dict(hidden=(8, 8))),
 }
@@ -54,7 +56,13 @@ def _kw(name: str, **over) -> dict:
 
 
 def _prefs(klass, prefs):
-    return prefs if klass.requires_preferences else None
+    """The toy's pairs; VPL needs each pair's user, so its copy says two users answered them in turn."""
+    if not klass.requires_preferences:
+        return None
+    if klass.__name__ == "VPL":
+        return PreferenceDataset(prefs.a, prefs.b, prefs.label, metadata=prefs.metadata,
+                                 user=[f"u{i % 2}" for i in range(len(prefs))])
+    return prefs
 
 
 def _max_param_diff(a: OfflineAgent, b: OfflineAgent) -> float:
