@@ -7,6 +7,8 @@ import json
 import pytest
 from helpers import load_script
 
+from pbrl.app import feedback_summary
+
 
 @pytest.fixture(scope="module")
 def bench():
@@ -22,9 +24,9 @@ def test_default_grid_sac_control_agents_and_the_std_variant(bench):
     for row in ("sac", "pebble_true"):
         mine = [n for n in names if n.startswith(f"{row}__")]
         assert len(mine) == len(a.tasks) * a.seeds and all("__b0__" in n for n in mine)
-    labels = {bench.row_label(p.config) for p in points}
+    labels = {feedback_summary.row_label(p.config) for p in points}
     assert labels == {"sac", "pebble_true", *bench.PBRL_AGENTS, "pebble-std"}
-    std = [p for p in points if bench.row_label(p.config) == "pebble-std"]
+    std = [p for p in points if feedback_summary.row_label(p.config) == "pebble-std"]
     assert len(std) == len(a.tasks) * a.seeds and all(p.name.startswith("pebble-std__") for p in std)
     assert all(p.config["reward_model_kwargs"]["normalize"] is True for p in std)
     raw = [p for p in points if p.config["agent"] in bench.PBRL_AGENTS and not p.name.startswith("pebble-std")]
@@ -34,7 +36,7 @@ def test_default_grid_sac_control_agents_and_the_std_variant(bench):
     assert len(noisy) == 2 * len(bench.ROBUST_AGENTS) * a.seeds
     high = [p for p in noisy if p.config["teacher"] == "scripted"]
     assert all(p.config["teacher_kwargs"] == {"eps_mistake": 0.3} for p in high)
-    assert bench.teacher_label(high[0].config) == "scripted-eps0.3"
+    assert feedback_summary.teacher_label(high[0].config) == "scripted-eps0.3"
     with pytest.raises(SystemExit):
         bench.parse_args(["--agents", "pebbel"])
 
@@ -119,7 +121,7 @@ def test_calibrate_runs_sac_alone_and_tables_each_task(bench, tmp_path, capsys):
     row = res["calibration"]["mujoco/Reacher-v5"]
     assert row["steps"][-2:] == [100, 200] and row["solved"] is False  # Reacher reports no success
     saved = json.loads((out / "calibration.json").read_text())
-    assert saved["threshold"] == bench.CALIBRATION_THRESHOLD and "mujoco/Reacher-v5" in saved["tasks"]
+    assert saved["threshold"] == feedback_summary.CALIBRATION_THRESHOLD and "mujoco/Reacher-v5" in saved["tasks"]
     assert "| mujoco/Reacher-v5 | 0.0 0.0" in capsys.readouterr().out
 
 
