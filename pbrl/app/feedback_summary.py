@@ -13,9 +13,9 @@ from pbrl import stats
 from pbrl.app.bench import StudyRuns, interval
 from pbrl.app.report import build_report
 
-__all__ = ["CALIBRATION_THRESHOLD", "CONTROL", "calibration", "markdown", "markdown_calibration", "markdown_per_task",
-           "per_task", "plot_study", "report_markdown", "row_key", "row_label", "summarise", "summarise_runs",
-           "teacher_label"]
+__all__ = ["CALIBRATION_THRESHOLD", "CONTROL", "calibration", "costs", "markdown", "markdown_calibration",
+           "markdown_costs", "markdown_per_task", "per_task", "plot_study", "report_markdown", "row_key", "row_label",
+           "summarise", "summarise_runs", "teacher_label"]
 
 #: the control row: PEBBLE's schedule on the true reward
 CONTROL = "pebble_true"
@@ -126,6 +126,49 @@ def markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
+def costs(runs: list) -> dict:
+    """CPU cost of every row against SAC-true, paired by task and seed.
+
+    Each finished run's process CPU time is divided by that of the SAC-true run on the same task and seed, so the
+    ratio compares runs of one grid on one machine (the load still varies between them: the spread is shown).
+
+    Returns:
+        ``{row: {"n": pairs, "ratio_median", "ratio_min", "ratio_max", "cpu_min_median", "parts_s": {part:
+        median CPU-s}}}`` with ``row`` as :func:`row_key`; the parts are the feedback loop's ``fit``, ``query`` and
+        ``relabel`` CPU seconds a run records. Rows with no SAC-true partner yet are left out.
+    """
+    sac = {(r.task, int(r.config.get("seed", 0))): r.metrics.get("cpu_time_s") for r in runs
+           if r.metrics is not None and row_label(r.config) == "sac"}
+    rows: dict[str, dict[str, list]] = {}
+    for r in runs:
+        base = sac.get((r.task, int(r.config.get("seed", 0))))
+        cpu = (r.metrics or {}).get("cpu_time_s")
+        if not base or not cpu:
+            continue
+        d = rows.setdefault(row_key(r.config), {"ratio": [], "cpu": [], "fit": [], "query": [], "relabel": []})
+        d["ratio"].append(float(cpu) / float(base))
+        d["cpu"].append(float(cpu))
+        parts = r.metrics.get("feedback_time_s") or {}
+        for part in ("fit", "query", "relabel"):
+            d[part].append(float(parts.get(part, 0.0)))
+    return {k: {"n": len(d["ratio"]), "ratio_median": float(np.median(d["ratio"])),
+                "ratio_min": float(np.min(d["ratio"])), "ratio_max": float(np.max(d["ratio"])),
+                "cpu_min_median": float(np.median(d["cpu"])) / 60,
+                "parts_s": {p: float(np.median(d[p])) for p in ("fit", "query", "relabel")}}
+            for k, d in sorted(rows.items())}
+
+
+def markdown_costs(res: dict) -> str:
+    """The cost table: CPU per run against SAC-true (median and range over task-seed pairs) and its parts."""
+    lines = ["| row | pairs | CPU / SAC-true, median [min, max] | CPU-min per run (median) | reward fits, CPU-s | "
+             "query selection, CPU-s | relabelling, CPU-s |", "|---|---:|---|---:|---:|---:|---:|"]
+    for k, v in res.items():
+        p = v["parts_s"]
+        lines.append(f"| {k} | {v['n']} | {v['ratio_median']:.2f}x [{v['ratio_min']:.2f}, {v['ratio_max']:.2f}] | "
+                     f"{v['cpu_min_median']:.1f} | {p['fit']:.0f} | {p['query']:.1f} | {p['relabel']:.1f} |")
+    return "\n".join(lines)
+
+
 def calibration(ctx: StudyRuns) -> dict:
     """The calibration's table (``calibration.json``): SAC-true's success at every evaluation, its return at the
     end, CPU-minutes, and whether it reached ``CALIBRATION_THRESHOLD`` by the end."""
@@ -161,6 +204,7 @@ def summarise(ctx: StudyRuns) -> dict:
     fig = plot_study(ctx.records, ctx.out / "feedback.png")
     settings = {k: v for k, v in vars(ctx.args).items() if k not in ("seed_list", "export", "no_progress")}
     return {"settings": settings, "table": summarise_runs(ctx.records), "per_task": per_task(ctx.records),
+            "costs": costs(ctx.records),
             "figure": str(fig) if fig else None, "report_plots": rep.get("plots", []),
             "warnings": rep.get("warnings", [])}
 
@@ -168,7 +212,8 @@ def summarise(ctx: StudyRuns) -> dict:
 def report_markdown(res: dict, ctx: StudyRuns) -> str:
     if ctx.args.calibrate:
         return markdown_calibration(res, ctx)
-    return markdown(res["table"]) + "\n\n" + markdown_per_task(res["table"], res["per_task"])
+    return (markdown(res["table"]) + "\n\n" + markdown_per_task(res["table"], res["per_task"]) + "\n\n"
+            + markdown_costs(res.get("costs", {})))
 
 
 def plot_study(runs: list, path: Path) -> Path | None:

@@ -135,3 +135,24 @@ def test_default_tasks_are_the_ones_the_calibration_solved(bench):
     assert len(bench.DEFAULT_TASKS) >= 3 and set(bench.DEFAULT_TASKS) <= solved
     assert all(t.endswith(":goal=hidden") for t in bench.DEFAULT_TASKS)
     assert cal["steps"] == bench.parse_args([]).steps
+
+
+def test_costs_pair_each_run_with_sac_true_on_its_task_and_seed(tmp_path):
+    from pbrl.app.report import RunRecord
+
+    def rec(agent, task, seed, cpu, fit=0.0, budget=0):
+        cfg = {"agent": agent, "task": task, "seed": seed, "teacher": "oracle", "total_feedback": budget}
+        return RunRecord(tmp_path, cfg, "finished", {"cpu_time_s": cpu, "feedback_time_s": {"fit": fit}})
+
+    runs = [rec("sac", "a", 0, 100.0), rec("sac", "a", 1, 200.0), rec("sac", "b", 0, 50.0),
+            rec("pebble", "a", 0, 120.0, fit=7.0, budget=10), rec("pebble", "a", 1, 300.0, fit=9.0, budget=10),
+            rec("pebble", "b", 0, 60.0, fit=8.0, budget=10),
+            rec("surf", "b", 1, 999.0, budget=10),  # no SAC-true run on b, seed 1: left out
+            RunRecord(tmp_path, {"agent": "rime", "task": "a", "seed": 0, "total_feedback": 10}, "running", None)]
+    res = feedback_summary.costs(runs)
+    assert set(res) == {"sac/0/oracle", "pebble/10/oracle"}
+    p = res["pebble/10/oracle"]
+    assert p["n"] == 3 and p["ratio_median"] == pytest.approx(1.2)  # ratios 1.2, 1.5, 1.2
+    assert (p["ratio_min"], p["ratio_max"]) == (pytest.approx(1.2), pytest.approx(1.5))
+    assert p["parts_s"]["fit"] == pytest.approx(8.0) and res["sac/0/oracle"]["ratio_median"] == 1.0
+    assert "| pebble/10/oracle | 3 | 1.20x [1.20, 1.50] |" in feedback_summary.markdown_costs(res)
