@@ -17,39 +17,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pbrl.agents.networks import Dropout
+from pbrl.reward_models.transformer_net import CausalBlock
 
 __all__ = ["DecisionTransformerNet"]
-
-
-class _GPT2Block(nn.Module):
-    """A pre-LayerNorm GPT-2 block: ``x + Drop(Proj(Attn(LN(x))))`` (causal, multi-head), then
-    ``x + Drop(MLP(LN(x)))`` with a ReLU MLP of width ``4 dim`` (the DT code's ``activation_function="relu"``)."""
-
-    def __init__(self, dim: int, n_heads: int, dropout: float):
-        super().__init__()
-        if dim % n_heads:
-            raise ValueError(f"embed_dim ({dim}) must be divisible by n_heads ({n_heads})")
-        self.n_heads = n_heads
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
-        self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
-        self.attn_drop, self.resid_drop1, self.resid_drop2 = Dropout(dropout), Dropout(dropout), Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, L, D = x.shape
-        h = self.n_heads
-        q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
-        q, k, v = (t.reshape(B, L, h, D // h).transpose(1, 2) for t in (q, k, v))  # [B, h, L, d]
-        att = q @ k.transpose(-1, -2) / math.sqrt(D // h)
-        future = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)
-        att = self.attn_drop(att.masked_fill(future, float("-inf")).softmax(-1))
-        y = (att @ v).transpose(1, 2).reshape(B, L, D)
-        x = x + self.resid_drop1(self.proj(y))
-        return x + self.resid_drop2(self.fc2(F.relu(self.fc1(self.ln2(x)))))
 
 
 class DecisionTransformerNet(nn.Module):
@@ -77,7 +50,7 @@ class DecisionTransformerNet(nn.Module):
         self.embed_rtg, self.embed_state, self.embed_action = nn.Linear(1, D), nn.Linear(obs_dim, D), nn.Linear(act_dim, D)
         self.embed_time = nn.Embedding(self.max_ep_len, D)
         self.embed_ln, self.drop = nn.LayerNorm(D), Dropout(dropout)
-        self.blocks = nn.ModuleList([_GPT2Block(D, n_heads, dropout) for _ in range(n_layers)])
+        self.blocks = nn.ModuleList([CausalBlock(D, n_heads) for _ in range(n_layers)])  # ReLU MLP, as DT's code
         self.ln_f = nn.LayerNorm(D)
         self.predict_action, self.predict_state = nn.Linear(D, act_dim), nn.Linear(D, obs_dim)
         for blk in self.blocks:  # GPT-2's initialisation of the transformer's weights
@@ -97,6 +70,6 @@ class DecisionTransformerNet(nn.Module):
         ).reshape(B, 3 * L, -1)
         x = self.drop(self.embed_ln(tokens))
         for blk in self.blocks:
-            x = blk(x)
+            x = blk(x, self.drop)
         x = self.ln_f(x).reshape(B, L, 3, -1)
         return torch.tanh(self.predict_action(x[:, :, 1])), self.predict_state(x[:, :, 2])

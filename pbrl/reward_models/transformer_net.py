@@ -6,13 +6,15 @@ a flat dataset. The model that trains it is :class:`pbrl.reward_models.transform
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PTNetwork", "relabel_windows"]
+__all__ = ["CausalBlock", "PTNetwork", "relabel_windows"]
 
 
 # ---------------------------------------------------------------------------------------- network
@@ -24,28 +26,46 @@ def _dropout(x: torch.Tensor, p: float, gen: torch.Generator | None) -> torch.Te
     return x * keep / (1.0 - p)
 
 
-class _CausalBlock(nn.Module):
-    """A pre-LayerNorm GPT-2 block: ``x + Attn(LN(x))`` (causal, multi-head), then ``x + MLP(LN(x))``."""
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
-    def __init__(self, dim: int, n_heads: int, dropout: float):
+
+class CausalBlock(nn.Module):
+    """A pre-LayerNorm GPT-2 block: ``x + Drop(Proj(Attn(LN(x))))`` (causal, multi-head), then
+    ``x + Drop(MLP(LN(x)))`` with a ReLU MLP of width ``4 dim``.
+
+    The Preference Transformer and the Decision Transformer (:mod:`pbrl.agents.decision_transformer`) share it.
+    It holds no dropout of its own: ``forward(x, drop)`` applies ``drop`` to the attention weights and to both
+    residual branches, in that order, so each caller keeps its own random stream (the Preference
+    Transformer's seeded generator, the offline agents' dropout scope).
+
+    Args:
+        dim: token width; divisible by ``n_heads``.
+        n_heads: attention heads.
+    """
+
+    def __init__(self, dim: int, n_heads: int):
         super().__init__()
-        self.n_heads, self.dropout = n_heads, dropout
+        if dim % n_heads:
+            raise ValueError(f"embed_dim ({dim}) must be divisible by n_heads ({n_heads})")
+        self.n_heads = n_heads
         self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
 
-    def forward(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, drop: Callable[[torch.Tensor], torch.Tensor] = _identity) -> torch.Tensor:
+        """``x`` ``[B, L, dim]`` -> ``[B, L, dim]``; token ``t`` attends to tokens ``<= t`` only."""
         B, L, D = x.shape
         h = self.n_heads
         q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
         q, k, v = (t.reshape(B, L, h, D // h).transpose(1, 2) for t in (q, k, v))  # [B, h, L, d]
         att = q @ k.transpose(-1, -2) / math.sqrt(D // h)
         future = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)
-        att = _dropout(att.masked_fill(future, float("-inf")).softmax(-1), self.dropout, gen)
+        att = drop(att.masked_fill(future, float("-inf")).softmax(-1))
         y = (att @ v).transpose(1, 2).reshape(B, L, D)
-        x = x + _dropout(self.proj(y), self.dropout, gen)
-        return x + _dropout(self.fc2(F.relu(self.fc1(self.ln2(x)))), self.dropout, gen)
+        x = x + drop(self.proj(y))
+        return x + drop(self.fc2(F.relu(self.fc1(self.ln2(x)))))
 
 
 class PTNetwork(nn.Module):
@@ -63,7 +83,7 @@ class PTNetwork(nn.Module):
         self.embed_act = nn.Linear(act_dim, embed_dim)
         self.embed_pos = nn.Embedding(max_length, embed_dim)
         self.ln_in, self.ln_out = nn.LayerNorm(embed_dim), nn.LayerNorm(embed_dim)
-        self.blocks = nn.ModuleList(_CausalBlock(embed_dim, n_heads, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(CausalBlock(embed_dim, n_heads) for _ in range(n_layers))
         self.pref = nn.Linear(embed_dim, 2 * pref_attn_dim + 1)  # query, key, reward (the value)
         self.pref_attn_dim, self.dropout = pref_attn_dim, dropout
 
@@ -73,8 +93,9 @@ class PTNetwork(nn.Module):
         pos = self.embed_pos(torch.arange(H, device=obs.device))
         tokens = torch.stack([self.embed_obs(obs) + pos, self.embed_act(act) + pos], dim=2)  # [B, H, 2, D]
         x = _dropout(self.ln_in(tokens.reshape(B, 2 * H, -1)), self.dropout, gen)
+        drop = partial(_dropout, p=self.dropout, gen=gen)
         for block in self.blocks:
-            x = block(x, gen)
+            x = block(x, drop)
         return self.ln_out(x)[:, 1::2]  # the a_t token has seen s_1..s_t and a_1..a_t
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor, gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:

@@ -321,3 +321,27 @@ def test_load_reward_model_reads_a_transformer_file(tmp_path):
     obs = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
     act = np.zeros((2, 5, 2), np.float32)
     np.testing.assert_array_equal(back.predict(obs, act), model.predict(obs, act))
+
+
+def test_the_causal_block_is_shared_causal_and_checks_heads():
+    """One GPT-2 block serves the Preference Transformer and the Decision Transformer (DTR); a token never
+    sees a later one, and a width that the heads do not divide is refused."""
+    import torch
+
+    from pbrl.agents.decision_transformer import DecisionTransformerNet
+    from pbrl.reward_models.transformer_net import CausalBlock, PTNetwork
+
+    pt = PTNetwork(3, 2, embed_dim=16, n_layers=1, n_heads=2, pref_attn_dim=4, max_length=8, dropout=0.1)
+    dt = DecisionTransformerNet(3, 2, embed_dim=16, n_layers=1, n_heads=2)
+    assert type(pt.blocks[0]) is CausalBlock and type(dt.blocks[0]) is CausalBlock
+    torch.manual_seed(0)
+    blk = CausalBlock(16, 4)
+    x = torch.randn(2, 6, 16)
+    y = x.clone()
+    y[:, 4:] = torch.randn(2, 2, 16)  # change the future only
+    assert torch.allclose(blk(x)[:, :4], blk(y)[:, :4]) and not torch.allclose(blk(x)[:, 4:], blk(y)[:, 4:])
+    seen = []
+    blk(x, lambda t: seen.append(t.shape) or t)  # the drop callable: attention weights, then both residuals
+    assert seen == [torch.Size([2, 4, 6, 6]), torch.Size([2, 6, 16]), torch.Size([2, 6, 16])]
+    with pytest.raises(ValueError, match="divisible"):
+        CausalBlock(10, 4)
