@@ -26,7 +26,8 @@ Variants (``--variants``):
 * ``bc-top50``: the pull alone over the windows whose true return is above the median (filtered BC);
 * ``phase-lam1``: DPPO at lambda 1 on the true window return minus the mean true return of the windows with
   the same start offset in their episodes (a diagnostic, not DPPO: it removes the score's dependence on
-  where in an episode a window lies, to test whether that dependence is what breaks the policy).
+  where in an episode a window lies, to test whether that dependence is what breaks the policy);
+* ``phase-lam0.5``: the same at lambda 0.5 (both properties removed: the phase and the missing pull).
 
 Each finished variant is written to ``<out>/<variant>.json`` and skipped on a rerun; the summary goes to
 ``<out>/dppo_diagnose.json`` and ``.png``, and a Markdown table is printed::
@@ -48,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-VARIANTS = ("pred-lam1", "true-lam1", "true-lam0.5", "bc", "bc-top50", "phase-lam1")
+VARIANTS = ("pred-lam1", "true-lam1", "true-lam0.5", "bc", "bc-top50", "phase-lam1", "phase-lam0.5")
 OFFSET_BINS = (0, 5, 10, 20, 30, 45, 60, 1000)
 
 
@@ -124,6 +125,7 @@ SPECS: dict[str, dict[str, Any]] = {
     "bc": dict(loss="bc", lam=1.0, keep_top=None),
     "bc-top50": dict(loss="bc", lam=1.0, keep_top=0.5),
     "phase-lam1": dict(loss="dppo-phase", lam=1.0, keep_top=None),
+    "phase-lam0.5": dict(loss="dppo-phase", lam=0.5, keep_top=None),
 }
 
 
