@@ -232,14 +232,13 @@ def report(summary: dict[str, Any], out: Path) -> None:
           f"d(data's mean action) {summary['references']['d_mean_action']:.3f}")
     print("true window return, mean quantile by start offset: "
           + ", ".join(f"{k}: {v:.2f}" for k, v in summary["true_return_quantile_by_offset"].items()) + "\n")
-    steps = sorted({r["step"] for v in summary["variants"].values() for r in v["rows"]})
-    print("| variant | return at " + " / ".join(f"{s:,}" for s in steps) + " updates | episode length (last) "
-          "| d top / bottom quarter / start (last) | CPU s |")
-    print("|---|---|---|---|---|")
+    print("| variant | updates | return | episode length (last) | d top / bottom quarter / start (last) | CPU s |")
+    print("|---|---|---|---|---|---|")
     for name, v in summary["variants"].items():
+        steps = " / ".join(f"{r['step']:,}" for r in v["rows"])
         ret = " / ".join(f"{r['mean_return']:.1f}" for r in v["rows"])
         last = v["rows"][-1]
-        print(f"| `{name}` | {ret} | {last['mean_length']:.0f} | {last['d_top']:.3f} / {last['d_bottom']:.3f} / "
+        print(f"| `{name}` | {steps} | {ret} | {last['mean_length']:.0f} | {last['d_top']:.3f} / {last['d_bottom']:.3f} / "
               f"{last['d_start']:.3f} | {v['cpu_s']:.0f} |")
     try:
         import matplotlib
