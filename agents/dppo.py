@@ -27,6 +27,9 @@ NeurIPS 2023 (authors' code: github.com/snu-mllab/DPPO). Three stages:
    averaged over all ordered pairs of the batch (``B (B - 1) / 2`` for distinct scores). There is no
    behaviour-cloning term: ``lambda < 1`` makes the loss keep pulling the policy towards the better
    segments (the paper's conservatism knob), ``lambda = 1`` (the default) is the plain contrastive loss.
+   A property to know (measured in ``docs/agents/dppo.md``, "Why the sanity run does not learn"): when a
+   window's return grows along its episode (Hopper starts at rest), the windows at an episode's start rank
+   worst, and the loss pushes the policy off the data exactly at the initial states.
 
 Defaults are the authors' code's (``train.py``, ``learner.py``, ``JaxPref/PrefTransformer.py``,
 ``JaxPref/new_preference_reward_main.py``): ``lambda = 1.0``, ``T = 0.1``, 256 segments per update, a 2 x 256

@@ -56,6 +56,34 @@ def test_contrastive_loss_matches_equation():
     assert dd.grad[0] > 0 and dd.grad[1] < 0
 
 
+def test_contrastive_loss_equals_the_sorted_upper_triangle_of_the_authors_code():
+    """The authors' ``update_actor`` sorts the batch by score (descending), forms the [B, B] matrix
+    exp(-D_i) / (exp(-D_i) + exp(-lambda D_j)) with D = d / T by broadcasting a [B, 1] column against a [B] row,
+    and averages -log over the strict upper triangle. pbrl's pairwise form gives the same number."""
+    rng = np.random.default_rng(3)
+    d, s = rng.uniform(0.0, 1.5, 64), rng.normal(size=64)
+    for lam, T in ((1.0, 0.1), (0.5, 0.1), (0.8, 1.0)):
+        D = d[np.argsort(-s)] / T
+        pair = np.exp(-D)[:, None] / (np.exp(-D)[:, None] + np.exp(-lam * D)[None, :])
+        iu = np.triu_indices(64, k=1)
+        want = -np.log(pair[iu]).mean()
+        got = float(dppo_loss(torch.tensor(d, dtype=torch.float64), torch.tensor(s), lam, T))
+        assert got == pytest.approx(want, rel=1e-10)
+
+
+def test_at_lambda_one_nothing_ties_the_policy_to_the_data():
+    """A property of the method, not a defect: at lambda = 1 the loss depends only on distance differences, so
+    moving the policy equally far from every segment costs nothing; at lambda < 1 it costs
+    (1 - lambda) / T x the mean pair weight per unit of distance (docs/agents/dppo.md, the diagnosis)."""
+    d, s = torch.tensor([0.2, 0.5, 0.1, 0.4]), torch.tensor([3.0, 1.0, 2.0, 0.0])
+    for c in (0.3, 1.0):
+        assert float(dppo_loss(d + c, s, 1.0, 0.1)) == pytest.approx(float(dppo_loss(d, s, 1.0, 0.1)), rel=1e-6)
+        assert float(dppo_loss(d + c, s, 0.5, 0.1)) > float(dppo_loss(d, s, 0.5, 0.1))
+    shift = torch.zeros((), requires_grad=True)
+    dppo_loss(d + shift, s, 1.0, 0.1).backward()
+    assert abs(float(shift.grad)) < 1e-6
+
+
 def test_smoothness_loss_and_window_geometry():
     assert float(smoothness_loss(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 4.0]))) == pytest.approx(2.5)
     # episodes [0..9] (10 steps), [10..12] (3 steps: too short for H = 4), [13..19] (7 steps)
