@@ -50,8 +50,8 @@ from pbrl.preferences import PreferenceDataset
 from pbrl.ratings import RatingDataset
 from pbrl.segments import Segments
 
-__all__ = ["VPL", "VPLRewardModel", "vpl_loss", "gaussian_kl", "latent_information_gain", "LATENT_SAMPLING",
-           "VPL_REWARD_NORMALIZATIONS", "PRESETS"]
+__all__ = ["VPL", "VPLRewardModel", "vpl_loss", "gaussian_kl", "latent_information_gain", "label_vectors",
+           "LATENT_SAMPLING", "VPL_REWARD_NORMALIZATIONS", "PRESETS"]
 
 #: where the policy's training latents come from: the prior N(0, I) or posteriors of the training users
 LATENT_SAMPLING = ("prior", "posterior")
@@ -126,6 +126,21 @@ def latent_information_gain(mean: torch.Tensor, logvar: torch.Tensor) -> torch.T
     var = logvar.exp()
     mix_var = (var + mean.pow(2)).mean(0) - mean.mean(0).pow(2)
     return 0.5 * (mix_var.clamp_min(1e-12).log() - logvar.mean(0)).sum(-1)
+
+
+def label_vectors(m: int, n: int, rng: Any = None) -> np.ndarray:
+    """``min(n, 2^m)`` distinct label vectors ``[L, m]`` in {0, 1}: all ``2^m`` (in binary order) when
+    ``2^m <= n``, else ``n`` drawn uniformly without replacement from ``rng`` (the authors'
+    ``get_information_gain`` draws its 50 without replacement)."""
+    if m < 31 and 2**m <= n:
+        return ((np.arange(2**m)[:, None] >> np.arange(m)) & 1).astype(np.float32)
+    rng = np.random.default_rng(rng)
+    rows = np.zeros((0, m), np.float32)
+    while len(rows) < n:  # draw, keep the first occurrence of each vector, top up
+        rows = np.concatenate([rows, (rng.random((n, m)) < 0.5).astype(np.float32)])
+        _, first = np.unique(rows, axis=0, return_index=True)
+        rows = rows[np.sort(first)]
+    return rows[:n]
 
 
 # ---------------------------------------------------------------------------------------------- networks
@@ -332,18 +347,21 @@ class VPL(IQL):
     def posterior(self, preferences: PreferenceDataset, user: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The posterior ``(mean [d], logvar [d])`` of ``user``'s latent from their labelled pairs (all pairs of
         ``preferences`` when ``user`` is None): the first ``floor(n / S) * S`` pairs in contexts of ``S``, each
-        encoded, the means averaged and the variances too."""
+        encoded, the means averaged and the variances too. Fewer than ``S`` pairs (``n >= 1``) are repeated in
+        turn to fill one context (a new user asked fewer queries than the encoder reads; the authors' code
+        always asks ``S``)."""
         if self.reward_model is None:
             raise ValueError("VPL has no reward model yet; fit it before inferring a user's latent")
         prefs = preferences if user is None else preferences.of_user(user)
-        if not isinstance(prefs, PreferenceDataset) or len(prefs) < self.context_size:
-            raise ValueError(f"inferring a user's latent needs at least context_size={self.context_size} labelled "
-                             f"pairs of that user, got {len(prefs) if isinstance(prefs, PreferenceDataset) else prefs!r}")
+        if not isinstance(prefs, PreferenceDataset) or len(prefs) < 1:
+            raise ValueError(f"inferring a user's latent needs at least one labelled pair of that user, got "
+                             f"{len(prefs) if isinstance(prefs, PreferenceDataset) else prefs!r}")
         if prefs.a.obs_dim != self.obs_dim or prefs.segment_length != self.reward_model.segment_length:
             raise ValueError(f"the user's pairs must be segments of {self.reward_model.segment_length} steps with "
                              f"obs_dim={self.obs_dim}, got {prefs.segment_length} steps, obs_dim={prefs.a.obs_dim}")
-        k = len(prefs) // self.context_size
-        oa, ob, y = self._pair_tensors(prefs.subset(np.arange(k * self.context_size)))
+        k = max(len(prefs) // self.context_size, 1)
+        rows = np.resize(np.arange(min(len(prefs), k * self.context_size)), k * self.context_size)
+        oa, ob, y = self._pair_tensors(prefs.subset(rows))
         shape = (k, self.context_size, *oa.shape[1:])
         with torch.no_grad():
             mean, logvar = self.reward_model.encode(oa.reshape(shape), ob.reshape(shape), y.reshape(k, -1))
@@ -357,26 +375,36 @@ class VPL(IQL):
 
     def information_gain(self, a: Segments, b: Segments, sets: np.ndarray, rng: Any = None,
                          n_label_samples: int = 50) -> np.ndarray:
-        """:func:`latent_information_gain` of candidate contexts: ``sets [K, S]`` indices into the candidate
-        pairs ``(a, b)``; each is encoded under ``min(n_label_samples, 2^S)`` label vectors (all of them when
-        that is every vector, else drawn at random from ``rng``, as the authors' 50). Returns ``[K]``."""
+        """:func:`latent_information_gain` of candidate contexts: ``sets [K, m]`` indices into the candidate
+        pairs ``(a, b)``, ``1 <= m <= S`` (fewer than ``S`` pairs are repeated in turn to fill a context, as
+        :meth:`posterior` reads them). Each is encoded under ``min(n_label_samples, 2^m)`` distinct label
+        vectors: all of them when that is every vector, else drawn at random from ``rng`` without
+        replacement, as the authors' 50. Returns ``[K]``."""
         if self.reward_model is None:
             raise ValueError("VPL has no reward model yet; fit it before selecting queries by information gain")
         sets = np.asarray(sets, np.int64)
-        K, S = sets.shape
-        if S != self.context_size:
-            raise ValueError(f"candidate contexts must hold context_size={self.context_size} pairs, got {S}")
-        rng = np.random.default_rng(rng)
-        if 2**S <= n_label_samples:
-            labels = ((np.arange(2**S)[:, None] >> np.arange(S)) & 1).astype(np.float32)
-        else:
-            labels = (rng.random((n_label_samples, S)) < 0.5).astype(np.float32)
+        if sets.ndim != 2 or not 1 <= sets.shape[1] <= self.context_size:
+            raise ValueError(f"candidate contexts must be [K, m] with 1 <= m <= context_size={self.context_size}, "
+                             f"got shape {sets.shape}")
+        K, m = sets.shape
+        cols = np.resize(np.arange(m), self.context_size)  # a short set repeated in turn, labels with it
+        labels = label_vectors(m, n_label_samples, rng)[:, cols]
         L = len(labels)
-        oa, ob = self.tensor(self._norm_obs_np(a.obs[sets])), self.tensor(self._norm_obs_np(b.obs[sets]))
+        full = sets[:, cols]
+        oa, ob = self.tensor(self._norm_obs_np(a.obs[full])), self.tensor(self._norm_obs_np(b.obs[full]))
         with torch.no_grad():
             mean, logvar = self.reward_model.encode(oa.repeat(L, 1, 1, 1), ob.repeat(L, 1, 1, 1),
                                                     self.tensor(labels).repeat_interleave(K, 0))
             return latent_information_gain(mean.reshape(L, K, -1), logvar.reshape(L, K, -1)).cpu().numpy()
+
+    def segment_returns(self, segments: Segments, latent: np.ndarray | None = None) -> np.ndarray:
+        """``sum_t r(s_t, z)`` of each segment under ``latent [d]`` (default :attr:`latent`, the current
+        user's): ``[N]``, the decoder's raw output (no ``reward_normalization``)."""
+        if self.reward_model is None:
+            raise ValueError("VPL has no reward model yet; fit it before scoring segments")
+        z = self.tensor(np.asarray(self.latent if latent is None else latent, np.float32).reshape(1, -1))
+        with torch.no_grad():
+            return self.reward_model.reward(self.tensor(self._norm_obs_np(segments.obs)), z).sum(-1).cpu().numpy()
 
     # ------------------------------------------------------------------ data
     def _draw_latents(self, n: int) -> torch.Tensor:

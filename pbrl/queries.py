@@ -29,9 +29,10 @@ papers' confidence sets and posteriors, not their algorithms; ``docs/query_gatin
 One selector serves a latent-variable reward model (VPL, Poddar et al., NeurIPS 2024, Sec. 4.3):
 
 * ``information_gain`` (:class:`InformationGainSelector`): the candidate pool is cut at random into
-  contexts of the model's ``context_size`` pairs; each context is scored by how much its answers would tell
-  about the user's latent ``z`` (``reward_model.information_gain``, e.g. :meth:`pbrl.agents.vpl.VPL.information_gain`)
-  and the best contexts are asked first, whole.
+  contexts of the model's ``context_size`` pairs (of ``n`` pairs when fewer queries are asked); each
+  context is scored by how much its answers would tell about the user's latent ``z``
+  (``reward_model.information_gain``, e.g. :meth:`pbrl.agents.vpl.VPL.information_gain`) and the best
+  contexts are asked first, whole.
 
 ``candidate_pairs`` builds the candidate pool, optionally only from the most recent episodes (QPA's
 near on-policy queries, Hu et al., "Query-Policy Misalignment in Preference-Based RL", ICLR 2024).
@@ -390,11 +391,12 @@ class InformationGainSelector(Selector):
     ``"information_gain"``): contexts of ``reward_model.context_size`` pairs, highest information about the
     user's latent first.
 
-    The pool is cut at random into ``N // S`` disjoint contexts (at most ``n_candidate_sets``, the authors'
-    1000); ``reward_model.information_gain(a, b, sets [K, S], rng) -> [K]`` scores them
-    (:meth:`pbrl.agents.vpl.VPL.information_gain`); whole contexts are taken best first until ``n`` pairs
-    are chosen (the last one cut short when ``n`` is not a multiple of ``S``; pairs left over when ``n``
-    exceeds the contexts come at random).
+    The pool is cut at random into ``N // m`` disjoint sets of ``m = min(n, S)`` pairs (at most
+    ``n_candidate_sets``, the authors' 1000); ``reward_model.information_gain(a, b, sets [K, m], rng) -> [K]``
+    scores them (:meth:`pbrl.agents.vpl.VPL.information_gain`); whole sets are taken best first until ``n``
+    pairs are chosen (the last one cut short when ``n`` is not a multiple of ``S``; pairs left over when ``n``
+    exceeds the sets come at random). Fewer queries than ``S`` (``n < S``) are scored as a set of ``n``, not
+    cut from the best set of ``S``.
 
     Args:
         n_candidate_sets: the most contexts scored (default 1000).
@@ -412,7 +414,7 @@ class InformationGainSelector(Selector):
         self.n_candidate_sets, self.n_label_samples = int(n_candidate_sets), int(n_label_samples)
 
     def _select(self, a, b, n, reward_model, labelled, rng):
-        S = int(reward_model.context_size)
+        S = min(int(reward_model.context_size), n) if n > 0 else int(reward_model.context_size)
         perm = rng.permutation(len(a))
         k = min(len(a) // S, self.n_candidate_sets)
         if k == 0:
