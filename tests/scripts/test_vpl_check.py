@@ -36,3 +36,33 @@ def test_tiny_run_and_combine(tmp_path, monkeypatch, capsys):
     assert e.value.code == 2
     with pytest.raises(SystemExit):
         vc.main(["--combine", str(tmp_path / "none.json")])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_active_measurement_is_resumable_per_seed(tmp_path, monkeypatch, capsys):
+    vc = importlib.import_module("vpl_check")
+    small = {**vc.PRESETS["cpu"], "reward_epochs": 2, "encoder_hidden": 16, "hidden": (16, 16)}
+    monkeypatch.setitem(vc.PRESETS, "cpu", small)
+    args = ["--active", "--dataset-steps", "500", "--pairs", "40", "--steps", "2", "--episodes", "1", "--ks", "1", "8",
+            "--pool", "24", "--pools", "1", "--heldout", "20", "--reference", "16", "--out", str(tmp_path)]
+    vc.main([*args, "--seeds", "0"])
+    first = (tmp_path / "active" / "seed0.json").read_text()
+    r = json.loads(first)["result"]
+    # 2 selectors x 2 K x 2 users; both users were asked the same pairs (one disagreement value per selector, K)
+    assert len(r["rows"]) == 8 and {row["selector"] for row in r["rows"]} == {"uniform", "information_gain"}
+    for row in r["rows"]:
+        assert 0 <= row["success"] <= 1 and 0 <= row["accuracy"] <= 1 and row["distance"] >= 0
+        assert 0 <= row["disagree"] <= 1
+    assert set(r["prior"]) == set(r["reference"]) == {"user0", "user1"}
+    capsys.readouterr()
+    vc.main([*args, "--seeds", "0", "1"])  # seed 0 is skipped, seed 1 runs; the summary covers both
+    assert "seed 0: " in capsys.readouterr().out and (tmp_path / "active" / "seed0.json").read_text() == first
+    summary = json.loads((tmp_path / "vpl_active.json").read_text())
+    assert summary["meta"]["seeds"] == [0, 1] and len(summary["summary"]["information_gain"]["8"]["success"][1]) == 2
+    assert (tmp_path / "vpl_active.png").exists()
+    for bad in (["--ks", "0"], ["--ks", "30"], ["--pool", "0"]):
+        with pytest.raises(SystemExit) as e:
+            vc.main([*args, *bad])
+        assert e.value.code == 2
+    with pytest.raises(SystemExit):
+        vc.main(["--active"])  # no --out
