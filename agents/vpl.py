@@ -37,6 +37,7 @@ lists each with its source and pbrl's differences.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ from pbrl.ratings import RatingDataset
 from pbrl.segments import Segments
 
 __all__ = ["VPL", "VPLRewardModel", "vpl_loss", "gaussian_kl", "latent_information_gain", "label_vectors",
-           "LATENT_SAMPLING", "VPL_REWARD_NORMALIZATIONS", "PRESETS"]
+           "code_information_gain", "IG_ESTIMATORS", "LATENT_SAMPLING", "VPL_REWARD_NORMALIZATIONS", "PRESETS"]
 
 #: where the policy's training latents come from: the prior N(0, I) or posteriors of the training users
 LATENT_SAMPLING = ("prior", "posterior")
@@ -126,6 +127,26 @@ def latent_information_gain(mean: torch.Tensor, logvar: torch.Tensor) -> torch.T
     var = logvar.exp()
     mix_var = (var + mean.pow(2)).mean(0) - mean.mean(0).pow(2)
     return 0.5 * (mix_var.clamp_min(1e-12).log() - logvar.mean(0)).sum(-1)
+
+
+def code_information_gain(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The authors' score of a context (``experiments/active_utils.py``, ``get_information_gain``), for
+    comparison with :func:`latent_information_gain`: ``log(2 pi mean_l sum_d var_l,d) - mean_l sum_d log(2 pi
+    var_l,d)``. Its first term stands for the entropy of the mixture of posteriors but reads only their
+    variances (one number for all ``d`` dimensions), so answers that move the posterior's mean add nothing.
+
+    Args:
+        mean, logvar: ``[L, K, d]`` (``mean`` is not used, as in the authors' code).
+
+    Returns:
+        ``[K]``.
+    """
+    var = logvar.exp()
+    return torch.log(2 * math.pi * var.sum(-1).mean(0)) - torch.log(2 * math.pi * var).sum(-1).mean(0)
+
+
+#: the estimators ``VPL.information_gain`` offers: pbrl's moment-matched mutual information, or the authors'
+IG_ESTIMATORS = {"moment": latent_information_gain, "code": code_information_gain}
 
 
 def label_vectors(m: int, n: int, rng: Any = None) -> np.ndarray:
@@ -374,12 +395,15 @@ class VPL(IQL):
         return self.latent.copy()
 
     def information_gain(self, a: Segments, b: Segments, sets: np.ndarray, rng: Any = None,
-                         n_label_samples: int = 50) -> np.ndarray:
-        """:func:`latent_information_gain` of candidate contexts: ``sets [K, m]`` indices into the candidate
-        pairs ``(a, b)``, ``1 <= m <= S`` (fewer than ``S`` pairs are repeated in turn to fill a context, as
-        :meth:`posterior` reads them). Each is encoded under ``min(n_label_samples, 2^m)`` distinct label
-        vectors: all of them when that is every vector, else drawn at random from ``rng`` without
-        replacement, as the authors' 50. Returns ``[K]``."""
+                         n_label_samples: int = 50, estimator: str = "moment") -> np.ndarray:
+        """:func:`latent_information_gain` of candidate contexts (``estimator="code"``: the authors' score,
+        :func:`code_information_gain`): ``sets [K, m]`` indices into the candidate pairs ``(a, b)``,
+        ``1 <= m <= S`` (fewer than ``S`` pairs are repeated in turn to fill a context, as :meth:`posterior`
+        reads them). Each is encoded under ``min(n_label_samples, 2^m)`` distinct label vectors: all of them
+        when that is every vector, else drawn at random from ``rng`` without replacement, as the authors' 50.
+        Returns ``[K]``."""
+        if estimator not in IG_ESTIMATORS:
+            raise ValueError(f"unknown information-gain estimator {estimator!r}; choose one of {sorted(IG_ESTIMATORS)}")
         if self.reward_model is None:
             raise ValueError("VPL has no reward model yet; fit it before selecting queries by information gain")
         sets = np.asarray(sets, np.int64)
@@ -395,7 +419,7 @@ class VPL(IQL):
         with torch.no_grad():
             mean, logvar = self.reward_model.encode(oa.repeat(L, 1, 1, 1), ob.repeat(L, 1, 1, 1),
                                                     self.tensor(labels).repeat_interleave(K, 0))
-            return latent_information_gain(mean.reshape(L, K, -1), logvar.reshape(L, K, -1)).cpu().numpy()
+            return IG_ESTIMATORS[estimator](mean.reshape(L, K, -1), logvar.reshape(L, K, -1)).cpu().numpy()
 
     def segment_returns(self, segments: Segments, latent: np.ndarray | None = None) -> np.ndarray:
         """``sum_t r(s_t, z)`` of each segment under ``latent [d]`` (default :attr:`latent`, the current

@@ -14,8 +14,9 @@ Protocol (per seed; the results page ``docs/results/vpl.md`` states it with the 
 
 ``--active`` measures the paper's active query selection instead (Sec. 4.3; the authors'
 ``experiments/eval.py``): per seed the same VPL (steps 1-3), then for a new user of each goal, ``K`` queries
-(``--ks``) chosen from one candidate pool of ``--pool`` pairs by ``uniform`` or ``information_gain``
-(:mod:`pbrl.queries`; the same pairs for both users, each answering them), the latent they give
+(``--ks``) chosen from one candidate pool of ``--pool`` pairs by ``uniform``, ``information_gain``
+(:mod:`pbrl.queries`) or ``information_gain`` with the authors' estimator (the same pairs for both users,
+each answering them), the latent they give
 (:meth:`VPL.set_user`) judged by success on that user's goal, the reward's accuracy on ``--heldout`` pairs of
 the user, and the distance to the user's latent from ``--reference`` labels. ``--pools`` pools per seed. One
 file per seed under ``OUT/active/`` (a rerun skips the seeds done), then ``OUT/vpl_active.json`` and
@@ -89,8 +90,10 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
 # ---------------------------------------------------------------------------------------------- --active
 
 
-#: the query selectors compared for a new user (``pbrl.queries.make_selector`` names)
-ACTIVE_SELECTORS = ("uniform", "information_gain")
+#: the query selectors compared for a new user: label -> ``pbrl.queries.make_selector`` name and options
+#: (``information_gain_code``: the same selector scoring with the authors' estimator)
+ACTIVE_SELECTORS = {"uniform": ("uniform", {}), "information_gain": ("information_gain", {}),
+                    "information_gain_code": ("information_gain", {"estimator": "code"})}
 
 
 def user_labels(ds, k: int, n: int, seed: int, args: argparse.Namespace):
@@ -134,9 +137,9 @@ def active_seed(seed: int, args: argparse.Namespace) -> dict:
     for r in range(args.pools):
         pools = [user_labels(ds, k, args.pool, 9000 + 100 * seed + r, args) for k in GOALS]
         assert np.array_equal(pools[0].a.obs, pools[1].a.obs) and np.array_equal(pools[0].b.obs, pools[1].b.obs)
-        for name in ACTIVE_SELECTORS:
+        for name, (kind, options) in ACTIVE_SELECTORS.items():
             for K in args.ks:
-                idx = make_selector(name).select(pools[0].a, pools[0].b, K, reward_model=vpl,
+                idx = make_selector(kind, **options).select(pools[0].a, pools[0].b, K, reward_model=vpl,
                                                  rng=10_000 * seed + 100 * r + K)
                 disagree = float(np.mean(pools[0].label[idx] != pools[1].label[idx]))
                 for k in GOALS:
@@ -283,7 +286,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--combine", type=Path, nargs="+", default=None,
                    help="join the results of these vpl.json files (runs of other seeds) instead of running")
     p.add_argument("--active", action="store_true",
-                   help="measure a new user's query selection instead (uniform vs information_gain): "
+                   help="measure a new user's query selection instead (uniform vs information_gain, and the authors' estimator): "
                         "OUT/active/seed{S}.json per seed (resumable), OUT/vpl_active.json and .png")
     p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="--active: queries per new user")
     p.add_argument("--pool", type=int, default=256, help="--active: candidate pairs in a pool")

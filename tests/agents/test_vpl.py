@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from pbrl.agents.vpl import VPL, gaussian_kl, label_vectors, latent_information_gain, vpl_loss
+from pbrl.agents.vpl import (
+    VPL,
+    code_information_gain,
+    gaussian_kl,
+    label_vectors,
+    latent_information_gain,
+    vpl_loss,
+)
 from pbrl.envs.datasets import OfflineDataset
 from pbrl.preferences import PreferenceDataset
 from pbrl.queries import InformationGainSelector, make_selector
@@ -150,7 +157,7 @@ class _FakeLatentModel:
 
     context_size = 3
 
-    def information_gain(self, a, b, sets, rng, n_label_samples=50):
+    def information_gain(self, a, b, sets, rng, n_label_samples=50, estimator="moment"):
         return a.obs[sets][..., 0, 0].sum(1)
 
 
@@ -259,3 +266,17 @@ def test_segment_returns_score_segments_under_a_latent():
         other = agent.segment_returns(mine.b, -z)
         assert other.shape == (len(mine),) and not np.allclose(other, agent.segment_returns(mine.b))
     assert min(acc.values()) > 0.8
+
+
+def test_code_information_gain_matches_the_authors_formula_and_ignores_the_means():
+    # 2 label vectors, d = 2: variances (1, 1) and (1/4, 1/4); total variances 2 and 1/2, mean 5/4
+    logvar = torch.log(torch.tensor([[[1.0, 1.0]], [[0.25, 0.25]]]))  # [L=2, K=1, d=2]
+    want = math.log(2 * math.pi * 1.25) - 0.5 * (2 * math.log(2 * math.pi) + 2 * math.log(2 * math.pi * 0.25))
+    far = torch.tensor([[[-3.0, 0.0]], [[3.0, 0.0]]])
+    assert float(code_information_gain(torch.zeros(2, 1, 2), logvar)) == pytest.approx(want, rel=1e-6)
+    assert float(code_information_gain(far, logvar)) == pytest.approx(want, rel=1e-6)  # the means do not enter
+    assert float(latent_information_gain(far, logvar)) > float(latent_information_gain(torch.zeros(2, 1, 2), logvar))
+    sel = make_selector("information_gain", estimator="code")
+    assert sel.estimator == "code"
+    with pytest.raises(ValueError, match="estimator"):
+        make_selector("information_gain", estimator="typo")

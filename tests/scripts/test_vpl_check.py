@@ -48,8 +48,8 @@ def test_active_measurement_is_resumable_per_seed(tmp_path, monkeypatch, capsys)
     vc.main([*args, "--seeds", "0"])
     first = (tmp_path / "active" / "seed0.json").read_text()
     r = json.loads(first)["result"]
-    # 2 selectors x 2 K x 2 users; both users were asked the same pairs (one disagreement value per selector, K)
-    assert len(r["rows"]) == 8 and {row["selector"] for row in r["rows"]} == {"uniform", "information_gain"}
+    # 3 selectors x 2 K x 2 users; both users were asked the same pairs (one disagreement value per selector, K)
+    assert len(r["rows"]) == 12 and {row["selector"] for row in r["rows"]} == set(vc.ACTIVE_SELECTORS)
     for row in r["rows"]:
         assert 0 <= row["success"] <= 1 and 0 <= row["accuracy"] <= 1 and row["distance"] >= 0
         assert 0 <= row["disagree"] <= 1
