@@ -52,7 +52,8 @@ from pbrl.ratings import RatingDataset
 from pbrl.segments import Segments
 
 __all__ = ["VPL", "VPLRewardModel", "vpl_loss", "gaussian_kl", "latent_information_gain", "label_vectors",
-           "code_information_gain", "IG_ESTIMATORS", "LATENT_SAMPLING", "VPL_REWARD_NORMALIZATIONS", "PRESETS"]
+           "code_information_gain", "IG_ESTIMATORS", "IG_LABELS",
+           "LATENT_SAMPLING", "VPL_REWARD_NORMALIZATIONS", "PRESETS"]
 
 #: where the policy's training latents come from: the prior N(0, I) or posteriors of the training users
 LATENT_SAMPLING = ("prior", "posterior")
@@ -147,6 +148,8 @@ def code_information_gain(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Ten
 
 #: the estimators ``VPL.information_gain`` offers: pbrl's moment-matched mutual information, or the authors'
 IG_ESTIMATORS = {"moment": latent_information_gain, "code": code_information_gain}
+#: how ``VPL.information_gain`` weighs the answers: all label vectors alike (the authors'), or as the model predicts
+IG_LABELS = ("uniform", "predictive")
 
 
 def label_vectors(m: int, n: int, rng: Any = None) -> np.ndarray:
@@ -395,15 +398,23 @@ class VPL(IQL):
         return self.latent.copy()
 
     def information_gain(self, a: Segments, b: Segments, sets: np.ndarray, rng: Any = None,
-                         n_label_samples: int = 50, estimator: str = "moment") -> np.ndarray:
+                         n_label_samples: int = 50, estimator: str = "moment", labels: str = "uniform") -> np.ndarray:
         """:func:`latent_information_gain` of candidate contexts (``estimator="code"``: the authors' score,
         :func:`code_information_gain`): ``sets [K, m]`` indices into the candidate pairs ``(a, b)``,
         ``1 <= m <= S`` (fewer than ``S`` pairs are repeated in turn to fill a context, as :meth:`posterior`
-        reads them). Each is encoded under ``min(n_label_samples, 2^m)`` distinct label vectors: all of them
-        when that is every vector, else drawn at random from ``rng`` without replacement, as the authors' 50.
-        Returns ``[K]``."""
+        reads them).
+
+        ``labels="uniform"`` (default, the authors'): each set is encoded under ``min(n_label_samples, 2^m)``
+        distinct label vectors, all equally likely: all of them when that is every vector, else drawn at
+        random from ``rng`` without replacement, as the authors' 50. ``labels="predictive"``: under
+        ``n_label_samples`` label vectors drawn from the model's own Bradley-Terry predictions, each under a
+        latent of the users' population (the latent bank of ``latent_sampling="posterior"``, else the prior),
+        so that answers no user would give do not count (the expectation over ``y`` of the mutual information
+        taken under ``p(y) = E_z p(y | z)``). Returns ``[K]``."""
         if estimator not in IG_ESTIMATORS:
             raise ValueError(f"unknown information-gain estimator {estimator!r}; choose one of {sorted(IG_ESTIMATORS)}")
+        if labels not in IG_LABELS:
+            raise ValueError(f"unknown label sampling {labels!r} for the information gain; choose one of {IG_LABELS}")
         if self.reward_model is None:
             raise ValueError("VPL has no reward model yet; fit it before selecting queries by information gain")
         sets = np.asarray(sets, np.int64)
@@ -412,14 +423,35 @@ class VPL(IQL):
                              f"got shape {sets.shape}")
         K, m = sets.shape
         cols = np.resize(np.arange(m), self.context_size)  # a short set repeated in turn, labels with it
-        labels = label_vectors(m, n_label_samples, rng)[:, cols]
-        L = len(labels)
         full = sets[:, cols]
         oa, ob = self.tensor(self._norm_obs_np(a.obs[full])), self.tensor(self._norm_obs_np(b.obs[full]))
+        if labels == "uniform":
+            y = self.tensor(label_vectors(m, n_label_samples, rng)[:, cols]).repeat_interleave(K, 0)  # [L * K, S]
+        else:
+            y = self._predicted_labels(oa, ob, cols, n_label_samples, np.random.default_rng(rng))
+        L = len(y) // K
         with torch.no_grad():
-            mean, logvar = self.reward_model.encode(oa.repeat(L, 1, 1, 1), ob.repeat(L, 1, 1, 1),
-                                                    self.tensor(labels).repeat_interleave(K, 0))
+            mean, logvar = self.reward_model.encode(oa.repeat(L, 1, 1, 1), ob.repeat(L, 1, 1, 1), y)
             return IG_ESTIMATORS[estimator](mean.reshape(L, K, -1), logvar.reshape(L, K, -1)).cpu().numpy()
+
+    def _predicted_labels(self, oa: torch.Tensor, ob: torch.Tensor, cols: np.ndarray, n: int,
+                          rng: np.random.Generator) -> torch.Tensor:
+        """``[n * K, S]`` labels of the contexts ``oa, ob [K, S, H, obs_dim]`` (pair ``cols[j]`` in column ``j``,
+        the first ``m`` columns distinct) drawn from ``P(b > a | z)``, one latent of the population per label
+        vector (row ``l * K + k``: vector ``l`` of context ``k``); a repeated pair repeats its answer."""
+        if len(self.latent_bank):
+            z = self.latent_bank[rng.integers(0, len(self.latent_bank), size=n)]
+        else:
+            z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+        z = self.tensor(z)[:, None, None, None, :]  # [n, 1, 1, 1, d]
+        m = int(cols.max()) + 1
+        shape = (n, *oa[:, :m].shape)
+        with torch.no_grad():
+            logit = (self.reward_model.reward(ob[None, :, :m].expand(shape), z).sum(-1)
+                     - self.reward_model.reward(oa[None, :, :m].expand(shape), z).sum(-1))
+        p = torch.sigmoid(logit).cpu().numpy()  # [n, K, m]
+        y = (rng.random(p.shape) < p).astype(np.float32)[..., cols]
+        return self.tensor(y.reshape(-1, len(cols)))
 
     def segment_returns(self, segments: Segments, latent: np.ndarray | None = None) -> np.ndarray:
         """``sum_t r(s_t, z)`` of each segment under ``latent [d]`` (default :attr:`latent`, the current

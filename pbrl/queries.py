@@ -403,20 +403,25 @@ class InformationGainSelector(Selector):
         n_label_samples: label vectors per context (default 50, the authors'; all ``2^S`` when fewer).
         estimator: ``"moment"`` (default, pbrl's mutual information) or ``"code"`` (the authors' score),
             passed to ``reward_model.information_gain``.
+        labels: ``"uniform"`` (default, the authors': every label vector alike) or ``"predictive"`` (label
+            vectors drawn as the model predicts them), passed to ``reward_model.information_gain``.
     """
 
     name = "information_gain"
     needs_model = True
     model_method = "information_gain"
 
-    def __init__(self, n_candidate_sets: int = 1000, n_label_samples: int = 50, estimator: str = "moment"):
+    def __init__(self, n_candidate_sets: int = 1000, n_label_samples: int = 50, estimator: str = "moment",
+                 labels: str = "uniform"):
         for key, v in (("n_candidate_sets", n_candidate_sets), ("n_label_samples", n_label_samples)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{key} must be a positive integer, got {v!r}")
         if estimator not in ("moment", "code"):
             raise ValueError(f"unknown information-gain estimator {estimator!r}; choose 'moment' or 'code'")
         self.n_candidate_sets, self.n_label_samples = int(n_candidate_sets), int(n_label_samples)
-        self.estimator = estimator
+        if labels not in ("uniform", "predictive"):
+            raise ValueError(f"unknown label sampling {labels!r}; choose 'uniform' or 'predictive'")
+        self.estimator, self.labels = estimator, labels
 
     def _select(self, a, b, n, reward_model, labelled, rng):
         S = min(int(reward_model.context_size), n) if n > 0 else int(reward_model.context_size)
@@ -426,7 +431,7 @@ class InformationGainSelector(Selector):
             return perm[:n]
         sets = perm[: k * S].reshape(k, S)
         score = np.asarray(reward_model.information_gain(a, b, sets, rng, n_label_samples=self.n_label_samples,
-                                                         estimator=self.estimator))
+                                                         estimator=self.estimator, labels=self.labels))
         if score.shape != (k,):
             raise ValueError(f"reward_model.information_gain must return [{k}] scores, got {score.shape}")
         chosen = sets[_top(score, k)].reshape(-1)
@@ -445,7 +450,7 @@ def make_selector(name: str, **kw: Any) -> Selector:
     kcenter_entropy, thompson, gated_uniform, gated_disagreement, gated_thompson, information_gain``. Keyword
     arguments go to the selector (``pool_fraction`` for the k-center ones; ``n_sampled``, ``threshold`` for
     ``thompson``; ``epsilon`` and the inner selector's options for the gated ones; ``n_candidate_sets``,
-    ``n_label_samples``, ``estimator`` for ``information_gain``)."""
+    ``n_label_samples``, ``estimator``, ``labels`` for ``information_gain``)."""
     if isinstance(name, Selector):
         return name
     if not isinstance(name, str) or name not in SELECTORS:

@@ -20,9 +20,11 @@ each answering them), the latent they give
 (:meth:`VPL.set_user`) judged by success on that user's goal, the reward's accuracy on ``--heldout`` pairs of
 the user, and the distance to the user's latent from ``--reference`` labels. ``--pools`` pools per seed. One
 file per seed under ``OUT/active/`` (a rerun skips the seeds done), then ``OUT/vpl_active.json`` and
-``OUT/vpl_active.png`` over every seed file there:
+``OUT/vpl_active.png`` over every seed file there. ``--disagree F`` builds each pool with a fraction ``F``
+of pairs the two users answer differently (as drawn, most do):
 
     python scripts/vpl_check.py --active --seeds 0 1 2 --out docs/results
+    python scripts/vpl_check.py --active --disagree 0.05 --seeds 0 1 2 --out docs/results/vpl_rare
 
 Writes ``vpl.json`` and ``vpl.png`` into ``--out`` and prints the table. Seeds run one after another, or
 in separate processes whose ``vpl.json`` files ``--combine`` joins:
@@ -91,9 +93,11 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
 
 
 #: the query selectors compared for a new user: label -> ``pbrl.queries.make_selector`` name and options
-#: (``information_gain_code``: the same selector scoring with the authors' estimator)
+#: (``information_gain_code``: the same selector scoring with the authors' estimator; ``_predictive``: label
+#: vectors drawn as the model predicts them instead of all alike)
 ACTIVE_SELECTORS = {"uniform": ("uniform", {}), "information_gain": ("information_gain", {}),
-                    "information_gain_code": ("information_gain", {"estimator": "code"})}
+                    "information_gain_code": ("information_gain", {"estimator": "code"}),
+                    "information_gain_predictive": ("information_gain", {"labels": "predictive"})}
 
 
 def user_labels(ds, k: int, n: int, seed: int, args: argparse.Namespace):
@@ -101,6 +105,26 @@ def user_labels(ds, k: int, n: int, seed: int, args: argparse.Namespace):
     gives the same pairs whoever answers)."""
     mix = [1.0 if j == k else 0.0 for j in GOALS]
     return label_dataset(ds, MultiUserTeacher(mix=mix, seed=seed), n, segment_length=args.segment, seed=seed)
+
+
+def candidate_pool(ds, seed: int, args: argparse.Namespace) -> list:
+    """The pool of ``--pool`` pairs both users answer (one ``PreferenceDataset`` per user, the same pairs). With
+    ``--disagree F`` a fraction ``F`` of them is drawn from pairs the two users answer differently and the rest
+    from pairs they answer alike (out of 16 x ``--pool`` pairs), so that the pairs telling the users apart are
+    as rare as the experiment wants."""
+    if args.disagree is None:
+        return [user_labels(ds, k, args.pool, seed, args) for k in GOALS]
+    big = [user_labels(ds, k, 16 * args.pool, seed, args) for k in GOALS]
+    split = big[0].label != big[1].label
+    n_split = int(round(args.disagree * args.pool))
+    yes, no = np.flatnonzero(split), np.flatnonzero(~split)
+    if len(yes) < n_split or len(no) < args.pool - n_split:
+        raise ValueError(f"--disagree {args.disagree}: {len(yes)} splitting and {len(no)} agreeing pairs of "
+                         f"{len(split)}, too few for a pool of {args.pool}; lower --pool")
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(np.concatenate([rng.choice(yes, n_split, replace=False),
+                                          rng.choice(no, args.pool - n_split, replace=False)]))
+    return [p.subset(idx) for p in big]
 
 
 def pair_accuracy(vpl: VPL, prefs) -> float:
@@ -135,7 +159,7 @@ def active_seed(seed: int, args: argparse.Namespace) -> dict:
         vpl.latent = refs[k].astype(np.float32)
         out["reference"][f"user{k}"] = _judge(vpl, k, seed, held[k], refs[k], args)
     for r in range(args.pools):
-        pools = [user_labels(ds, k, args.pool, 9000 + 100 * seed + r, args) for k in GOALS]
+        pools = candidate_pool(ds, 9000 + 100 * seed + r, args)
         assert np.array_equal(pools[0].a.obs, pools[1].a.obs) and np.array_equal(pools[0].b.obs, pools[1].b.obs)
         for name, (kind, options) in ACTIVE_SELECTORS.items():
             for K in args.ks:
@@ -293,6 +317,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--pools", type=int, default=3, help="--active: candidate pools per seed")
     p.add_argument("--heldout", type=int, default=200, help="--active: held-out pairs per user (pair accuracy)")
     p.add_argument("--reference", type=int, default=128, help="--active: labels of the user's reference latent")
+    p.add_argument("--disagree", type=float, default=None,
+                   help="--active: the fraction of pool pairs the two users answer differently (default: as drawn)")
     args = p.parse_args(argv)
     for name in ("dataset_steps", "pairs", "segment", "few", "steps", "episodes", "pool", "pools", "heldout",
                  "reference"):
@@ -300,6 +326,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             p.error(f"--{name.replace('_', '-')} must be a positive integer")
     if args.active and (args.out is None or args.combine):
         p.error("--active writes its results into --out DIR (and does not take --combine)")
+    if args.disagree is not None and not 0.0 <= args.disagree <= 1.0:
+        p.error(f"--disagree must be a fraction in [0, 1], got {args.disagree}")
     if args.active and not all(1 <= k <= args.pool for k in args.ks):
         p.error(f"--ks must be between 1 and --pool ({args.pool}), got {args.ks}")
     torch.set_num_threads(1)

@@ -157,7 +157,7 @@ class _FakeLatentModel:
 
     context_size = 3
 
-    def information_gain(self, a, b, sets, rng, n_label_samples=50, estimator="moment"):
+    def information_gain(self, a, b, sets, rng, n_label_samples=50, estimator="moment", labels="uniform"):
         return a.obs[sets][..., 0, 0].sum(1)
 
 
@@ -280,3 +280,22 @@ def test_code_information_gain_matches_the_authors_formula_and_ignores_the_means
     assert sel.estimator == "code"
     with pytest.raises(ValueError, match="estimator"):
         make_selector("information_gain", estimator="typo")
+
+
+def test_predictive_labels_follow_the_model_and_repeat_with_their_pair():
+    ds, prefs = two_user_problem(96)
+    agent = VPL.from_dataset(ds, seed=0, **{**TINY, "latent_sampling": "posterior"})
+    agent.fit(ds, prefs, steps=1, progress=False)
+    seen = []
+    encode = agent.reward_model.encode
+    agent.reward_model.encode = lambda oa, ob, y: (seen.append(y.numpy()), encode(oa, ob, y))[1]
+    sets = np.arange(6).reshape(3, 2)
+    gain = agent.information_gain(prefs.a, prefs.b, sets, rng=0, n_label_samples=200, labels="predictive")
+    y = seen[-1].reshape(200, 3, 4)
+    assert gain.shape == (3,) and np.array_equal(y[..., :2], y[..., 2:])  # pairs (0, 1, 0, 1): the same answers
+    # the answers follow the users' rewards: an "up" latent prefers b exactly when the up-user does
+    up = (prefs.b.reward.sum(1) > prefs.a.reward.sum(1))[:6].reshape(3, 2).astype(float)
+    agree = [np.mean(np.all(y[i, :, :2] == up, axis=1) | np.all(y[i, :, :2] == 1 - up, axis=1)) for i in range(200)]
+    assert np.mean(agree) > 0.65  # one of the two users' answers to both pairs: 0.5 for labels drawn alike
+    with pytest.raises(ValueError, match="label sampling"):
+        agent.information_gain(prefs.a, prefs.b, sets, labels="typo")

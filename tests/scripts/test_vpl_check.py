@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
@@ -48,8 +49,8 @@ def test_active_measurement_is_resumable_per_seed(tmp_path, monkeypatch, capsys)
     vc.main([*args, "--seeds", "0"])
     first = (tmp_path / "active" / "seed0.json").read_text()
     r = json.loads(first)["result"]
-    # 3 selectors x 2 K x 2 users; both users were asked the same pairs (one disagreement value per selector, K)
-    assert len(r["rows"]) == 12 and {row["selector"] for row in r["rows"]} == set(vc.ACTIVE_SELECTORS)
+    # 4 selectors x 2 K x 2 users; both users were asked the same pairs (one disagreement value per selector, K)
+    assert len(r["rows"]) == 16 and {row["selector"] for row in r["rows"]} == set(vc.ACTIVE_SELECTORS)
     for row in r["rows"]:
         assert 0 <= row["success"] <= 1 and 0 <= row["accuracy"] <= 1 and row["distance"] >= 0
         assert 0 <= row["disagree"] <= 1
@@ -60,9 +61,15 @@ def test_active_measurement_is_resumable_per_seed(tmp_path, monkeypatch, capsys)
     summary = json.loads((tmp_path / "vpl_active.json").read_text())
     assert summary["meta"]["seeds"] == [0, 1] and len(summary["summary"]["information_gain"]["8"]["success"][1]) == 2
     assert (tmp_path / "vpl_active.png").exists()
-    for bad in (["--ks", "0"], ["--ks", "30"], ["--pool", "0"]):
+    for bad in (["--ks", "0"], ["--ks", "30"], ["--pool", "0"], ["--disagree", "1.5"]):
         with pytest.raises(SystemExit) as e:
             vc.main([*args, *bad])
         assert e.value.code == 2
     with pytest.raises(SystemExit):
         vc.main(["--active"])  # no --out
+    # --disagree: a pool in which exactly that fraction of pairs tells the users apart
+    ns = vc.argparse.Namespace(pool=20, disagree=0.1, segment=5)
+    ds = vc.collect("pointmass/two-goal", "scripted", n_steps=500, seed=0, noise=[0.3, 1.0, 2.0])
+    pools = vc.candidate_pool(ds, 3, ns)
+    assert len(pools[0]) == 20 and np.sum(pools[0].label != pools[1].label) == 2
+    assert np.array_equal(pools[0].a.obs, pools[1].a.obs)
