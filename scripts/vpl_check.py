@@ -23,8 +23,8 @@ file per seed under ``OUT/active/`` (a rerun skips the seeds done), then ``OUT/v
 ``OUT/vpl_active.png`` over every seed file there. ``--disagree F`` builds each pool with a fraction ``F``
 of pairs the two users answer differently (as drawn, most do):
 
-    python scripts/vpl_check.py --active --seeds 0 1 2 --out docs/results
-    python scripts/vpl_check.py --active --disagree 0.05 --seeds 0 1 2 --out docs/results/vpl_rare
+    python scripts/vpl_check.py --active --seeds 0 1 2 --out docs/results/vpl_active
+    python scripts/vpl_check.py --active --disagree 0.05 --seeds 0 1 2 --out docs/results/vpl_active_rare
 
 Writes ``vpl.json`` and ``vpl.png`` into ``--out`` and prints the table. Seeds run one after another, or
 in separate processes whose ``vpl.json`` files ``--combine`` joins:
