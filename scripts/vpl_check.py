@@ -127,6 +127,15 @@ def candidate_pool(ds, seed: int, args: argparse.Namespace) -> list:
     return [p.subset(idx) for p in big]
 
 
+def score_auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """The probability that a ``positive`` item scores above a negative one (ties count half); NaN if either
+    kind is missing."""
+    pos, neg = score[positive], score[~positive]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    return float(np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])))
+
+
 def pair_accuracy(vpl: VPL, prefs) -> float:
     """How often ``r(., z)`` under the current latent orders a pair as its label does (ties left out)."""
     strict = prefs.label != 0.5
@@ -158,6 +167,12 @@ def active_seed(seed: int, args: argparse.Namespace) -> dict:
         out["prior"][f"user{k}"] = _judge(vpl, k, seed, held[k], refs[k], args)
         vpl.latent = refs[k].astype(np.float32)
         out["reference"][f"user{k}"] = _judge(vpl, k, seed, held[k], refs[k], args)
+    # does the score single out the pairs that tell the users apart? Each pair of the first pool alone (K = 1)
+    first = candidate_pool(ds, 9000 + 100 * seed, args)
+    split = first[0].label != first[1].label
+    out["score_auc"] = {name: score_auc(vpl.information_gain(first[0].a, first[0].b, np.arange(len(split))[:, None],
+                                                             rng=seed, **options), split)
+                        for name, (kind, options) in ACTIVE_SELECTORS.items() if kind == "information_gain"}
     for r in range(args.pools):
         pools = candidate_pool(ds, 9000 + 100 * seed + r, args)
         assert np.array_equal(pools[0].a.obs, pools[1].a.obs) and np.array_equal(pools[0].b.obs, pools[1].b.obs)
@@ -197,6 +212,9 @@ def active_table(results: list[dict]) -> str:
         for K, cells in by_k.items():
             rows.append(f"| {name} | {K} | " + " | ".join(
                 f"{mean:.2f} ({', '.join(f'{x:.2f}' for x in seeds)})" for mean, seeds in cells.values()) + " |")
+    aucs = {name: [r["score_auc"][name] for r in results if name in r.get("score_auc", {})] for name in ACTIVE_SELECTORS}
+    rows.append("\nAUC of the score of single pairs, splitting the users vs not: " + "; ".join(
+        f"{name} {np.mean(v):.2f} ({', '.join(f'{x:.2f}' for x in v)})" for name, v in aucs.items() if v))
     for ref in ("prior", "reference"):
         s = [np.mean([r[ref][f"user{k}"]["success"] for k in GOALS]) for r in results]
         a = [np.mean([r[ref][f"user{k}"]["accuracy"] for k in GOALS]) for r in results]

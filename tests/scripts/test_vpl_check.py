@@ -55,6 +55,8 @@ def test_active_measurement_is_resumable_per_seed(tmp_path, monkeypatch, capsys)
         assert 0 <= row["success"] <= 1 and 0 <= row["accuracy"] <= 1 and row["distance"] >= 0
         assert 0 <= row["disagree"] <= 1
     assert set(r["prior"]) == set(r["reference"]) == {"user0", "user1"}
+    assert set(r["score_auc"]) == {"information_gain", "information_gain_code", "information_gain_predictive"}
+    assert vc.score_auc(np.array([3.0, 1.0, 2.0, 2.0]), np.array([True, False, True, False])) == 0.875
     capsys.readouterr()
     vc.main([*args, "--seeds", "0", "1"])  # seed 0 is skipped, seed 1 runs; the summary covers both
     assert "seed 0: " in capsys.readouterr().out and (tmp_path / "active" / "seed0.json").read_text() == first
