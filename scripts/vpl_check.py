@@ -223,7 +223,7 @@ def active_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def active_figure(results: list[dict], path: Path) -> None:
+def active_figure(results: list[dict], path: Path, pool: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,8 +242,8 @@ def active_figure(results: list[dict], path: Path) -> None:
         ax.set_xlabel("queries K of the new user")
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"VPL, a new user's K queries by selector: pointmass/two-goal, {len(results)} seeds (dots: seeds)",
-                 fontsize=9)
+    fig.suptitle(f"VPL, a new user's K queries by selector: pointmass/two-goal, {pool}{len(results)} seeds "
+                 "(dots: seeds)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -268,7 +268,8 @@ def run_active(args: argparse.Namespace, meta: dict) -> list[dict]:
     summary = {"meta": {**meta, "seeds": [r["seed"] for r in results],
                         "commits": sorted({d["meta"]["commit"] for d in loaded})}, "summary": active_summary(results)}
     (args.out / "vpl_active.json").write_text(json.dumps(summary, indent=1, default=float))
-    active_figure(results, args.out / "vpl_active.png")
+    pool = "pools as drawn" if args.disagree is None else f"pools with {args.disagree:.0%} of pairs splitting the users"
+    active_figure(results, args.out / "vpl_active.png", f"{pool}, ")
     return results
 
 
