@@ -37,6 +37,7 @@ lists each with its source and pbrl's differences.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import numpy as np
@@ -50,8 +51,9 @@ from pbrl.preferences import PreferenceDataset
 from pbrl.ratings import RatingDataset
 from pbrl.segments import Segments
 
-__all__ = ["VPL", "VPLRewardModel", "vpl_loss", "gaussian_kl", "latent_information_gain", "LATENT_SAMPLING",
-           "VPL_REWARD_NORMALIZATIONS", "PRESETS"]
+__all__ = ["VPL", "VPLRewardModel", "vpl_loss", "gaussian_kl", "latent_information_gain", "label_vectors",
+           "code_information_gain", "IG_ESTIMATORS", "IG_LABELS",
+           "LATENT_SAMPLING", "VPL_REWARD_NORMALIZATIONS", "PRESETS"]
 
 #: where the policy's training latents come from: the prior N(0, I) or posteriors of the training users
 LATENT_SAMPLING = ("prior", "posterior")
@@ -126,6 +128,43 @@ def latent_information_gain(mean: torch.Tensor, logvar: torch.Tensor) -> torch.T
     var = logvar.exp()
     mix_var = (var + mean.pow(2)).mean(0) - mean.mean(0).pow(2)
     return 0.5 * (mix_var.clamp_min(1e-12).log() - logvar.mean(0)).sum(-1)
+
+
+def code_information_gain(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The authors' score of a context (``experiments/active_utils.py``, ``get_information_gain``), for
+    comparison with :func:`latent_information_gain`: ``log(2 pi mean_l sum_d var_l,d) - mean_l sum_d log(2 pi
+    var_l,d)``. Its first term stands for the entropy of the mixture of posteriors but reads only their
+    variances (one number for all ``d`` dimensions), so answers that move the posterior's mean add nothing.
+
+    Args:
+        mean, logvar: ``[L, K, d]`` (``mean`` is not used, as in the authors' code).
+
+    Returns:
+        ``[K]``.
+    """
+    var = logvar.exp()
+    return torch.log(2 * math.pi * var.sum(-1).mean(0)) - torch.log(2 * math.pi * var).sum(-1).mean(0)
+
+
+#: the estimators ``VPL.information_gain`` offers: pbrl's moment-matched mutual information, or the authors'
+IG_ESTIMATORS = {"moment": latent_information_gain, "code": code_information_gain}
+#: how ``VPL.information_gain`` weighs the answers: all label vectors alike (the authors'), or as the model predicts
+IG_LABELS = ("uniform", "predictive")
+
+
+def label_vectors(m: int, n: int, rng: Any = None) -> np.ndarray:
+    """``min(n, 2^m)`` distinct label vectors ``[L, m]`` in {0, 1}: all ``2^m`` (in binary order) when
+    ``2^m <= n``, else ``n`` drawn uniformly without replacement from ``rng`` (the authors'
+    ``get_information_gain`` draws its 50 without replacement)."""
+    if m < 31 and 2**m <= n:
+        return ((np.arange(2**m)[:, None] >> np.arange(m)) & 1).astype(np.float32)
+    rng = np.random.default_rng(rng)
+    rows = np.zeros((0, m), np.float32)
+    while len(rows) < n:  # draw, keep the first occurrence of each vector, top up
+        rows = np.concatenate([rows, (rng.random((n, m)) < 0.5).astype(np.float32)])
+        _, first = np.unique(rows, axis=0, return_index=True)
+        rows = rows[np.sort(first)]
+    return rows[:n]
 
 
 # ---------------------------------------------------------------------------------------------- networks
@@ -332,18 +371,21 @@ class VPL(IQL):
     def posterior(self, preferences: PreferenceDataset, user: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The posterior ``(mean [d], logvar [d])`` of ``user``'s latent from their labelled pairs (all pairs of
         ``preferences`` when ``user`` is None): the first ``floor(n / S) * S`` pairs in contexts of ``S``, each
-        encoded, the means averaged and the variances too."""
+        encoded, the means averaged and the variances too. Fewer than ``S`` pairs (``n >= 1``) are repeated in
+        turn to fill one context (a new user asked fewer queries than the encoder reads; the authors' code
+        always asks ``S``)."""
         if self.reward_model is None:
             raise ValueError("VPL has no reward model yet; fit it before inferring a user's latent")
         prefs = preferences if user is None else preferences.of_user(user)
-        if not isinstance(prefs, PreferenceDataset) or len(prefs) < self.context_size:
-            raise ValueError(f"inferring a user's latent needs at least context_size={self.context_size} labelled "
-                             f"pairs of that user, got {len(prefs) if isinstance(prefs, PreferenceDataset) else prefs!r}")
+        if not isinstance(prefs, PreferenceDataset) or len(prefs) < 1:
+            raise ValueError(f"inferring a user's latent needs at least one labelled pair of that user, got "
+                             f"{len(prefs) if isinstance(prefs, PreferenceDataset) else prefs!r}")
         if prefs.a.obs_dim != self.obs_dim or prefs.segment_length != self.reward_model.segment_length:
             raise ValueError(f"the user's pairs must be segments of {self.reward_model.segment_length} steps with "
                              f"obs_dim={self.obs_dim}, got {prefs.segment_length} steps, obs_dim={prefs.a.obs_dim}")
-        k = len(prefs) // self.context_size
-        oa, ob, y = self._pair_tensors(prefs.subset(np.arange(k * self.context_size)))
+        k = max(len(prefs) // self.context_size, 1)
+        rows = np.resize(np.arange(min(len(prefs), k * self.context_size)), k * self.context_size)
+        oa, ob, y = self._pair_tensors(prefs.subset(rows))
         shape = (k, self.context_size, *oa.shape[1:])
         with torch.no_grad():
             mean, logvar = self.reward_model.encode(oa.reshape(shape), ob.reshape(shape), y.reshape(k, -1))
@@ -356,27 +398,69 @@ class VPL(IQL):
         return self.latent.copy()
 
     def information_gain(self, a: Segments, b: Segments, sets: np.ndarray, rng: Any = None,
-                         n_label_samples: int = 50) -> np.ndarray:
-        """:func:`latent_information_gain` of candidate contexts: ``sets [K, S]`` indices into the candidate
-        pairs ``(a, b)``; each is encoded under ``min(n_label_samples, 2^S)`` label vectors (all of them when
-        that is every vector, else drawn at random from ``rng``, as the authors' 50). Returns ``[K]``."""
+                         n_label_samples: int = 50, estimator: str = "moment", labels: str = "uniform") -> np.ndarray:
+        """:func:`latent_information_gain` of candidate contexts (``estimator="code"``: the authors' score,
+        :func:`code_information_gain`): ``sets [K, m]`` indices into the candidate pairs ``(a, b)``,
+        ``1 <= m <= S`` (fewer than ``S`` pairs are repeated in turn to fill a context, as :meth:`posterior`
+        reads them).
+
+        ``labels="uniform"`` (default, the authors'): each set is encoded under ``min(n_label_samples, 2^m)``
+        distinct label vectors, all equally likely: all of them when that is every vector, else drawn at
+        random from ``rng`` without replacement, as the authors' 50. ``labels="predictive"``: under
+        ``n_label_samples`` label vectors drawn from the model's own Bradley-Terry predictions, each under a
+        latent of the users' population (the latent bank of ``latent_sampling="posterior"``, else the prior),
+        so that answers no user would give do not count (the expectation over ``y`` of the mutual information
+        taken under ``p(y) = E_z p(y | z)``). Returns ``[K]``."""
+        if estimator not in IG_ESTIMATORS:
+            raise ValueError(f"unknown information-gain estimator {estimator!r}; choose one of {sorted(IG_ESTIMATORS)}")
+        if labels not in IG_LABELS:
+            raise ValueError(f"unknown label sampling {labels!r} for the information gain; choose one of {IG_LABELS}")
         if self.reward_model is None:
             raise ValueError("VPL has no reward model yet; fit it before selecting queries by information gain")
         sets = np.asarray(sets, np.int64)
-        K, S = sets.shape
-        if S != self.context_size:
-            raise ValueError(f"candidate contexts must hold context_size={self.context_size} pairs, got {S}")
-        rng = np.random.default_rng(rng)
-        if 2**S <= n_label_samples:
-            labels = ((np.arange(2**S)[:, None] >> np.arange(S)) & 1).astype(np.float32)
+        if sets.ndim != 2 or not 1 <= sets.shape[1] <= self.context_size:
+            raise ValueError(f"candidate contexts must be [K, m] with 1 <= m <= context_size={self.context_size}, "
+                             f"got shape {sets.shape}")
+        K, m = sets.shape
+        cols = np.resize(np.arange(m), self.context_size)  # a short set repeated in turn, labels with it
+        full = sets[:, cols]
+        oa, ob = self.tensor(self._norm_obs_np(a.obs[full])), self.tensor(self._norm_obs_np(b.obs[full]))
+        if labels == "uniform":
+            y = self.tensor(label_vectors(m, n_label_samples, rng)[:, cols]).repeat_interleave(K, 0)  # [L * K, S]
         else:
-            labels = (rng.random((n_label_samples, S)) < 0.5).astype(np.float32)
-        L = len(labels)
-        oa, ob = self.tensor(self._norm_obs_np(a.obs[sets])), self.tensor(self._norm_obs_np(b.obs[sets]))
+            y = self._predicted_labels(oa, ob, cols, n_label_samples, np.random.default_rng(rng))
+        L = len(y) // K
         with torch.no_grad():
-            mean, logvar = self.reward_model.encode(oa.repeat(L, 1, 1, 1), ob.repeat(L, 1, 1, 1),
-                                                    self.tensor(labels).repeat_interleave(K, 0))
-            return latent_information_gain(mean.reshape(L, K, -1), logvar.reshape(L, K, -1)).cpu().numpy()
+            mean, logvar = self.reward_model.encode(oa.repeat(L, 1, 1, 1), ob.repeat(L, 1, 1, 1), y)
+            return IG_ESTIMATORS[estimator](mean.reshape(L, K, -1), logvar.reshape(L, K, -1)).cpu().numpy()
+
+    def _predicted_labels(self, oa: torch.Tensor, ob: torch.Tensor, cols: np.ndarray, n: int,
+                          rng: np.random.Generator) -> torch.Tensor:
+        """``[n * K, S]`` labels of the contexts ``oa, ob [K, S, H, obs_dim]`` (pair ``cols[j]`` in column ``j``,
+        the first ``m`` columns distinct) drawn from ``P(b > a | z)``, one latent of the population per label
+        vector (row ``l * K + k``: vector ``l`` of context ``k``); a repeated pair repeats its answer."""
+        if len(self.latent_bank):
+            z = self.latent_bank[rng.integers(0, len(self.latent_bank), size=n)]
+        else:
+            z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+        z = self.tensor(z)[:, None, None, None, :]  # [n, 1, 1, 1, d]
+        m = int(cols.max()) + 1
+        shape = (n, *oa[:, :m].shape)
+        with torch.no_grad():
+            logit = (self.reward_model.reward(ob[None, :, :m].expand(shape), z).sum(-1)
+                     - self.reward_model.reward(oa[None, :, :m].expand(shape), z).sum(-1))
+        p = torch.sigmoid(logit).cpu().numpy()  # [n, K, m]
+        y = (rng.random(p.shape) < p).astype(np.float32)[..., cols]
+        return self.tensor(y.reshape(-1, len(cols)))
+
+    def segment_returns(self, segments: Segments, latent: np.ndarray | None = None) -> np.ndarray:
+        """``sum_t r(s_t, z)`` of each segment under ``latent [d]`` (default :attr:`latent`, the current
+        user's): ``[N]``, the decoder's raw output (no ``reward_normalization``)."""
+        if self.reward_model is None:
+            raise ValueError("VPL has no reward model yet; fit it before scoring segments")
+        z = self.tensor(np.asarray(self.latent if latent is None else latent, np.float32).reshape(1, -1))
+        with torch.no_grad():
+            return self.reward_model.reward(self.tensor(self._norm_obs_np(segments.obs)), z).sum(-1).cpu().numpy()
 
     # ------------------------------------------------------------------ data
     def _draw_latents(self, n: int) -> torch.Tensor:

@@ -29,9 +29,10 @@ papers' confidence sets and posteriors, not their algorithms; ``docs/query_gatin
 One selector serves a latent-variable reward model (VPL, Poddar et al., NeurIPS 2024, Sec. 4.3):
 
 * ``information_gain`` (:class:`InformationGainSelector`): the candidate pool is cut at random into
-  contexts of the model's ``context_size`` pairs; each context is scored by how much its answers would tell
-  about the user's latent ``z`` (``reward_model.information_gain``, e.g. :meth:`pbrl.agents.vpl.VPL.information_gain`)
-  and the best contexts are asked first, whole.
+  contexts of the model's ``context_size`` pairs (of ``n`` pairs when fewer queries are asked); each
+  context is scored by how much its answers would tell about the user's latent ``z``
+  (``reward_model.information_gain``, e.g. :meth:`pbrl.agents.vpl.VPL.information_gain`) and the best
+  contexts are asked first, whole.
 
 ``candidate_pairs`` builds the candidate pool, optionally only from the most recent episodes (QPA's
 near on-policy queries, Hu et al., "Query-Policy Misalignment in Preference-Based RL", ICLR 2024).
@@ -390,35 +391,47 @@ class InformationGainSelector(Selector):
     ``"information_gain"``): contexts of ``reward_model.context_size`` pairs, highest information about the
     user's latent first.
 
-    The pool is cut at random into ``N // S`` disjoint contexts (at most ``n_candidate_sets``, the authors'
-    1000); ``reward_model.information_gain(a, b, sets [K, S], rng) -> [K]`` scores them
-    (:meth:`pbrl.agents.vpl.VPL.information_gain`); whole contexts are taken best first until ``n`` pairs
-    are chosen (the last one cut short when ``n`` is not a multiple of ``S``; pairs left over when ``n``
-    exceeds the contexts come at random).
+    The pool is cut at random into ``N // m`` disjoint sets of ``m = min(n, S)`` pairs (at most
+    ``n_candidate_sets``, the authors' 1000); ``reward_model.information_gain(a, b, sets [K, m], rng) -> [K]``
+    scores them (:meth:`pbrl.agents.vpl.VPL.information_gain`); whole sets are taken best first until ``n``
+    pairs are chosen (the last one cut short when ``n`` is not a multiple of ``S``; pairs left over when ``n``
+    exceeds the sets come at random). Fewer queries than ``S`` (``n < S``) are scored as a set of ``n``, not
+    cut from the best set of ``S``.
 
     Args:
         n_candidate_sets: the most contexts scored (default 1000).
         n_label_samples: label vectors per context (default 50, the authors'; all ``2^S`` when fewer).
+        estimator: ``"moment"`` (default, pbrl's mutual information) or ``"code"`` (the authors' score),
+            passed to ``reward_model.information_gain``.
+        labels: ``"uniform"`` (default, the authors': every label vector alike) or ``"predictive"`` (label
+            vectors drawn as the model predicts them), passed to ``reward_model.information_gain``.
     """
 
     name = "information_gain"
     needs_model = True
     model_method = "information_gain"
 
-    def __init__(self, n_candidate_sets: int = 1000, n_label_samples: int = 50):
+    def __init__(self, n_candidate_sets: int = 1000, n_label_samples: int = 50, estimator: str = "moment",
+                 labels: str = "uniform"):
         for key, v in (("n_candidate_sets", n_candidate_sets), ("n_label_samples", n_label_samples)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{key} must be a positive integer, got {v!r}")
+        if estimator not in ("moment", "code"):
+            raise ValueError(f"unknown information-gain estimator {estimator!r}; choose 'moment' or 'code'")
         self.n_candidate_sets, self.n_label_samples = int(n_candidate_sets), int(n_label_samples)
+        if labels not in ("uniform", "predictive"):
+            raise ValueError(f"unknown label sampling {labels!r}; choose 'uniform' or 'predictive'")
+        self.estimator, self.labels = estimator, labels
 
     def _select(self, a, b, n, reward_model, labelled, rng):
-        S = int(reward_model.context_size)
+        S = min(int(reward_model.context_size), n) if n > 0 else int(reward_model.context_size)
         perm = rng.permutation(len(a))
         k = min(len(a) // S, self.n_candidate_sets)
         if k == 0:
             return perm[:n]
         sets = perm[: k * S].reshape(k, S)
-        score = np.asarray(reward_model.information_gain(a, b, sets, rng, n_label_samples=self.n_label_samples))
+        score = np.asarray(reward_model.information_gain(a, b, sets, rng, n_label_samples=self.n_label_samples,
+                                                         estimator=self.estimator, labels=self.labels))
         if score.shape != (k,):
             raise ValueError(f"reward_model.information_gain must return [{k}] scores, got {score.shape}")
         chosen = sets[_top(score, k)].reshape(-1)
@@ -437,7 +450,7 @@ def make_selector(name: str, **kw: Any) -> Selector:
     kcenter_entropy, thompson, gated_uniform, gated_disagreement, gated_thompson, information_gain``. Keyword
     arguments go to the selector (``pool_fraction`` for the k-center ones; ``n_sampled``, ``threshold`` for
     ``thompson``; ``epsilon`` and the inner selector's options for the gated ones; ``n_candidate_sets``,
-    ``n_label_samples`` for ``information_gain``)."""
+    ``n_label_samples``, ``estimator``, ``labels`` for ``information_gain``)."""
     if isinstance(name, Selector):
         return name
     if not isinstance(name, str) or name not in SELECTORS:

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from pbrl.agents.vpl import VPL, gaussian_kl, latent_information_gain, vpl_loss
+from pbrl.agents.vpl import (
+    VPL,
+    code_information_gain,
+    gaussian_kl,
+    label_vectors,
+    latent_information_gain,
+    vpl_loss,
+)
 from pbrl.envs.datasets import OfflineDataset
 from pbrl.preferences import PreferenceDataset
 from pbrl.queries import InformationGainSelector, make_selector
@@ -138,8 +145,8 @@ def test_vpl_tells_users_apart_and_keeps_its_reward_model(tmp_path):
     model = back.reward_model
     back.fit(ds, prefs, steps=2, progress=False)
     assert back.reward_model is model and back.num_updates == 5
-    with pytest.raises(ValueError, match="at least context_size=4"):
-        agent.set_user(prefs.subset(np.arange(2)))
+    with pytest.raises(ValueError, match="at least one labelled pair"):
+        agent.set_user(prefs.subset(np.arange(0)))
 
 
 # ---------------------------------------------------------------------------------------------- selector
@@ -150,7 +157,7 @@ class _FakeLatentModel:
 
     context_size = 3
 
-    def information_gain(self, a, b, sets, rng, n_label_samples=50):
+    def information_gain(self, a, b, sets, rng, n_label_samples=50, estimator="moment", labels="uniform"):
         return a.obs[sets][..., 0, 0].sum(1)
 
 
@@ -193,3 +200,102 @@ def test_several_seeds_at_once_match_the_single_seed_agent():
     one.fit(ds, prefs, steps=3, progress=False)
     obs = ds.observations[:4]
     np.testing.assert_array_equal(many.split()[1].predict(obs)[0], one.predict(obs)[0])
+
+
+def test_label_vectors_are_distinct_as_the_authors_draw_them():
+    assert label_vectors(3, 50).tolist() == [[(i >> j) & 1 for j in range(3)] for i in range(8)]  # all 2^3
+    for seed in range(5):
+        v = label_vectors(8, 50, seed)
+        assert v.shape == (50, 8) and len(np.unique(v, axis=0)) == 50 and set(np.unique(v)) <= {0.0, 1.0}
+    assert len(np.unique(label_vectors(70, 20, 0), axis=0)) == 20  # beyond 2^62 too
+
+
+def test_information_gain_encodes_distinct_label_vectors():
+    # 10 of the 2^4 label vectors: drawn with replacement, a repeat is all but certain (P(none) = 0.04)
+    ds, prefs = two_user_problem(48)
+    agent = VPL.from_dataset(ds, seed=0, **{**TINY, "reward_epochs": 2})
+    agent.fit(ds, prefs, steps=1, progress=False)
+    seen = []
+    encode = agent.reward_model.encode
+    agent.reward_model.encode = lambda oa, ob, y: (seen.append(y.numpy()), encode(oa, ob, y))[1]
+    for seed in range(5):
+        agent.information_gain(prefs.a, prefs.b, np.arange(8).reshape(2, 4), rng=seed, n_label_samples=10)
+    for y in seen:  # [L * K, S]: label vector l of set k at row l * K + k
+        assert len(np.unique(y[::2], axis=0)) == 10
+
+
+def test_fewer_queries_than_a_context_are_repeated_to_fill_it():
+    ds, prefs = two_user_problem(48)
+    agent = VPL.from_dataset(ds, seed=0, **{**TINY, "reward_epochs": 20})
+    agent.fit(ds, prefs, steps=1, progress=False)
+    # a user who answered 2 pairs: the encoder reads them twice over (pairs 0, 1, 0, 1)
+    two = prefs.subset(np.arange(2))
+    np.testing.assert_allclose(agent.posterior(two)[0], agent.posterior(prefs.subset([0, 1, 0, 1]))[0], atol=1e-6)
+    # a set of 2 candidate pairs is scored as that context, its labels repeated with it (all 2^2 vectors)
+    got = agent.information_gain(prefs.a, prefs.b, np.array([[0, 1], [2, 3]]), rng=0)
+    y = torch.tensor([[0.0, 0, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 1, 1]])
+    means, logvars = [], []
+    for k in ([0, 1, 0, 1], [2, 3, 2, 3]):
+        oa, ob = (agent.tensor(agent._norm_obs_np(s.obs[k]))[None].repeat(4, 1, 1, 1) for s in (prefs.a, prefs.b))
+        m, lv = agent.reward_model.encode(oa, ob, y)
+        means.append(m)
+        logvars.append(lv)
+    want = latent_information_gain(torch.stack(means, 1), torch.stack(logvars, 1)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="1 <= m <= context_size=4"):
+        agent.information_gain(prefs.a, prefs.b, np.arange(10).reshape(2, 5))
+    # the selector asked for 2 queries scores sets of 2 (not the first 2 of the best set of S)
+    n = 12
+    obs = np.arange(n, dtype=np.float32)[:, None, None]
+    a = Segments(obs=obs, act=np.zeros((n, 1, 1)), reward=np.zeros((n, 1)))
+    idx = make_selector("information_gain").select(a, a, 2, reward_model=_FakeLatentModel(), rng=0)
+    perm = np.random.default_rng(0).permutation(n).reshape(6, 2)
+    assert idx.tolist() == perm[np.argmax(perm.sum(1))].tolist()
+
+
+def test_segment_returns_score_segments_under_a_latent():
+    ds, prefs = two_user_problem(96)
+    agent = VPL.from_dataset(ds, seed=0, **TINY)
+    agent.fit(ds, prefs, steps=1, progress=False)
+    acc = {}
+    for u in ("up", "down"):
+        z = agent.set_user(prefs, u)
+        mine = prefs.of_user(u)
+        correct = (agent.segment_returns(mine.b) > agent.segment_returns(mine.a)) == (mine.label == 1.0)
+        acc[u] = correct.mean()
+        other = agent.segment_returns(mine.b, -z)
+        assert other.shape == (len(mine),) and not np.allclose(other, agent.segment_returns(mine.b))
+    assert min(acc.values()) > 0.8
+
+
+def test_code_information_gain_matches_the_authors_formula_and_ignores_the_means():
+    # 2 label vectors, d = 2: variances (1, 1) and (1/4, 1/4); total variances 2 and 1/2, mean 5/4
+    logvar = torch.log(torch.tensor([[[1.0, 1.0]], [[0.25, 0.25]]]))  # [L=2, K=1, d=2]
+    want = math.log(2 * math.pi * 1.25) - 0.5 * (2 * math.log(2 * math.pi) + 2 * math.log(2 * math.pi * 0.25))
+    far = torch.tensor([[[-3.0, 0.0]], [[3.0, 0.0]]])
+    assert float(code_information_gain(torch.zeros(2, 1, 2), logvar)) == pytest.approx(want, rel=1e-6)
+    assert float(code_information_gain(far, logvar)) == pytest.approx(want, rel=1e-6)  # the means do not enter
+    assert float(latent_information_gain(far, logvar)) > float(latent_information_gain(torch.zeros(2, 1, 2), logvar))
+    sel = make_selector("information_gain", estimator="code")
+    assert sel.estimator == "code"
+    with pytest.raises(ValueError, match="estimator"):
+        make_selector("information_gain", estimator="typo")
+
+
+def test_predictive_labels_follow_the_model_and_repeat_with_their_pair():
+    ds, prefs = two_user_problem(96)
+    agent = VPL.from_dataset(ds, seed=0, **{**TINY, "latent_sampling": "posterior"})
+    agent.fit(ds, prefs, steps=1, progress=False)
+    seen = []
+    encode = agent.reward_model.encode
+    agent.reward_model.encode = lambda oa, ob, y: (seen.append(y.numpy()), encode(oa, ob, y))[1]
+    sets = np.arange(6).reshape(3, 2)
+    gain = agent.information_gain(prefs.a, prefs.b, sets, rng=0, n_label_samples=200, labels="predictive")
+    y = seen[-1].reshape(200, 3, 4)
+    assert gain.shape == (3,) and np.array_equal(y[..., :2], y[..., 2:])  # pairs (0, 1, 0, 1): the same answers
+    # the answers follow the users' rewards: an "up" latent prefers b exactly when the up-user does
+    up = (prefs.b.reward.sum(1) > prefs.a.reward.sum(1))[:6].reshape(3, 2).astype(float)
+    agree = [np.mean(np.all(y[i, :, :2] == up, axis=1) | np.all(y[i, :, :2] == 1 - up, axis=1)) for i in range(200)]
+    assert np.mean(agree) > 0.65  # one of the two users' answers to both pairs: 0.5 for labels drawn alike
+    with pytest.raises(ValueError, match="label sampling"):
+        agent.information_gain(prefs.a, prefs.b, sets, labels="typo")
