@@ -24,12 +24,13 @@ and a rerun skips it; the world model is checkpointed every ``--world-chunk`` st
 killed run loses at most one chunk. A unit made with other settings stops the run with one clear error.
 ``--shared-world`` trains one world model per task (with the first seed) and gives it to every seed: the seeds
 then vary the labels, the held-out pairs and the reward model's initialisation, not the world model.
-At the end ``hprior_reward_quality.json``, ``.csv`` and ``.png`` are written from the units and the table is
-printed. Cost on one CPU thread: about 0.2-0.3 s per world-model step (the transformer's matrix products), so
+At the end ``<--name>.json``, ``.csv`` and ``.png`` (default ``hprior_reward_quality``) are written from the
+requested units and the table is printed. A world model depends only on the pool and the segment length, so its
+checkpoint may be copied into another ``--out`` (e.g. one with other ``--epochs``) and is reused there. Cost on one CPU thread: about 0.2-0.3 s per world-model step (the transformer's matrix products), so
 10000 steps are about 40 CPU-minutes per task and seed; ``--world-steps 1500`` (the CPU size of the run in
 ``docs/agents/hprior.md``) is about 6.
 
-    .venv/bin/python scripts/investigations/hprior_reward_quality.py --world-steps 1500 --seeds 0 1 2
+    .venv/bin/python scripts/investigations/hprior_reward_quality.py --world-steps 1500 --shared-world --seeds 0 1 2
     .venv/bin/python scripts/investigations/hprior_reward_quality.py --smoke       # tiny sizes: checks the script
 """
 
@@ -53,6 +54,8 @@ BT, PRIOR, UNIFORM = "Bradley-Terry", "Bradley-Terry + prior", "Bradley-Terry + 
 VARIANTS = (BT, PRIOR, UNIFORM)
 #: the settings a unit's numbers depend on (a unit made with others is not reused)
 DATA_KEYS = ("labels", "segment_length", "steps", "episode_steps", "train_episodes", "held_out", "epochs")
+#: the settings a world model depends on (its training data and window length; its steps are checked apart)
+WORLD_KEYS = ("segment_length", "steps", "episode_steps", "train_episodes")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sweep-weights", type=float, nargs="*", default=[], help="extra lambdas for the prior")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--out", default="benchmarks/hprior_reward_quality")
+    p.add_argument("--name", default="hprior_reward_quality",
+                   help="file name of the summary (.json, .csv, .png) under --out, for runs of a subset")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing")
     a = p.parse_args(argv)
     if a.smoke:
@@ -88,6 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{k.replace('_', '-')} must be >= 1, got {getattr(a, k)}")
     if a.world_steps < 0 or not all(np.isfinite(w) and w >= 0 for w in [a.weight, *a.sweep_weights]):
         p.error("--world-steps must be >= 0 and --weight / --sweep-weights finite numbers >= 0")
+    if not a.name or "/" in a.name or a.name.startswith("."):
+        p.error(f"--name must be a plain file name (no folder), got {a.name!r}")
     if a.segment_length >= a.episode_steps:
         p.error(f"--segment-length ({a.segment_length}) must be below --episode-steps ({a.episode_steps})")
     from pbrl.envs.registry import check_task
@@ -123,6 +130,11 @@ def setting(a: argparse.Namespace, kind: str, weight: float) -> dict[str, Any]:
     return s
 
 
+def world_setting(a: argparse.Namespace) -> dict[str, Any]:
+    """What a world model depends on (its steps apart)."""
+    return {k: getattr(a, k) for k in WORLD_KEYS}
+
+
 def world_seed(a: argparse.Namespace, seed: int) -> int:
     """The seed of the world model a unit of ``seed`` uses (and whose folder holds its checkpoint)."""
     return a.seeds[0] if a.shared_world else seed
@@ -150,7 +162,7 @@ def check_units(a: argparse.Namespace) -> None:
             w = unit_dir(out, task, world_seed(a, seed)) / "world.json"
             if w.exists():
                 info = json.loads(w.read_text())
-                if info["setting"] != setting(a, "none", 0.0) or info["steps"] > a.world_steps:
+                if {k: info["setting"].get(k) for k in WORLD_KEYS} != world_setting(a) or info["steps"] > a.world_steps:
                     raise ValueError(f"{w.with_suffix('.pt')} was trained with other settings or past --world-steps "
                                      f"({info}); use another --out or delete that folder")
 
@@ -230,7 +242,7 @@ def train_world(prior, train, H: int, a: argparse.Namespace, folder: Path, probe
         with atomic_write(ck, suffix=".pt") as tmp:
             torch.save({"state": prior.state(), "trace": trace}, tmp)
         with atomic_write(info, suffix=".json") as tmp:
-            tmp.write_text(json.dumps({"setting": setting(a, "none", 0.0), "steps": prior.steps_trained}))
+            tmp.write_text(json.dumps({"setting": world_setting(a), "steps": prior.steps_trained}))
         log(f"    world model {prior.steps_trained}/{a.world_steps} steps: L1 {prior.last_world_loss:.3f}, "
             f"alpha change {trace[-1]['alpha_change']:.3f} of 1/H ({trace[-1]['cpu_s']:.0f} CPU-s)")
     return trace
@@ -424,17 +436,17 @@ def main(argv=None) -> dict[str, Any]:
     units_cpu = sum(r["cpu_s"] for per_seed in results.values() for per_var in per_seed.values() for r in per_var.values())
     payload = {**provenance(), "args": vars(a), "cpu_seconds_this_call": time.process_time() - t0,
                "cpu_seconds_units": units_cpu, "results": results}
-    with atomic_write(out / "hprior_reward_quality.json", suffix=".json") as tmp:
+    with atomic_write(out / f"{a.name}.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(payload, indent=1))
     flat = rows(results)
-    with atomic_write(out / "hprior_reward_quality.csv", suffix=".csv") as tmp, open(tmp, "w", newline="") as fh:
+    with atomic_write(out / f"{a.name}.csv", suffix=".csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(flat[0]))
         w.writeheader()
         w.writerows(flat)
-    plot(results, out / "hprior_reward_quality.png")
+    plot(results, out / f"{a.name}.png")
     print(table(results))
     print(f"CPU time {payload['cpu_seconds_this_call']:.0f} s this call, {units_cpu:.0f} s in the units; "
-          f"wrote {out / 'hprior_reward_quality.json'}")
+          f"wrote {out / a.name}.json")
     return payload
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -108,7 +109,8 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     for argv, msg in ((["--labels", "0"], "--labels must be >= 1"), (["--tasks", "mujoco/Cheetah-v5"], "unknown task"),
                       (["--weight", "-1"], "--weight / --sweep-weights finite"),
                       (["--sweep-weights", "nan"], "--weight / --sweep-weights finite"),
-                      (["--world-chunk", "0"], "--world-chunk must be >= 1")):
+                      (["--world-chunk", "0"], "--world-chunk must be >= 1"),
+                      (["--name", "a/b"], "--name must be a plain file name")):
         with pytest.raises(SystemExit) as e:
             hq.main([*argv, "--out", str(tmp_path / "x")])
         assert e.value.code == 2 and msg in capsys.readouterr().err
@@ -127,3 +129,11 @@ def test_shared_world_model_is_trained_once_per_task(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         hq.main(["--smoke", "--seeds", "0", "1", "--out", str(tmp_path)])
     assert e.value.code == 2 and "was made with other settings" in capsys.readouterr().err
+    # a world model depends on the pool, not on the fit: copied into a run with other --epochs it is reused
+    other = tmp_path / "epochs3"
+    hq.unit_dir(other, TASK, 0).mkdir(parents=True)
+    for f in ("world.pt", "world.json"):
+        shutil.copy(hq.unit_dir(tmp_path, TASK, 0) / f, hq.unit_dir(other, TASK, 0) / f)
+    res = hq.main(["--smoke", "--seeds", "0", "--shared-world", "--epochs", "3", "--name", "e3", "--out", str(other)])
+    assert "world model" not in capsys.readouterr().out and (other / "e3.json").exists()
+    assert res["results"][TASK]["0"][hq.PRIOR]["world_trace"] == r0["world_trace"]
