@@ -265,7 +265,9 @@ def alpha_diagnostics(prior, segs) -> dict[str, float]:
     ok = (target.std(1) > 0) & (r.std(1) > 0)
     within = [np.corrcoef(target[i], r[i])[0, 1] for i in np.flatnonzero(ok)]
     ent = -(alpha * np.log(np.clip(alpha, 1e-12, None))).sum(1) / np.log(H)
-    return {"alpha_entropy_vs_uniform": float(ent.mean()), "alpha_last_step": float(alpha[:, -1].mean()),
+    # how much of alpha's variance the position in the window explains (1: alpha is a function of t alone)
+    position_share = float(np.var(alpha.mean(0)) / np.var(alpha)) if np.var(alpha) > 0 else None
+    return {"alpha_entropy_vs_uniform": float(ent.mean()), "alpha_position_share": position_share, "alpha_last_step": float(alpha[:, -1].mean()),
             "alpha_first_step": float(alpha[:, 0].mean()), "alpha_max": float(alpha.max(1).mean()),
             "target_corr": _corr(target.ravel(), r.ravel()),
             "uniform_target_corr": _corr(np.repeat(R / H, H, 1).ravel(), r.ravel()),

@@ -94,6 +94,8 @@ def test_alpha_diagnostics_and_within_share_against_hand_computed_values():
     assert d["within_segment_target_corr"] == pytest.approx(1.0) and d["target_corr"] == pytest.approx(1.0)
     assert d["alpha_entropy_vs_uniform"] == pytest.approx((0.0 + np.log(2) / np.log(4)) / 2)
     assert d["alpha_last_step"] == pytest.approx(0.25) and d["alpha_max"] == pytest.approx(0.75)
+    # position means [.25, 0, .5, .25] (var 1/32) against all eight entries (var 1/8)
+    assert d["alpha_position_share"] == pytest.approx(0.25)
     # the uniform target is constant (both returns are 2): no correlation defined
     assert d["uniform_target_corr"] is None
     uniform = hq._uniform_prior(1.0, 0)
