@@ -12,7 +12,8 @@ fitted on the same labels, from the same initial weights, with
 * ``Bradley-Terry + prior``: Bradley-Terry plus the prior (lambda ``--weight``, alpha from the world model);
 * ``Bradley-Terry + uniform prior``: the same prior with ``alpha_t = 1/H`` (no world model): an ablation that
   tells the attention's part from the smoothing any such prior brings;
-* ``Bradley-Terry + prior (lambda=X)``: the prior at each ``--sweep-weights`` value (none by default).
+* ``Bradley-Terry + prior (lambda=X)`` and ``Bradley-Terry + uniform prior (lambda=X)``: both priors at each
+  ``--sweep-weights`` value (none by default).
 
 Reported per unit: held-out pair accuracy of the mean predicted return, the Pearson correlation of predicted
 and true step reward, and diagnostics (the fit's Bradley-Terry and prior losses; the attention on held-out
@@ -115,7 +116,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def variants(a: argparse.Namespace) -> list[tuple[str, str, float]]:
     """``(name, kind, lambda)`` of every variant: kind ``"none"``, ``"world"`` or ``"uniform"``."""
     out = [(BT, "none", 0.0), (PRIOR, "world", a.weight), (UNIFORM, "uniform", a.weight)]
-    out += [(f"{PRIOR} (lambda={w:g})", "world", w) for w in a.sweep_weights if w != a.weight]
+    for w in a.sweep_weights:
+        if w != a.weight:
+            out += [(f"{PRIOR} (lambda={w:g})", "world", w), (f"{UNIFORM} (lambda={w:g})", "uniform", w)]
     return out
 
 

@@ -139,3 +139,13 @@ def test_shared_world_model_is_trained_once_per_task(tmp_path, capsys):
     res = hq.main(["--smoke", "--seeds", "0", "--shared-world", "--epochs", "3", "--name", "e3", "--out", str(other)])
     assert "world model" not in capsys.readouterr().out and (other / "e3.json").exists()
     assert res["results"][TASK]["0"][hq.PRIOR]["world_trace"] == r0["world_trace"]
+
+
+def test_sweep_weights_add_both_priors_at_each_lambda(tmp_path):
+    hq = load_script("hprior_reward_quality")
+    a = hq.parse_args(["--smoke", "--sweep-weights", "10", "1000", "--out", str(tmp_path / "x")])
+    assert hq.variants(a) == [(hq.BT, "none", 0.0), (hq.PRIOR, "world", 1000.0), (hq.UNIFORM, "uniform", 1000.0),
+                              (f"{hq.PRIOR} (lambda=10)", "world", 10.0), (f"{hq.UNIFORM} (lambda=10)", "uniform", 10.0)]
+    assert hq.setting(a, "uniform", 10.0)["weight"] == 10.0 and "world_steps" not in hq.setting(a, "uniform", 10.0)
+    assert hq.unit_path(tmp_path, hq.TASKS[0], 0, f"{hq.PRIOR} (lambda=10)").name == "bt_prior_lambda10.json"
+    assert not (tmp_path / "x").exists()
