@@ -28,7 +28,7 @@ then vary the labels, the held-out pairs and the reward model's initialisation, 
 At the end ``<--name>.json``, ``.csv`` and ``.png`` (default ``hprior_reward_quality``) are written from the
 requested units and the table is printed. A world model depends only on the pool and the segment length, so its
 checkpoint may be copied into another ``--out`` (e.g. one with other ``--epochs``) and is reused there. Cost on one CPU thread: about 0.2-0.3 s per world-model step (the transformer's matrix products), so
-10000 steps are about 40 CPU-minutes per task and seed; ``--world-steps 1500`` (the CPU size of the run in
+10000 steps are about 45 CPU-minutes per task and seed; ``--world-steps 1500`` (the CPU size of the run in
 ``docs/agents/hprior.md``) is about 6.
 
     .venv/bin/python scripts/investigations/hprior_reward_quality.py --world-steps 1500 --shared-world --seeds 0 1 2
