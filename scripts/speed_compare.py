@@ -15,10 +15,12 @@ checkout, loaded by its file path so that a child measuring an older tree still 
 * ``offline``: updates per CPU-second of one offline agent at its defaults on ``bench_speed``'s synthetic
   Hopper-sized data (CPL: 96 pairs x 100 steps, 2 x 512, dropout 0.25), and the dense matmul peak per
   CPU-second measured in the same process;
-* ``peer``: the CPL update of the authors' code (jhejna/cpl, a checkout given as ``peer``): their ``MLP``
-  (``research/networks/common.py``) and their ``CPL.train_step`` (``research/algs/cpl.py``) on the same
-  shapes, loaded from their files (the framework around them is replaced by the few attributes
-  ``train_step`` reads);
+* ``peer``: the CPL (``alg: cpl``) or BC (``alg: bc``) update of the authors' code (jhejna/cpl, a checkout
+  given as ``peer``): their ``MLP`` (``research/networks/common.py``) and their ``CPL.train_step``
+  (``research/algs/cpl.py``) or ``BehaviorCloning.train_step`` (``research/algs/bc.py``, the MSE loss of a
+  deterministic actor) on the same shapes as pbrl's agent (CPL: 96 pairs x 100 steps; BC: 256 transitions;
+  both 2 x 512, dropout 0.25, tanh output, Adam at 1e-4), loaded from their files (the framework around them
+  is replaced by the few attributes ``train_step`` reads);
 * ``knn``: CPU-ms of one k-NN state-entropy call (256 or 1,280 queries against 10,000 states, 39-d);
 * ``online``: one whole online run (``build_online`` + ``learn``) at the feedback study's CPU sizes, with the
   CPU seconds of its parts (the k-NN entropy, the reward fits).
@@ -130,8 +132,11 @@ def child_offline_fit(spec: dict) -> dict:
     return {"losses": out}
 
 
-def _peer_cpl(peer: Path) -> type:
-    """The peer's CPL class, loaded from its file with its framework imports replaced by stand-ins."""
+def _peer_alg(peer: Path, name: str, cls: str) -> type:
+    """The peer's algorithm class ``cls`` from ``research/algs/<name>.py``, loaded from its file with its
+    framework imports (and old ``gym``, for ``spaces.Box`` only) replaced by stand-ins."""
+    import gymnasium
+
     stub = {"research": types.ModuleType("research"), "research.utils": types.ModuleType("research.utils"),
             "research.utils.utils": types.ModuleType("research.utils.utils"),
             "research.algs": types.ModuleType("research.algs"),
@@ -140,13 +145,15 @@ def _peer_cpl(peer: Path) -> type:
     stub["research.utils"].utils = stub["research.utils.utils"]
     stub["research.algs.off_policy_algorithm"].OffPolicyAlgorithm = object
     sys.modules.update(stub)
-    spec = importlib.util.spec_from_file_location("research.algs.cpl", peer / "research" / "algs" / "cpl.py")
+    sys.modules.setdefault("gym", gymnasium)
+    spec = importlib.util.spec_from_file_location(f"research.algs.{name}", peer / "research" / "algs" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.CPL
+    return getattr(mod, cls)
 
 
 def child_peer(spec: dict) -> dict:
+    import gymnasium
     import numpy as np
     import torch
 
@@ -162,17 +169,29 @@ def child_peer(spec: dict) -> dict:
     torch.manual_seed(0)
     obs_dim, act_dim, B, H = 11, 3, 96, 100  # bench_speed's Hopper sizes, CPL's 96 pairs x 100 steps
     actor = common.MLP(obs_dim, act_dim, hidden_layers=[512, 512], dropout=0.25, output_act=torch.nn.Tanh)
-    alg = _peer_cpl(peer).__new__(_peer_cpl(peer))
-    alg.network = types.SimpleNamespace(encoder=torch.nn.Identity(), actor=actor)
-    alg.optim = {"actor": torch.optim.Adam(actor.parameters(), lr=1e-4)}
-    alg.alpha, alg.contrastive_bias, alg.bc_data, alg.bc_steps, alg.bc_coeff = 0.1, 0.5, "all", 0, 0.0
     rng = np.random.default_rng(0)
+    if spec.get("alg", "cpl") == "bc":
+        klass = _peer_alg(peer, "bc", "BehaviorCloning")
+        alg = klass.__new__(klass)
+        alg.bc_data, alg.bc_all_steps, alg.grad_norm_clip = "all", 0, None
+        alg.processor = types.SimpleNamespace(action_space=gymnasium.spaces.Box(-1.0, 1.0, (act_dim,)))
 
-    def batch() -> dict:
-        obs = torch.as_tensor(rng.normal(size=(2, B, H, obs_dim)), dtype=torch.float32)
-        act = torch.as_tensor(np.tanh(rng.normal(size=(2, B, H, act_dim))), dtype=torch.float32)
-        return {"obs_1": obs[0], "obs_2": obs[1], "action_1": act[0], "action_2": act[1],
-                "label": torch.as_tensor(rng.integers(0, 2, B), dtype=torch.float32)}
+        def batch() -> dict:  # pbrl's BC batch: 256 transitions
+            return {"obs": torch.as_tensor(rng.normal(size=(256, obs_dim)), dtype=torch.float32),
+                    "action": torch.as_tensor(np.tanh(rng.normal(size=(256, act_dim))), dtype=torch.float32)}
+    else:
+        klass = _peer_alg(peer, "cpl", "CPL")
+        alg = klass.__new__(klass)
+        alg.alpha, alg.contrastive_bias, alg.bc_data, alg.bc_steps, alg.bc_coeff = 0.1, 0.5, "all", 0, 0.0
+
+        def batch() -> dict:
+            obs = torch.as_tensor(rng.normal(size=(2, B, H, obs_dim)), dtype=torch.float32)
+            act = torch.as_tensor(np.tanh(rng.normal(size=(2, B, H, act_dim))), dtype=torch.float32)
+            return {"obs_1": obs[0], "obs_2": obs[1], "action_1": act[0], "action_2": act[1],
+                    "label": torch.as_tensor(rng.integers(0, 2, B), dtype=torch.float32)}
+    alg.network = types.SimpleNamespace(encoder=torch.nn.Identity(), actor=actor,
+                                        parameters=lambda: actor.parameters())
+    alg.optim = {"actor": torch.optim.Adam(actor.parameters(), lr=1e-4)}
 
     batches = [batch() for _ in range(4)]
     step = {"i": 0}
@@ -335,9 +354,9 @@ def compare_main(args: Any, out: Path) -> dict[str, Any]:
     for agent in args.compare_agents:
         spec = {"kind": "offline", "agent": agent, "threads": args.threads, "seconds": secs}
         variants = {"after": spec} | ({"before": {**spec, **base}} if base else {})
-        if args.peer and agent == "cpl":
-            variants["peer"] = {"kind": "peer", "peer": str(Path(args.peer).resolve()), "threads": args.threads,
-                                "seconds": secs}
+        if args.peer and agent in ("cpl", "bc"):
+            variants["peer"] = {"kind": "peer", "alg": agent, "peer": str(Path(args.peer).resolve()),
+                                "threads": args.threads, "seconds": secs}
         res[agent] = compare(agent, variants, R, "updates_per_cpu_s", log)
     if base:
         res["knn"] = compare("knn", {"before": {"kind": "knn", "seconds": 2.0, **base},
