@@ -149,7 +149,8 @@ def _baseline_records(a: argparse.Namespace) -> list:
 
 def _rounds(rec, per_session: int, budget: int) -> list[dict]:
     """Each query round's proposed, asked and skipped queries, from the evaluation rows' ``asked`` column
-    (a round runs at an evaluation step, before that evaluation)."""
+    (a round runs at an evaluation step, before that evaluation). The first round is uniform for every selector
+    (PEBBLE's rule: the reward model is untrained), so no gate acts there (``"uniform": True``)."""
     rows, prev, out = sorted(rec.curve, key=lambda c: c["step"]), 0, []
     for c in rows:
         asked = int(c.get("asked", c["labels"]))
@@ -157,7 +158,7 @@ def _rounds(rec, per_session: int, budget: int) -> list[dict]:
         if asked > prev or (rec.config["selector"].startswith("gated_") and c["step"] >= _first_round(rec.config)
                             and proposed > 0 and c["step"] < rec.config["total_timesteps"]):
             out.append({"step": int(c["step"]), "proposed": proposed, "asked": asked - prev,
-                        "skipped_share": 1.0 - (asked - prev) / proposed})
+                        "skipped_share": 1.0 - (asked - prev) / proposed, "uniform": not out})
         prev = asked
     return out
 
@@ -202,7 +203,7 @@ def markdown(result: dict, ctx) -> str:
     lines = []
     for sel, runs in result["selectors"].items():
         for s in runs:
-            skipped = ", ".join(f"{r['skipped_share']:.0%}" for r in s["rounds"]) or "-"
+            skipped = ", ".join("(uniform)" if r["uniform"] else f"{r['skipped_share']:.0%}" for r in s["rounds"]) or "-"
             lines.append([sel, s["seed"], s["labels_asked"], s["labels_used"], f"{s['final_success']:.1f}",
                           f"{s['mean_success_last3']:.2f}", skipped])
     return markdown_table(["selector", "seed", "labels asked", "labels used", "final success",
@@ -218,20 +219,27 @@ def plot(result: dict, ctx) -> list[str]:
 
     sels = list(result["selectors"])
     colors = {s: c for s, c in zip(sels, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False)}
-    fig, ax = plt.subplots(1, 3, figsize=(14, 4))
+    fig, ax = plt.subplots(1, 4, figsize=(18, 4))
     width = 0.8 / max(len(sels), 1)
+    seeds = sorted({r["seed"] for runs in result["selectors"].values() for r in runs})
     for i, s in enumerate(sels):
         runs = result["selectors"][s]
         x = np.array([r["seed"] for r in runs], dtype=float) + (i - (len(sels) - 1) / 2) * width
-        ax[0].bar(x, [r["final_success"] for r in runs], width, color=colors[s], label=s)
-        ax[1].bar(x, [r["labels_used"] for r in runs], width, color=colors[s], label=s)
+        for k, key in enumerate(("final_success", "labels_used")):
+            bars = ax[k].bar(x, [r[key] for r in runs], width, color=colors[s], label=s)
+            ax[k].bar_label(bars, fmt="%.1f" if key == "final_success" else "%d", fontsize=7)
         for r in runs:
             c = r["curve"]
             ax[2].plot([p["labels"] for p in c], [p["success_rate"] for p in c], "-o", ms=3, color=colors[s],
                        alpha=0.8, label=f"{s} s{r['seed']}")
-    ax[0].set(xlabel="seed", ylabel="final success rate (10 episodes)", title="final success", ylim=(0, 1.05))
+            ax[3].plot([p["step"] for p in c], [p["labels"] for p in c], "-o", ms=3, color=colors[s], alpha=0.8,
+                       label=f"{s} s{r['seed']}")
+    for k in (0, 1):
+        ax[k].set_xticks(seeds)
+    ax[0].set(xlabel="seed", ylabel="final success rate (10 episodes)", title="final success", ylim=(0, 1.1))
     ax[1].set(xlabel="seed", ylabel="labels used", title=f"labels used (budget {result['budget']})")
     ax[2].set(xlabel="labels used", ylabel="success rate", title="success against labels used", ylim=(-0.02, 1.02))
+    ax[3].set(xlabel="env steps", ylabel="labels used", title="labels used against env steps")
     for x in ax:
         x.legend(fontsize=7)
     fig.suptitle(f"PEBBLE on {result['task']}, {result['steps'] // 1000}k steps: gate epsilon {result['epsilon']} "

@@ -68,6 +68,7 @@ def test_skipped_share_per_round_from_the_asked_column(gating):
     rounds = gating._rounds(rec, 125, 1000)
     assert [(r["step"], r["asked"]) for r in rounds] == [(10_000, 125), (15_000, 50), (20_000, 0), (25_000, 125)]
     assert [r["skipped_share"] for r in rounds] == [0.0, 0.6, 1.0, 0.0]
+    assert [r["uniform"] for r in rounds] == [True, False, False, False]
 
 
 @pytest.mark.parametrize("argv, msg", [(["--selectors", "disagreement"], "comes from --baseline"),
