@@ -204,7 +204,8 @@ def markdown(result: dict, ctx) -> str:
     for sel, runs in result["selectors"].items():
         for s in runs:
             skipped = ", ".join("(uniform)" if r["uniform"] else f"{r['skipped_share']:.0%}" for r in s["rounds"]) or "-"
-            lines.append([sel, s["seed"], s["labels_asked"], s["labels_used"], f"{s['final_success']:.1f}",
+            name = f"{sel} (feedback study)" if sel == BASELINE_SELECTOR else sel
+            lines.append([name, s["seed"], s["labels_asked"], s["labels_used"], f"{s['final_success']:.1f}",
                           f"{s['mean_success_last3']:.2f}", skipped])
     return markdown_table(["selector", "seed", "labels asked", "labels used", "final success",
                            "success, last 3 evals", "skipped per round"], lines)
