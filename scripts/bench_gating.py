@@ -231,10 +231,10 @@ def plot(result: dict, ctx) -> list[str]:
             ax[k].bar_label(bars, fmt="%.1f" if key == "final_success" else "%d", fontsize=7)
         for r in runs:
             c = r["curve"]
-            ax[2].plot([p["labels"] for p in c], [p["success_rate"] for p in c], "-o", ms=3, color=colors[s],
-                       alpha=0.8, label=f"{s} s{r['seed']}")
-            ax[3].plot([p["step"] for p in c], [p["labels"] for p in c], "-o", ms=3, color=colors[s], alpha=0.8,
-                       label=f"{s} s{r['seed']}")
+            style = {"ls": ("-", "--", ":", "-.")[seeds.index(r["seed"]) % 4], "marker": "osd^"[seeds.index(r["seed"]) % 4],
+                     "ms": 3, "color": colors[s], "alpha": 0.8, "label": f"{s} s{r['seed']}"}
+            ax[2].plot([p["labels"] for p in c], [p["success_rate"] for p in c], **style)
+            ax[3].plot([p["step"] for p in c], [p["labels"] for p in c], **style)
     for k in (0, 1):
         ax[k].set_xticks(seeds)
     ax[0].set(xlabel="seed", ylabel="final success rate (10 episodes)", title="final success", ylim=(0, 1.1))
