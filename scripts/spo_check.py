@@ -223,6 +223,13 @@ def report(res: dict[str, Any], out: Path) -> str:
             rows.append(f"| {teacher} | {agent} | {ret.mean():.0f} ± {ret.std():.0f} | "
                         f"{np.mean([r['ctrl'] for r in rs]):.0f} | {np.mean([r['last'] for r in rs]):.2f} | "
                         f"{np.mean([r['asked'] for r in rs]):.0f} | {h} | {np.mean([r['cpu_s'] for r in rs]):.0f} |")
+    rows += ["", "| teacher | agent | seed | true return at each evaluation | P(SPO ≻ PrefPPO) |", "|---|---|---|---|---:|"]
+    for teacher, per_agent in res["runs"].items():
+        for agent, per_seed in per_agent.items():
+            for seed, r in sorted(per_seed.items()):
+                h = res["h2h"].get(teacher, {}).get(seed) if agent == "spo" else None
+                pts = ", ".join(f"{v:.0f}" for _, v in r["curve"])
+                rows.append(f"| {teacher} | {agent} | {seed} | {pts} | {'' if h is None else f'{h:.2f}'} |")
     _figure(res, out / "spo_check.png")
     return "\n".join(rows)
 
@@ -301,8 +308,9 @@ def collect(out: Path) -> dict[str, Any]:
     {seed: P(SPO > PrefPPO)}}}``; the head-to-head from both runs' final episodes (``.npz``), or, for runs
     imported from an earlier commit without them, the value that commit measured (``h2h`` in the SPO run)."""
     res: dict[str, Any] = {"runs": {}, "h2h": {}}
-    for f in sorted((out / "runs").glob("*.json")):
-        teacher, agent, seed = f.stem.split("__")
+    order = {name: k for k, name in enumerate(TEACHERS + AGENTS + DIAGNOSTICS)}
+    files = [(f, *f.stem.split("__")) for f in (out / "runs").glob("*.json")]
+    for f, teacher, agent, seed in sorted(files, key=lambda x: (order.get(x[1], 99), order.get(x[2], 99), x[3])):
         res["runs"].setdefault(teacher, {}).setdefault(agent, {})[seed[1:]] = json.loads(f.read_text())
     for teacher, per_agent in res["runs"].items():
         for seed, r in per_agent.get("spo", {}).items():
