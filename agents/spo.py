@@ -5,38 +5,45 @@ Feedback", ICML 2024 (arXiv 2401.04056), Algorithm 2 (the practical SPO).
 
 There is no reward model. The policy plays against itself: each new trajectory ``xi_t`` of the current
 policy is compared by the teacher ``P`` with each trajectory in a FIFO queue ``Q`` of the last ``B``
-trajectories, and its reward is its proportion of wins (the win rate, Algorithm 2)
+trajectories (steps 1-2 below), and its reward is its proportion of wins (step 3)
 
     r(xi_t) = 1/|Q| * sum_{q in Q} P(xi_t > q),
 
-spread evenly over its ``H`` steps (``r(s_h, a_h) = r(xi_t) / H``: the paper splits the trajectory-level
-reward equally between the steps, as potential-based shaping would, so the optimal policy is unchanged);
-then ``xi_t`` joins the queue and the oldest trajectory leaves it. The policy optimiser is any RL algorithm
-(the paper motivates PPO / TRPO as approximations of its soft policy iteration); here SB3's PPO with
-PrefPPO's B-Pref settings, so that SPO and PrefPPO differ only in where the reward comes from.
+spread evenly over its ``H`` steps (step 4: ``r(s_h, a_h) = r(xi_t) / H``; the paper splits the
+trajectory-level reward equally between the steps, as potential-based shaping would, so the optimal policy
+is unchanged); then ``xi_t`` joins the queue and the oldest trajectory leaves it, and the RL step runs on
+these rewards (step 5). The policy optimiser is any RL algorithm (the paper motivates PPO / TRPO as
+approximations of its soft policy iteration); here SB3's PPO with PrefPPO's B-Pref settings, so that SPO and
+PrefPPO differ only in where the reward comes from.
+
+The paper's full text (and so Algorithm 2's line numbers) could not be read from the sessions that built and
+checked this agent; only the abstract and third-party summaries could. The steps named here are the practical
+algorithm as the abstract states it: (1) sample trajectories from the current policy, (2) have the rater
+compare them, (3) reward each with its proportion of wins, (4) spread it over its steps, (5) RL step.
+``docs/hyperparameters.md`` lists each choice against that text, and ``docs/results/spo.md`` what was searched.
 
 How pbrl runs it (each open choice of the paper named, and why, in ``docs/hyperparameters.md``):
 
-* **unit** (``unit_length``, default ``None``): what is compared. ``None``: whole episodes (Algorithm 2).
+* **unit** (step 1; ``unit_length``, default ``None``): what is compared. ``None``: whole episodes (Algorithm 2).
   An int ``H``: each episode is cut into consecutive chunks of ``H`` steps from its start (for long
   episodes). An episode that ends inside a chunk (termination, or an episode length that ``H`` does not
   divide) leaves a chunk padded to its full length with the absorbing state: the last next-observation
   repeated, action 0, reward 0. Whole-episode units of a task whose episodes end early are padded to the
   task's episode length the same way.
-* **queue** (``queue_size`` ``B``, default 10): the last ``B`` complete units; empty at the start (the
-  paper fills it from the initial policy first; here the first units meet a shorter queue).
-* **label** (teacher convention, 1.0 = second segment preferred): the new unit is the second segment, so a
+* **queue** (step 2; ``queue_size`` ``B``, default 10): the last ``B`` complete units; empty at the start, so the
+  first units meet a shorter queue (how the paper starts it could not be read).
+* **label** (step 3; teacher convention, 1.0 = second segment preferred): the new unit is the second segment, so a
   label is its win (1.0), loss (0.0) or tie (0.5, half a win); a skipped query (NaN) is left out of the
   mean. A unit with no answered comparison (empty queue, all skipped, budget spent) gets 0.5, the value
   of the symmetric game.
-* **when**: at the end of every PPO rollout, before PPO computes its returns: the units completed during
+* **when** (steps 4-5): at the end of every PPO rollout, before PPO computes its returns: the units completed during
   the rollout are scored in order of completion (the earlier ones join the queue before the later ones are
   scored), then the units still running (a unit that crosses the rollout's end): the part of such a unit
   inside this rollout, steps ``[s, e)`` of the unit, is compared with steps ``[s, e)`` of each queued unit
   and rewarded now (``win / H`` per step); its later part is scored the same way in the next rollout, and
   the whole unit joins the queue when it completes. When rollouts hold whole units (episodes of a fixed
   length that divides ``n_steps``) no unit crosses a rollout and this is exactly Algorithm 2.
-* **reward to PPO**: the wrapper gives 0 at step time; at the rollout's end the win-rate rewards are added to
+* **reward to PPO** (step 5): the wrapper gives 0 at step time; at the rollout's end the win-rate rewards are added to
   the rollout buffer's rewards (which keep SB3's time-limit bootstrap) and the returns and GAE advantages
   are recomputed.
 
@@ -67,7 +74,7 @@ __all__ = ["SPO", "SPOCallback", "win_rate", "spread_win_rate", "pad_unit"]
 
 
 def win_rate(labels: np.ndarray) -> float:
-    """The proportion of wins of the new unit: the mean of the answered labels ``[M]`` (1.0 win, 0.5 tie,
+    """Step 3, ``r(xi_t)``: the proportion of wins of the new unit: the mean of the answered labels ``[M]`` (1.0 win, 0.5 tie,
     0.0 loss; NaN = skipped, left out); 0.5 when none is answered."""
     lab = np.asarray(labels, dtype=np.float64).reshape(-1)
     lab = lab[np.isfinite(lab)]
@@ -75,7 +82,7 @@ def win_rate(labels: np.ndarray) -> float:
 
 
 def spread_win_rate(win: float, n_steps: int, unit_length: int) -> np.ndarray:
-    """Per-step rewards ``[n_steps]`` of a unit (or of its part in one rollout): ``win / unit_length`` each,
+    """Step 4: per-step rewards ``[n_steps]`` of a unit (or of its part in one rollout): ``win / unit_length`` each,
     so that a whole unit's rewards sum to its win rate (Algorithm 2's even split over the steps)."""
     return np.full(int(n_steps), float(win) / float(unit_length), dtype=np.float32)
 
