@@ -31,6 +31,7 @@ Subclasses customise :meth:`IQL._training_rewards` (where rewards come from) or 
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import numpy as np
@@ -271,6 +272,33 @@ class IQL(OfflineAgent):
         return info
 
 
+_PRIOR_ARGS = ("reward_prior", "reward_model", "prior_weight", "world_pretrain_steps", "world_batch_size", "world_lr",
+               "world_kwargs")
+
+
+def _prior_term(reward_prior: str, reward_model: str, prior_weight: float, world_pretrain_steps: int,
+                world_batch_size: int, world_lr: float, world_kwargs: dict | None, seed: int = 0) -> HindsightPriorLoss | None:
+    """MR+IQL's Hindsight PRIOR term (None for ``reward_prior="none"``); one clear error for a bad setting
+    (every setting is checked, also with ``"none"``)."""
+    if reward_prior not in REWARD_PRIORS:
+        raise ValueError(f"unknown reward_prior '{reward_prior}'; choose one of {REWARD_PRIORS}")
+    if reward_prior != "none" and reward_model != "ensemble":
+        raise ValueError(f"reward_prior='{reward_prior}' shapes the ensemble's reward fit; use reward_model='ensemble'")
+    if world_kwargs is not None and not isinstance(world_kwargs, dict):
+        raise ValueError(f"world_kwargs must be a mapping of WorldModel sizes, got {type(world_kwargs).__name__}")
+    # checks lambda and the world model's settings; offline the world model trains once (no later updates)
+    prior = HindsightPriorLoss(prior_weight, world_pretrain_steps, 0, world_batch_size, world_lr, world_kwargs, seed=seed)
+    return prior if reward_prior == "hindsight" else None
+
+
+def _check_prior_windows(segment_length: int, longest_episode: int) -> None:
+    """The world model trains on ``segment_length``-step windows: some episode must be longer."""
+    if longest_episode <= segment_length:
+        raise ValueError(f"reward_prior='hindsight' pre-trains its world model on {segment_length}-step windows of the "
+                         f"dataset's episodes, but the longest episode has {longest_episode} steps; label shorter "
+                         f"segments (segment_length < {longest_episode}) or use reward_prior='none'")
+
+
 class MRIQL(IQL):
     """MR + IQL (or PT + IQL): a reward model learned from the preferences relabels the dataset, then IQL
     (Kostrikov et al. 2022, Eq. 5-7) trains on the learned reward.
@@ -359,17 +387,10 @@ class MRIQL(IQL):
         world_kwargs: dict | None = None,
         **iql: Any,
     ):
-        if reward_prior not in REWARD_PRIORS:
-            raise ValueError(f"unknown reward_prior '{reward_prior}'; choose one of {REWARD_PRIORS}")
-        if reward_prior != "none" and reward_model != "ensemble":
-            raise ValueError(f"reward_prior='{reward_prior}' shapes the ensemble's reward fit; use reward_model='ensemble'")
-        if world_kwargs is not None and not isinstance(world_kwargs, dict):
-            raise TypeError(f"world_kwargs must be a dict, got {type(world_kwargs).__name__}")
-        # validates lambda and the world model's settings (one clear error) before anything is built
-        prior = HindsightPriorLoss(prior_weight, world_pretrain_steps, 0, world_batch_size, world_lr, world_kwargs,
-                                   seed=int(iql.get("seed", 0)))
+        prior = _prior_term(reward_prior, reward_model, prior_weight, world_pretrain_steps, world_batch_size, world_lr,
+                            world_kwargs, seed=int(iql.get("seed", 0)))
         self.reward_prior = reward_prior
-        self.prior: HindsightPriorLoss | None = prior if reward_prior == "hindsight" else None
+        self.prior: HindsightPriorLoss | None = prior
         if reward_model not in REWARD_MODELS:
             raise ValueError(f"unknown reward_model '{reward_model}'; choose one of {REWARD_MODELS}")
         if reward_model_kwargs is not None and not isinstance(reward_model_kwargs, dict):
@@ -397,10 +418,10 @@ class MRIQL(IQL):
             reward_batch_size=reward_batch_size,
             ensemble_normalization=ensemble_normalization,
             reward_prior=reward_prior,
-            prior_weight=prior.weight,
-            world_pretrain_steps=prior.pretrain_steps,
-            world_batch_size=prior.batch_size,
-            world_lr=prior.lr,
+            prior_weight=float(prior_weight),
+            world_pretrain_steps=int(world_pretrain_steps),
+            world_batch_size=int(world_batch_size),
+            world_lr=float(world_lr),
             world_kwargs=dict(world_kwargs or {}),
         )
         super().__init__(obs_dim, act_dim, reward_normalization=reward_normalization, **iql)
@@ -437,11 +458,16 @@ class MRIQL(IQL):
         if isinstance(preferences, RatingDataset):
             raise ValueError("reward_prior='hindsight' learns from preference pairs; ratings train MR+IQL without it "
                              "(reward_prior='none')")
-        H, longest = preferences.segment_length, int(np.max(dataset.episode_lengths()))
-        if longest <= H:
-            raise ValueError(f"reward_prior='hindsight' pre-trains its world model on {H}-step windows of the dataset's "
-                             f"episodes, but the longest episode has {longest} steps; label shorter segments "
-                             f"(segment_length < {longest}) or use reward_prior='none'")
+        _check_prior_windows(preferences.segment_length, int(np.max(dataset.episode_lengths())))
+
+    @classmethod
+    def check_run(cls, agent_kwargs: dict[str, Any], segment_length: int, longest_episode: int) -> None:
+        """A run's settings, before any work (``pbrl train offline`` calls it): the prior's values and, with
+        ``reward_prior="hindsight"``, episodes longer than the segments. One ``ValueError`` otherwise."""
+        sig = inspect.signature(cls.__init__).parameters
+        kw = {k: agent_kwargs.get(k, sig[k].default) for k in _PRIOR_ARGS}
+        if _prior_term(**kw) is not None:
+            _check_prior_windows(segment_length, longest_episode)
 
     def _fit_losses(self, dataset: Any, preferences: PreferenceDataset) -> dict[str, Any]:
         """The reward fit's loss terms: None (the model's own), or Bradley-Terry + Hindsight PRIOR after

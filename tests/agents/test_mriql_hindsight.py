@@ -88,3 +88,27 @@ def test_save_load_round_trip_and_deterministic_world_rebuild(tmp_path):
     loaded.fit(ds, prefs, steps=1, progress=False)
     for (k, v), w in zip(agent.prior.world.state_dict().items(), loaded.prior.world.state_dict().values()):
         assert torch.equal(v, w), k
+
+
+@pytest.mark.parametrize("sets, needle", [
+    (["agent_kwargs.reward_prior=hind"], "unknown reward_prior 'hind'; choose one of"),
+    (["agent_kwargs.reward_prior=hindsight", "agent_kwargs.prior_weight=-1"], "prior weight (lambda) must be"),
+    (["agent_kwargs.reward_prior=hindsight"], "the longest episode has 50 steps; label shorter segments"),
+])
+def test_cli_refuses_a_bad_prior_before_the_run_directory(tmp_path, sets, needle):
+    from typer.testing import CliRunner
+
+    from pbrl.app.cli import app
+    from pbrl.envs.datasets import collect, save_d4rl
+
+    path = tmp_path / "reacher.hdf5"
+    save_d4rl(collect("mujoco/Reacher-v5", "random", n_steps=100, seed=0), path)
+    run = tmp_path / "run"
+    args = ["train", "offline", "-o", str(run), "--steps", "5", "--quiet", "--agent", "mriql", "--dataset", str(path),
+            "--task", "mujoco/Reacher-v5", "--segment-length", "50"]
+    for s in sets:
+        args += ["-s", s]
+    res = CliRunner().invoke(app, args)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and text.startswith("error:") and needle in text, res.output
+    assert "Traceback" not in res.output and not run.exists()
