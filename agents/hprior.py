@@ -15,7 +15,9 @@ What makes Hindsight PRIOR, all in this file:
    objective is ``L_BT + lambda * L_prior`` (:class:`HindsightPriorLoss`, a
    :class:`~pbrl.reward_models.training.LossTerm` beside PEBBLE's Bradley-Terry term).
 
-Everything else is PEBBLE's (:class:`~pbrl.agents.pebble.PEBBLE`). The world model, its optimizer, input
+Everything else is PEBBLE's (:class:`~pbrl.agents.pebble.PEBBLE`). Offline, the same world model and loss
+term serve MR+IQL's ``reward_prior="hindsight"`` option (:class:`~pbrl.agents.iql.MRIQL`, the WiseRL port's
+setting: the world model pre-trains once on the dataset's episodes, then the reward fit). The world model, its optimizer, input
 statistics and random generators are checkpointed (the loss term is also the :class:`FeedbackHook` that trains
 the world model, and hooks' states are saved with the feedback callback).
 

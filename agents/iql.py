@@ -31,22 +31,34 @@ Subclasses customise :meth:`IQL._training_rewards` (where rewards come from) or 
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import numpy as np
 import torch
 
+from pbrl.agents.hprior import HindsightPriorLoss
 from pbrl.agents.networks import GaussianPolicy, TwinQ, ValueNet, expectile_loss, soft_update
 from pbrl.agents.offline_base import OfflineAgent
 from pbrl.preferences import PreferenceDataset
 from pbrl.ratings import RatingDataset
 from pbrl.reward_models import RewardEnsemble
 from pbrl.reward_models.ensemble import ENSEMBLE_NORMALIZATIONS, combine_member_rewards
+from pbrl.reward_models.training import BradleyTerryLoss
 from pbrl.reward_models.transformer import PreferenceTransformer
 
-__all__ = ["IQL", "MRIQL", "iql_value_loss", "iql_q_loss", "awr_policy_loss", "normalize_rewards", "IQL_RETURN_SCALE", "REWARD_NORMALIZATIONS", "REWARD_MODELS"]
+__all__ = ["IQL", "MRIQL", "iql_value_loss", "iql_q_loss", "awr_policy_loss", "normalize_rewards", "IQL_RETURN_SCALE", "REWARD_NORMALIZATIONS", "REWARD_MODELS",
+           "REWARD_PRIORS", "HINDSIGHT_CPU_PRESET"]
 
 REWARD_NORMALIZATIONS = ("none", "episode_range", "standard", "minmax")
+#: MR+IQL's ``reward_prior`` values: none, or Hindsight PRIOR's world-model credit-assignment prior
+REWARD_PRIORS = ("none", "hindsight")
+#: a named CPU preset of MR+IQL + Hindsight PRIOR (never the default): a 64-wide, 2-layer world model
+#: pre-trained 1500 steps (the port: 256 wide, 3 layers, 10000 steps)
+HINDSIGHT_CPU_PRESET: dict[str, Any] = {
+    "reward_prior": "hindsight", "world_pretrain_steps": 1500,
+    "world_kwargs": {"embed_dim": 64, "n_layers": 2, "n_heads": 1, "dropout": 0.1},
+}
 
 
 # ---------------------------------------------------------------------------------------------- losses
@@ -260,6 +272,33 @@ class IQL(OfflineAgent):
         return info
 
 
+_PRIOR_ARGS = ("reward_prior", "reward_model", "prior_weight", "world_pretrain_steps", "world_batch_size", "world_lr",
+               "world_kwargs")
+
+
+def _prior_term(reward_prior: str, reward_model: str, prior_weight: float, world_pretrain_steps: int,
+                world_batch_size: int, world_lr: float, world_kwargs: dict | None, seed: int = 0) -> HindsightPriorLoss | None:
+    """MR+IQL's Hindsight PRIOR term (None for ``reward_prior="none"``); one clear error for a bad setting
+    (every setting is checked, also with ``"none"``)."""
+    if reward_prior not in REWARD_PRIORS:
+        raise ValueError(f"unknown reward_prior '{reward_prior}'; choose one of {REWARD_PRIORS}")
+    if reward_prior != "none" and reward_model != "ensemble":
+        raise ValueError(f"reward_prior='{reward_prior}' shapes the ensemble's reward fit; use reward_model='ensemble'")
+    if world_kwargs is not None and not isinstance(world_kwargs, dict):
+        raise ValueError(f"world_kwargs must be a mapping of WorldModel sizes, got {type(world_kwargs).__name__}")
+    # checks lambda and the world model's settings; offline the world model trains once (no later updates)
+    prior = HindsightPriorLoss(prior_weight, world_pretrain_steps, 0, world_batch_size, world_lr, world_kwargs, seed=seed)
+    return prior if reward_prior == "hindsight" else None
+
+
+def _check_prior_windows(segment_length: int, longest_episode: int) -> None:
+    """The world model trains on ``segment_length``-step windows: some episode must be longer."""
+    if longest_episode <= segment_length:
+        raise ValueError(f"reward_prior='hindsight' pre-trains its world model on {segment_length}-step windows of the "
+                         f"dataset's episodes, but the longest episode has {longest_episode} steps; label shorter "
+                         f"segments (segment_length < {longest_episode}) or use reward_prior='none'")
+
+
 class MRIQL(IQL):
     """MR + IQL (or PT + IQL): a reward model learned from the preferences relabels the dataset, then IQL
     (Kostrikov et al. 2022, Eq. 5-7) trains on the learned reward.
@@ -298,7 +337,26 @@ class MRIQL(IQL):
             ``"zscore"`` (DTR's ensemble normalisation, Tu et al. AAAI 2025: each member standardised over
             the dataset, then averaged; :func:`pbrl.reward_models.combine_member_rewards`). The ensemble
             only (``reward_model="ensemble"``).
+        reward_prior: ``"none"`` (default) or ``"hindsight"``: Hindsight PRIOR (Verma & Metcalf, ICLR 2024,
+            Sec. 4, Eq. 3), the ensemble only and preference pairs only. Before the reward fit a world model
+            (:class:`~pbrl.agents.hprior.WorldModel`, a causal transformer over ``(s, a)`` tokens predicting
+            the next state) is pre-trained on windows of the dataset's episodes as long as the preference
+            segments; each step's importance ``alpha_t`` is the attention its last token pays to ``s_t`` and
+            ``a_t``, averaged over layers; the reward objective becomes
+            ``L_BT + lambda * mean_t (r_hat_t - alpha_t * sum_k r_hat_k)^2`` per member
+            (:class:`~pbrl.agents.hprior.HindsightPriorLoss`, the same term as the online agent ``hprior``).
+        prior_weight: lambda of Eq. 3 (default 1000, WiseRL's offline port); 0 leaves the reward exactly
+            plain MR+IQL's. Used with ``reward_prior="hindsight"``.
+        world_pretrain_steps: world-model Adam steps before the reward fit (default 10000, the port's).
+        world_batch_size: windows per world-model step (default 16).
+        world_lr: world-model learning rate (default 3e-4).
+        world_kwargs: :class:`~pbrl.agents.hprior.WorldModel` sizes (default embedding 256, 3 layers, 1 head,
+            dropout 0.1, the port's); :data:`HINDSIGHT_CPU_PRESET` is a named smaller preset.
         **iql: :class:`IQL` arguments (``expectile=0.7``, ``beta=3.0``, ...).
+
+    The world model is not saved with the agent: it only shapes the reward fit, whose result (the reward
+    model) is saved. It is deterministic from the seed, so a loaded agent that refits (``reward_fitted =
+    False``) rebuilds exactly the same world model.
 
     Attributes:
         reward_model: the fitted ensemble (saved with the agent).
@@ -321,8 +379,18 @@ class MRIQL(IQL):
         reward_batch_size: int | None = None,
         reward_normalization: str = "minmax",
         ensemble_normalization: str = "none",
+        reward_prior: str = "none",
+        prior_weight: float = 1000.0,
+        world_pretrain_steps: int = 10_000,
+        world_batch_size: int = 16,
+        world_lr: float = 3e-4,
+        world_kwargs: dict | None = None,
         **iql: Any,
     ):
+        prior = _prior_term(reward_prior, reward_model, prior_weight, world_pretrain_steps, world_batch_size, world_lr,
+                            world_kwargs, seed=int(iql.get("seed", 0)))
+        self.reward_prior = reward_prior
+        self.prior: HindsightPriorLoss | None = prior
         if reward_model not in REWARD_MODELS:
             raise ValueError(f"unknown reward_model '{reward_model}'; choose one of {REWARD_MODELS}")
         if reward_model_kwargs is not None and not isinstance(reward_model_kwargs, dict):
@@ -349,6 +417,12 @@ class MRIQL(IQL):
             reward_epochs=reward_epochs,
             reward_batch_size=reward_batch_size,
             ensemble_normalization=ensemble_normalization,
+            reward_prior=reward_prior,
+            prior_weight=float(prior_weight),
+            world_pretrain_steps=int(world_pretrain_steps),
+            world_batch_size=int(world_batch_size),
+            world_lr=float(world_lr),
+            world_kwargs=dict(world_kwargs or {}),
         )
         super().__init__(obs_dim, act_dim, reward_normalization=reward_normalization, **iql)
         klass = PreferenceTransformer if reward_model == "transformer" else RewardEnsemble
@@ -375,12 +449,44 @@ class MRIQL(IQL):
                              f"expects {self.obs_dim}, {self.act_dim} (rate segments of the same task's dataset)")
         return None
 
+    def _check_inputs(self, dataset: Any, preferences: PreferenceDataset | RatingDataset | None) -> None:
+        """As every agent's; with ``reward_prior="hindsight"`` also pairs (not ratings) and dataset episodes
+        longer than the segments (the world model's windows)."""
+        super()._check_inputs(dataset, preferences)
+        if self.prior is None or self.reward_fitted:
+            return
+        if isinstance(preferences, RatingDataset):
+            raise ValueError("reward_prior='hindsight' learns from preference pairs; ratings train MR+IQL without it "
+                             "(reward_prior='none')")
+        _check_prior_windows(preferences.segment_length, int(np.max(dataset.episode_lengths())))
+
+    @classmethod
+    def check_run(cls, agent_kwargs: dict[str, Any], segment_length: int, longest_episode: int) -> None:
+        """A run's settings, before any work (``pbrl train offline`` calls it): the prior's values and, with
+        ``reward_prior="hindsight"``, episodes longer than the segments. One ``ValueError`` otherwise."""
+        sig = inspect.signature(cls.__init__).parameters
+        kw = {k: agent_kwargs.get(k, sig[k].default) for k in _PRIOR_ARGS}
+        if _prior_term(**kw) is not None:
+            _check_prior_windows(segment_length, longest_episode)
+
+    def _fit_losses(self, dataset: Any, preferences: PreferenceDataset) -> dict[str, Any]:
+        """The reward fit's loss terms: None (the model's own), or Bradley-Terry + Hindsight PRIOR after
+        pre-training the world model on the dataset's episodes (once per segment length)."""
+        if self.prior is None:
+            return {}
+        H = preferences.segment_length
+        if self.prior.world is None or self.prior.world.max_len != H:
+            self.prior.world = None
+            self.prior.train_world(list(dataset.episodes()), H, self.prior.pretrain_steps)
+        return {"losses": [BradleyTerryLoss(), self.prior]}
+
     def _training_rewards(self, dataset: Any, preferences: PreferenceDataset | None) -> np.ndarray:
         """Fit the reward model on ``preferences`` (first ``fit`` only, see ``reward_fitted``) and relabel
         every transition with its mean prediction."""
         assert preferences is not None  # _check_inputs guarantees it
         if not self.reward_fitted:
             kw = {"early_stop_accuracy": 0.99} if self.reward_model_name == "transformer" else {}
+            kw.update(self._fit_losses(dataset, preferences))
             self.reward_fit_info = self.reward_model.fit(
                 preferences, epochs=self.reward_epochs, batch_size=self.reward_batch_size, **kw
             )

@@ -305,6 +305,11 @@ class OfflineAgent(OfflineData, SavedAgent, ABC):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    def check_run(cls, agent_kwargs: dict[str, Any], segment_length: int, longest_episode: int) -> None:  # noqa: B027
+        """Raise one ``ValueError`` if a run's ``agent_kwargs`` cannot work with its segments and episodes
+        (called by ``pbrl train offline`` before any work; nothing to check by default)."""
+
+    @classmethod
     def from_dataset(cls, dataset: Any, seeds: Sequence[int] | None = None, **hyperparameters: Any) -> Any:
         """Build an agent sized for ``dataset`` (an ``OfflineDataset``): ``obs_dim``, ``act_dim`` and, when the
         dataset's metadata names a registered task (``metadata["task_id"]``), that task's action bounds.

@@ -110,11 +110,14 @@ def check_dataset(cfg: OfflineConfig, ds: Any, source: str) -> None:
     if (ds.obs_dim, ds.act_dim) != (obs_dim, act_dim):
         raise ValueError(f"dataset '{source}' has observations of size {ds.obs_dim} and actions of size "
                          f"{ds.act_dim}, but {cfg.task} has {obs_dim} and {act_dim}; pass the dataset's --task")
-    if getattr(agent_class("offline", cfg.agent), "requires_preferences", True):
+    cls = agent_class("offline", cfg.agent)
+    if getattr(cls, "requires_preferences", True):
         longest = int(max(ds.episode_lengths(), default=0))
         if longest < cfg.segment_length:
             raise ValueError(f"segment_length {cfg.segment_length} is longer than every episode of dataset "
                              f"'{source}' (the longest has {longest} steps); use segment_length <= {longest}")
+        if hasattr(cls, "check_run"):
+            cls.check_run(cfg.agent_kwargs, cfg.segment_length, longest)
 
 
 def check_labels(cfg: OfflineConfig) -> None:
@@ -158,6 +161,9 @@ def check_start(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
         if horizon < cfg.segment_length:
             raise ValueError(f"segment_length {cfg.segment_length} is longer than an episode of {cfg.task} "
                              f"({horizon} steps); use segment_length <= {horizon}")
+        cls = agent_class("offline", cfg.agent)
+        if hasattr(cls, "check_run"):
+            cls.check_run(cfg.agent_kwargs, cfg.segment_length, horizon)
         return StartCheck(path)
 
     try:
