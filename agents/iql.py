@@ -464,7 +464,7 @@ class MRIQL(IQL):
     def check_run(cls, agent_kwargs: dict[str, Any], segment_length: int, longest_episode: int) -> None:
         """A run's settings, before any work (``pbrl train offline`` calls it): the prior's values and, with
         ``reward_prior="hindsight"``, episodes longer than the segments. One ``ValueError`` otherwise."""
-        sig = inspect.signature(cls.__init__).parameters
+        sig = inspect.signature(MRIQL.__init__).parameters  # subclasses (PEARL) take these through **kwargs
         kw = {k: agent_kwargs.get(k, sig[k].default) for k in _PRIOR_ARGS}
         if _prior_term(**kw) is not None:
             _check_prior_windows(segment_length, longest_episode)

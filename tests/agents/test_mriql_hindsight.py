@@ -112,3 +112,13 @@ def test_cli_refuses_a_bad_prior_before_the_run_directory(tmp_path, sets, needle
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and text.startswith("error:") and needle in text, res.output
     assert "Traceback" not in res.output and not run.exists()
+
+
+def test_check_run_holds_for_every_mriql_subclass():
+    """``check_run`` reads the prior's defaults from MR+IQL's signature: a subclass that takes them through
+    ``**kwargs`` (PEARL) is checked too, not a KeyError (the bench_offline PEARL rows failed so)."""
+    from pbrl.agents.pearl import PEARL
+
+    PEARL.check_run({}, segment_length=5, longest_episode=50)
+    with pytest.raises(ValueError, match="longest episode"):
+        PEARL.check_run({"reward_prior": "hindsight"}, segment_length=50, longest_episode=50)
