@@ -41,6 +41,7 @@ def test_bad_input_exits_2_and_writes_nothing(abl, tmp_path, argv):
     assert e.value.code == 2 and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # 70 s on 2 cores: a finished investigation; its grid tests stay in the default suite
 def test_a_tiny_two_variant_run_writes_the_table_json_and_plot(abl, tmp_path):
     out = tmp_path / "abl"
     tiny = ("--task mujoco/Reacher-v5 --segment-length 25 --steps 600 --labels 20 --unsup-steps 100 --feedback-every 200 "
