@@ -138,16 +138,24 @@ def _flat_return_score(self, unit: tuple[np.ndarray, np.ndarray, np.ndarray], st
 
 def rollout_episodes(agent, seed: int, n: int) -> list[dict[str, np.ndarray]]:
     """``n`` deterministic episodes of the trained policy: obs, act, true reward."""
+    return _pendulum_episodes(agent, [10_000 + seed * 100 + k for k in range(n)], deterministic=True)
+
+
+def _pendulum_episodes(policy, reset_seeds: list[int], deterministic: bool) -> list[dict[str, np.ndarray]]:
+    """One Pendulum-v1 episode of ``policy`` (SB3's ``predict``) per reset seed: obs, act, true reward.
+
+    The episodes' own reset seeds, not :func:`pbrl.envs.rollout.rollout`'s one seed per call, keep the committed
+    measurements reproducible."""
     import gymnasium as gym
 
     env = gym.make("Pendulum-v1")
     out = []
-    for k in range(n):
-        obs, _ = env.reset(seed=10_000 + seed * 100 + k)
+    for reset_seed in reset_seeds:
+        obs, _ = env.reset(seed=reset_seed)
         rec: dict[str, list] = {"obs": [], "act": [], "reward": []}
         done = False
         while not done:
-            act, _ = agent.predict(obs[None], deterministic=True)
+            act, _ = policy.predict(obs[None], deterministic=deterministic)
             rec["obs"].append(obs)
             rec["act"].append(act[0])
             obs, r, term, trunc, _ = env.step(act[0])
@@ -268,21 +276,7 @@ def win_rate_signal(a: argparse.Namespace, n_episodes: int = 200, queues=(1, 3, 
 
     n_episodes = 8 if a.smoke else n_episodes
     model = PPO("MlpPolicy", _venv(0, 1), seed=0, verbose=0, **PPO_KWARGS)
-    import gymnasium as gym
-
-    env, eps = gym.make("Pendulum-v1"), []
-    for k in range(n_episodes):
-        obs, _ = env.reset(seed=20_000 + k)
-        rec: dict[str, list] = {"obs": [], "act": [], "reward": []}
-        done = False
-        while not done:
-            act, _ = model.predict(obs[None], deterministic=False)
-            rec["obs"].append(obs)
-            rec["act"].append(act[0])
-            obs, r, term, trunc, _ = env.step(act[0])
-            rec["reward"].append(r)
-            done = term or trunc
-        eps.append({k2: np.asarray(v, np.float32) for k2, v in rec.items()})
+    eps = _pendulum_episodes(model, [20_000 + k for k in range(n_episodes)], deterministic=False)
     ret = np.array([e["reward"].sum() for e in eps])
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {"n_episodes": n_episodes, "return_mean": float(ret.mean()), "corr": {}}
