@@ -41,8 +41,11 @@ import numpy as np
 from pbrl.segments import FACTOR_KEYS, Segments
 from pbrl.validation import check_int
 
-__all__ = ["Teacher", "ScriptedTeacher", "RegretTeacher", "HierarchicalTeacher", "RatingTeacher", "MISTAKE_KINDS", "TEACHER_PRESETS", "TEACHERS",
+__all__ = ["Teacher", "ScriptedTeacher", "RegretTeacher", "HierarchicalTeacher", "HERON_HALFCHEETAH_ORDER", "RatingTeacher", "MISTAKE_KINDS", "TEACHER_PRESETS", "TEACHERS",
            "make_teacher", "teacher_names"]
+
+#: the authors' HalfCheetah order for HERON (``--order 0,1``): speed, then energy (control cost)
+HERON_HALFCHEETAH_ORDER: tuple[str, ...] = ("reward_forward", "reward_ctrl")
 
 TEACHER_PRESETS: dict[str, dict[str, float]] = {
     "oracle": {},
@@ -319,7 +322,7 @@ class HierarchicalTeacher(Teacher):
 
     name = "heron"
 
-    def __init__(self, order: Sequence[str] = ("reward_forward", "reward_ctrl"),
+    def __init__(self, order: Sequence[str] = HERON_HALFCHEETAH_ORDER,
                  sigma: float | Sequence[float] | None = None, seed: int | np.random.Generator | None = 0):
         if isinstance(order, str) or not isinstance(order, Sequence) or len(order) == 0:
             raise ValueError(f"order must be a non-empty list of factor names, most important first, got {order!r}")

@@ -9,7 +9,7 @@
   segments (RbRL, White et al. AAAI 2024);
 * :mod:`.networks`: :class:`EnsembleMLP`, the one batched ensemble MLP (``BatchedMLP``: with the reward
   models' defaults), also the offline agents' twin critics;
-* :func:`evaluate_reward_model` (:mod:`.metrics`), :func:`load_reward_model`.
+* :func:`evaluate_reward_model`, :func:`factor_correlations`, :func:`saturation` (:mod:`.metrics`), :func:`load_reward_model`.
 
 Label convention (pbrl-wide): ``1.0`` = ``b`` preferred, ``0.0`` = ``a`` preferred, ``0.5`` = equal.
 """
@@ -25,7 +25,7 @@ from pbrl.reward_models.ensemble import (
     combine_member_rewards,
 )
 from pbrl.reward_models.gaussian import GaussianKL, GaussianRewardModel
-from pbrl.reward_models.metrics import evaluate_reward_model, saturation
+from pbrl.reward_models.metrics import evaluate_reward_model, factor_correlations, saturation
 from pbrl.reward_models.networks import BatchedMLP, EnsembleMLP
 from pbrl.reward_models.ratings import RatingBatch, RatingLoss, RatingTrainer
 from pbrl.reward_models.training import BradleyTerryLoss, LossTerm, PairBatch, RewardTrainer, TemporalCrop
@@ -33,6 +33,7 @@ from pbrl.reward_models.transformer import PreferenceTransformer
 
 __all__ = [
     "saturation",
+    "factor_correlations",
     "combine_member_rewards",
     "ENSEMBLE_NORMALIZATIONS",
     "BatchedMLP",

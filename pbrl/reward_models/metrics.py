@@ -9,7 +9,7 @@ from pbrl.preferences import PreferenceDataset
 from pbrl.reward_models.ensemble import RewardEnsemble
 from pbrl.reward_models.training import soft_cross_entropy
 
-__all__ = ["evaluate_reward_model", "saturation", "SATURATION_THRESHOLD"]
+__all__ = ["evaluate_reward_model", "factor_correlations", "saturation", "SATURATION_THRESHOLD"]
 
 #: a tanh reward output beyond this magnitude counts as saturated (``reward_model/saturated``)
 SATURATION_THRESHOLD = 0.95
@@ -48,10 +48,7 @@ def evaluate_reward_model(model: RewardEnsemble, test: PreferenceDataset) -> dic
     order = float((np.sign(mean_diff) == np.sign(true_diff))[differ].mean()) if differ.any() else float("nan")
     pred = np.concatenate([rew_a.mean(0).ravel(), rew_b.mean(0).ravel()]).astype(np.float64)
     true = np.concatenate([test.a.reward.ravel(), test.b.reward.ravel()]).astype(np.float64)
-    if pred.std() > 0 and true.std() > 0:
-        pearson = float(np.corrcoef(pred, true)[0, 1])
-    else:
-        pearson = float("nan")
+    pearson = factor_correlations(pred, {"reward": true})["reward"]
     return {
         "label_accuracy": label_acc,
         "pearson": pearson,
@@ -59,6 +56,24 @@ def evaluate_reward_model(model: RewardEnsemble, test: PreferenceDataset) -> dic
         "loss": loss,
         "n_pairs": int(len(test)),
     }
+
+
+def factor_correlations(pred: np.ndarray, factors: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per-step Pearson correlation of a learned reward with each named signal.
+
+    ``pred`` and every value of ``factors`` hold one number per transition (any shape, flattened in the same
+    order). Returns ``{name: correlation}``, ``nan`` where either side is constant (the correlation is not
+    defined there). Used for the true reward (:func:`evaluate_reward_model`) and for reward factors such as
+    HERON's ``reward_forward`` / ``reward_ctrl`` (``scripts/investigations/heron_*.py``).
+    """
+    p = np.asarray(pred, np.float64).ravel()
+    out = {}
+    for name, values in factors.items():
+        f = np.asarray(values, np.float64).ravel()
+        if f.shape != p.shape:
+            raise ValueError(f"factor {name!r} has {f.size} values but the prediction has {p.size}")
+        out[name] = float(np.corrcoef(p, f)[0, 1]) if p.std() > 0 and f.std() > 0 else float("nan")
+    return out
 
 
 def saturation(model: RewardEnsemble, obs: np.ndarray, act: np.ndarray, threshold: float = SATURATION_THRESHOLD) -> float:

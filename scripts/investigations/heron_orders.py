@@ -30,9 +30,12 @@ from typing import Any
 import numpy as np
 
 from pbrl.app.bench import provenance
+from pbrl.reward_models import factor_correlations
+from pbrl.teachers import HERON_HALFCHEETAH_ORDER
 
-ORDERS = {"speed first": ["reward_forward", "reward_ctrl"], "energy first": ["reward_ctrl", "reward_forward"]}
-FACTORS = ("reward_forward", "reward_ctrl")
+#: the teacher's two orders of HalfCheetah's factors (speed = reward_forward, energy = reward_ctrl)
+FACTORS = HERON_HALFCHEETAH_ORDER
+ORDERS = {"speed first": list(FACTORS), "energy first": list(FACTORS[::-1])}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,10 +96,8 @@ def reward_diagnostics(agent) -> dict[str, float]:
     obs = np.concatenate([s.obs.reshape(-1, s.obs.shape[-1]) for s in segs])
     act = np.concatenate([s.act.reshape(-1, s.act.shape[-1]) for s in segs])
     r = agent.reward_model.predict(obs, act).reshape(-1)
-    out = {}
-    for k in FACTORS:
-        f = np.concatenate([s.factors[k].reshape(-1) for s in segs])
-        out[f"corr_{k}"] = float(np.corrcoef(r, f)[0, 1]) if r.std() > 0 and f.std() > 0 else float("nan")
+    corr = factor_correlations(r, {k: np.concatenate([s.factors[k].reshape(-1) for s in segs]) for k in FACTORS})
+    out = {f"corr_{k}": v for k, v in corr.items()}
     out["segment_abs_action"] = float(np.abs(act).mean())
     return out
 

@@ -24,9 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from pbrl.app.bench import provenance
+from pbrl.reward_models import factor_correlations
+from pbrl.teachers import HERON_HALFCHEETAH_ORDER
 
-ORDERS = {"energy first": ["reward_ctrl", "reward_forward"], "speed first": ["reward_forward", "reward_ctrl"]}
-FACTORS = ("reward_forward", "reward_ctrl")
+#: the teacher's two orders of HalfCheetah's factors (speed = reward_forward, energy = reward_ctrl)
+FACTORS = HERON_HALFCHEETAH_ORDER
+ORDERS = {"speed first": list(FACTORS), "energy first": list(FACTORS[::-1])}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -107,11 +110,8 @@ def main(argv=None) -> dict:
             model = RewardEnsemble(od, ad, **{**REWARD_MODEL_DEFAULTS, "hidden": tuple(a.hidden), "seed": 0})
             RewardTrainer(epochs=a.epochs).fit(model, ds)
             pred = model.predict(obs, act)
-            row = {"order": name, "labels": len(ds)}
-            for k in FACTORS:
-                f = np.concatenate([t.factors[k] for t in test])
-                row[f"corr_{k}"] = float(np.corrcoef(pred, f)[0, 1]) if pred.std() > 0 and f.std() > 0 else float("nan")
-            results.append(row)
+            corr = factor_correlations(pred, {k: np.concatenate([t.factors[k] for t in test]) for k in FACTORS})
+            results.append({"order": name, "labels": len(ds), **{f"corr_{k}": v for k, v in corr.items()}})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {**provenance(), "args": vars(a), "cpu_seconds": time.process_time() - t0, "results": results}

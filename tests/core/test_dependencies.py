@@ -4,6 +4,7 @@ imports without any extra (the plainest ``pip install`` once crashed on an undec
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata as md
 import re
 import subprocess
@@ -29,6 +30,13 @@ def _declared() -> dict[str, set[str]]:
     return out
 
 
+@functools.cache
+def _packages() -> dict[str, list[str]]:
+    """``importlib.metadata.packages_distributions()``, read once: it scans every installed distribution."""
+    return md.packages_distributions()
+
+
+@functools.cache
 def _imports() -> dict[str, dict[str, bool]]:
     """``{top-level module: {file: imported at module level}}`` for every non-stdlib, non-pbrl import."""
     found: dict[str, dict[str, bool]] = {}
@@ -53,7 +61,7 @@ def _imports() -> dict[str, dict[str, bool]]:
 
 
 def _distribution(module: str) -> str:
-    dists = md.packages_distributions().get(module)
+    dists = _packages().get(module)
     assert dists, f"no installed distribution provides the module '{module}'"
     return dists[0].lower().replace("_", "-")
 
@@ -62,7 +70,7 @@ def test_every_import_is_declared_at_its_level():
     declared = _declared()
     every = set().union(*declared.values())
     for module, files in _imports().items():
-        if not md.packages_distributions().get(module):  # an extra this venv lacks (the sweep extra's ray)
+        if not _packages().get(module):  # an extra this venv lacks (the sweep extra's ray)
             assert EXTRA_OF.get(module) in declared, f"'{module}' is imported by {sorted(files)}, not installed, not an extra"
             assert not any(files.values()), f"'{module}' of an extra is imported at module level by {sorted(files)}"
             continue

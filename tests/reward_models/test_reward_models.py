@@ -472,3 +472,17 @@ def test_surf_one_pass_equals_two_passes(gaussian):
         assert info["pseudo_fraction"] > 0
         weights.append([p.detach().clone() for p in model.net.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_factor_correlations_by_hand_nan_on_constant_and_shape_error():
+    from pbrl.reward_models import factor_correlations
+
+    pred = np.array([[0.0, 1.0], [2.0, 3.0]])
+    out = factor_correlations(pred, {"up": [1, 2, 3, 4], "down": [4, 3, 2, 1], "flat": [5, 5, 5, 5],
+                                     "mixed": [0, 1, 0, 1]})
+    assert out["up"] == pytest.approx(1.0) and out["down"] == pytest.approx(-1.0)
+    # hand value: x = 0..3 (mean 1.5), y = 0,1,0,1 (mean .5): cov 0.25, sd 1.118 * 0.5 -> 0.4472
+    assert out["mixed"] == pytest.approx(0.25 / (np.sqrt(1.25) * 0.5)) and np.isnan(out["flat"])
+    assert np.isnan(factor_correlations(np.ones(3), {"x": [1, 2, 3]})["x"])
+    with pytest.raises(ValueError, match="factor 'x' has 3 values but the prediction has 4"):
+        factor_correlations(pred, {"x": [1, 2, 3]})
