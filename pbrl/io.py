@@ -6,6 +6,8 @@
 * :func:`check_writable_file`: before any work, whether an output file may be written (its folder can be
   made and written, it is not a folder, and it does not exist unless ``overwrite``).
 * :func:`remove_temp_files`: leftovers of writes killed mid-way (``.NAME.*<suffix>``).
+* :func:`portable_paths`: a result with the absolute paths under the working folder made relative, so that a
+  committed JSON names no machine's folders.
 """
 
 from __future__ import annotations
@@ -14,7 +16,35 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "default_file_mode", "check_writable_file", "check_writable_dir", "remove_temp_files"]
+__all__ = ["atomic_write", "default_file_mode", "check_writable_file", "check_writable_dir", "portable_paths",
+           "remove_temp_files"]
+
+
+def portable_paths(obj, base: str | os.PathLike | None = None):
+    """A copy of ``obj`` (nested dicts, lists, tuples, strings) in which every string that is an absolute path
+    inside ``base`` (default: the working folder) is made relative to it; other values are returned as they
+    are. Results written to files go through it, so a committed ``*.json`` reads the same on every machine.
+
+    Example: with ``base="/work/main"``, ``{"out": "/work/main/benchmarks/x", "y": "/tmp/z"}`` becomes
+    ``{"out": "benchmarks/x", "y": "/tmp/z"}``.
+    """
+    root = Path(base if base is not None else os.getcwd()).resolve()
+
+    def walk(v):
+        if isinstance(v, str):
+            if os.path.isabs(v):
+                try:
+                    return Path(v).relative_to(root).as_posix() or "."
+                except ValueError:
+                    return v
+            return v
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return type(v)(walk(x) for x in v)
+        return v
+
+    return walk(obj)
 
 
 def default_file_mode() -> int:

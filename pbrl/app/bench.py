@@ -54,7 +54,7 @@ from pbrl.app.config import config_from_dict
 from pbrl.app.report import RunRecord, load_runs
 from pbrl.app.run_dir import CURVE_FIELDS, RunDir
 from pbrl.app.sweep import SweepPoint, check_existing_runs, run_sweep
-from pbrl.io import atomic_write
+from pbrl.io import atomic_write, portable_paths
 
 __all__ = ["Study", "StudyRuns", "StudyRecord", "run_study", "build_parser", "export", "load_records",
            "study_grid", "interval", "iqm_curve", "cost_estimate", "markdown_table", "plot_bars", "plot_curves",
@@ -487,7 +487,7 @@ def run_study(study: Study, argv: list[str] | None = None) -> dict[str, Any]:
     result_file = study.result_file(a) if callable(study.result_file) else study.result_file
     if result_file is not None:
         with atomic_write(out / result_file, suffix=".json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2, default=str))
+            tmp.write_text(json.dumps(portable_paths(result), indent=2, default=str))
     if study.plot is not None:
         study.plot(result, ctx)
     if study.markdown is not None:

@@ -25,7 +25,7 @@ from pbrl import stats
 from pbrl.app.config import teacher_tag
 from pbrl.app.run_dir import RunDir
 from pbrl.envs.scores import D4RL_REF_SCORES, d4rl_key, normalize
-from pbrl.io import atomic_write, check_writable_dir
+from pbrl.io import atomic_write, check_writable_dir, portable_paths
 
 __all__ = ["RunRecord", "find_runs", "load_runs", "build_report", "format_table", "SCORES", "GROUP_KEYS"]
 
@@ -310,7 +310,7 @@ def build_report(
             if pois:
                 result["plots"].append(str(P.plot_probability_of_improvement(pois, baseline, out / "improvement.png")))
         with atomic_write(out / "report.json", suffix=".json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2, default=float))
+            tmp.write_text(json.dumps(portable_paths(result), indent=2, default=float))
     return result
 
 

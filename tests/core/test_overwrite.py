@@ -169,3 +169,15 @@ def test_files_get_the_usual_mode(tmp_path, reacher_h5):
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "p.h5").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "secret.txt").stat().st_mode & 0o777 == 0o600
+
+
+def test_portable_paths_makes_paths_under_the_base_relative_and_leaves_the_rest(tmp_path):
+    from pbrl.io import portable_paths
+
+    res = {"out": str(tmp_path / "bench" / "x.json"), "elsewhere": "/somewhere/else/y.json", "rel": "a/b",
+           "n": 3, "plots": [str(tmp_path / "p.png"), ("keep", str(tmp_path))], "nested": {"d": str(tmp_path / "d")}}
+    got = portable_paths(res, base=tmp_path)
+    assert got == {"out": "bench/x.json", "elsewhere": "/somewhere/else/y.json", "rel": "a/b", "n": 3,
+                   "plots": ["p.png", ("keep", ".")], "nested": {"d": "d"}}
+    assert res["out"].startswith(str(tmp_path))  # a copy: the result itself is not changed
+

@@ -169,3 +169,14 @@ def test_an_in_process_study_resumes_from_its_runs_csv(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # other settings for a unit already there
         run_study(study, ["--out", str(out), "--size", "5"])
     assert e.value.code == 2 and "size" in capsys.readouterr().err
+
+
+def test_the_result_file_names_no_absolute_path_under_the_working_folder(tmp_path, monkeypatch):
+    """A study's result once recorded ``/work/main/benchmarks/...`` (its resolved ``--out``) in committed JSON."""
+    monkeypatch.chdir(tmp_path)
+    study = Study(name="paths", description="Paths.", out=None, result_file="paths.json",
+                  summarise=lambda ctx: {"out": str(ctx.out.resolve()), "plot": str(ctx.out.resolve() / "p.png")},
+                  units=lambda a: [{"run": "u0", "seed": 0}], run_unit=lambda a, unit: {"curve": []}, seeds=1)
+    res = run_study(study, ["--out", str(tmp_path / "paths")])
+    assert res["out"] == str(tmp_path / "paths")  # the returned result keeps what the summary gave
+    assert json.loads((tmp_path / "paths" / "paths.json").read_text()) == {"out": "paths", "plot": "paths/p.png"}
