@@ -50,6 +50,7 @@ from pbrl.reward_models.transformer import PreferenceTransformer
 __all__ = ["IQL", "MRIQL", "iql_value_loss", "iql_q_loss", "awr_policy_loss", "normalize_rewards", "IQL_RETURN_SCALE", "REWARD_NORMALIZATIONS", "REWARD_MODELS",
            "REWARD_PRIORS", "HINDSIGHT_CPU_PRESET"]
 
+#: the ``reward_normalization`` values (see :func:`normalize_rewards`)
 REWARD_NORMALIZATIONS = ("none", "episode_range", "standard", "minmax")
 #: MR+IQL's ``reward_prior`` values: none, or Hindsight PRIOR's world-model credit-assignment prior
 REWARD_PRIORS = ("none", "hindsight")

@@ -15,6 +15,7 @@ from pbrl.io import atomic_write
 
 __all__ = ["SavedAgent", "CHECKPOINT_FORMAT"]
 
+#: the ``format`` field of a saved offline agent
 CHECKPOINT_FORMAT = "pbrl.offline_agent"
 _CHECKPOINT_VERSION = 1
 

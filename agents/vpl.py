@@ -57,6 +57,7 @@ __all__ = ["VPL", "VPLRewardModel", "vpl_loss", "gaussian_kl", "latent_informati
 
 #: where the policy's training latents come from: the prior N(0, I) or posteriors of the training users
 LATENT_SAMPLING = ("prior", "posterior")
+#: VPL's ``reward_normalization`` values (applied to its learned rewards before IQL)
 VPL_REWARD_NORMALIZATIONS = ("none", "standard", "minmax")
 
 #: named variants of the defaults. ``"cpu"``: the size of ``scripts/vpl_check.py`` (hundreds of labels, not the

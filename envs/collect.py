@@ -52,6 +52,7 @@ __all__ = [
     "POLICY_KINDS",
 ]
 
+#: the data-collecting policies ``collect`` takes (or a path to an SB3 .zip)
 POLICY_KINDS = ("random", "scripted", "medium", "expert", "medium-replay", "medium-expert")
 
 

@@ -43,6 +43,7 @@ __all__ = ["DmcEnv", "DMC_EPISODE_LENGTH", "dmc_available", "dmc_tasks", "make_d
 
 #: control steps per episode (every suite task's own limit: time_limit / control_timestep = 1000)
 DMC_EPISODE_LENGTH = 1000
+#: the one-line error when dm_control (the ``dmc`` extra) is missing
 INSTALL_HINT = str(MissingExtra("dm_control", "DeepMind Control tasks (dmc/...)"))
 _EXCLUDED_DOMAINS = ("lqr",)
 _DEFAULT_CAMERA = {"quadruped": 2}

@@ -41,6 +41,7 @@ from pbrl.io import atomic_write
 
 __all__ = ["train_sac_resumable", "load_sac_run", "TRANSITION_KEYS"]
 
+#: the arrays a resumable SAC run records per transition
 TRANSITION_KEYS = ("obs", "act", "rew", "term", "trunc", "next", "qpos", "qvel")
 _SETTINGS = ("task_id", "seed", "total_steps", "chunk_steps", "eval_every", "n_eval_episodes", "target_return",
              "learning_starts", "sac_kwargs")

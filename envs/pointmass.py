@@ -35,10 +35,13 @@ import numpy as np
 __all__ = ["PointMassTwoGoal", "GOALS", "EPISODE_LENGTH", "SUCCESS_RADIUS", "TASK_ID", "GOAL_OPTIONS",
            "scripted_two_goal", "goal_rewards"]
 
+#: the point mass's task id
 TASK_ID = "pointmass/two-goal"
 #: the two goals ``[2, 2]``: goal 0 on the left, goal 1 on the right
 GOALS = np.array([[-1.0, 1.0], [1.0, 1.0]], dtype=np.float32)
+#: steps per episode
 EPISODE_LENGTH = 50
+#: distance to a goal that counts as success
 SUCCESS_RADIUS = 0.2
 STEP = 0.1
 BOUND = 1.0

@@ -145,6 +145,7 @@ def list_tasks(prefix: str | None = None) -> list[str]:
 
 
 def is_metaworld(task_id: str) -> bool:
+    """Whether ``task_id`` names a Meta-World task (``metaworld/<task>-v3``)."""
     return task_id.startswith("metaworld/")
 
 

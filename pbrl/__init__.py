@@ -5,6 +5,7 @@ from pbrl.ratings import RatingDataset
 from pbrl.segments import Segments, Trajectory, sample_segment_pairs, sample_segments
 from pbrl.teachers import RatingTeacher, RegretTeacher, ScriptedTeacher, Teacher, make_teacher
 
+#: pbrl's version (the package metadata's)
 __version__ = "0.1.0"
 
 __all__ = [

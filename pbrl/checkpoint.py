@@ -41,7 +41,9 @@ __all__ = [
     "set_buffer_state",
 ]
 
+#: the ``format`` field of a run checkpoint; files of another format are refused
 CHECKPOINT_FORMAT = "pbrl.run_checkpoint"
+#: the run-checkpoint format's version
 CHECKPOINT_VERSION = 1
 
 
@@ -259,6 +261,8 @@ def _base_vec_env(venv: Any) -> Any:
 
 
 def vec_env_state(venv: Any) -> dict[str, Any]:
+    """The state of an in-process VecEnv: each env's :func:`env_state`, the base VecEnv's buffers and its
+    wrappers' plain attributes."""
     base = _base_vec_env(venv)
     if not hasattr(base, "envs"):
         raise TypeError(f"checkpoints need an in-process VecEnv (DummyVecEnv), got {type(base).__name__}")
@@ -272,6 +276,7 @@ def vec_env_state(venv: Any) -> dict[str, Any]:
 
 
 def set_vec_env_state(venv: Any, state: dict[str, Any]) -> None:
+    """Restore :func:`vec_env_state` into a VecEnv built the same way (same number of envs)."""
     base = _base_vec_env(venv)
     if len(base.envs) != len(state["envs"]):
         raise ValueError(f"the VecEnv has {len(base.envs)} envs but the checkpoint has {len(state['envs'])}")
@@ -301,6 +306,7 @@ _SB3_ATTRS = (
 
 
 def sb3_state(model: Any) -> dict[str, Any]:
+    """An SB3 model's training state: its torch state dicts and tensors, counters and the action space's RNG."""
     from stable_baselines3.common.save_util import recursive_getattr
 
     dicts, tensors = model._get_torch_save_params()
@@ -313,6 +319,7 @@ def sb3_state(model: Any) -> dict[str, Any]:
 
 
 def set_sb3_state(model: Any, state: dict[str, Any]) -> None:
+    """Restore :func:`sb3_state` into an SB3 model built the same way."""
     from stable_baselines3.common.save_util import recursive_getattr
 
     for n, sd in state["state_dicts"].items():
@@ -345,6 +352,7 @@ def buffer_state(buf: Any) -> dict[str, Any] | None:
 
 
 def set_buffer_state(buf: Any, state: dict[str, Any] | None) -> None:
+    """Restore :func:`buffer_state` into a replay buffer built the same way (``None``: nothing to restore)."""
     if buf is None or state is None:
         return
     for k, v in state.items():

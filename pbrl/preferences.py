@@ -40,6 +40,7 @@ __all__ = [
     "as_user_ids",
 ]
 
+#: the PreferenceDataset HDF5 format's version
 FORMAT_VERSION = 1
 _VALID_LABELS = (0.0, 0.5, 1.0)
 

@@ -438,6 +438,7 @@ class InformationGainSelector(Selector):
         return np.concatenate([chosen, perm[k * S :]])[:n]
 
 
+#: the query selectors' names, as :func:`make_selector`, the CLI and configs take them
 SELECTORS = ("uniform", "disagreement", "entropy", "kcenter", "kcenter_disagreement", "kcenter_entropy",
              "thompson", "gated_uniform", "gated_disagreement", "gated_thompson", "information_gain")
 #: the selectors that work with a reward ensemble (``preference_probs``): every one but ``information_gain``,

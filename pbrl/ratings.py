@@ -27,6 +27,7 @@ from pbrl.validation import check_int
 
 __all__ = ["RatingDataset", "RATING_FORMAT_VERSION", "validate_ratings", "load_labels", "is_rating_data"]
 
+#: the RatingDataset HDF5 format's version
 RATING_FORMAT_VERSION = 1
 
 

@@ -47,6 +47,7 @@ __all__ = ["Teacher", "ScriptedTeacher", "RegretTeacher", "HierarchicalTeacher",
 #: the authors' HalfCheetah order for HERON (``--order 0,1``): speed, then energy (control cost)
 HERON_HALFCHEETAH_ORDER: tuple[str, ...] = ("reward_forward", "reward_ctrl")
 
+#: B-Pref's scripted teachers by name: the :class:`ScriptedTeacher` arguments of each
 TEACHER_PRESETS: dict[str, dict[str, float]] = {
     "oracle": {},
     "stoc": {"beta": 1.0},

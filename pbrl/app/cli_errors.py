@@ -19,16 +19,20 @@ from pbrl.extras import MissingExtra
 
 __all__ = ["ErrorHandlingGroup", "fail", "error_message", "set_debug", "debug_enabled", "USER_ERRORS"]
 
+#: exceptions the CLI prints as one ``error:`` line with exit code 2 (bad input, files, missing packages)
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ModuleNotFoundError)
 _err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 _state = {"debug": False}
 
 
 def set_debug(on: bool) -> None:
+    """Show full tracebacks of errors (``pbrl --debug``) when ``on``; otherwise one error line."""
     _state["debug"] = bool(on)
 
 
 def debug_enabled() -> bool:
+    """Whether errors show their traceback: ``pbrl --debug`` or the environment variable ``PBRL_DEBUG`` (not
+    empty, not ``0``)."""
     return _state["debug"] or os.environ.get("PBRL_DEBUG", "") not in ("", "0")
 
 

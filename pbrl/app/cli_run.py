@@ -20,6 +20,7 @@ from pbrl.app.cli_errors import ErrorHandlingGroup, fail
 __all__ = ["train_app", "eval_cmd", "report_cmd", "sweep_cmd", "register"]
 
 console = Console()
+#: the ``pbrl train`` command group (``online``, ``offline``, ``--resume``)
 train_app = typer.Typer(
     help="Train an agent into a run directory (config, logs, labels, checkpoints, metrics).",
     no_args_is_help=False,

@@ -374,6 +374,7 @@ class OfflineConfig(_Common):
         return self
 
 
+#: a run's validated config: an :class:`OnlineConfig` or an :class:`OfflineConfig`
 RunConfig = OnlineConfig | OfflineConfig
 
 

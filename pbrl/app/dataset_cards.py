@@ -32,6 +32,7 @@ D4RL_DEFINITIONS = {
 
 
 def sha256_of(path: str | Path) -> str:
+    """The SHA-256 hex digest of the file at ``path``, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -91,6 +92,7 @@ def make_card(ds, path: Path, kind: str, policies: dict[str, Any], how: str, com
 
 
 def card_markdown(card: dict[str, Any]) -> str:
+    """A dataset card (:func:`make_card`'s dict) as Markdown: title, how it was made, a field table."""
     r = card["returns"]
     lines = [f"# {card['dataset_id']}", "", card["how_made"], ""]
     if card.get("d4rl_definition"):

@@ -78,6 +78,7 @@ def teacher_agreement_table(
 
 
 # ---------------------------------------------------------------------------------------- the tour
+#: the demo's task
 DEMO_TASK = "metaworld/button-press-v3"
 
 DEMO_DATASET: dict[str, Any] = {"policy": "scripted", "n_steps": 8000, "noise": [0.3, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0]}

@@ -113,6 +113,8 @@ def markdown_per_task(table: dict, tasks_of: dict) -> str:
 
 
 def markdown(table: dict) -> str:
+    """The feedback study's main table (Markdown): per agent, budget and teacher, the IQM success with its
+    interval, the share of SAC-true, P(> PEBBLE), saturation and CPU cost."""
     lines = ["| agent | budget | teacher | runs | IQM success [95 % CI] | vs SAC-true | P(> PEBBLE) [95 % CI] | "
              "saturated at the end | CPU-min per run |",
              "|---|---:|---|---:|---|---:|---|---:|---:|"]
@@ -185,6 +187,8 @@ def calibration(ctx: StudyRuns) -> dict:
 
 
 def markdown_calibration(res: dict, ctx: StudyRuns) -> str:
+    """The ``--calibrate`` table (Markdown): per task, SAC-true's success at each evaluation, its final
+    return, CPU minutes and whether it solved the task."""
     a = ctx.args
     lines = [f"| task | success at each evaluation (every {a.eval_every} steps) | return at {a.steps} | CPU-min | "
              f">= {CALIBRATION_THRESHOLD} at the end |", "|---|---|---:|---:|---|"]
@@ -210,6 +214,8 @@ def summarise(ctx: StudyRuns) -> dict:
 
 
 def report_markdown(res: dict, ctx: StudyRuns) -> str:
+    """The study's Markdown: the calibration table with ``--calibrate``, else the main, per-task and cost
+    tables."""
     if ctx.args.calibrate:
         return markdown_calibration(res, ctx)
     return (markdown(res["table"]) + "\n\n" + markdown_per_task(res["table"], res["per_task"]) + "\n\n"

@@ -301,6 +301,8 @@ def write_docs(path: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m pbrl.app.hyperparams``: print what the files give ``AGENT TASK`` (JSON), or
+    ``--write-docs``; returns the exit code."""
     ap = argparse.ArgumentParser(prog="python -m pbrl.app.hyperparams", description=_CLI_DOC)
     ap.add_argument("--write-docs", nargs="?", const="docs/hyperparameters.md", default=None, metavar="PATH")
     ap.add_argument("agent", nargs="?")

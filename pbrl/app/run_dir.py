@@ -36,6 +36,7 @@ from pbrl.preferences import PreferenceDataset
 
 __all__ = ["RunDir", "CURVE_FIELDS", "check_run_dir"]
 
+#: the columns of every ``curve.csv`` (one row per evaluation)
 CURVE_FIELDS = ("step", "labels", "mean_return", "std_return", "success_rate", "normalized_score")
 #: columns ``curve.csv`` adds when the evaluation records carry them (an online PbRL run's)
 OPTIONAL_CURVE_FIELDS = ("asked", "reward_accuracy", "reward_saturated")

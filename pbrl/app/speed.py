@@ -60,6 +60,8 @@ def synthetic_task(T: int, n_pairs: int, H: int, seed: int = 0) -> tuple[Offline
 
 
 def prefs_for(klass: type, prefs: Any) -> Any:
+    """``prefs`` for an agent class that learns from labels, ``None`` for one that does not
+    (``requires_preferences``)."""
     return prefs if klass.requires_preferences else None
 
 

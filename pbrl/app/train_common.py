@@ -98,6 +98,8 @@ class FailureStatus:
 
 # ---------------------------------------------------------------------------- evaluation
 def eval_env(cfg: RunConfig):
+    """The run's evaluation env: the run's task (with its ``max_episode_steps``, online) seeded ``10_000 +
+    seed``."""
     if isinstance(cfg, OnlineConfig) and cfg.max_episode_steps is not None:
         import dataclasses
 

@@ -46,6 +46,8 @@ __all__ = ["train_online", "build_online"]
 
 
 def build_online(cfg: OnlineConfig, progress: bool = False):
+    """The online agent of ``cfg`` (teacher, selector, env, learner), seeded, with ``torch_threads`` set; not
+    trained yet."""
     from stable_baselines3.common.utils import set_random_seed
 
     torch.set_num_threads(cfg.torch_threads)

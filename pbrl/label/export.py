@@ -15,6 +15,7 @@ from pbrl.ratings import RatingDataset
 
 __all__ = ["export_preferences", "export_ratings", "export_labels", "EXPORT_MODES"]
 
+#: ``pbrl label export --mode``: one label per pair (majority) or one row per answer
 EXPORT_MODES = ("majority", "per-annotator")
 
 

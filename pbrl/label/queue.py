@@ -42,6 +42,7 @@ from pbrl.validation import check_int
 __all__ = ["LabelQueue", "QUEUE_FORMAT_VERSION", "make_queue", "queue_from_file", "queue_from_pairs", "queue_from_segments",
            "check_renderable", "default_instruction", "rating_instruction", "check_states_fit_task"]
 
+#: the queue file format's version
 QUEUE_FORMAT_VERSION = 1
 
 _LOCOMOTION = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid", "HumanoidStandup", "Swimmer")

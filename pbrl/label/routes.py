@@ -194,6 +194,7 @@ class ResultsIn(BaseModel):
 
 
 # ---------------------------------------------------------------------------- the routes
+#: the labelling page's routes; :func:`pbrl.label.server.create_app` includes them
 router = APIRouter()
 
 

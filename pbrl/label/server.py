@@ -50,8 +50,10 @@ __all__ = ["create_app", "serve", "is_loopback", "TOKEN_HEADER", "STATIC_DIR"]
 
 log = logging.getLogger("pbrl.label")
 
+#: the request header that carries the access token off loopback
 TOKEN_HEADER = "x-pbrl-token"
 TOKEN_COOKIE = "pbrl_token"
+#: the page's static files (HTML, JavaScript, CSS)
 STATIC_DIR = Path(__file__).parent / "static"
 SMALL_BODY = 16 * 1024
 QUERIES_BODY = 32 * 1024 * 1024

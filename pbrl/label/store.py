@@ -42,6 +42,7 @@ __all__ = ["LabelStore", "ConflictError", "CHOICES", "CHOICE_LABEL", "RATING_CHO
 
 #: the page's answers and the label each one stores (1.0 = right / second segment b preferred)
 CHOICE_LABEL: dict[str, float | None] = {"left": 0.0, "right": 1.0, "equal": 0.5, "skip": None}
+#: the answers a pair store accepts (the keys of :data:`CHOICE_LABEL`)
 CHOICES = tuple(CHOICE_LABEL)
 #: a rating store's answers: a class (``rate``) or "can't tell" (``skip``)
 RATING_CHOICES = ("rate", "skip")

@@ -25,6 +25,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 
 __all__ = ["PbrlReplayBuffer", "relabel_replay_buffer", "unscale_action", "RewardFn"]
 
+#: a reward function ``(obs [N, obs_dim], act [N, act_dim]) -> reward [N]``
 RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 

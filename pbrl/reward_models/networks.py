@@ -22,8 +22,8 @@ from torch import nn
 __all__ = ["EnsembleMLP", "EnsembleLinear", "BatchedMLP", "Activation", "ACTIVATIONS", "is_legacy_state",
            "upgrade_optimizer_state"]
 
-# Activations applied in place where autograd allows it (their backward reads the output, not the
-# input): this saves one activation-sized allocation per layer, which matters for memory-bound CPU work.
+#: Activations applied in place where autograd allows it (their backward reads the output, not the
+#: input): this saves one activation-sized allocation per layer, which matters for memory-bound CPU work.
 ACTIVATIONS = {
     "leaky_relu": lambda x: F.leaky_relu(x, 0.01, inplace=True),
     "relu": lambda x: F.relu(x, inplace=True),

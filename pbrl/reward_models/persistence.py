@@ -20,7 +20,9 @@ from pbrl.segments import Segments
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SavedRewardModel", "read_state_file", "check_state", "check_segments"]
 
+#: the ``format`` field of a saved reward model
 FORMAT = "pbrl.reward_model"
+#: the saved reward model format's version
 FORMAT_VERSION = 1
 
 
