@@ -92,10 +92,11 @@ class PEBBLE(OnlinePrefAgent):
     Defaults (PEBBLE / B-Pref Meta-World settings; ``docs/hyperparameters.md`` has the table): SAC with
     3 x 256 networks, batch 512, lr 3e-4, initial temperature 0.1, tau 0.005, 1000 random seed steps
     (``learning_starts``) then ``unsup_steps=9000`` steps of state-entropy pre-training (k = 5); reward
-    ensemble of 3 x (3 x 256) MLPs with tanh output, lr 3e-4, inputs standardised at every refit; each fit
-    up to 10 epochs on Meta-World, 50 elsewhere (B-Pref's ``reward_update``; batch 128), stopping at 97 %
-    training accuracy; segment length 50; disagreement selection over 10x candidates. The first feedback
-    session is at step ``learning_starts + unsup_steps``.
+    ensemble of 3 x (3 x 256) MLPs with tanh output, lr 3e-4, raw inputs as B-Pref's
+    (``reward_model_kwargs={"normalize": True}`` standardises them at every refit); each fit up to 10 epochs
+    on Meta-World, 50 elsewhere (B-Pref's ``reward_update``; batch 128), stopping at 97 % training accuracy;
+    segment length 50; disagreement selection over 10x candidates. The first feedback session is at step
+    ``learning_starts + unsup_steps``.
 
     Attributes: ``model`` (the SB3 SAC), ``reward_model``, ``preferences``, ``callback``
     (:class:`~pbrl.online.PreferenceCallback`), ``env`` (the :class:`~pbrl.online.LearnedRewardVecEnv`),
