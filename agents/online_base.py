@@ -122,7 +122,10 @@ class OnlinePrefAgent:
         eval_every: env steps between evaluations (``None``: no evaluation callback).
         n_eval_episodes: episodes per evaluation (default 10).
         n_envs: parallel envs when ``task_id_or_env`` is a task id (default 1).
-        episode_length: override the detected episode length.
+        episode_length: a time limit shorter (or longer) than the task's own. For a task id, the envs are
+            built with it (``make_env(..., max_episode_steps=)``: episodes end after this many steps); for an
+            env you pass, it must already end its episodes there (it is only the length the agent assumes).
+            Default: the task's own (``spec.max_episode_steps``).
         max_episodes: complete episodes kept for queries (default 100).
         device: torch device of the learner and reward model (default ``"cpu"``).
         tensorboard_log: passed to the SB3 learner.
@@ -378,7 +381,8 @@ class OnlinePrefAgent:
     def _make_venv(task_id_or_env: Any, n_envs: int, seed: int, episode_len: int | None) -> tuple[VecEnv, int]:
         if isinstance(task_id_or_env, str):
             ep_len = episode_len or episode_length(task_id_or_env)  # validates the id before building
-            return make_vec_env(task_id_or_env, n_envs=n_envs, seed=seed), ep_len
+            limit = {} if episode_len is None else {"max_episode_steps": episode_len}
+            return make_vec_env(task_id_or_env, n_envs=n_envs, seed=seed, **limit), ep_len
         if isinstance(task_id_or_env, VecEnv):
             venv = task_id_or_env
             specs = venv.get_attr("spec")

@@ -46,6 +46,7 @@ from pbrl.envs.dmc import DMC_EPISODE_LENGTH, INSTALL_HINT, dmc_available, dmc_t
 from pbrl.envs.pointmass import EPISODE_LENGTH as POINTMASS_EPISODE_LENGTH
 from pbrl.envs.pointmass import GOAL_OPTIONS, PointMassTwoGoal
 from pbrl.envs.pointmass import TASK_ID as POINTMASS_TASK
+from pbrl.validation import check_int
 
 __all__ = ["make_env", "make_vec_env", "list_tasks", "PbrlInfoWrapper", "episode_length", "is_metaworld", "is_dmc",
            "is_pointmass", "parse_task", "task_options", "TASK_OPTIONS"]
@@ -251,7 +252,8 @@ def _make_metaworld(task: str, seed: int | None, render_mode: str | None, camera
     return env
 
 
-def make_env(task_id: str, seed: int | None = None, render_mode: str | None = None, **kwargs) -> gym.Env:
+def make_env(task_id: str, seed: int | None = None, render_mode: str | None = None,
+             max_episode_steps: int | None = None, **kwargs) -> gym.Env:
     """Make one environment of the registry.
 
     Args:
@@ -260,13 +262,17 @@ def make_env(task_id: str, seed: int | None = None, render_mode: str | None = No
             (``metaworld/button-press-v3:reward=v1,goal=hidden``; :data:`TASK_OPTIONS`).
         seed: seeds the env's RNG now (the first ``reset()`` uses it) and its action space.
         render_mode: ``None`` or ``"rgb_array"`` (offscreen; set ``MUJOCO_GL=osmesa`` without a GPU).
+        max_episode_steps: a time limit for every suite (default ``None``: the task's own, see
+            :func:`episode_length`): episodes are truncated after this many steps.
         **kwargs: passed to ``gymnasium.make`` for MuJoCo tasks (``width``, ``height``, ...); DMC tasks take
-            ``width``, ``height``, ``camera_id`` and ``max_episode_steps``.
+            ``width``, ``height`` and ``camera_id``.
 
     Returns:
         A ``gymnasium.Env`` wrapped by :class:`PbrlInfoWrapper`.
     """
     check_task(task_id)
+    if max_episode_steps is not None:
+        check_int("max_episode_steps", max_episode_steps, 1)
     if render_mode is not None and "MUJOCO_GL" not in os.environ:
         os.environ["MUJOCO_GL"] = "egl" if os.path.exists("/dev/nvidia0") else "osmesa"
     base, options = parse_task(task_id)
@@ -275,7 +281,9 @@ def make_env(task_id: str, seed: int | None = None, render_mode: str | None = No
         if kwargs:
             raise TypeError(f"unexpected arguments for a Meta-World task: {sorted(kwargs)}")
     elif is_dmc(task_id):
-        env = make_dmc(task_id.split("/", 1)[1], render_mode=render_mode, **kwargs)
+        limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+        env = make_dmc(task_id.split("/", 1)[1], render_mode=render_mode, **limit, **kwargs)
+        max_episode_steps = None  # DMC's own limit
     elif is_pointmass(task_id):
         if render_mode is not None or kwargs:
             raise ValueError(f"'{task_id}' takes no render_mode and no arguments (it has no renderer), got "
@@ -283,7 +291,11 @@ def make_env(task_id: str, seed: int | None = None, render_mode: str | None = No
         env = gym.wrappers.TimeLimit(PointMassTwoGoal(options.get("goal", GOAL_OPTIONS[0])),
                                      max_episode_steps=POINTMASS_EPISODE_LENGTH)
     else:
-        env = gym.make(task_id.split("/", 1)[1], render_mode=render_mode, **kwargs)
+        limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+        env = gym.make(task_id.split("/", 1)[1], render_mode=render_mode, **limit, **kwargs)
+        max_episode_steps = None  # gymnasium's own TimeLimit
+    if max_episode_steps is not None:  # Meta-World and pointmass: a TimeLimit over the suite's env
+        env = gym.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
     env = PbrlInfoWrapper(env, task_id)
     if seed is not None:
         env.reset(seed=int(seed))  # seed the env RNG; the first user reset() continues from it

@@ -149,7 +149,7 @@ _WANDB_ENTITY = typer.Option(None, "--wandb-entity", help="W&B entity (team or u
 @train_app.command("online")
 def train_online_cmd(
     config: Path = _CONFIG,
-    task: str = typer.Option(None, help="task id (see `pbrl tasks`; Meta-World options after a colon, e.g. "
+    task: str = typer.Option(None, help="task id (see `pbrl tasks`; Meta-World and pointmass options after a colon, e.g. "
                             "metaworld/button-press-v3:reward=v1,goal=hidden), default mujoco/HalfCheetah-v5"),
     agent: str = typer.Option(None, help=_agents("online", "pebble")),
     teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating | heron | intransitive | last_step"),
@@ -193,7 +193,7 @@ def train_offline_cmd(
                             "Meta-World options after a colon, see `pbrl tasks`)"),
     dataset: str = typer.Option(None, help="D4RL .hdf5 path or local Minari id (default: collect one)"),
     agent: str = typer.Option(None, help=_agents("offline", "mriql")),
-    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating | heron | "
+    teacher: str = typer.Option(None, help="oracle | stoc | mistake | skip | myopic | equal | scripted | rating | "
                                  "regret (CPL's oracle: the dataset's expert critic; --set teacher_kwargs.critic=returns|PATH) | "
                                  "multi_user (several users with different goals, for --agent vpl)"),
     n_classes: int = typer.Option(None, help="classes of the rating teacher (--teacher rating; default 3)"),

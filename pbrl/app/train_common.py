@@ -13,7 +13,7 @@ from pbrl.app.config import OnlineConfig, RunConfig
 from pbrl.app.run_dir import RunDir
 from pbrl.app.tracking import WandbOutputFormat, tracking_of
 from pbrl.callbacks import StopOnSignal
-from pbrl.envs import is_metaworld, make_env
+from pbrl.envs import make_env
 from pbrl.envs.evaluation import evaluation_row
 from pbrl.envs.evaluation import task_normalized_score as normalized
 from pbrl.progress import Progress
@@ -65,12 +65,7 @@ def online_env(cfg: OnlineConfig):
     """The env (or task id) an online agent trains on: the task, with ``max_episode_steps`` if set."""
     if cfg.max_episode_steps is None:
         return cfg.task
-
-    if not is_metaworld(cfg.task):
-        return make_env(cfg.task, seed=cfg.seed, max_episode_steps=cfg.max_episode_steps)
-    import gymnasium as gym
-
-    return gym.wrappers.TimeLimit(make_env(cfg.task, seed=cfg.seed), max_episode_steps=cfg.max_episode_steps)
+    return make_env(cfg.task, seed=cfg.seed, max_episode_steps=cfg.max_episode_steps)
 
 
 #: the SIGINT stop request of earlier versions: :class:`pbrl.callbacks.StopOnSignal` (a callback now)

@@ -111,6 +111,32 @@ def test_build_env_reads_the_episode_length_and_checks_the_segment():
         agent._build_env("mujoco/Cheetah-v9", 1, None)
 
 
+@pytest.mark.parametrize("task", ["mujoco/HalfCheetah-v5", "metaworld/reach-v3"])
+def test_episode_length_of_a_task_id_is_a_time_limit(task):
+    """It once only set the length the agent assumed: the env still ran its own 1,000 / 500-step episodes."""
+    agent, _ = _bare(task=task)
+    venv = agent._build_env(task, 1, 12)
+    venv.reset()
+    steps, done = 0, False
+    while not done:
+        _, _, dones, _ = venv.step([venv.action_space.sample()])
+        steps, done = steps + 1, bool(dones[0])
+    assert agent.episode_length == 12 and steps == 12
+
+
+@pytest.mark.parametrize("task", ["metaworld/reach-v3", "pointmass/two-goal", "mujoco/Hopper-v5"])
+def test_make_env_takes_a_time_limit_for_every_suite(task):
+    env = make_env(task, seed=0, max_episode_steps=7)
+    env.reset(seed=0)
+    steps, term, trunc = 0, False, False
+    while not (term or trunc):
+        _, _, term, trunc, info = env.step(env.action_space.sample() * 0)
+        steps += 1
+    assert trunc and steps == 7 and "qpos" in info  # pbrl's info wrapper is still outermost
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        make_env(task, max_episode_steps=0)
+
+
 # ---------------------------------------------------------------------------- step 3: _build_reward_model
 def test_build_reward_model_gives_the_configured_ensemble():
     agent, _ = _bare()
