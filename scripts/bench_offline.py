@@ -22,7 +22,7 @@ preference labels for the same number of gradient updates:
   opt-in), at the predictor's CPU size (``"small"``, 100 epochs; its default is the paper's ``"paper"``
   size for 10,000 epochs);
 * ``dtr``: DTR (Decision Transformer + twin-Q regulariser on ensemble-normalised rewards; opt-in), at a CPU
-  size (:data:`DEFAULT_AGENT_KWARGS`: width 64, 2 layers, 1 head, context 10, 64 contexts per update, 140 ms
+  size (:data:`DEFAULT_AGENT_KWARGS`: width 64, 2 layers, 1 head, context 10, 64 contexts per update, 140-190 ms
   an update on one core against 7 s at the paper's 256 / 4 / 4 / 20 / 256);
 * ``mriql_zscore``: MR + IQL whose ensemble members are z-scored over the dataset before they are averaged
   (DTR's ensemble normalisation, ``ensemble_normalization="zscore"``; opt-in), against ``mriql``'s plain
