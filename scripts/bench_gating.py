@@ -34,6 +34,7 @@ from pbrl.agents.pebble import PEBBLE
 from pbrl.app.bench import (
     CPU_REWARD_MODEL_KWARGS,
     CPU_SAC_KWARGS,
+    BadInput,
     Study,
     load_records,
     markdown_table,
@@ -187,7 +188,7 @@ def summarise(ctx) -> dict:
     try:
         base = _baseline_records(a)
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise BadInput(f"{e}") from None
     rows: dict[str, list[dict]] = {BASELINE_SELECTOR: [_run_summary(r) for r in base]}
     for r in ctx.records:
         rows.setdefault(r.config["selector"], []).append(_run_summary(r))

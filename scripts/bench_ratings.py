@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from pbrl.app.bench import Study, StudyRuns, run_study
+from pbrl.app.bench import BadInput, Study, StudyRuns, run_study
 from pbrl.envs.registry import check_task
 
 
@@ -92,7 +92,7 @@ def collect_data(a: argparse.Namespace):
     ds = collect(a.task, a.policy, n_steps=a.collect_steps, seed=0, **kw)
     eps = [t for t in ds.episodes() if len(t) >= a.segment_length]
     if not eps:
-        raise SystemExit(f"no episode of {a.task} is {a.segment_length} steps long; use a shorter --segment-length")
+        raise BadInput(f"no episode of {a.task} is {a.segment_length} steps long; use a shorter --segment-length")
     held_a, held_b = sample_segment_pairs(eps, a.heldout, a.segment_length, np.random.default_rng(10_000))
     return ds, held_a, held_b
 

@@ -56,6 +56,8 @@ from typing import Any
 
 import numpy as np
 
+from pbrl.app.bench import BadInput
+
 DEFAULT_MUJOCO = ["mujoco/Hopper-v5", "mujoco/Walker2d-v5"]
 #: D4RL's sizes (steps): medium and expert 1M each (medium-expert joins them); medium-replay is what the SAC run
 #: collected up to the medium policy (about 400k on hopper, 300k on walker2d)
@@ -92,25 +94,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("sac_steps", "chunk_steps", "eval_every", "eval_episodes", "steps", "mw_steps", "segment_length",
                  "ref_episodes", "n_envs", "workers"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise BadInput(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.eval_every > args.sac_steps:
-        raise SystemExit(f"error: --eval-every ({args.eval_every}) must not exceed --sac-steps ({args.sac_steps})")
+        raise BadInput(f"--eval-every ({args.eval_every}) must not exceed --sac-steps ({args.sac_steps})")
     if args.chunk_steps % args.eval_every:
-        raise SystemExit(f"error: --chunk-steps ({args.chunk_steps}) must be a multiple of --eval-every ({args.eval_every})")
+        raise BadInput(f"--chunk-steps ({args.chunk_steps}) must be a multiple of --eval-every ({args.eval_every})")
     if any(n < 1 for n in args.pairs) or any(x < 0 for x in args.noise):
-        raise SystemExit("error: --pairs must be >= 1 and --noise levels >= 0")
+        raise BadInput("--pairs must be >= 1 and --noise levels >= 0")
     from pbrl.envs.registry import check_task, is_metaworld
 
     for t in args.mujoco + args.metaworld:
         try:
             check_task(t)
         except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
+            raise BadInput(f"{e}") from None
     bad = [t for t in args.metaworld if not is_metaworld(t)] + [t for t in args.mujoco if is_metaworld(t)]
     if bad:
-        raise SystemExit(f"error: tasks in the wrong list (--mujoco / --metaworld): {bad}")
+        raise BadInput(f"tasks in the wrong list (--mujoco / --metaworld): {bad}")
     if not args.mujoco and not args.metaworld:
-        raise SystemExit("error: no tasks given")
+        raise BadInput("no tasks given")
     return args
 
 
@@ -330,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out_dir)
     started = [t for t in args.mujoco if (out / slug(t) / "sac" / "state.json").exists()]
     if started and not args.resume:
-        raise SystemExit(f"error: {out} already holds SAC runs of {started}; pass --resume to continue them "
+        raise BadInput(f"{out} already holds SAC runs of {started}; pass --resume to continue them "
                          "(finished files are kept) or choose another --out-dir")
     out.mkdir(parents=True, exist_ok=True)
     jobs = [("mujoco", t, args) for t in args.mujoco] + [("metaworld", t, args) for t in args.metaworld]

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from pbrl.app.bench import StudyRuns, run_study
+from pbrl.app.bench import BadInput, StudyRuns, run_study
 from pbrl.app.offline_study import (
     DEFAULT_DATASETS,
     add_arguments,
@@ -94,9 +94,9 @@ def curve_arguments(p: argparse.ArgumentParser) -> None:
 def curve_check(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
     check_args(a, p)
     if not 0.0 < a.tolerance < 1.0:
-        raise SystemExit(f"error: --tolerance must be in (0, 1), got {a.tolerance}")
+        raise BadInput(f"--tolerance must be in (0, 1), got {a.tolerance}")
     if not 0.0 < a.plateau_share < 1.0:
-        raise SystemExit(f"error: --plateau-share must be in (0, 1), got {a.plateau_share}")
+        raise BadInput(f"--plateau-share must be in (0, 1), got {a.plateau_share}")
 
 
 def flat_point(steps, values, scale: float, tolerance: float, plateau_share: float) -> dict[str, Any]:

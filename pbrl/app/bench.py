@@ -56,7 +56,7 @@ from pbrl.app.run_dir import CURVE_FIELDS, RunDir
 from pbrl.app.sweep import SweepPoint, check_existing_runs, run_sweep
 from pbrl.io import atomic_write, portable_paths
 
-__all__ = ["Study", "StudyRuns", "StudyRecord", "run_study", "build_parser", "export", "load_records",
+__all__ = ["BadInput", "Study", "StudyRuns", "StudyRecord", "run_study", "build_parser", "export", "load_records",
            "study_grid", "interval", "iqm_curve", "cost_estimate", "markdown_table", "plot_bars", "plot_curves",
            "merge_overrides", "provenance", "CPU_SAC_KWARGS", "CPU_REWARD_MODEL_KWARGS", "RUNS_CSV", "CURVES_CSV", "N_RESAMPLES"]
 
@@ -397,9 +397,24 @@ def markdown_table(header: list[str], rows: list[list[Any]], align: str | None =
 # ---------------------------------------------------------------------------------------------- running
 
 
+class BadInput(SystemExit):
+    """Bad input to a script or a study, raised before any work: ``error: <message>`` on stderr (printed once,
+    when made) and exit status 2, as every ``pbrl`` command's. ``str()`` is the message.
+
+    ``raise BadInput("...")``, which scripts used before, exits with status 1.
+    """
+
+    def __init__(self, message: str):
+        print(f"error: {message}", file=sys.stderr)
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def _error(msg: str) -> SystemExit:
-    print(f"error: {msg}", file=sys.stderr)
-    return SystemExit(2)
+    return BadInput(msg)
 
 
 def study_grid(study: Study, a: argparse.Namespace) -> list[SweepPoint]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pbrl.agents.registry import agent_names, get_entry
-from pbrl.app.bench import Study, StudyRuns, parse_args
+from pbrl.app.bench import BadInput, Study, StudyRuns, parse_args
 from pbrl.app.hyperparams import load
 from pbrl.app.offline_summary import (
     COST_FILES,
@@ -158,43 +158,43 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser | None 
     them it summarises the runs under ``--out``)."""
     unknown = [a for a in args.agents if a not in AGENTS]
     if unknown:
-        raise SystemExit(f"error: unknown agent(s) {unknown}; choose from {list(AGENTS)}")
+        raise BadInput(f"unknown agent(s) {unknown}; choose from {list(AGENTS)}")
     if len(set(args.agents)) != len(args.agents):
-        raise SystemExit(f"error: --agents repeats an agent: {args.agents}")
+        raise BadInput(f"--agents repeats an agent: {args.agents}")
     for name in ("steps", "n_pairs", "segment_length", "eval_episodes", "workers"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise BadInput(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.eval_every is None:
         args.eval_every = max(1, int(EVAL_SHARE * args.steps))
     elif args.eval_every < 1:
-        raise SystemExit(f"error: --eval-every must be >= 1, got {args.eval_every}")
+        raise BadInput(f"--eval-every must be >= 1, got {args.eval_every}")
     if not args.seeds or min(args.seeds) < 0 or len(set(args.seeds)) != len(args.seeds):
-        raise SystemExit(f"error: give distinct seeds >= 0, got {args.seeds}")
+        raise BadInput(f"give distinct seeds >= 0, got {args.seeds}")
     if args.hidden is not None and any(h < 1 for h in args.hidden):
-        raise SystemExit(f"error: --hidden sizes must be >= 1, got {args.hidden}")
+        raise BadInput(f"--hidden sizes must be >= 1, got {args.hidden}")
     try:
         extra = json.loads(args.agent_kwargs)
     except json.JSONDecodeError as e:
-        raise SystemExit(f"error: --agent-kwargs is not valid JSON ({e})") from None
+        raise BadInput(f"--agent-kwargs is not valid JSON ({e})") from None
     if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
-        raise SystemExit('error: --agent-kwargs must be a JSON object of objects, e.g. {"cpl": {"bc_steps": 1000}}')
+        raise BadInput('--agent-kwargs must be a JSON object of objects, e.g. {"cpl": {"bc_steps": 1000}}')
     bad = [k for k in extra if k not in AGENTS]
     if bad:
-        raise SystemExit(f"error: --agent-kwargs names unknown agent(s) {bad}; choose from {list(AGENTS)}")
+        raise BadInput(f"--agent-kwargs names unknown agent(s) {bad}; choose from {list(AGENTS)}")
     args.agent_kwargs_dict = extra
     if args.datasets is None and args.kinds is None:
         args.datasets = [str(Path(args.data_dir) / f"{rel}.hdf5") for rel in DEFAULT_DATASETS]
         missing = [d for d in args.datasets if not Path(d).exists()]
         if missing and not args.report_only:
-            raise SystemExit(f"error: the default datasets {missing} are not there; run scripts/make_datasets.py "
-                             "first, or pass --datasets or --kinds")
+            raise BadInput(f"the default datasets {missing} are not there; run scripts/make_datasets.py "
+                           "first, or pass --datasets or --kinds")
     if args.datasets is None:
         found = sorted(Path(args.data_dir).glob("**/*.hdf5"))
         if "all" not in args.kinds:
             found = [f for f in found if f.stem in args.kinds]
         if not found and not args.report_only:
-            raise SystemExit(
-                f"error: no datasets: {args.data_dir} has no *.hdf5 files of kinds {args.kinds}; run "
+            raise BadInput(
+                f"no datasets: {args.data_dir} has no *.hdf5 files of kinds {args.kinds}; run "
                 "scripts/make_datasets.py first, choose --kinds, or pass --datasets (paths, Minari ids or "
                 "collect:<task>:<policy>:<n_steps>)"
             )
@@ -203,9 +203,9 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser | None 
         if spec.startswith("collect:"):
             parts = spec.split(":")
             if len(parts) != 4 or not parts[3].isdigit() or int(parts[3]) < 1:
-                raise SystemExit(f"error: bad dataset spec '{spec}'; use collect:<task>:<policy>:<n_steps>")
+                raise BadInput(f"bad dataset spec '{spec}'; use collect:<task>:<policy>:<n_steps>")
         elif spec.endswith((".hdf5", ".h5")) and not Path(spec).exists() and not args.report_only:
-            raise SystemExit(f"error: dataset file {spec} does not exist")
+            raise BadInput(f"dataset file {spec} does not exist")
 
 
 def agent_kwargs(agent: str, args: argparse.Namespace, task: str | None = None) -> dict[str, Any]:
@@ -453,7 +453,7 @@ def offline_result(ctx: StudyRuns) -> dict[str, Any]:
         if r.name in rows:
             runs.setdefault(rows[r.name], []).append(r)
     if not runs:
-        raise SystemExit(f"error: no finished runs of the grid under {out}; failures: {ctx.failures or 'none'}")
+        raise BadInput(f"no finished runs of the grid under {out}; failures: {ctx.failures or 'none'}")
     summary = summarise(runs, datasets, args.agents)
     reports = write_reports(out, runs, datasets, variants=set(VARIANTS))
     hidden = ("agent_kwargs_dict", "dataset_info", "labels_files", "skipped", "seed_list", "export")

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from pbrl.app.bench import provenance
+from pbrl.app.bench import BadInput, provenance
 from pbrl.io import atomic_write
 
 TASKS = ("metaworld/button-press-v3", "mujoco/HalfCheetah-v5")
@@ -191,7 +191,7 @@ def _pool(task: str, a: argparse.Namespace):
     rng = np.random.default_rng(7)
     eps = [eps[i] for i in rng.permutation(len(eps))]
     if len(eps) <= a.train_episodes:
-        raise SystemExit(f"error: only {len(eps)} episodes collected on {task}; raise --steps")
+        raise BadInput(f"only {len(eps)} episodes collected on {task}; raise --steps")
     return eps[: a.train_episodes], eps[a.train_episodes:]
 
 

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from pbrl.app.bench import BadInput
+
 ROWS = ("mriql", "pt_iql")
 
 
@@ -45,9 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pairs", type=int, default=1000, help="fresh oracle pairs per run")
     a = p.parse_args(argv)
     if not Path(a.out).is_dir():
-        raise SystemExit(f"error: {a.out} is not a folder")
+        raise BadInput(f"{a.out} is not a folder")
     if a.pairs < 1:
-        raise SystemExit(f"error: --pairs must be >= 1, got {a.pairs}")
+        raise BadInput(f"--pairs must be >= 1, got {a.pairs}")
     return a
 
 
@@ -174,7 +176,7 @@ def main(argv=None) -> dict[str, Any]:
         print(f"[reward] kept the saved rows of {len(kept)} runs whose agents are not on disk", flush=True)
     rows = [r for _, r in sorted({**saved, **fresh}.items())]
     if not rows:
-        raise SystemExit(f"error: no finished mriql / pt_iql runs with agent.pt under {out}")
+        raise BadInput(f"no finished mriql / pt_iql runs with agent.pt under {out}")
     summary = summarise(rows)
     from pbrl.io import atomic_write
 

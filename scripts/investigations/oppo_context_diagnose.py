@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from pbrl.app.bench import BadInput
+
 CONTEXTS = ("z_star", "top10_mean", "best_window")
 
 
@@ -44,11 +46,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per context")
     a = p.parse_args(argv)
     if not Path(a.out).is_dir():
-        raise SystemExit(f"error: {a.out} is not a folder")
+        raise BadInput(f"{a.out} is not a folder")
     if a.windows < 20 or a.windows % 2:
-        raise SystemExit(f"error: --windows must be an even number >= 20, got {a.windows}")
+        raise BadInput(f"--windows must be an even number >= 20, got {a.windows}")
     if a.episodes < 1:
-        raise SystemExit(f"error: --episodes must be >= 1, got {a.episodes}")
+        raise BadInput(f"--episodes must be >= 1, got {a.episodes}")
     return a
 
 
@@ -169,7 +171,7 @@ def main(argv=None) -> list[dict[str, Any]]:
             fresh[f"{d.parent.name}/{d.name}"] = r
     rows = [r for _, r in sorted({**saved, **fresh}.items())]
     if not rows:
-        raise SystemExit(f"error: no finished oppo runs with agent.pt under {out}")
+        raise BadInput(f"no finished oppo runs with agent.pt under {out}")
     from pbrl.io import atomic_write
 
     with atomic_write(saved_file, suffix=".json") as tmp:

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from pbrl.app.bench import load_records
+from pbrl.app.bench import BadInput, load_records
 from pbrl.app.report import _group_curve
 from pbrl.io import atomic_write
 from pbrl.plots import _draw_curves
@@ -190,7 +190,7 @@ def main(argv=None) -> dict:
         row["flags"] = bench_argv(a, v)
         variants[v] = row
     if not variants:
-        raise SystemExit(f"error: no finished runs under {out}")
+        raise BadInput(f"no finished runs under {out}")
     result = {"task": task, "seeds": a.seeds, "variants": variants, "reference": reference_rows(a.reference)}
     lines = ["| variant | IQM final return [95 % CI] | mean ± std | per seed | CPU-min per run | reward-fit CPU-s per run |",
              "|---|---:|---:|---|---:|---:|"]

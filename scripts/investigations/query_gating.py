@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from pbrl.app.bench import provenance
+from pbrl.app.bench import BadInput, provenance
 
 SELECTORS = ("uniform", "disagreement", "thompson", "gated_uniform", "gated_disagreement", "gated_thompson")
 
@@ -74,7 +74,7 @@ def _pool(a: argparse.Namespace):
     ds = collect(a.task, "random", n_steps=a.steps, seed=12345)
     eps = [t for t in ds.episodes() if len(t) >= a.segment_length]
     if len(eps) <= a.train_episodes:
-        raise SystemExit(f"error: {len(eps)} episodes of >= {a.segment_length} steps collected; raise --steps "
+        raise BadInput(f"{len(eps)} episodes of >= {a.segment_length} steps collected; raise --steps "
                          f"or lower --train-episodes")
     return eps[: a.train_episodes], eps[a.train_episodes:]
 
