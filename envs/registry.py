@@ -273,6 +273,7 @@ def make_env(task_id: str, seed: int | None = None, render_mode: str | None = No
     check_task(task_id)
     if max_episode_steps is not None:
         check_int("max_episode_steps", max_episode_steps, 1)
+    limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     if render_mode is not None and "MUJOCO_GL" not in os.environ:
         os.environ["MUJOCO_GL"] = "egl" if os.path.exists("/dev/nvidia0") else "osmesa"
     base, options = parse_task(task_id)
@@ -281,9 +282,7 @@ def make_env(task_id: str, seed: int | None = None, render_mode: str | None = No
         if kwargs:
             raise TypeError(f"unexpected arguments for a Meta-World task: {sorted(kwargs)}")
     elif is_dmc(task_id):
-        limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
         env = make_dmc(task_id.split("/", 1)[1], render_mode=render_mode, **limit, **kwargs)
-        max_episode_steps = None  # DMC's own limit
     elif is_pointmass(task_id):
         if render_mode is not None or kwargs:
             raise ValueError(f"'{task_id}' takes no render_mode and no arguments (it has no renderer), got "
@@ -291,10 +290,8 @@ def make_env(task_id: str, seed: int | None = None, render_mode: str | None = No
         env = gym.wrappers.TimeLimit(PointMassTwoGoal(options.get("goal", GOAL_OPTIONS[0])),
                                      max_episode_steps=POINTMASS_EPISODE_LENGTH)
     else:
-        limit = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
         env = gym.make(task_id.split("/", 1)[1], render_mode=render_mode, **limit, **kwargs)
-        max_episode_steps = None  # gymnasium's own TimeLimit
-    if max_episode_steps is not None:  # Meta-World and pointmass: a TimeLimit over the suite's env
+    if limit and (is_metaworld(task_id) or is_pointmass(task_id)):  # suites that take no limit argument
         env = gym.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
     env = PbrlInfoWrapper(env, task_id)
     if seed is not None:

@@ -401,7 +401,7 @@ class BadInput(SystemExit):
     """Bad input to a script or a study, raised before any work: ``error: <message>`` on stderr (printed once,
     when made) and exit status 2, as every ``pbrl`` command's. ``str()`` is the message.
 
-    ``raise BadInput("...")``, which scripts used before, exits with status 1.
+    Scripts used to raise ``SystemExit`` with the message as its code, which exits with status 1.
     """
 
     def __init__(self, message: str):
@@ -411,10 +411,6 @@ class BadInput(SystemExit):
 
     def __str__(self) -> str:
         return self.message
-
-
-def _error(msg: str) -> SystemExit:
-    return BadInput(msg)
 
 
 def study_grid(study: Study, a: argparse.Namespace) -> list[SweepPoint]:
@@ -440,7 +436,7 @@ def _sweep(study: Study, a: argparse.Namespace, out: Path, points: list[SweepPoi
     try:
         check_existing_runs(points, out)
     except ValueError as e:
-        raise _error(str(e)) from None
+        raise BadInput(str(e)) from None
     for p in points:
         (out / p.name).parent.mkdir(parents=True, exist_ok=True)
     results = run_sweep(points, out, backend="local", workers=a.workers, progress=not a.no_progress,
@@ -458,7 +454,7 @@ def _in_process(study: Study, a: argparse.Namespace, out: Path) -> list[StudyRec
         cfg = json.loads(json.dumps(u, default=str))
         if prev is not None and prev.config != cfg:
             diff = sorted(k for k in set(prev.config) | set(cfg) if prev.config.get(k) != cfg.get(k))
-            raise _error(f"{out / RUNS_CSV} holds {u['run']} with other settings ({', '.join(diff)}); rerun with "
+            raise BadInput(f"{out / RUNS_CSV} holds {u['run']} with other settings ({', '.join(diff)}); rerun with "
                          "the same flags or choose another --out")
     todo = [] if a.report_only else [u for u in units if u["run"] not in done]
     if a.dry_run:
@@ -497,7 +493,7 @@ def run_study(study: Study, argv: list[str] | None = None) -> dict[str, Any]:
         if isinstance(ctx, dict):  # the dry run's grid
             return ctx
     if not ctx.records:
-        raise _error(f"no finished runs under {out}; failures: {ctx.failures or 'none'}")
+        raise BadInput(f"no finished runs under {out}; failures: {ctx.failures or 'none'}")
     result = study.summarise(ctx)
     result_file = study.result_file(a) if callable(study.result_file) else study.result_file
     if result_file is not None:
@@ -523,7 +519,7 @@ def _grid_study(study: Study, a: argparse.Namespace, out: Path) -> StudyRuns | d
         points = study_grid(study, a)
     except (ValueError, OSError) as e:  # OSError: a dataset file that is not there
         if not a.report_only:
-            raise _error(str(e)) from None
+            raise BadInput(str(e)) from None
         print(f"note: the grid cannot be built here ({e}); summarising every run under {out}")
     if a.dry_run:
         return _dry_run(study, a, out, points)

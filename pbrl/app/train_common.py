@@ -95,11 +95,8 @@ class FailureStatus:
 def eval_env(cfg: RunConfig):
     """The run's evaluation env: the run's task (with its ``max_episode_steps``, online) seeded ``10_000 +
     seed``."""
-    if isinstance(cfg, OnlineConfig) and cfg.max_episode_steps is not None:
-        import dataclasses
-
-        return online_env(dataclasses.replace(cfg, seed=10_000 + cfg.seed))
-    return make_env(cfg.task, seed=10_000 + cfg.seed)
+    limit = cfg.max_episode_steps if isinstance(cfg, OnlineConfig) else None
+    return make_env(cfg.task, seed=10_000 + cfg.seed, max_episode_steps=limit)
 
 
 def evaluate(policy: Any, env: Any, cfg: RunConfig, step: int, labels: int) -> dict[str, Any]:
