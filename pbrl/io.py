@@ -8,16 +8,35 @@
 * :func:`remove_temp_files`: leftovers of writes killed mid-way (``.NAME.*<suffix>``).
 * :func:`portable_paths`: a result with the absolute paths under the working folder made relative, so that a
   committed JSON names no machine's folders.
+* :func:`sha256_of`: a file's SHA-256 (remembered while its size and modification time stay the same).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 
 __all__ = ["atomic_write", "default_file_mode", "check_writable_file", "check_writable_dir", "portable_paths",
-           "remove_temp_files"]
+           "remove_temp_files", "sha256_of"]
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of the file at ``path``, read in 1 MiB blocks. A digest is remembered for the
+    process while the file's size and modification time stay the same (a config validated twice hashes a
+    large dataset once)."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
 
 
 def portable_paths(obj, base: str | os.PathLike | None = None):

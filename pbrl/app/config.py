@@ -35,6 +35,7 @@ from pbrl.app.config_feedback import check_labels_file as _check_labels_file
 from pbrl.app.config_feedback import check_teacher_kwargs as _check_teacher_kwargs
 from pbrl.envs.collect import POLICY_KINDS, collect
 from pbrl.envs.registry import check_task
+from pbrl.io import sha256_of
 from pbrl.online.ratings import RATING_SELECTORS
 from pbrl.preferences import atomic_write
 from pbrl.queries import ENSEMBLE_SELECTORS as SELECTORS
@@ -283,6 +284,9 @@ class OfflineConfig(_Common):
         task: task id the dataset comes from (evaluation runs on it).
         dataset: a D4RL-style ``.hdf5`` path or a local Minari id; ``None`` collects ``collect_steps``
             steps with ``collect_policy`` first (seeded by ``seed``).
+        dataset_sha256: the SHA-256 the ``dataset`` file must have (:func:`pbrl.io.sha256_of`), or ``None``
+            to take the file as it is. The benchmarks set it, so that a run resumed after its dataset file
+            was rebuilt at the same path stops before any work instead of mixing the two datasets.
         agent: an offline agent of :data:`pbrl.agents.registry.AGENTS` (default ``mriql``).
         teacher, teacher_kwargs, n_classes: as for online runs (``rating``: the agent must learn from
             ratings, ``mriql``).
@@ -302,6 +306,7 @@ class OfflineConfig(_Common):
 
     task: str = "mujoco/Hopper-v5"
     dataset: str | None = None
+    dataset_sha256: str | None = None
     agent: str = "mriql"
     teacher: str = "oracle"
     teacher_kwargs: dict = field(default_factory=dict)
@@ -341,6 +346,7 @@ class OfflineConfig(_Common):
                 raise ValueError(f"dataset must be a path or a Minari id string, got {self.dataset!r}")
             if self.dataset.endswith((".hdf5", ".h5")) and not Path(self.dataset).exists():
                 raise ValueError(f"dataset file '{self.dataset}' does not exist; give an existing .hdf5 path")
+        self._check_dataset_hash()
         _check_teacher_kwargs(self.teacher, self.teacher_kwargs, self.n_classes)
         if self.labels is not None:
             _check_labels_file(self.labels, self.agent)
@@ -372,6 +378,22 @@ class OfflineConfig(_Common):
                         raise ValueError(f"unknown key '{k}' in agent_kwargs for agent '{self.agent}'{hint}; "
                                          f"allowed keys: {', '.join(sorted(allowed))}")
         return self
+
+
+    def _check_dataset_hash(self) -> None:
+        want = self.dataset_sha256
+        if want is None:
+            return
+        if not (isinstance(want, str) and len(want) == 64 and all(c in "0123456789abcdef" for c in want)):
+            raise ValueError(f"dataset_sha256 must be a 64-digit lower-case hex SHA-256, got {want!r}")
+        if self.dataset is None or not Path(self.dataset).is_file():
+            raise ValueError("dataset_sha256 is set, so dataset must name an existing file, got "
+                             f"{self.dataset!r}")
+        have = sha256_of(self.dataset)
+        if have != want:
+            raise ValueError(f"dataset file '{self.dataset}' has sha256 {have[:12]}..., not the config's "
+                             f"dataset_sha256 {want[:12]}...: it was rebuilt or replaced since this config was "
+                             "made; train a new run on it (another --out), or restore the file")
 
 
 #: a run's validated config: an :class:`OnlineConfig` or an :class:`OfflineConfig`

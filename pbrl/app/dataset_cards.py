@@ -8,7 +8,6 @@ command that rebuilds it bit for bit (with the versions of the packages whose nu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pbrl.envs.datasets import SCORE_NAME, reference_scores
-from pbrl.io import atomic_write
+from pbrl.io import atomic_write, sha256_of
 
 __all__ = ["sha256_of", "return_stats", "make_card", "write_card", "card_markdown", "versions"]
 
@@ -29,15 +28,6 @@ D4RL_DEFINITIONS = {
                       "level (hopper 402k steps, walker2d 302k)", None),
     "medium-expert": ("the medium and the expert data joined, half each (2M steps)", 2_000_000),
 }
-
-
-def sha256_of(path: str | Path) -> str:
-    """The SHA-256 hex digest of the file at ``path``, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def return_stats(returns: np.ndarray) -> dict[str, float]:

@@ -38,7 +38,7 @@ from pbrl.app.offline_summary import (
 from pbrl.app.sweep import SweepPoint, expand_grid
 from pbrl.envs.datasets import collect, label_dataset, load_dataset, reference_scores, save_d4rl
 from pbrl.envs.scores import D4RL_REF_SCORES, d4rl_key
-from pbrl.io import atomic_write
+from pbrl.io import atomic_write, sha256_of
 from pbrl.teachers import make_teacher
 
 #: the benchmark's own row names for registry agents where they differ ("iql" runs on the true reward here)
@@ -263,7 +263,9 @@ def metric_of(ds) -> str:
 
 
 def prepare_datasets(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
-    """One record per dataset: name, run-folder slug, what the configs point at, task, score and size.
+    """One record per dataset: name, run-folder slug, what the configs point at (with the file's sha256, which
+    every run's config carries, so that a rebuilt file at the same path cannot resume old runs), task, score
+    and size.
     ``collect:`` specs are collected once into ``<out>/_data/`` (reused when the file is there)."""
     infos = []
     for spec in args.datasets:
@@ -283,8 +285,9 @@ def prepare_datasets(args: argparse.Namespace, out: Path) -> list[dict[str, Any]
         name = str(ds.metadata.get("dataset_id") or Path(spec).stem)
         metric = metric_of(ds)
         ref = [float(x) for x in reference_of(ds)] if metric == "normalized_score" else None
-        infos.append({"name": name, "spec": spec, "dataset": source, "task_id": ds.task_id, "metric": metric,
-                      "ref": ref, "transitions": len(ds), "episodes": int(ds.n_episodes)})
+        sha = sha256_of(source) if Path(source).is_file() else None
+        infos.append({"name": name, "spec": spec, "dataset": source, "sha256": sha, "task_id": ds.task_id,
+                      "metric": metric, "ref": ref, "transitions": len(ds), "episodes": int(ds.n_episodes)})
     if len({d["name"] for d in infos}) != len(infos):
         for i, d in enumerate(infos):
             d["name"] = f"{d['name']}#{i}"
@@ -347,7 +350,7 @@ def build_grid(args: argparse.Namespace, datasets: list[dict[str, Any]], labels:
     points = []
     for d in datasets:
         for a in args.agents:
-            cfg = {**base, "task": d["task_id"], "dataset": d["dataset"],
+            cfg = {**base, "task": d["task_id"], "dataset": d["dataset"], "dataset_sha256": d.get("sha256"),
                    "agent_kwargs": agent_kwargs(a, args, d["task_id"])}
             per_seed = [({**cfg, "labels": labels[(d["name"], s)]}, [s]) for s in args.seeds if (d["name"], s) in labels] \
                 if a == "pearl" else [(cfg, list(args.seeds))]

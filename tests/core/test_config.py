@@ -108,3 +108,20 @@ def test_the_gated_and_thompson_selectors_are_config_choices():
     assert isinstance(sel, GatedSelector) and sel.epsilon == 0.05 and sel.inner.threshold == 0.2
     assert config_from_dict({"selector": "thompson"}).selector == "thompson"
     assert parse_overrides(["selector_kwargs.epsilon=0.1"]) == {"selector_kwargs": {"epsilon": 0.1}}
+
+
+def test_an_offline_config_can_pin_its_dataset_file_by_sha256(tmp_path):
+    from pbrl.io import sha256_of
+
+    path = tmp_path / "d.hdf5"
+    path.write_bytes(b"first build")
+    digest = sha256_of(path)
+    cfg = config_from_dict({"kind": "offline", "dataset": str(path), "dataset_sha256": digest})
+    assert cfg.dataset_sha256 == digest
+    path.write_bytes(b"a rebuilt file at the same path")  # another size: the remembered digest is not reused
+    with pytest.raises(ValueError, match=r"has sha256 .*not the config's dataset_sha256 .*rebuilt or replaced"):
+        config_from_dict({"kind": "offline", "dataset": str(path), "dataset_sha256": digest})
+    with pytest.raises(ValueError, match="64-digit lower-case hex"):
+        config_from_dict({"kind": "offline", "dataset": str(path), "dataset_sha256": "abc"})
+    with pytest.raises(ValueError, match="dataset must name an existing file"):
+        config_from_dict({"kind": "offline", "dataset_sha256": digest})

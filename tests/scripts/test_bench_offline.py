@@ -76,6 +76,27 @@ def test_a_tiny_benchmark_runs_resumes_shares_labels_and_reports(bench, tmp_path
     assert e.value.code == 2 and re.search("other settings.*steps", capsys.readouterr().err)
 
 
+def test_runs_carry_their_dataset_s_sha256_so_a_rebuilt_file_cannot_resume_them(bench, tmp_path, capsys, reacher_random):
+    from pbrl.envs.datasets import save_d4rl
+    from pbrl.io import sha256_of
+
+    path = save_d4rl(reacher_random, tmp_path / "reacher.hdf5")
+    out = tmp_path / "bench"
+    argv = ["--datasets", str(path), "--agents", "bc", "--steps", "20", "--eval-every", "20", "--seeds", "0",
+            "--hidden", "8", "--eval-episodes", "1", "--workers", "1", "--no-progress", "--out", str(out)]
+    res = bench.main(argv)
+    (d,) = res["datasets"].values()
+    assert d["sha256"] == sha256_of(path)
+    (cfg,) = [json.loads(p.read_text()) for p in out.glob("*/*/config.json")]
+    assert cfg["dataset_sha256"] == sha256_of(path)
+    save_d4rl(reacher_random.take(np.arange(300)), path)  # another file at the same path
+    assert sha256_of(path) != cfg["dataset_sha256"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv)
+    assert e.value.code == 2 and re.search("dataset_sha256", capsys.readouterr().err)
+
+
 def _record(dataset, agent, seed, finals):
     from pbrl.app.report import RunRecord
 
