@@ -350,8 +350,9 @@ def build_grid(args: argparse.Namespace, datasets: list[dict[str, Any]], labels:
     points = []
     for d in datasets:
         for a in args.agents:
-            cfg = {**base, "task": d["task_id"], "dataset": d["dataset"], "dataset_sha256": d.get("sha256"),
-                   "agent_kwargs": agent_kwargs(a, args, d["task_id"])}
+            cfg = {**base, "task": d["task_id"], "dataset": d["dataset"], "agent_kwargs": agent_kwargs(a, args, d["task_id"])}
+            if d.get("sha256"):  # a file (a Minari id has none): the run is pinned to these bytes
+                cfg["dataset_sha256"] = d["sha256"]
             per_seed = [({**cfg, "labels": labels[(d["name"], s)]}, [s]) for s in args.seeds if (d["name"], s) in labels] \
                 if a == "pearl" else [(cfg, list(args.seeds))]
             for c, seeds in per_seed:

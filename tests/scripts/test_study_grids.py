@@ -8,6 +8,7 @@ the folder of the offline datasets)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,8 +20,17 @@ FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "old_grids.json").rea
 
 
 def _old(case: dict, data: str = "") -> list[tuple[str, dict]]:
+    """The fixture's points; a config key added since takes its default, as a saved run's config does when
+    :func:`pbrl.app.sweep.check_existing_runs` reads it (``dataset_sha256``, for one)."""
     configs = [json.loads(json.dumps(c).replace("{data}", data)) for c in case["configs"]]
+    configs = [{**_defaults(c["kind"]), **c} for c in configs]
     return [(name, {**configs[i], "seed": seed}) for name, i, seed in case["points"]]
+
+
+def _defaults(kind: str) -> dict:
+    from pbrl.app.config import OfflineConfig, OnlineConfig
+
+    return json.loads(json.dumps(dataclasses.asdict(OfflineConfig() if kind == "offline" else OnlineConfig())))
 
 
 def _new(points) -> list[tuple[str, dict]]:
