@@ -9,10 +9,14 @@ runs and skips finished ones), exported to ``<out>/runs.csv`` and ``<out>/curves
 (:func:`pbrl.app.report.build_report`). This script adds what the study needs on top:
 
 * ``<out>/feedback.json``: for every agent, budget and teacher, the IQM final success rate with a 95 %
-  stratified-bootstrap interval over tasks x seeds, its ratio to SAC-true's IQM, and the CPU time per run;
+  stratified-bootstrap interval on each task and pooled over tasks x seeds (tasks as strata), its ratio to
+  SAC-true's IQM, the probability of improvement over PEBBLE, the share of saturated reward outputs at the
+  end, and the CPU time per run;
+* ``<out>/feedback.png`` (success against env steps and against labels, per task) and ``<out>/feedback_iqm.png``
+  (the table's per-task and pooled IQMs with their intervals, and P(> PEBBLE));
 * ``<out>/report/``: ``pbrl report``'s table and plots (success against steps and against labels used,
   with bands), grouped by agent, budget and teacher;
-* the same table printed as Markdown.
+* the tables printed as Markdown: each task's IQM first, the pooled one beside them; per-seed finals; costs.
 
 Defaults, in B-Pref's design (Lee et al. 2021) and chosen for 2 CPU cores:
 

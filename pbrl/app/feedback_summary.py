@@ -1,7 +1,7 @@
 """The feedback-efficiency study's summary (``scripts/bench_feedback.py`` is its definition on
 :mod:`pbrl.app.bench`): per-row and per-task IQM final success with 95 % stratified-bootstrap intervals, the
 ratio to SAC-true, the probability of improvement over PEBBLE, the share of saturated reward outputs, the
-calibration table, their Markdown and the study's figure."""
+calibration table, their Markdown and the study's figures (curves, and the table's intervals)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pbrl.app.bench import StudyRuns, interval
 from pbrl.app.report import build_report
 
 __all__ = ["CALIBRATION_THRESHOLD", "CONTROL", "calibration", "costs", "markdown", "markdown_calibration",
-           "markdown_costs", "markdown_per_task", "per_task", "plot_study", "report_markdown", "row_key", "row_label",
+           "markdown_costs", "markdown_per_task", "per_task", "plot_intervals", "plot_study", "report_markdown", "row_key", "row_label",
            "summarise", "summarise_runs", "teacher_label"]
 
 #: the control row: PEBBLE's schedule on the true reward
@@ -112,20 +112,88 @@ def markdown_per_task(table: dict, tasks_of: dict) -> str:
     return "\n".join(lines)
 
 
+def _short(task: str) -> str:
+    """``metaworld/button-press-v3:goal=hidden`` -> ``button-press``."""
+    return task.split("/")[-1].split(":")[0].removesuffix("-v3")
+
+
+#: the rows' order in tables and figures: the true-reward references first, then PEBBLE and its variants
+ROW_ORDER = ("sac", CONTROL, "pebble", "pebble-std", "surf", "rune", "qpa", "rime")
+
+
+def _ordered(table: dict) -> list[str]:
+    """``table``'s keys in :data:`ROW_ORDER` (others after them, alphabetically), then by budget and teacher."""
+    rank = {a: i for i, a in enumerate(ROW_ORDER)}
+    return sorted(table, key=lambda k: (rank.get(table[k]["agent"], len(rank)), table[k]["agent"], table[k]["budget"],
+                                        table[k]["teacher"]))
+
+
+def _iv(i: dict | None) -> str:
+    return "-" if not i else f"{i['value']:.2f} [{i['low']:.2f}, {i['high']:.2f}]"
+
+
 def markdown(table: dict) -> str:
-    """The feedback study's main table (Markdown): per agent, budget and teacher, the IQM success with its
-    interval, the share of SAC-true, P(> PEBBLE), saturation and CPU cost."""
-    lines = ["| agent | budget | teacher | runs | IQM success [95 % CI] | vs SAC-true | P(> PEBBLE) [95 % CI] | "
-             "saturated at the end | CPU-min per run |",
-             "|---|---:|---|---:|---|---:|---|---:|---:|"]
-    for v in table.values():
-        i, p = v["iqm"], v.get("poi_vs_pebble")
-        poi = f"{p['value']:.2f} [{p['low']:.2f}, {p['high']:.2f}]" if p else "-"
+    """The feedback study's main table (Markdown): per agent, budget and teacher, the IQM success with its 95 %
+    interval on each task first, the pooled IQM beside them, the share of SAC-true, P(> PEBBLE), saturation
+    and CPU cost."""
+    tasks = sorted({t for v in table.values() for t in v["tasks"]})
+    lines = ["| agent | budget | teacher | runs | " + " | ".join(f"{_short(t)}: IQM [95 % CI]" for t in tasks)
+             + " | pooled IQM [95 % CI] | vs SAC-true | P(> PEBBLE) [95 % CI] | saturated at the end | CPU-min per run |",
+             "|---|---:|---|---:|" + "---|" * len(tasks) + "---|---:|---|---:|---:|"]
+    for v in map(table.get, _ordered(table)):
         sat = v.get("saturated_final", float("nan"))
-        lines.append(f"| {v['agent']} | {v['budget']} | {v['teacher']} | {v['n_runs']} | "
-                     f"{i['value']:.2f} [{i['low']:.2f}, {i['high']:.2f}] | {100 * v['vs_sac']:.0f} % | {poi} | "
+        cells = " | ".join(_iv(v.get("iqm_per_task", {}).get(t)) for t in tasks)
+        lines.append(f"| {v['agent']} | {v['budget']} | {v['teacher']} | {v['n_runs']} | {cells} | {_iv(v['iqm'])} | "
+                     f"{100 * v['vs_sac']:.0f} % | {_iv(v.get('poi_vs_pebble'))} | "
                      f"{'-' if sat != sat else f'{100 * sat:.0f} %'} | {v['cpu_s_per_run'] / 60:.1f} |")
     return "\n".join(lines)
+
+
+def plot_intervals(table: dict, path: Path) -> Path | None:
+    """The main table as a figure: per task, every oracle row's IQM final success with its 95 % interval; the
+    pooled IQM in the next panel, and P(> PEBBLE) with its interval in the last."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [k for k in _ordered(table) if table[k]["teacher"] == "oracle"]
+    if not rows:
+        return None
+    tasks = sorted({t for k in rows for t in table[k]["tasks"]})
+    panels: list[str | None] = [*tasks, None]
+    has_poi = any(table[k].get("poi_vs_pebble") for k in rows)
+    n = len(panels) + has_poi
+    fig, axes = plt.subplots(1, n, figsize=(2.9 * n, 0.35 * len(rows) + 1.6), sharey=True, squeeze=False)
+    y = np.arange(len(rows))[::-1]
+
+    def dot(ax, i, yi, **kw):
+        ax.errorbar(i["value"], yi, xerr=[[i["value"] - i["low"]], [i["high"] - i["value"]]], capsize=3, **kw)
+
+    for ax, task in zip(axes[0], panels):
+        for yi, k in zip(y, rows):
+            i = table[k]["iqm"] if task is None else table[k].get("iqm_per_task", {}).get(task)
+            if i:
+                dot(ax, i, yi, fmt="o", color="k" if table[k]["agent"] in ("sac", CONTROL) else "tab:blue")
+        ax.set_title("pooled over tasks" if task is None else _short(task), fontsize=9)
+        ax.set_xlabel("IQM final success")
+    if has_poi:
+        ax = axes[0, -1]
+        for yi, k in zip(y, rows):
+            if table[k].get("poi_vs_pebble"):
+                dot(ax, table[k]["poi_vs_pebble"], yi, fmt="s", color="tab:red")
+        ax.axvline(0.5, color="grey", ls=":")
+        ax.set_title("P(row > PEBBLE)", fontsize=9)
+        ax.set_xlabel("probability of improvement")
+    for ax in axes[0]:
+        ax.set_xlim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_yticks(y, [f"{table[k]['agent']} ({table[k]['budget']})" for k in rows], fontsize=8)
+    fig.suptitle("Meta-World feedback study: IQM with 95 % stratified-bootstrap intervals (oracle teacher)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def costs(runs: list) -> dict:
@@ -207,9 +275,12 @@ def summarise(ctx: StudyRuns) -> dict:
                        overwrite=True)
     fig = plot_study(ctx.records, ctx.out / "feedback.png")
     settings = {k: v for k, v in vars(ctx.args).items() if k not in ("seed_list", "export", "no_progress")}
-    return {"settings": settings, "table": summarise_runs(ctx.records), "per_task": per_task(ctx.records),
+    table = summarise_runs(ctx.records)
+    ivs = plot_intervals(table, ctx.out / "feedback_iqm.png")
+    return {"settings": settings, "table": table, "per_task": per_task(ctx.records),
             "costs": costs(ctx.records),
-            "figure": str(fig) if fig else None, "report_plots": rep.get("plots", []),
+            "figure": str(fig) if fig else None, "interval_figure": str(ivs) if ivs else None,
+            "report_plots": rep.get("plots", []),
             "warnings": rep.get("warnings", [])}
 
 

@@ -156,3 +156,29 @@ def test_costs_pair_each_run_with_sac_true_on_its_task_and_seed(tmp_path):
     assert (p["ratio_min"], p["ratio_max"]) == (pytest.approx(1.2), pytest.approx(1.5))
     assert p["parts_s"]["fit"] == pytest.approx(8.0) and res["sac/0/oracle"]["ratio_median"] == 1.0
     assert "| pebble/10/oracle | 3 | 1.20x [1.20, 1.50] |" in feedback_summary.markdown_costs(res)
+
+
+def test_the_main_table_and_figure_lead_with_each_task_s_iqm_and_order_the_rows(tmp_path):
+    """The issue's order: per-task IQM with 95 % intervals first, the pooled IQM only beside them; the true-reward
+    references first, then PEBBLE and its variants."""
+    from pbrl.app.report import RunRecord
+
+    def rec(agent, task, seed, success, budget=10, std=False):
+        cfg = {"agent": agent, "task": f"metaworld/{task}-v3:goal=hidden", "seed": seed, "teacher": "oracle",
+               "total_feedback": budget, "reward_model_kwargs": {"normalize": True} if std else {}}
+        return RunRecord(tmp_path / f"{agent}{std}{task}{seed}", cfg, "finished",
+                         {"cpu_time_s": 60.0, "final": {"success_rate": success}}, [{"step": 50, "success_rate": success}])
+
+    runs = [rec(a, t, s, x) for a, xs in (("surf", (1.0, 0.0)), ("pebble", (0.0, 0.0)), ("rime", (0.5, 0.5)))
+            for t, x in zip(("button-press", "drawer-close"), xs) for s in (0, 1)]
+    runs += [rec("sac", t, s, 1.0, budget=0) for t in ("button-press", "drawer-close") for s in (0, 1)]
+    runs += [rec("pebble", t, s, 0.5, std=True) for t in ("button-press", "drawer-close") for s in (0, 1)]
+    table = feedback_summary.summarise_runs(runs)
+    lines = feedback_summary.markdown(table).splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head[4:7] == ["button-press: IQM [95 % CI]", "drawer-close: IQM [95 % CI]", "pooled IQM [95 % CI]"]
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["sac", "pebble", "pebble-std", "surf", "rime"]
+    surf = [c.strip() for c in lines[5].strip("|").split("|")]
+    assert surf[4:6] == ["1.00 [1.00, 1.00]", "0.00 [0.00, 0.00]"]  # each task's own IQM, not the pooled one
+    path = feedback_summary.plot_intervals(table, tmp_path / "iqm.png")
+    assert path is not None and path.stat().st_size > 10_000
