@@ -39,9 +39,12 @@ Defaults, in B-Pref's design (Lee et al. 2021) and chosen for 2 CPU cores:
   teacher, **5 seeds**, 50k env steps. Network sizes are CPU-sized for every SAC-based run alike
   (``CPU_SAC_KWARGS``: 2 x 128, batch 256, one gradient step per 2 env steps), reward models 3 x 128.
 
-What was cut to fit about 16 CPU-hours (SAC-true alone is about 5 CPU-minutes a run): the 250-label budget
-(``--budgets 250 1000`` brings it back) and the noisy-teacher rows (``--noisy``: B-Pref's ``mistake`` teacher
-and a 30 %-error one for PEBBLE and RIME on the first task). ``--dry-run`` prints the grid and projects its
+What was cut, aiming at about 16 CPU-hours: the 250-label budget (``--budgets 250 1000`` brings it back) and
+the noisy-teacher rows (``--noisy``: B-Pref's ``mistake`` teacher and a 30 %-error one for PEBBLE and RIME on the
+first task). The aim assumed SAC-true at about 5 CPU-minutes a run (the first study's tasks); on these tasks it
+costs about 10, and the PEBBLE family 1.05-2.1x that, so the grid's measured cost is about 27 CPU-hours. Nothing
+more was cut: 8 rows x 3 tasks x 5 seeds is the smallest grid that answers the study's questions (raw against
+standardised inputs, the control, every agent against PEBBLE on each task). ``--dry-run`` prints the grid and projects its
 CPU-hours from the runs that have finished. ``--paper-scale`` gives the papers' scale instead: B-Pref's 3 x 256
 networks and reward models, 1M steps, 10 seeds (pass the papers' label budgets with ``--budgets``); it is for
 a machine that can afford it.
