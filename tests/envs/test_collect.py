@@ -214,7 +214,25 @@ def test_make_datasets_end_to_end(tmp_path):
     assert (out / "make_datasets.png").stat().st_size > 1000
     with pytest.raises(SystemExit, match="--resume"):
         mod.main(argv)
+    written = {p: Path(p).stat().st_mtime_ns for p in sha}
     assert mod.main(argv + ["--resume"]) == 0
     from pbrl.app.dataset_cards import sha256_of
 
     assert all(sha256_of(p) == h for p, h in sha.items())
+    assert {p: Path(p).stat().st_mtime_ns for p in sha} == written  # kept, not written again (Meta-World's too)
+    again = json.loads((out / "make_datasets.json").read_text())
+    mw = next(r for r in again["results"] if r["task"] == "metaworld/button-press-v3")["datasets"]["scripted-noisy"]
+    assert mw["success_by_noise"] and mw["steps"] == 600
+
+
+def test_make_datasets_resume_keeps_a_finished_metaworld_file(tmp_path):
+    """``--resume`` keeps a finished Meta-World dataset as it is (it was collected and written again)."""
+    mod = _make_datasets_module()
+    argv = ["--mujoco", "--metaworld", "metaworld/button-press-v3", "--mw-steps", "300", "--pairs", "10",
+            "--segment-length", "10", "--ref-episodes", "1", "--n-envs", "2", "--workers", "1",
+            "--out-dir", str(tmp_path)]
+    assert mod.main(argv) == 0
+    files = sorted((tmp_path / "metaworld_button-press-v3").iterdir())
+    written = {p: p.stat().st_mtime_ns for p in files}
+    assert mod.main(argv + ["--resume"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in files} == written
