@@ -255,7 +255,7 @@ def _run_row(rec: StudyRecord) -> dict[str, Any]:
            "wall_time_s": m.get("wall_time_s"), "final_mean_return": final.get("mean_return"),
            "final_success_rate": final.get("success_rate"), "final_normalized_score": final.get("normalized_score"),
            "error": rec.error}
-    row["config"] = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
+    row["config"] = json.dumps(portable_paths(cfg), sort_keys=True, separators=(",", ":"), default=str)
     row["metrics"] = "" if rec.metrics is None else json.dumps(rec.metrics, sort_keys=True, separators=(",", ":"),
                                                                 default=str)
     return {k: ("" if v is None else v) for k, v in row.items()}

@@ -38,7 +38,7 @@ from pbrl.app.offline_summary import (
 from pbrl.app.sweep import SweepPoint, expand_grid
 from pbrl.envs.datasets import collect, label_dataset, load_dataset, reference_scores, save_d4rl
 from pbrl.envs.scores import D4RL_REF_SCORES, d4rl_key
-from pbrl.io import atomic_write, sha256_of
+from pbrl.io import atomic_write, portable_paths, sha256_of
 from pbrl.teachers import make_teacher
 
 #: the benchmark's own row names for registry agents where they differ ("iql" runs on the true reward here)
@@ -489,8 +489,9 @@ def offline_result(ctx: StudyRuns) -> dict[str, Any]:
 
 
 def write_result(result: dict[str, Any], out: Path, name: str = "bench_offline.json") -> None:
+    """``result`` as JSON at ``out / name``, its paths under the working folder made relative (:func:`pbrl.io.portable_paths`)."""
     with atomic_write(out / name, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2, default=str))
+        tmp.write_text(json.dumps(portable_paths(result), indent=2, default=str))
 
 
 def offline_study(name: str, description: str, out: str, seeds: tuple[int, ...] = (0, 1, 2), **hooks: Any) -> Study:

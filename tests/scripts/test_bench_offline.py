@@ -76,9 +76,13 @@ def test_a_tiny_benchmark_runs_resumes_shares_labels_and_reports(bench, tmp_path
     assert e.value.code == 2 and re.search("other settings.*steps", capsys.readouterr().err)
 
 
-def test_runs_carry_their_dataset_s_sha256_so_a_rebuilt_file_cannot_resume_them(bench, tmp_path, capsys, reacher_random):
+def test_runs_carry_their_dataset_s_sha256_so_a_rebuilt_file_cannot_resume_them(bench, tmp_path, capsys, reacher_random,
+                                                                                monkeypatch):
+    from pbrl.app.offline_study import write_result
     from pbrl.envs.datasets import save_d4rl
     from pbrl.io import sha256_of
+
+    monkeypatch.chdir(tmp_path)  # the working folder: the committed results name paths under it relatively
 
     path = save_d4rl(reacher_random, tmp_path / "reacher.hdf5")
     out = tmp_path / "bench"
@@ -89,6 +93,11 @@ def test_runs_carry_their_dataset_s_sha256_so_a_rebuilt_file_cannot_resume_them(
     assert d["sha256"] == sha256_of(path)
     (cfg,) = [json.loads(p.read_text()) for p in out.glob("*/*/config.json")]
     assert cfg["dataset_sha256"] == sha256_of(path)
+    for f in ("bench_offline.json", "runs.csv"):  # both name the dataset file, relative to the working folder
+        text = (out / f).read_text()
+        assert str(tmp_path) not in text and "reacher.hdf5" in text, f
+    write_result({"dataset": str(path)}, tmp_path)  # offline_curve.py's writer of bench_offline.json
+    assert json.loads((tmp_path / "bench_offline.json").read_text()) == {"dataset": "reacher.hdf5"}
     save_d4rl(reacher_random.take(np.arange(300)), path)  # another file at the same path
     assert sha256_of(path) != cfg["dataset_sha256"]
     capsys.readouterr()
