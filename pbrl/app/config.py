@@ -393,7 +393,7 @@ class OfflineConfig(_Common):
         if have != want:
             raise ValueError(f"dataset file '{self.dataset}' has sha256 {have[:12]}..., not the config's "
                              f"dataset_sha256 {want[:12]}...: it was rebuilt or replaced since this config was "
-                             "made; train a new run on it (another --out), or restore the file")
+                             "made; start new runs on it (another run directory or --out), or restore the file")
 
 
 #: a run's validated config: an :class:`OnlineConfig` or an :class:`OfflineConfig`
