@@ -95,11 +95,10 @@ def markdown_per_task(table: dict, tasks_of: dict) -> str:
     """One row per ``agent/budget/teacher``: each task's per-seed final success and mean, the pooled IQM [95 %
     CI], the ratio to SAC-true and CPU minutes per run."""
     tasks = sorted({t for v in tasks_of.values() for t in v})
-    short = [t.split("/")[-1].removesuffix("-v3") for t in tasks]
-    lines = ["| agent | labels | teacher | " + " | ".join(f"{t} (per seed: mean)" for t in short)
+    lines = ["| agent | labels | teacher | " + " | ".join(f"{_short(t)} (per seed: mean)" for t in tasks)
              + " | IQM, all tasks [95 % CI] | vs SAC-true | CPU-min / run |",
              "|---|---:|---|" + "---|" * len(tasks) + "---|---:|---:|"]
-    for key, v in table.items():
+    for key, v in ((k, table[k]) for k in _ordered(table)):
         cells = []
         for t in tasks:
             seeds = tasks_of.get(key, {}).get(t, {})
