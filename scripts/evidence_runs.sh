@@ -12,14 +12,18 @@
 #    learning curves over 100k updates on Hopper medium-replay. bench_offline's 15k, measured on the old 25k-step
 #    file, is far too short there: IQL-true is at 24 normalised after 15k updates and at 97-101 from 35k on.
 #    The benchmark on the locomotion data runs at the curve's recommended budget (read from its JSON), at most 50k.
-# 3. The offline benchmark on Hopper medium-replay at that budget, 3 seeds, into a folder of its own (the old
-#    folder's runs were trained on the old 25k-step Hopper file, which had the same path; every run now pins its
-#    file's sha256): the rows, then DPPO and DTR (issue 32; about 3 CPU-min per 1k updates each, so last).
-# 4. IPL beside its authors' code on Hopper medium-replay (docs/results/ipl_hopper.md).
+# 3. IPL beside its authors' code on Hopper medium-replay (docs/results/ipl_hopper.md; about 2 CPU-h). It runs
+#    before the benchmark's rows because it can find a pbrl defect in IPL, which would send IPL's rows back.
+# 4. The offline benchmark's rows on Hopper medium-replay at that budget, 3 seeds, into a folder of its own (the
+#    old folder's runs were trained on the old 25k-step Hopper file, which had the same path; every run now pins
+#    its file's sha256); about 10 CPU-h.
 # 5. drawer-open's scripted-noisy data at 15k updates (its budget, measured on the same kind of data) into
 #    benchmarks/bench_offline_mw.
-# 6. Walker2d-v5: the SAC expert (cap 500k) and its datasets; the rows, then DPPO / DTR, on its medium-replay file.
-# 7. The summaries of both folders (the rows a stopped run has not reached are listed as unfinished).
+# 6. Walker2d-v5: the SAC expert (cap 500k) and its D4RL-defined datasets with their cards.
+#    Steps 1-6 are what issue 30 needs; what follows is issue 32's and the Walker2d rows.
+# 7. DPPO and DTR on Hopper medium-replay (issue 32; about 3 CPU-min per 1k updates each, 2.5 CPU-h a run).
+# 8. The rows, then DPPO / DTR, on Walker2d's medium-replay file.
+# 9. The summaries of both folders (the rows a stopped run has not reached are listed as unfinished).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MUJOCO_GL="${MUJOCO_GL:-osmesa}"
@@ -43,14 +47,14 @@ CAP=50000
 STEPS=$(.venv/bin/python -c "import json, sys; print(min(int(sys.argv[2]), json.load(open(sys.argv[1]))['recommended_steps']))" \
     "$CURVE/offline_curve.json" "$CAP")
 echo "the locomotion budget: $STEPS updates (the curve's recommendation, at most $CAP)"
-$PY scripts/bench_offline.py --workers 1 --out "$OUT" --steps "$STEPS" --agents $ROWS --no-progress --datasets "$HOPPER"
-$PY scripts/bench_offline.py --workers 1 --out "$OUT" --steps "$STEPS" --agents dppo dtr --no-progress --datasets "$HOPPER"
 $PY scripts/ipl_peer.py --dataset "$HOPPER" --labels "$DATA/mujoco_Hopper-v5/medium-replay.prefs_oracle_500.h5" \
     --variants pbrl pbrl-mask pbrl-rawobs peer --seeds 0 1 2 --steps 10000 --eval-every 1000 --eval-episodes 5 --jobs 1
+$PY scripts/bench_offline.py --workers 1 --out "$OUT" --steps "$STEPS" --agents $ROWS --no-progress --datasets "$HOPPER"
 $PY scripts/bench_offline.py --workers 1 --out "$OUT_MW" --steps 15000 --agents $ROWS --no-progress --datasets "$DRAWER"
-$PY scripts/make_datasets.py --mujoco mujoco/Walker2d-v5 --sac-steps 500000 --workers 1 --resume
+$PY scripts/make_datasets.py --mujoco mujoco/Walker2d-v5 --metaworld --sac-steps 500000 --workers 1 --resume
+$PY scripts/bench_offline.py --workers 1 --out "$OUT" --steps "$STEPS" --agents dppo dtr --no-progress --datasets "$HOPPER"
 $PY scripts/bench_offline.py --workers 1 --out "$OUT" --steps "$STEPS" --agents $ROWS --no-progress --datasets "$WALKER"
 $PY scripts/bench_offline.py --workers 1 --out "$OUT" --steps "$STEPS" --agents dppo dtr --no-progress --datasets "$WALKER"
-# 7. one summary per folder of every row on every dataset (a grid summarises its own points only)
+# 9. one summary per folder of every row on every dataset (a grid summarises its own points only)
 $PY scripts/bench_offline.py --out "$OUT" --steps "$STEPS" --agents $ROWS dppo dtr --datasets "$HOPPER" "$WALKER" --report-only
 $PY scripts/bench_offline.py --out "$OUT_MW" --steps 15000 --agents $ROWS --datasets "$DRAWER" --report-only
