@@ -472,10 +472,12 @@ def _check_data(args: argparse.Namespace) -> None:
 
 
 def _specs(args: argparse.Namespace, peer_root: str | None) -> list[dict[str, Any]]:
+    """One spec per (variant, seed), seed-major: every variant's first seed (the authors' code among them) comes
+    before any second seed, so a comparison stopped part-way already sets both implementations side by side."""
     base = {k: getattr(args, k) for k in ("dataset", "labels", "task", "steps", "eval_every", "eval_episodes", "threads")}
     overrides = {k: getattr(args, k) for k in OVERRIDES}
     return [{**base, "variant": v, "seed": s, "overrides": overrides, "peer_root": peer_root}
-            for v in args.variants for s in args.seeds]
+            for s in args.seeds for v in args.variants]
 
 
 def _run_file(runs_dir: Path, spec: dict[str, Any]) -> Path:
@@ -526,19 +528,46 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         specs = _specs(args, root)
         t0 = time.time()
         results = run_children(specs, args.jobs, Path(args.out) / "runs")
+    peer = {"source": args.peer, "repository": PEER_URL, "commit": peer_commit(Path(args.peer))} if root else None
+    return assemble(args, results, peer, time.time() - t0)
+
+
+def assemble(args: argparse.Namespace, results: list[dict[str, Any]], peer: dict[str, Any] | None,
+             wall_s: float | None) -> dict[str, Any]:
+    """``ipl_peer.json``'s content from the runs' saved results (each with its ``spec``), grouped by variant
+    and seed in the order given."""
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": _commit(), "dataset": args.dataset,
         "labels": args.labels, "task": args.task, "seeds": args.seeds, "steps": args.steps,
         "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "threads": args.threads,
-        "overrides": {k: getattr(args, k) for k in OVERRIDES}, "wall_s": time.time() - t0,
-        "peer": {"source": args.peer, "repository": PEER_URL, "commit": peer_commit(Path(args.peer))} if root else None,
+        "overrides": {k: getattr(args, k) for k in OVERRIDES}, "wall_s": wall_s, "peer": peer,
         "runs": {}, "configs": {}, "cpu_s": {}}
-    for spec, res in zip(specs, results):
-        v, s = spec["variant"], str(spec["seed"])
+    for res in results:
+        v, s = res["spec"]["variant"], str(res["spec"]["seed"])
         result["runs"].setdefault(v, {})[s] = res["rows"]
         result["cpu_s"].setdefault(v, {})[s] = res["cpu_s"]
         result["configs"][v] = res["config"]
         result["true_reward_mean"] = res["true_reward_mean"]
+    return result
+
+
+def partial_result(out: Path) -> dict[str, Any]:
+    """What a stopped comparison has finished (``<out>/runs/*.json``, seed-major as run), as
+    :func:`assemble` gives it, marked ``"partial"``; one line (exit 2) when nothing has finished."""
+    files = sorted((out / "runs").glob("*.json")) if (out / "runs").is_dir() else []
+    results = [json.loads(f.read_text()) for f in files]
+    if not results:
+        _fail(f"{out / 'ipl_peer.json'} does not exist and no run under {out / 'runs'} has finished; run without "
+              f"--report-only first")
+    rank = {v: i for i, v in enumerate(VARIANTS)}
+    results.sort(key=lambda r: (r["spec"]["seed"], rank.get(r["spec"]["variant"], len(rank))))
+    spec = results[0]["spec"]
+    seeds = sorted({r["spec"]["seed"] for r in results})
+    args = argparse.Namespace(**{k: spec[k] for k in ("dataset", "labels", "task", "steps", "eval_every",
+                                                      "eval_episodes", "threads")},
+                              seeds=seeds, **{k: spec["overrides"].get(k) for k in OVERRIDES})
+    result = assemble(args, results, None, None)
+    result["partial"] = f"{len(results)} finished runs ({', '.join(f.stem for f in files)})"
     return result
 
 
@@ -566,6 +595,8 @@ def markdown(result: dict[str, Any]) -> str:
              "", "| implementation | updates | return | normalised score | mean r | r at terminals: Q | "
              "r at terminals: Q - gamma V(s') | Pearson(r, true) | preference loss |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    if result.get("partial"):
+        lines.insert(0, f"partial: {result['partial']}; the other runs have not finished")
     for name, by_seed in result["runs"].items():
         for r in _mean_rows(by_seed):
             ret = f(r["return"], ".0f") + (f" ± {r['return_seed_std']:.0f}" if r["seeds"] > 1 else "")
@@ -612,9 +643,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     path = out / "ipl_peer.json"
     if args.report_only:
-        if not path.exists():
-            _fail(f"{path} does not exist; run without --report-only first")
-        result = json.loads(path.read_text())
+        result = json.loads(path.read_text()) if path.exists() else partial_result(out)
     else:
         check_args(args)
         result = run(args)

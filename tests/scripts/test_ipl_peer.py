@@ -143,6 +143,13 @@ def test_both_implementations_train_and_are_measured(files, tmp_path):
     assert sorted(saved_runs) == ["pbrl-s0.json", "peer-s0.json"]
     again = ipl_peer.main(argv)  # the same arguments: both runs are finished, none runs again
     assert again["runs"] == res["runs"] and {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()} == saved_runs
+    # a comparison stopped part-way: --report-only reads the finished runs, seed-major, and says it is partial
+    (out / "ipl_peer.json").unlink()
+    (out / "runs" / "peer-s0.json").unlink()
+    part = ipl_peer.main(["--report-only", "--out", str(out)])
+    assert part["runs"] == {"pbrl": res["runs"]["pbrl"]} and part["seeds"] == [0] and part["steps"] == 4
+    assert part["partial"] == "1 finished runs (pbrl-s0)" and part["configs"]["pbrl"] == res["configs"]["pbrl"]
+    assert ipl_peer.markdown(part).startswith("partial: 1 finished runs (pbrl-s0)")
 
 
 def test_without_the_authors_code_it_stops_with_one_line(files, tmp_path, capsys):
@@ -154,10 +161,17 @@ def test_without_the_authors_code_it_stops_with_one_line(files, tmp_path, capsys
 
 
 def test_bad_input_is_one_clear_error(files, tmp_path, capsys):
-    for argv, word in ((["--dataset", str(tmp_path / "none.hdf5")], "--dataset"),
+    for argv, word in ((["--report-only"], "no run under"),
+                       (["--dataset", str(tmp_path / "none.hdf5")], "--dataset"),
                        (["--dataset", str(files / "mr.hdf5"), "--variants", "pbrl", "--steps", "0"], "--steps"),
                        (["--dataset", str(files / "mr.hdf5"), "--variants", "pbrl", "--task", "mujoco/Nope-v5"], "--task")):
         with pytest.raises(SystemExit) as e:
             ipl_peer.main([*argv, "--out", str(tmp_path / "x")])
         err = capsys.readouterr().err.strip()
         assert e.value.code == 2 and word in err and len(err.splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_runs_come_seed_major_so_a_stopped_comparison_has_the_authors_code_beside_pbrl():
+    args = ipl_peer.parse_args(["--variants", "pbrl", "pbrl-mask", "peer", "--seeds", "0", "1"])
+    order = [(sp["variant"], sp["seed"]) for sp in ipl_peer._specs(args, None)]
+    assert order == [("pbrl", 0), ("pbrl-mask", 0), ("peer", 0), ("pbrl", 1), ("pbrl-mask", 1), ("peer", 1)]
