@@ -479,9 +479,15 @@ def _read_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+#: override keys whose values are always strings, though they can read as YAML numbers (a hex digest of
+#: digits only, or one like ``1e5...``): :func:`parse_overrides` keeps their text as given
+STRING_OVERRIDES = ("dataset_sha256",)
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """Parse ``key=value`` flags (values read as YAML: ``3``, ``1e-3``, ``true``, ``[64, 64]``); dotted keys
-    go into nested dicts: ``learner_kwargs.batch_size=64`` -> ``{"learner_kwargs": {"batch_size": 64}}``."""
+    """Parse ``key=value`` flags (values read as YAML: ``3``, ``1e-3``, ``true``, ``[64, 64]``; the keys of
+    :data:`STRING_OVERRIDES` keep their text); dotted keys go into nested dicts: ``learner_kwargs.batch_size=64``
+    -> ``{"learner_kwargs": {"batch_size": 64}}``."""
     import yaml
 
     out: dict[str, Any] = {}
@@ -491,7 +497,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         key = key.strip()
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = (raw.strip() if key in STRING_OVERRIDES else yaml.safe_load(raw)) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
         parts = key.split(".")

@@ -125,3 +125,10 @@ def test_an_offline_config_can_pin_its_dataset_file_by_sha256(tmp_path):
         config_from_dict({"kind": "offline", "dataset": str(path), "dataset_sha256": "abc"})
     with pytest.raises(ValueError, match="dataset must name an existing file"):
         config_from_dict({"kind": "offline", "dataset_sha256": digest})
+
+
+def test_a_digest_given_with_set_stays_text_even_when_it_reads_as_a_number():
+    digits, exponent = "0" * 63 + "7", "1e5" + "0" * 61  # YAML reads these as the int 7 and the float 1e+61
+    assert parse_overrides([f"dataset_sha256={digits}", "seed=3"]) == {"dataset_sha256": digits, "seed": 3}
+    assert parse_overrides([f"dataset_sha256={exponent}"]) == {"dataset_sha256": exponent}
+    assert parse_overrides(["dataset_sha256="]) == {"dataset_sha256": None}
