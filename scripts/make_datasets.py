@@ -340,6 +340,15 @@ def plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _kept_results(path: Path, results: list[dict]) -> list[dict]:
+    """The results an earlier invocation wrote to ``make_datasets.json`` for tasks this one did not build, so
+    that the file (and its plot) covers every task of the folder; ``args`` and ``wall_s`` are this invocation's."""
+    if not path.exists():
+        return []
+    built = {r["task"] for r in results}
+    return [r for r in json.loads(path.read_text()).get("results", []) if r["task"] not in built]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out_dir)
@@ -362,11 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: v for k, v in vars(args).items()},
         "wall_s": wall,
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
-        "results": results,
+        "results": _kept_results(out / "make_datasets.json", results) + results,
     }
     with atomic_write(out / "make_datasets.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(report, indent=1, default=str))
-    plot(results, out / "make_datasets.png")
+    plot(report["results"], out / "make_datasets.png")
     print(f"\n{'dataset':<48} {'steps':>7} {'eps':>5} {'return mean':>12} {'std':>9} {'min':>9} {'max':>9} {'succ':>5}")
     for r in results:
         for kind, rec in r["datasets"].items():

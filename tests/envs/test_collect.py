@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,6 @@ def test_make_datasets_end_to_end(tmp_path):
     """D4RL's four kinds with a card each (sha256 of the file, the rebuild command), the expert SAC named in
     the metadata (regret labels find its critic), medium-expert = medium + expert; --resume keeps every file
     byte for byte, and a second run without --resume stops before any work."""
-    import json
 
     from pbrl.envs.regret import dataset_regret_teacher
     from pbrl.preferences import PreferenceDataset
@@ -236,3 +236,9 @@ def test_make_datasets_resume_keeps_a_finished_metaworld_file(tmp_path):
     written = {p: p.stat().st_mtime_ns for p in files}
     assert mod.main(argv + ["--resume"]) == 0
     assert {p: p.stat().st_mtime_ns for p in files} == written
+    # another task built into the same folder: make_datasets.json keeps the first task's results beside it
+    other = ["--mujoco", "--metaworld", "metaworld/drawer-open-v3", *argv[3:]]
+    assert mod.main(other) == 0
+    report = json.loads((tmp_path / "make_datasets.json").read_text())
+    assert [r["task"] for r in report["results"]] == ["metaworld/button-press-v3", "metaworld/drawer-open-v3"]
+    assert report["args"]["metaworld"] == ["metaworld/drawer-open-v3"]
