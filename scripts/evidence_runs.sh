@@ -48,7 +48,7 @@ STEPS=$(.venv/bin/python -c "import json, sys; print(min(int(sys.argv[2]), json.
     "$CURVE/offline_curve.json" "$CAP")
 echo "the locomotion budget: $STEPS updates (the curve's recommendation, at most $CAP)"
 $PY scripts/ipl_peer.py --dataset "$HOPPER" --labels "$DATA/mujoco_Hopper-v5/medium-replay.prefs_oracle_500.h5" \
-    --variants pbrl pbrl-mask pbrl-rawobs peer --seeds 0 1 2 --steps 10000 --eval-every 1000 --eval-episodes 5 --jobs 1
+    --variants pbrl peer pbrl-mask pbrl-rawobs --seeds 0 1 2 --steps 10000 --eval-every 1000 --eval-episodes 5 --jobs 1
 $PY scripts/bench_offline.py --workers 1 --out "$OUT" --steps "$STEPS" --agents $ROWS --no-progress --datasets "$HOPPER"
 $PY scripts/bench_offline.py --workers 1 --out "$OUT_MW" --steps 15000 --agents $ROWS --no-progress --datasets "$DRAWER"
 $PY scripts/make_datasets.py --mujoco mujoco/Walker2d-v5 --metaworld --sac-steps 500000 --workers 1 --resume
