@@ -253,18 +253,43 @@ class PeerBatches:
 
 
 # ---------------------------------------------------------------------------------------------- measurements
-def reward_stats(q: np.ndarray, gv: np.ndarray, true: np.ndarray, terminal: np.ndarray) -> dict[str, float]:
+#: transitions counted as "before a fall": the terminal one and the PRE_FALL - 1 rows before it
+PRE_FALL = 10
+
+
+def pre_fall_rows(terminal: np.ndarray, k: int = PRE_FALL) -> np.ndarray:
+    """``[N]`` bool: the transitions within ``k`` rows before a terminal one, the terminal one included (rows in
+    the dataset's order, where an episode's transitions are contiguous)."""
+    term = np.asarray(terminal) > 0.5
+    out = np.zeros(len(term), bool)
+    for t in np.flatnonzero(term):
+        out[max(0, t - k + 1): t + 1] = True
+    return out
+
+
+def reward_stats(q: np.ndarray, gv: np.ndarray, true: np.ndarray, terminal: np.ndarray,
+                 v: np.ndarray | None = None) -> dict[str, float]:
     """The implicit reward over the dataset's transitions, from ``q [N]`` = ``Q(s, a)`` (mean of the heads) and
     ``gv [N]`` = ``gamma V(s')``: ``r = q - (1 - terminal) gv`` (the unlabelled transitions' rule) has mean
     ``reward_mean``, mean ``reward_terminal_mean`` on terminal transitions and Pearson correlation
     ``reward_pearson`` with the true reward ``true [N]``; ``reward_terminal_segment_mean`` is the mean of
-    ``q - gv`` on terminal transitions, the fall step's reward inside a preference segment (no masking)."""
+    ``q - gv`` on terminal transitions, the fall step's reward inside a preference segment (no masking).
+
+    With ``v [N]`` = ``V(s)``: ``value_mean``, the mean of ``V`` over the data's states, and the advantage the
+    policy is weighted by, ``A = Q(s, a) - V(s)``, averaged over every transition (``adv_mean``) and over the
+    :data:`PRE_FALL` transitions before each fall (``adv_pre_fall_mean``): whether the critic favours the
+    actions that lead into a fall."""
     term = terminal > 0.5
     r = q - (1.0 - terminal) * gv
     nan = float("nan")
-    return {"reward_mean": float(r.mean()), "reward_terminal_mean": float(r[term].mean()) if term.any() else nan,
-            "reward_terminal_segment_mean": float((q - gv)[term].mean()) if term.any() else nan,
-            "reward_pearson": float(np.corrcoef(r, true)[0, 1]) if r.std() > 0 and true.std() > 0 else nan}
+    out = {"reward_mean": float(r.mean()), "reward_terminal_mean": float(r[term].mean()) if term.any() else nan,
+           "reward_terminal_segment_mean": float((q - gv)[term].mean()) if term.any() else nan,
+           "reward_pearson": float(np.corrcoef(r, true)[0, 1]) if r.std() > 0 and true.std() > 0 else nan}
+    if v is not None:
+        adv, pre = q - v, pre_fall_rows(terminal)
+        out.update(value_mean=float(v.mean()), adv_mean=float(adv.mean()),
+                   adv_pre_fall_mean=float(adv[pre].mean()) if pre.any() else nan)
+    return out
 
 
 def _chunked(fn: Any, *arrays: Any, chunk: int = 65536) -> np.ndarray:
@@ -321,15 +346,16 @@ def child_pbrl(spec: dict) -> dict[str, Any]:
     agent = IPL.from_dataset(ds, seed=spec["seed"], **kw)
 
     def q_gv(o, a, nx):
-        return torch.stack([agent.nets["q"](o, a).mean(0), agent.gamma * agent.nets["v"](nx)]).numpy()
+        return torch.stack([agent.nets["q"](o, a).mean(0), agent.gamma * agent.nets["v"](nx),
+                            agent.nets["v"](o)]).numpy()
 
     rows, done = [], 0
     for n in _chunks(spec["steps"], spec["eval_every"]):
         losses = agent.fit(ds, prefs, steps=n, progress=False)["losses"]
         done += n
         d = agent.data  # normalised observations, [-1, 1] actions, the true rewards of the same rows
-        q, gv = _chunked(q_gv, d["observations"], d["actions"], d["next_observations"])
-        stats = reward_stats(q, gv, d["rewards"].numpy(), d["dones"].numpy())
+        q, gv, v = _chunked(q_gv, d["observations"], d["actions"], d["next_observations"])
+        stats = reward_stats(q, gv, d["rewards"].numpy(), d["dones"].numpy(), v)
         ev = evaluate(agent, spec["task"], spec["eval_episodes"], spec["seed"])
         _log(spec, rows, {"step": done, **ev, **stats, **{k: losses.get(k) for k in ("pref_loss", "chi2_loss")}})
     return {"rows": rows, "config": agent.config, "true_reward_mean": float(agent.data["rewards"].mean()),
@@ -357,7 +383,8 @@ def child_peer(spec: dict) -> dict[str, Any]:
     rep, gamma = batches.replay, cfg["discount"]
 
     def q_gv(o, a, nx):
-        return torch.stack([alg.network.critic(o, a).mean(0), gamma * alg.network.value(nx).mean(0)]).numpy()
+        return torch.stack([alg.network.critic(o, a).mean(0), gamma * alg.network.value(nx).mean(0),
+                            alg.network.value(o).mean(0)]).numpy()
 
     def act(obs: np.ndarray) -> np.ndarray:  # their predict: dist.loc clamped to [-1, 1], then the env's bounds
         unit = alg.predict({"obs": np.asarray(obs, np.float32)}, is_batched=False)
@@ -373,8 +400,8 @@ def child_peer(spec: dict) -> dict[str, Any]:
             logs.append({"pref_loss": m["q_loss"], "chi2_loss": m["chi2_loss"]})
             step += 1
         alg.eval()
-        q, gv = _chunked(q_gv, view["obs"], view["action"], view["next_obs"])
-        stats = reward_stats(q, gv, true, (rep["discount"] == 0).astype(np.float64))
+        q, gv, v = _chunked(q_gv, view["obs"], view["action"], view["next_obs"])
+        stats = reward_stats(q, gv, true, (rep["discount"] == 0).astype(np.float64), v)
         ev = evaluate(act, spec["task"], spec["eval_episodes"], spec["seed"])
         alg.train()
         _log(spec, rows, {"step": step, **ev, **stats, **_tail_means(logs)})
@@ -578,7 +605,7 @@ def _mean_rows(by_seed: dict[str, list[dict]]) -> list[dict[str, Any]]:
     for rows in zip(*runs):
         row: dict[str, Any] = {"step": rows[0]["step"], "seeds": len(rows)}
         for k in ("return", "score", "reward_mean", "reward_terminal_mean", "reward_terminal_segment_mean",
-                  "reward_pearson", "pref_loss"):
+                  "reward_pearson", "pref_loss", "value_mean", "adv_mean", "adv_pre_fall_mean"):
             vals = [r.get(k) for r in rows if r.get(k) is not None]
             row[k] = float(np.mean(vals)) if vals else None
         row["return_seed_std"] = float(np.std([r["return"] for r in rows]))
@@ -593,8 +620,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"true reward: mean {result.get('true_reward_mean', float('nan')):.3f} per step; "
              f"{len(result['seeds'])} seed(s), {result['eval_episodes']} episodes per evaluation",
              "", "| implementation | updates | return | normalised score | mean r | r at terminals: Q | "
-             "r at terminals: Q - gamma V(s') | Pearson(r, true) | preference loss |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "r at terminals: Q - gamma V(s') | Pearson(r, true) | preference loss | mean V(s) | mean A(s, a) | "
+             f"A in the {PRE_FALL} steps before a fall |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     if result.get("partial"):
         lines.insert(0, f"partial: {result['partial']}; the other runs have not finished")
     for name, by_seed in result["runs"].items():
@@ -602,7 +630,8 @@ def markdown(result: dict[str, Any]) -> str:
             ret = f(r["return"], ".0f") + (f" ± {r['return_seed_std']:.0f}" if r["seeds"] > 1 else "")
             lines.append(f"| {name} | {r['step']} | {ret} | {f(r['score'], '.1f')} | {f(r['reward_mean'], '+.3f')} | "
                          f"{f(r['reward_terminal_mean'], '+.3f')} | {f(r['reward_terminal_segment_mean'], '+.3f')} | "
-                         f"{f(r['reward_pearson'], '+.2f')} | {f(r['pref_loss'], '.3f')} |")
+                         f"{f(r['reward_pearson'], '+.2f')} | {f(r['pref_loss'], '.3f')} | "
+                         f"{f(r['value_mean'], '+.2f')} | {f(r['adv_mean'], '+.3f')} | {f(r['adv_pre_fall_mean'], '+.3f')} |")
     return "\n".join(lines)
 
 

@@ -96,6 +96,13 @@ def test_reward_stats_by_hand():
     assert s["reward_terminal_segment_mean"] == pytest.approx(2.25)  # (2 - 0.5 + 4 - 1) / 2
     assert s["reward_pearson"] == pytest.approx(np.corrcoef([0.5, 2, 2, 4], true)[0, 1])
     assert math.isnan(ipl_peer.reward_stats(q, gv, true, np.zeros(4))["reward_terminal_mean"])
+    # with V(s): the advantages, over all transitions and over the PRE_FALL rows before each fall
+    assert ipl_peer.pre_fall_rows(np.array([0, 0, 0, 1, 0, 1.0]), k=2).tolist() == [0, 0, 1, 1, 1, 1]
+    v = np.array([0.0, 1.0, 1.0, 2.0])  # A = q - v = [1, 1, 2, 2]
+    s = ipl_peer.reward_stats(q, gv, true, terminal, v)
+    assert s["value_mean"] == pytest.approx(1.0) and s["adv_mean"] == pytest.approx(1.5)
+    assert s["adv_pre_fall_mean"] == pytest.approx(1.5)  # PRE_FALL = 10 rows: all four, before falls at 1 and 3
+    assert "value_mean" not in ipl_peer.reward_stats(q, gv, true, terminal)
 
 
 @needs_peer
@@ -132,6 +139,7 @@ def test_both_implementations_train_and_are_measured(files, tmp_path):
             assert math.isfinite(r["return"]) and math.isfinite(r["score"]) and math.isfinite(r["reward_mean"])
             assert -1.0 <= r["reward_pearson"] <= 1.0 and math.isfinite(r["pref_loss"])
             assert math.isfinite(r["reward_terminal_mean"]) and math.isfinite(r["reward_terminal_segment_mean"])
+            assert math.isfinite(r["value_mean"]) and math.isfinite(r["adv_mean"]) and math.isfinite(r["adv_pre_fall_mean"])
     peer = res["configs"]["peer"]  # read from the authors' configs/gym_locomotion/ipl_iql.yaml
     assert peer["alg_kwargs"]["chi2_coeff"] == 0.5 and peer["alg_kwargs"]["beta"] == pytest.approx(1 / 3, abs=1e-5)
     assert peer["overrides"]["hidden"] == [16, 16] and res["configs"]["pbrl"]["hidden"] == [16, 16]
