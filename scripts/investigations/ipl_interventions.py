@@ -23,19 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pbrl.app.bench import BadInput
+
 INTERVENTIONS = ("none", "no-fall-pairs", "chi2-centre")
-
-
-def fail(msg: str) -> None:
-    print(f"ipl_interventions.py: error: {msg}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,10 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         a.labels = str(Path(a.dataset).with_suffix("")) + ".prefs_oracle_500.h5"
     for name in ("dataset", "labels"):
         if not Path(getattr(a, name)).is_file():
-            fail(f"--{name} {getattr(a, name)} is not a file")
+            raise BadInput(f"--{name} {getattr(a, name)} is not a file")
     for name in ("steps", "eval_every", "eval_episodes"):
         if getattr(a, name) < 1:
-            fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+            raise BadInput(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
     return a
 
 
@@ -157,7 +153,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 print(f"[ipl_interventions] {path.name}: final return {res['rows'][-1]['return']:.0f}", flush=True)
     files = sorted(out.glob("*.json")) if out.is_dir() else []
     if not files:
-        fail(f"no finished run under {out}; run without --report-only first")
+        raise BadInput(f"no finished run under {out}; run without --report-only first")
     rank = {n: i for i, n in enumerate(INTERVENTIONS)}
     runs = sorted((json.loads(f.read_text()) for f in files), key=lambda r: (r["seed"], rank[r["intervention"]]))
     print(markdown(runs))
