@@ -267,6 +267,21 @@ def pre_fall_rows(terminal: np.ndarray, k: int = PRE_FALL) -> np.ndarray:
     return out
 
 
+def by_fall_offset(x: np.ndarray, terminal: np.ndarray, k: int = PRE_FALL) -> list[float]:
+    """``[k]``: the mean of ``x [N]`` at ``j`` rows before each terminal transition, for ``j = 0`` (the fall
+    step itself) to ``k - 1``; a fall's rows stop at the previous terminal one (another episode). NaN where
+    no fall has a row that far back."""
+    term = np.asarray(terminal) > 0.5
+    ends = np.flatnonzero(term)
+    starts = np.concatenate([[0], ends[:-1] + 1])  # the first row after the previous fall
+    out = []
+    for j in range(k):
+        rows = ends - j
+        rows = rows[rows >= starts]
+        out.append(float(np.asarray(x)[rows].mean()) if len(rows) else float("nan"))
+    return out
+
+
 def reward_stats(q: np.ndarray, gv: np.ndarray, true: np.ndarray, terminal: np.ndarray,
                  v: np.ndarray | None = None) -> dict[str, float]:
     """The implicit reward over the dataset's transitions, from ``q [N]`` = ``Q(s, a)`` (mean of the heads) and
@@ -278,7 +293,9 @@ def reward_stats(q: np.ndarray, gv: np.ndarray, true: np.ndarray, terminal: np.n
     With ``v [N]`` = ``V(s)``: ``value_mean``, the mean of ``V`` over the data's states, and the advantage the
     policy is weighted by, ``A = Q(s, a) - V(s)``, averaged over every transition (``adv_mean``) and over the
     :data:`PRE_FALL` transitions before each fall (``adv_pre_fall_mean``): whether the critic favours the
-    actions that lead into a fall."""
+    actions that lead into a fall; and ``q_by_fall_offset``, ``v_by_fall_offset``, ``adv_by_fall_offset``:
+    ``Q``, ``V`` and ``A`` averaged at each of the ``PRE_FALL`` steps before a fall (:func:`by_fall_offset`,
+    the fall step first), to see where along the approach the critic's values rise."""
     term = terminal > 0.5
     r = q - (1.0 - terminal) * gv
     nan = float("nan")
@@ -288,7 +305,9 @@ def reward_stats(q: np.ndarray, gv: np.ndarray, true: np.ndarray, terminal: np.n
     if v is not None:
         adv, pre = q - v, pre_fall_rows(terminal)
         out.update(value_mean=float(v.mean()), adv_mean=float(adv.mean()),
-                   adv_pre_fall_mean=float(adv[pre].mean()) if pre.any() else nan)
+                   adv_pre_fall_mean=float(adv[pre].mean()) if pre.any() else nan,
+                   q_by_fall_offset=by_fall_offset(q, terminal), v_by_fall_offset=by_fall_offset(v, terminal),
+                   adv_by_fall_offset=by_fall_offset(adv, terminal))
     return out
 
 

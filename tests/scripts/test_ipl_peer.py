@@ -103,6 +103,18 @@ def test_reward_stats_by_hand():
     assert s["value_mean"] == pytest.approx(1.0) and s["adv_mean"] == pytest.approx(1.5)
     assert s["adv_pre_fall_mean"] == pytest.approx(1.5)  # PRE_FALL = 10 rows: all four, before falls at 1 and 3
     assert "value_mean" not in ipl_peer.reward_stats(q, gv, true, terminal)
+    # Q, V and A by steps before a fall: the fall step first, a fall's rows stop at the previous fall
+    assert s["q_by_fall_offset"][:2] == pytest.approx([3.0, 2.0])  # falls at rows 1 and 3, episodes 0-1, 2-3
+    assert math.isnan(s["q_by_fall_offset"][2])  # two rows before either fall is another episode or none
+    assert s["adv_by_fall_offset"][:2] == pytest.approx([1.5, 1.5]) and math.isnan(s["v_by_fall_offset"][2])
+    assert len(s["q_by_fall_offset"]) == ipl_peer.PRE_FALL
+
+
+def test_by_fall_offset_stops_at_the_previous_fall():
+    x, term = np.arange(6.0), np.array([0, 1, 0, 0, 0, 1.0])
+    out = ipl_peer.by_fall_offset(x, term, k=5)
+    # offset 0: rows 1 and 5; 1: rows 0 and 4; 2: row 3 (row -1 does not exist); 3: row 2; 4: none (row 1 is a fall)
+    assert out[:4] == pytest.approx([3.0, 2.0, 3.0, 2.0]) and math.isnan(out[4])
 
 
 @needs_peer
