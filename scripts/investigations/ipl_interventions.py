@@ -11,11 +11,14 @@ every ``--eval-every`` updates:
 * ``chi2-centre``: the chi^2 term centred at ``--r0`` instead of 0, ``c (r - r0)^2``, so that every step alive is
   worth about ``r0`` and ending an episode forfeits ``r0 / (1 - gamma)``: does the implicit reward's level
   (0 on average, where Hopper's true reward is about +3 per step) drive it?
+* ``fall-anchor``: the chi^2 term of the unlabelled terminal transitions (the falls, where the implicit reward
+  is ``Q(s, a)`` itself) weighted ``--fall-weight`` times: is the one term that ties ``Q`` at a fall to 0, on
+  about 1 transition in 224, too weak against what the critic generalises from the states before a fall?
 
 Each (intervention, seed) is saved to ``<out>/<intervention>-s<seed>.json`` when it ends and is not run again;
 ``--report-only`` prints the table of the saved runs.
 
-    python scripts/investigations/ipl_interventions.py --seeds 1                     # all three, about 35 CPU-min
+    python scripts/investigations/ipl_interventions.py --seeds 1                     # all four, about 50 CPU-min
     python scripts/investigations/ipl_interventions.py --report-only
 """
 
@@ -31,7 +34,7 @@ import numpy as np
 
 from pbrl.app.bench import BadInput
 
-INTERVENTIONS = ("none", "no-fall-pairs", "chi2-centre")
+INTERVENTIONS = ("none", "no-fall-pairs", "chi2-centre", "fall-anchor")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=1_000)
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--r0", type=float, default=0.5, help="chi2-centre's level")
+    p.add_argument("--fall-weight", type=float, default=100.0, help="fall-anchor's weight of a fall's chi^2 term")
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="override: hidden layers")
     p.add_argument("--out", default="benchmarks/ipl_peer/interventions")
     p.add_argument("--report-only", action="store_true")
@@ -56,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("dataset", "labels"):
         if not Path(getattr(a, name)).is_file():
             raise BadInput(f"--{name} {getattr(a, name)} is not a file")
-    for name in ("steps", "eval_every", "eval_episodes"):
+    for name in ("steps", "eval_every", "eval_episodes", "fall_weight"):
         if getattr(a, name) < 1:
             raise BadInput(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
     return a
@@ -76,13 +80,32 @@ def fall_pairs(prefs: Any, ds: Any) -> np.ndarray:
     return falls(prefs.a) | falls(prefs.b)
 
 
-def make_agent(intervention: str, ds: Any, seed: int, r0: float, hidden: list[int] | None) -> Any:
-    """pbrl's IPL at its defaults; ``chi2-centre`` pulls the implicit reward towards ``r0`` instead of 0."""
+def fall_anchor_term(r: Any, done: Any, n_pref: int, coeff: float, replay_weight: float, weight: float) -> Any:
+    """What ``fall-anchor`` adds to IPL's loss: ``(weight - 1)`` times the unlabelled terminal transitions' share of
+    :func:`~pbrl.agents.ipl.chi2_regularizer`, ``c w mean_{D_o}[done r^2]`` (``r [E, B]``, the unlabelled part
+    after the first ``n_pref`` columns), so that a fall's chi^2 term weighs ``weight`` times its own."""
+    per = r.pow(2).reshape(-1, r.shape[-1]).mean(0)[n_pref:]
+    return (weight - 1.0) * coeff * replay_weight * (per * done[n_pref:]).mean()
+
+
+def make_agent(intervention: str, ds: Any, seed: int, r0: float, hidden: list[int] | None,
+               fall_weight: float = 100.0) -> Any:
+    """pbrl's IPL at its defaults; ``chi2-centre`` pulls the implicit reward towards ``r0`` instead of 0;
+    ``fall-anchor`` weights the falls' chi^2 term ``fall_weight`` times (:func:`fall_anchor_term`)."""
     import pbrl.agents.ipl as ipl_module
     from pbrl.agents import IPL
-    from pbrl.agents.ipl import chi2_regularizer
+    from pbrl.agents.ipl import chi2_regularizer, implicit_reward
 
     kw = {"hidden": tuple(hidden)} if hidden else {}
+    if intervention == "fall-anchor":
+        class AnchoredIPL(IPL):
+            def _ipl_critic_loss(self, flat: Any, p: Any, n_fb: int, shape: Any, next_v: Any) -> Any:
+                loss, logs = super()._ipl_critic_loss(flat, p, n_fb, shape, next_v)
+                r = implicit_reward(logs["q"], next_v, flat["done"], self.gamma)
+                extra = fall_anchor_term(r, flat["done"], n_fb, self.chi2_coeff, self.replay_weight, fall_weight)
+                return loss + extra, {**logs, "fall_anchor_loss": extra}
+
+        return AnchoredIPL.from_dataset(ds, seed=seed, **kw)
     if intervention != "chi2-centre":
         return IPL.from_dataset(ds, seed=seed, **kw)
 
@@ -113,11 +136,12 @@ def run_one(args: argparse.Namespace, intervention: str, seed: int) -> dict[str,
         drop = fall_pairs(prefs, ds)
         dropped = int(drop.sum())
         prefs = prefs.subset(np.flatnonzero(~drop))
-    agent = make_agent(intervention, ds, seed, args.r0, args.hidden)
+    agent = make_agent(intervention, ds, seed, args.r0, args.hidden, args.fall_weight)
     t0 = time.process_time()
     out = agent.fit(ds, prefs, steps=args.steps, eval_env=args.task, eval_every=args.eval_every,
                     n_eval_episodes=args.eval_episodes, progress=False)
     return {"intervention": intervention, "seed": seed, "r0": args.r0 if intervention == "chi2-centre" else None,
+            "fall_weight": args.fall_weight if intervention == "fall-anchor" else None,
             "pairs": len(prefs), "dropped_pairs": dropped, "steps": args.steps, "dataset": args.dataset,
             "labels": args.labels, "cpu_s": time.process_time() - t0,
             "rows": [{"step": e["step"], "return": e["mean_return"], "score": e["normalized_score"]}
@@ -130,7 +154,8 @@ def markdown(runs: list[dict[str, Any]]) -> str:
              "|---|---:|---:|" + "---:|" * len(steps)]
     for run in runs:
         by = {r["step"]: r["return"] for r in run["rows"]}
-        name = run["intervention"] + (f" (r0 = {run['r0']:g})" if run.get("r0") is not None else "")
+        name = run["intervention"] + (f" (r0 = {run['r0']:g})" if run.get("r0") is not None else "") \
+            + (f" (x{run['fall_weight']:g})" if run.get("fall_weight") is not None else "")
         lines.append(f"| {name} | {run['seed']} | {run['pairs']} | "
                      + " | ".join(f"{by[s]:.0f}" if s in by else "-" for s in steps) + " |")
     return "\n".join(lines)

@@ -34,6 +34,7 @@ def test_every_intervention_runs_and_resumes(files, tmp_path, capsys):
     assert by["none"]["dropped_pairs"] == 0 and by["none"]["pairs"] == 16
     assert by["no-fall-pairs"]["pairs"] == 16 - by["no-fall-pairs"]["dropped_pairs"]
     assert by["chi2-centre"]["r0"] == 0.5 and by["none"]["r0"] is None
+    assert by["fall-anchor"]["fall_weight"] == 100.0 and by["none"]["fall_weight"] is None
     mtimes = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.json")}
     assert mod.main(argv) == runs  # finished runs are not run again
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.json")} == mtimes
@@ -87,3 +88,31 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
             mod.main([*argv, "--out", str(tmp_path / "x")])
         err = capsys.readouterr().err.strip()
         assert e.value.code == 2 and word in err and len(err.splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_the_fall_anchor_weights_the_unlabelled_falls_chi2_alone(files):
+    import torch
+
+    from pbrl.envs.datasets import load_dataset
+    from pbrl.preferences import PreferenceDataset
+
+    mod = load_script("ipl_interventions")
+    # by hand: two heads, 2 preference steps then 4 unlabelled ones, the 2nd and 4th unlabelled ones falls
+    r = torch.tensor([[1.0, 2.0, 1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 2.0, 1.0, 0.0]])
+    done = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 1.0])  # flags on preference steps are not counted
+    # per transition mean over heads of r^2: unlabelled [5, 4, 5, 8]; falls' sum 12 over 4 -> 3; x (10-1) x c x w
+    assert float(mod.fall_anchor_term(r, done, 2, 0.5, 0.5, 10.0)) == pytest.approx(9 * 0.5 * 0.5 * 3.0)
+    assert float(mod.fall_anchor_term(r, done, 2, 0.5, 0.5, 1.0)) == 0.0
+    ds, prefs = load_dataset(files / "mr.hdf5"), PreferenceDataset.load(files / "mr.prefs_oracle_500.h5")
+    losses = {}
+    for name in ("none", "fall-anchor"):
+        agent = mod.make_agent(name, ds, 0, 0.5, [16, 16], fall_weight=50.0)
+        agent._start_fit(ds, prefs, 1)
+        flat, p, n_fb, shape = agent._flat_batch(agent._sample())
+        next_v = agent._next_value(flat["next"], p)
+        losses[name] = agent._ipl_critic_loss(flat, p, n_fb, shape, next_v) + (flat, n_fb, agent, next_v)
+    (base, _, *_), (anchored, logs, flat, n_fb, agent, next_v) = losses["none"], losses["fall-anchor"]
+    assert flat["done"][n_fb:].sum() > 0  # random Hopper falls often: the batch holds unlabelled falls
+    rr = logs["q"] - agent.gamma * (1 - flat["done"]) * next_v
+    want = mod.fall_anchor_term(rr, flat["done"], n_fb, agent.chi2_coeff, agent.replay_weight, 50.0)
+    assert float(anchored - base) == pytest.approx(float(want), rel=1e-5) and float(want) > 0
