@@ -122,6 +122,7 @@ def train_main(
     try:
         rd = runs.RunDir(resume)
         rd.config()
+        runs.check_not_busy(resume)  # another process training it: one line, before anything is written
     except ValueError as e:
         raise _fail(str(e)) from None
     ckpt = rd.latest_checkpoint()
@@ -356,10 +357,14 @@ def sweep_cmd(
         raise _fail(str(e)) from None
     failed = {k: v for k, v in res.items() if "error" in v}
     stopped = {k: v for k, v in res.items() if v.get("state") in ("interrupted", "not_started")}
-    done = len(res) - len(failed) - len(stopped)
+    busy = {k: v for k, v in res.items() if v.get("state") == "busy"}
+    done = len(res) - len(failed) - len(stopped) - len(busy)
     console.print(f"{done} of {len(res)} runs finished in {out}; `pbrl report {out}` compares them")
     for k, v in failed.items():
         console.print(f"[red]failed[/red] {k}: {v['error']}")
+    for k in busy:
+        console.print(f"skipped {k}: another process is training it; run the same command again once it is done",
+                      highlight=False, soft_wrap=True)
     if stopped:
         n_int = sum(v["state"] == "interrupted" for v in stopped.values())
         console.print(f"stopped: {n_int} runs interrupted after a checkpoint, {len(stopped) - n_int} not started; "

@@ -16,14 +16,22 @@
 ``RunDir.create(cfg, overwrite=True)`` starts from nothing: everything the directory held (checkpoints,
 labels, curves, logs) is moved aside into a sibling folder ``<RUN_DIR>.replaced-<time>`` (its path is
 ``RunDir.moved_to``), so a resumed run can never restore the old run's state and nothing is deleted.
+
+One process at a time trains in a run directory: :func:`run_lock` holds an advisory lock beside it,
+``<parent>/.<name>.lock``, while a run starts, resumes or trains there, and a second process that asks for it
+(a second ``pbrl train --resume``, a second sweep over the same folder) gets :class:`RunBusy` before it touches
+anything. The operating system drops the lock when its process ends, a SIGKILL included, so a killed run can
+be resumed at once. The lock file stays; it holds the last holder's pid.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +42,12 @@ from pbrl.checkpoint import CheckpointFiles
 from pbrl.io import atomic_write, check_writable_dir, remove_temp_files
 from pbrl.preferences import PreferenceDataset
 
-__all__ = ["RunDir", "CURVE_FIELDS", "check_run_dir"]
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): runs are not locked
+    fcntl = None
+
+__all__ = ["RunDir", "RunBusy", "CURVE_FIELDS", "check_run_dir", "check_not_busy", "lock_path", "run_lock"]
 
 #: the columns of every ``curve.csv`` (one row per evaluation)
 CURVE_FIELDS = ("step", "labels", "mean_return", "std_return", "success_rate", "normalized_score")
@@ -55,6 +68,64 @@ def check_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if overwrite and (path / "config.json").exists():
         check_writable_dir(path.absolute().parent, "the folder above the run directory")
     return path
+
+
+class RunBusy(ValueError):
+    """Another process is training in this run directory (it holds :func:`run_lock`)."""
+
+
+def lock_path(run_dir: str | os.PathLike) -> Path:
+    """The lock file of ``run_dir``: ``<parent>/.<name>.lock``, beside the directory (it exists before the run
+    directory does, and a run's own files stay the run's)."""
+    p = Path(run_dir)
+    return p.parent / f".{p.name}.lock"
+
+
+def _busy_message(run_dir: Path, holder: str) -> str:
+    who = f" (pid {holder})" if holder else ""
+    return (f"{run_dir} is being trained by another process{who}; wait for it to finish, or stop it and resume "
+            f"with `pbrl train --resume {run_dir}`")
+
+
+def check_not_busy(run_dir: str | os.PathLike) -> None:
+    """Raise :class:`RunBusy` if another process holds ``run_dir``'s lock; creates and changes nothing (a run
+    directory without a lock file is not busy)."""
+    path = lock_path(run_dir)
+    if fcntl is None or not path.exists():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunBusy(_busy_message(Path(run_dir), os.pread(fd, 32, 0).decode(errors="replace").strip())) from None
+    finally:
+        os.close(fd)  # closing the descriptor releases a lock taken here
+
+
+@contextlib.contextmanager
+def run_lock(*run_dirs: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock of every one of ``run_dirs`` (see the module docstring) for the ``with`` block; raises
+    :class:`RunBusy` before the block if another process holds any of them (the ones taken are let go).
+    The parent folder is made if needed; nothing else is written but the lock file and its pid."""
+    fds: list[int] = []
+    try:
+        for d in run_dirs:
+            if fcntl is None:
+                break
+            path = lock_path(d)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fds.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunBusy(_busy_message(Path(d), os.pread(fd, 32, 0).decode(errors="replace").strip())) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 class RunDir:

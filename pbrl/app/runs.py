@@ -30,7 +30,7 @@ from typing import Any
 
 from pbrl.agents.registry import get_entry
 from pbrl.app.config import OfflineConfig, OnlineConfig, RunConfig, agent_class
-from pbrl.app.run_dir import CURVE_FIELDS, RunDir, check_run_dir
+from pbrl.app.run_dir import CURVE_FIELDS, RunBusy, RunDir, check_not_busy, check_run_dir, lock_path, run_lock
 from pbrl.app.sb3_zip import is_sb3_zip, load_sb3_policy
 from pbrl.app.tracking import Tracking, check_tracking, enable_tracking
 from pbrl.app.train_common import FailureStatus as _FailureStatus
@@ -60,6 +60,8 @@ from pbrl.validation import check_int
 
 __all__ = [
     "RunDir",
+    "RunBusy",
+    "check_not_busy",
     "train",
     "train_seeds",
     "resume",
@@ -142,11 +144,14 @@ def check_start(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = Fa
     """Everything that can be checked before a run starts, without creating anything: the config
     (validated again), the run directory (writable, not a file, no run in it unless ``overwrite``), an
     online task's episode length against ``segment_length``, an offline run's dataset (readable, of
-    the run's task and sizes, with episodes long enough) and its ``labels`` file (of the task's sizes). Raises one ``ValueError`` naming the fix."""
+    the run's task and sizes, with episodes long enough) and its ``labels`` file (of the task's sizes), and that
+    no other process trains in the run directory (:class:`RunBusy`, a ``ValueError``). Raises one ``ValueError``
+    naming the fix."""
     cfg = cfg.validate()
     for package in get_entry(cfg.agent).extras:
         check_extra(package, f"the agent '{cfg.agent}'")
     path = check_run_dir(run_dir, overwrite)
+    check_not_busy(path)
     if isinstance(cfg, OnlineConfig):
         horizon = cfg.max_episode_steps or episode_length(cfg.task)
         if horizon < cfg.segment_length:
@@ -186,26 +191,32 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, overwrite: bool = False, v
 
     A start that fails before its first checkpoint removes the directory it made (and puts back a run it
     moved aside); a later failure marks ``status.json`` ``failed`` and keeps the checkpoints for resume.
+    The run directory's lock (:func:`pbrl.app.run_dir.run_lock`) is held throughout: :class:`RunBusy` if another
+    process trains there.
     """
     if tracking is not None:
         check_tracking()
     cfg = cfg.validate()
     checked = checked or check_start(cfg, run_dir, overwrite)
     existed = Path(run_dir).exists()
-    run = RunDir(run_dir).create(cfg, overwrite=overwrite)
-    if run.moved_to is not None and echo is not None:
-        echo(f"--overwrite: the previous run in {run.path} was moved to {run.moved_to}")
-    try:
-        if tracking is not None:
-            enable_tracking(run.path, tracking)
-        with _FailureStatus(run.path):
-            if isinstance(cfg, OnlineConfig):
-                return train_online(cfg, run.path, resume=False, verbose=verbose)
-            return train_offline(cfg, run.path, resume=False, verbose=verbose, dataset=checked.dataset)
-    except Exception:
-        if run.latest_checkpoint() is None:
-            _undo_start(run, existed)
-        raise
+    had_lock = lock_path(run_dir).exists()
+    with run_lock(run_dir):
+        run = RunDir(run_dir).create(cfg, overwrite=overwrite)
+        if run.moved_to is not None and echo is not None:
+            echo(f"--overwrite: the previous run in {run.path} was moved to {run.moved_to}")
+        try:
+            if tracking is not None:
+                enable_tracking(run.path, tracking)
+            with _FailureStatus(run.path):
+                if isinstance(cfg, OnlineConfig):
+                    return train_online(cfg, run.path, resume=False, verbose=verbose)
+                return train_offline(cfg, run.path, resume=False, verbose=verbose, dataset=checked.dataset)
+        except Exception:
+            if run.latest_checkpoint() is None:
+                _undo_start(run, existed)
+                if not existed and not had_lock:  # a failed start leaves nothing behind, its lock file neither
+                    lock_path(run_dir).unlink(missing_ok=True)
+            raise
 
 
 def _undo_start(run: RunDir, existed: bool) -> None:
@@ -228,7 +239,8 @@ def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], ve
     one process (:func:`pbrl.app.train_offline.train_offline_seeds`, vmapped). New runs pass
     :func:`check_start` first (all of them, before any directory is made); a failure before the first
     checkpoint removes the directories this call made. ``tracking``: every run logs to W&B (see :func:`train`).
-    Returns each run's metrics (or status), in order."""
+    Returns each run's metrics (or status), in order. Every unfinished run's lock is held while they train
+    (:class:`RunBusy` if another process trains in any of them)."""
     if tracking is not None:
         check_tracking()
     out: dict[int, dict[str, Any]] = {}
@@ -245,6 +257,14 @@ def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], ve
             cfg = cfg.validate()
             checks[i] = check_start(cfg, d)
             todo.append((i, cfg, Path(d), False))
+    with run_lock(*(t[2] for t in todo)):
+        return _train_seeds_locked(cfgs, todo, checks, out, verbose, tracking)
+
+
+def _train_seeds_locked(cfgs: list[OfflineConfig], todo: list[tuple[int, OfflineConfig, Path, bool]],
+                        checks: dict[int, StartCheck], out: dict[int, dict[str, Any]], verbose: bool,
+                        tracking: Tracking | None) -> list[dict[str, Any]]:
+    """:func:`train_seeds` once it holds the runs' locks."""
     try:
         for _, cfg, d, resumed in todo:
             if not resumed:
@@ -257,10 +277,14 @@ def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], ve
     except BaseException as e:
         for _, _, d, resumed in todo:
             run = RunDir(d)
-            if not run.path.exists() or (run.status_path.exists() and run.status().get("state") == "finished"):
-                continue  # never made, or finished before the failure: kept as it is
+            if not run.path.exists() and not resumed:
+                lock_path(d).unlink(missing_ok=True)  # never made: no lock file left beside it either
+                continue
+            if run.status_path.exists() and run.status().get("state") == "finished":
+                continue  # finished before the failure: kept as it is
             if not resumed and run.latest_checkpoint() is None:
-                shutil.rmtree(d, ignore_errors=True)  # a failed start leaves nothing behind
+                shutil.rmtree(d, ignore_errors=True)  # a failed start leaves nothing behind, its lock file neither
+                lock_path(d).unlink(missing_ok=True)
             else:
                 _FailureStatus(d).__exit__(type(e), e, None)  # resumable: status "failed" with the error
         raise
@@ -273,19 +297,24 @@ def resume(run_dir: str | os.PathLike, verbose: bool = True, tracking: Tracking 
     """Continue the run in ``run_dir`` from its newest usable checkpoint (or from the start if it has
     none). A finished run is not trained again: its metrics are returned.
 
-    A tracked run (``wandb.json``) continues its W&B run; ``tracking`` starts tracking an untracked one."""
+    A tracked run (``wandb.json``) continues its W&B run; ``tracking`` starts tracking an untracked one.
+    The run directory's lock is held throughout: :class:`RunBusy`, before anything is written, if another
+    process trains there."""
     if tracking is not None:
         check_tracking()
     run = RunDir(run_dir)
     cfg = run.config()
     if run.status().get("state") == "finished" and run.metrics() is not None:
         return run.metrics()
-    if tracking is not None:
-        enable_tracking(run.path, tracking)
-    with _FailureStatus(run.path):
-        if isinstance(cfg, OnlineConfig):
-            return train_online(cfg, run.path, resume=True, verbose=verbose)
-        return train_offline(cfg, run.path, resume=True, verbose=verbose)
+    with run_lock(run_dir):
+        if run.status().get("state") == "finished" and run.metrics() is not None:  # finished while we waited
+            return run.metrics()
+        if tracking is not None:
+            enable_tracking(run.path, tracking)
+        with _FailureStatus(run.path):
+            if isinstance(cfg, OnlineConfig):
+                return train_online(cfg, run.path, resume=True, verbose=verbose)
+            return train_offline(cfg, run.path, resume=True, verbose=verbose)
 
 
 # ============================================================================ evaluation of a run

@@ -36,6 +36,11 @@ one worker's run stops the sweep the same way, once that run reports ``interrupt
 runs stop at their next checkpoint. (Before, the pool went on starting the queued runs after a Ctrl-C,
 and a run that was preparing trained to its end.)
 
+Two sweeps over one folder share it: a run trains in one process at a time (its lock,
+:func:`pbrl.app.run_dir.run_lock`), and a sweep that reaches a run another process is training skips it, untouched
+(result ``{"state": "busy"}``, a warning), so two sweeps with disjoint or overlapping grids never train the same run
+twice at once. Run the command again once the other is done to pick up what it skipped.
+
 The core of pbrl never imports Ray: it is imported only here, only for the ``ray`` backend.
 """
 
@@ -67,7 +72,7 @@ from pbrl.extras import MissingExtra
 from pbrl.validation import check_int
 
 __all__ = ["SweepPoint", "base_config", "expand_grid", "run_sweep", "choose_backend", "run_point", "seed_groups", "GRID_AXES",
-           "NOT_STARTED"]
+           "NOT_STARTED", "BUSY"]
 
 log = logging.getLogger("pbrl.app.sweep")
 
@@ -210,6 +215,8 @@ def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str], trac
         try:
             res = runs.train_seeds([config_from_dict(dict(c)) for c in configs], run_dirs, verbose=False,
                                    tracking=tracking)
+        except runs.RunBusy as e:  # another process trains one of them: left to it, nothing touched
+            return [{"state": BUSY, "message": str(e)} for _ in configs]
         except Exception as e:  # noqa: BLE001 - the runs that finished keep their metrics, the others report it
             err = {"error": f"{type(e).__name__}: {e}"}
             return [_finished(Path(d)) or err for d in run_dirs]
@@ -221,6 +228,8 @@ def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str], trac
 _STOP: Any = None
 #: the result of a grid point that a stopped sweep never started
 NOT_STARTED = {"state": "not_started"}
+#: the state of a grid point that another process is training (it holds the run's lock): skipped, untouched
+BUSY = "busy"
 
 
 def _init_worker(stop: Any) -> None:
@@ -250,8 +259,11 @@ def _local_worker(config: dict[str, Any], run_dir: str, tracking: Any = None) ->
     log_path = Path(run_dir).parent / f".{Path(run_dir).name}.out"
     import contextlib
 
-    with open(log_path, "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-        res = run_point(config, run_dir, verbose=False, tracking=tracking)
+    try:
+        with open(log_path, "a") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+            res = run_point(config, run_dir, verbose=False, tracking=tracking)
+    except runs.RunBusy as e:  # another process trains it (a second sweep over the same folder): left to it
+        return {"state": BUSY, "message": str(e)}
     _stop_after([res])
     return res
 
@@ -368,6 +380,8 @@ def run_sweep(
                             results[name] = r
                             if "error" in r:
                                 log.warning("pbrl sweep: run %s failed: %s", name, r["error"])
+                            elif r.get("state") == BUSY:
+                                log.warning("pbrl sweep: run %s skipped: %s", name, r["message"])
                             elif r.get("state") == "interrupted":
                                 stop_sweep(f"run {name} was interrupted")
                     except KeyboardInterrupt:  # a worker's run aborted by a second SIGINT: resumes from its checkpoint
