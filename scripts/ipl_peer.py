@@ -28,6 +28,7 @@ prints a Markdown table::
     python scripts/ipl_peer.py --dataset data/datasets/mujoco_Hopper-v5/medium-replay.hdf5 \\
         --labels data/datasets/mujoco_Hopper-v5/medium-replay.prefs_oracle_500.h5 --seeds 0 1 2 --jobs 2
     python scripts/ipl_peer.py --report-only          # the table and figure of the saved results
+    python scripts/ipl_peer.py --fall-returns         # what the true reward says of the steps before a fall
 
 The authors' code: ``--peer DIR``, a checkout of https://github.com/jhejna/inverse-preference-learning or its
 git directory (``research/`` and ``configs/`` then come from ``HEAD`` by ``git archive``); default
@@ -282,6 +283,32 @@ def by_fall_offset(x: np.ndarray, terminal: np.ndarray, k: int = PRE_FALL) -> li
     return out
 
 
+def discounted_returns_to_go(rewards: np.ndarray, starts: np.ndarray, ends: np.ndarray, gamma: float) -> np.ndarray:
+    """``[N]``: ``G_t = sum_k gamma^k r_{t+k}`` to the end of each episode (rows ``starts[i]..ends[i]``, inclusive)."""
+    r = np.asarray(rewards, np.float64)
+    out = np.zeros_like(r)
+    for s, e in zip(starts, ends):
+        acc = 0.0
+        for t in range(int(e), int(s) - 1, -1):
+            acc = r[t] + gamma * acc
+            out[t] = acc
+    return out
+
+
+def fall_returns(dataset: Any, gamma: float = 0.99) -> dict[str, Any]:
+    """The true reward's view of the steps before a fall: the discounted return-to-go ``G`` and the reward at
+    each of the :data:`PRE_FALL` steps before a fall (:func:`by_fall_offset`, the fall step first), their means
+    over the data, and the share of the data's states whose ``G`` is above the mean over those steps."""
+    starts, ends = dataset.episode_bounds
+    term = np.asarray(dataset.terminals, np.float64)
+    g = discounted_returns_to_go(dataset.rewards, starts, ends, gamma)
+    pre = pre_fall_rows(term)
+    return {"gamma": gamma, "falls": int((term > 0.5).sum()), "return_to_go_by_fall_offset": by_fall_offset(g, term),
+            "reward_by_fall_offset": by_fall_offset(np.asarray(dataset.rewards, np.float64), term),
+            "return_to_go_mean": float(g.mean()), "reward_mean": float(np.mean(dataset.rewards)),
+            "share_above_pre_fall": float((g > g[pre].mean()).mean()) if pre.any() else float("nan")}
+
+
 def reward_stats(q: np.ndarray, gv: np.ndarray, true: np.ndarray, terminal: np.ndarray,
                  v: np.ndarray | None = None) -> dict[str, float]:
     """The implicit reward over the dataset's transitions, from ``q [N]`` = ``Q(s, a)`` (mean of the heads) and
@@ -470,6 +497,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="runs at once (one process each)")
     p.add_argument("--out", default="benchmarks/ipl_peer")
     p.add_argument("--report-only", action="store_true", help="print and plot the saved results")
+    p.add_argument("--fall-returns", action="store_true",
+                   help="print the true reward's return-to-go and reward at each step before a fall (no training)")
     return p.parse_args(argv)
 
 
@@ -690,6 +719,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     out = Path(args.out)
     path = out / "ipl_peer.json"
+    if args.fall_returns:
+        from pbrl.envs.datasets import load_dataset
+
+        if not Path(args.dataset).is_file():
+            _fail(f"--dataset {args.dataset} does not exist (build it with scripts/make_datasets.py)")
+        res = fall_returns(load_dataset(args.dataset))
+        steps = " | ".join(f"t-{j}" if j else "fall" for j in range(PRE_FALL))
+        print(f"{args.dataset}: {res['falls']} falls; gamma {res['gamma']}\n| | {steps} | all steps |\n|---|"
+              + "---:|" * (PRE_FALL + 1))
+        for key, name in (("return_to_go", "true return-to-go"), ("reward", "true reward")):
+            print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in res[f"{key}_by_fall_offset"])
+                  + f" | {res[key + '_mean']:.2f} |")
+        print(f"states worth more (return-to-go) than the steps before a fall on average: "
+              f"{100 * res['share_above_pre_fall']:.1f} %")
+        return res
     if args.report_only:
         result = json.loads(path.read_text()) if path.exists() else partial_result(out)
     else:

@@ -195,3 +195,16 @@ def test_runs_come_seed_major_so_a_stopped_comparison_has_the_authors_code_besid
     args = ipl_peer.parse_args(["--variants", "pbrl", "pbrl-mask", "peer", "--seeds", "0", "1"])
     order = [(sp["variant"], sp["seed"]) for sp in ipl_peer._specs(args, None)]
     assert order == [("pbrl", 0), ("pbrl-mask", 0), ("peer", 0), ("pbrl", 1), ("pbrl-mask", 1), ("peer", 1)]
+
+
+def test_fall_returns_by_hand_and_on_a_file(files, capsys):
+    # two episodes: rows 0-2 end in a fall, rows 3-4 are cut by a time-out
+    g = ipl_peer.discounted_returns_to_go(np.array([1.0, 2.0, 4.0, 1.0, 1.0]), np.array([0, 3]), np.array([2, 4]), 0.5)
+    assert g.tolist() == pytest.approx([1 + 0.5 * 2 + 0.25 * 4, 2 + 0.5 * 4, 4.0, 1.5, 1.0])
+    res = ipl_peer.main(["--fall-returns", "--dataset", str(files / "mr.hdf5")])
+    ds, _ = _load(files)
+    term = np.asarray(ds.terminals) > 0.5
+    assert res["falls"] == int(term.sum()) > 0  # random Hopper falls within tens of steps
+    assert res["reward_by_fall_offset"][0] == pytest.approx(float(np.asarray(ds.rewards)[term].mean()))
+    assert res["return_to_go_by_fall_offset"][0] == pytest.approx(res["reward_by_fall_offset"][0])  # G = r at a fall
+    assert "| true return-to-go |" in capsys.readouterr().out
