@@ -2,7 +2,8 @@
 # The offline half of the evidence re-run (issue 30) and the D4RL-sized rows of issue 32, in order, on one core.
 # Every step resumes where it stopped, so the same command continues after any stop (a session's end included):
 #   nohup bash scripts/evidence_runs.sh > /tmp/evidence.log 2>&1 &
-# The feedback study runs beside it on the other core (scripts/bench_feedback.py --workers 1).
+# The other core runs scripts/evidence_feedback.sh: the feedback study, then DTR and DPPO on Hopper (step 7 here too;
+# a run trains in one process at a time, and the sweep that finds a run the other is training skips it).
 #
 # 1. Hopper-v5: the SAC expert (resumable chunks; the best-evaluated checkpoint is the expert; capped at 400k steps,
 #    since its best evaluation, 3,216 at 380k, is 99.4 % of D4RL's expert 3,234; Walker2d's cap is 500k) and
