@@ -79,8 +79,11 @@ def _train(kind: str, config: Path | None, flags: dict[str, Any], sets: list[str
     if prov.get("hyperparams_file"):
         console.print(f"hyperparameters: {prov['hyperparams_file']} [{', '.join(prov['hyperparams_entries']) or 'no entry'}]"
                       " (sources of every value: config.json's provenance)", highlight=False, soft_wrap=True, markup=False)
-    res = runs.train(cfg, run_dir, overwrite=overwrite, verbose=not quiet, checked=checked,
-                     echo=lambda m: console.print(m, highlight=False, soft_wrap=True), tracking=tracking)
+    try:
+        res = runs.train(cfg, run_dir, overwrite=overwrite, verbose=not quiet, checked=checked,
+                         echo=lambda m: console.print(m, highlight=False, soft_wrap=True), tracking=tracking)
+    except runs.RunBusy as e:  # another process took the run directory since the check: nothing was written
+        raise _fail(str(e)) from None
     _finish(res, run_dir)
 
 
@@ -129,7 +132,11 @@ def train_main(
     state = rd.status().get("state")
     console.print(f"[bold]resuming[/bold] {resume} ({state}) from "
                   + (f"checkpoint {ckpt.name}" if ckpt else "the start (no checkpoint yet)"), highlight=False)
-    _finish(runs.resume(resume, verbose=not quiet, tracking=tracking), resume)
+    try:
+        res = runs.resume(resume, verbose=not quiet, tracking=tracking)
+    except runs.RunBusy as e:  # another process took the run since the check: nothing was written
+        raise _fail(str(e)) from None
+    _finish(res, resume)
 
 
 _CONFIG = typer.Option(None, "--config", "-c", help="YAML or JSON config file (flags override it)")
@@ -373,6 +380,8 @@ def sweep_cmd(
         raise typer.Exit(1)
     if stopped:
         raise typer.Exit(130)
+    if busy:
+        raise typer.Exit(75)  # EX_TEMPFAIL: not all runs are done here; the same command later picks them up
 
 
 def register(app: typer.Typer) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -46,6 +47,8 @@ try:
     import fcntl
 except ImportError:  # not POSIX (Windows): runs are not locked
     fcntl = None
+
+log = logging.getLogger("pbrl.app.run_dir")
 
 __all__ = ["RunDir", "RunBusy", "CURVE_FIELDS", "check_run_dir", "check_not_busy", "lock_path", "run_lock"]
 
@@ -76,8 +79,9 @@ class RunBusy(ValueError):
 
 def lock_path(run_dir: str | os.PathLike) -> Path:
     """The lock file of ``run_dir``: ``<parent>/.<name>.lock``, beside the directory (it exists before the run
-    directory does, and a run's own files stay the run's)."""
-    p = Path(run_dir)
+    directory does, and a run's own files stay the run's). The path is resolved first, so ``.``, a relative path
+    and a symbolic link to the same run directory name one lock."""
+    p = Path(os.path.realpath(run_dir))
     return p.parent / f".{p.name}.lock"
 
 
@@ -87,17 +91,28 @@ def _busy_message(run_dir: Path, holder: str) -> str:
             f"with `pbrl train --resume {run_dir}`")
 
 
+def _unlockable(path: Path, e: OSError) -> None:
+    log.warning("pbrl: cannot lock %s (%s: %s; a file system without flock?): the run is not protected against a "
+                "second process training it", path, type(e).__name__, e)
+
+
 def check_not_busy(run_dir: str | os.PathLike) -> None:
     """Raise :class:`RunBusy` if another process holds ``run_dir``'s lock; creates and changes nothing (a run
-    directory without a lock file is not busy)."""
+    directory without a lock file is not busy). A shared lock taken and let go at once: it fails only while
+    another process holds the exclusive one, and two checks never collide."""
     path = lock_path(run_dir)
     if fcntl is None or not path.exists():
         return
-    fd = os.open(path, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        return _unlockable(path, e)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         raise RunBusy(_busy_message(Path(run_dir), os.pread(fd, 32, 0).decode(errors="replace").strip())) from None
+    except OSError as e:
+        _unlockable(path, e)
     finally:
         os.close(fd)  # closing the descriptor releases a lock taken here
 
@@ -105,23 +120,42 @@ def check_not_busy(run_dir: str | os.PathLike) -> None:
 @contextlib.contextmanager
 def run_lock(*run_dirs: str | os.PathLike) -> Iterator[None]:
     """Hold the lock of every one of ``run_dirs`` (see the module docstring) for the ``with`` block; raises
-    :class:`RunBusy` before the block if another process holds any of them (the ones taken are let go).
-    The parent folder is made if needed; nothing else is written but the lock file and its pid."""
+    :class:`RunBusy` before the block if another process holds any of them: the ones taken are let go, and the
+    lock files and folders this call made are removed. The parent folder is made if needed; nothing else is
+    written but the lock file and its pid. On a file system without ``flock`` (some network mounts) it warns
+    and goes on unlocked; where Python has no ``fcntl`` (Windows) runs are not locked."""
     fds: list[int] = []
+    made: list[Path] = []
     try:
         for d in run_dirs:
             if fcntl is None:
                 break
             path = lock_path(d)
+            missing = [q for q in (path.parent, *path.parent.parents) if not q.exists()]
             path.parent.mkdir(parents=True, exist_ok=True)
+            made += sorted(missing, key=lambda q: len(q.parts), reverse=True)
+            existed = path.exists()
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             fds.append(fd)
+            if not existed:
+                made.insert(0, path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise RunBusy(_busy_message(Path(d), os.pread(fd, 32, 0).decode(errors="replace").strip())) from None
+            except OSError as e:
+                _unlockable(path, e)
+                continue
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        for q in sorted(set(made), key=lambda q: len(q.parts), reverse=True):  # files first, then empty folders
+            with contextlib.suppress(OSError):
+                q.unlink() if q.suffix == ".lock" and q.is_file() else q.rmdir()
+        raise
+    try:
         yield
     finally:
         for fd in fds:

@@ -264,7 +264,13 @@ def train_seeds(cfgs: list[OfflineConfig], run_dirs: list[str | os.PathLike], ve
 def _train_seeds_locked(cfgs: list[OfflineConfig], todo: list[tuple[int, OfflineConfig, Path, bool]],
                         checks: dict[int, StartCheck], out: dict[int, dict[str, Any]], verbose: bool,
                         tracking: Tracking | None) -> list[dict[str, Any]]:
-    """:func:`train_seeds` once it holds the runs' locks."""
+    """:func:`train_seeds` once it holds the runs' locks (a run another process finished while this one waited
+    is not trained again)."""
+    for item in list(todo):
+        run = RunDir(item[2])
+        if item[3] and run.status().get("state") == "finished" and run.metrics() is not None:
+            out[item[0]] = run.metrics()
+            todo.remove(item)
     try:
         for _, cfg, d, resumed in todo:
             if not resumed:

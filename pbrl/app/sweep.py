@@ -39,7 +39,8 @@ and a run that was preparing trained to its end.)
 Two sweeps over one folder share it: a run trains in one process at a time (its lock,
 :func:`pbrl.app.run_dir.run_lock`), and a sweep that reaches a run another process is training skips it, untouched
 (result ``{"state": "busy"}``, a warning), so two sweeps with disjoint or overlapping grids never train the same run
-twice at once. Run the command again once the other is done to pick up what it skipped.
+twice at once (with ``batch_seeds`` a group holding a busy run is skipped whole; its finished runs keep their
+metrics). Run the command again once the other is done to pick up what it skipped.
 
 The core of pbrl never imports Ray: it is imported only here, only for the ``ray`` backend.
 """
@@ -215,8 +216,8 @@ def _local_group_worker(configs: list[dict[str, Any]], run_dirs: list[str], trac
         try:
             res = runs.train_seeds([config_from_dict(dict(c)) for c in configs], run_dirs, verbose=False,
                                    tracking=tracking)
-        except runs.RunBusy as e:  # another process trains one of them: left to it, nothing touched
-            return [{"state": BUSY, "message": str(e)} for _ in configs]
+        except runs.RunBusy as e:  # another process trains one of them: the group is left, nothing touched
+            return [_finished(Path(d)) or {"state": BUSY, "message": str(e)} for d in run_dirs]
         except Exception as e:  # noqa: BLE001 - the runs that finished keep their metrics, the others report it
             err = {"error": f"{type(e).__name__}: {e}"}
             return [_finished(Path(d)) or err for d in run_dirs]
@@ -518,4 +519,6 @@ def _run_ray(points: list[SweepPoint], out: Path, address: str | None, retries: 
             log.warning("pbrl sweep: run %s failed: %s", name, results[name]["error"])
         else:
             results[name] = json.loads(metrics["metrics_json"])
+            if results[name].get("state") == BUSY:
+                log.warning("pbrl sweep: run %s skipped: %s", name, results[name]["message"])
     return results

@@ -150,3 +150,82 @@ def test_a_sweep_skips_the_run_another_process_trains_and_trains_the_rest(tmp_pa
         _kill(proc)
     res = run_sweep(points, out, backend="local", workers=1, progress=False)  # the same command once it is free
     assert all(r["steps"] == 20 for r in res.values())
+
+
+def test_one_lock_whatever_the_path_spelling(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(run)
+    monkeypatch.chdir(run)
+    assert lock_path(".") == lock_path(run) == lock_path(tmp_path / "link") == lock_path("../r")
+    proc = _hold(run)
+    try:
+        for spelling in (".", "../r", tmp_path / "link"):
+            with pytest.raises(RunBusy):
+                check_not_busy(spelling)
+    finally:
+        _kill(proc)
+
+
+def test_a_refused_lock_of_several_runs_leaves_nothing_it_made(tmp_path):
+    busy = tmp_path / "busy"
+    proc = _hold(busy)
+    try:
+        with pytest.raises(RunBusy):
+            with run_lock(tmp_path / "new" / "a", busy, tmp_path / "new" / "b"):
+                pass
+    finally:
+        _kill(proc)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".busy.lock"]  # the holder's file only
+
+
+def test_train_takes_the_lock_itself_not_only_its_check(tmp_path):
+    from pbrl.app import runs
+    from pbrl.app.config import config_from_dict
+
+    run = tmp_path / "new"
+    cfg = config_from_dict(BASE)
+    checked = runs.check_start(cfg, run)  # checked while free, then another process takes the directory
+    proc = _hold(run)
+    try:
+        with pytest.raises(RunBusy):
+            runs.train(cfg, run, verbose=False, checked=checked)
+        assert not run.exists()
+    finally:
+        _kill(proc)
+
+
+def test_a_batch_seeds_group_with_a_busy_run_is_left_whole_and_its_finished_runs_keep_their_metrics(tmp_path):
+    from pbrl.app.sweep import BUSY, expand_grid, run_sweep
+    from pbrl.envs.collect import collect
+    from pbrl.envs.d4rl import save_d4rl
+
+    save_d4rl(collect("mujoco/Hopper-v5", "random", n_steps=300, seed=0), tmp_path / "hop.hdf5")
+    base = {k: v for k, v in BASE.items() if k != "collect_steps"}
+    points = expand_grid({**base, "dataset": str(tmp_path / "hop.hdf5")}, seeds=[0, 1, 2])  # one group: a file
+    out = tmp_path / "sweep"
+    first = run_sweep(points[:1], out, backend="local", workers=1, progress=False)  # seed 0 finished already
+    proc = _hold(out / points[1].name)
+    try:
+        res = run_sweep(points, out, backend="local", workers=1, progress=False, batch_seeds=True)
+    finally:
+        _kill(proc)
+    assert res[points[0].name] == first[points[0].name]
+    assert res[points[1].name]["state"] == BUSY and res[points[2].name]["state"] == BUSY
+    assert not (out / points[1].name).exists() and not (out / points[2].name).exists()
+
+
+def test_the_sweep_command_says_what_it_skipped_and_exits_75(tmp_path):
+    from pbrl.app.cli import app
+
+    cfg = tmp_path / "base.json"
+    cfg.write_text(json.dumps(BASE))
+    out = tmp_path / "sweep"
+    proc = _hold(out / "bc__mujoco_Hopper-v5__oracle__b10__s1")
+    try:
+        res = CliRunner().invoke(app, ["sweep", "-o", str(out), "-c", str(cfg), "--seeds", "0-1", "--workers", "1",
+                                       "--backend", "local"])
+    finally:
+        _kill(proc)
+    assert res.exit_code == 75, res.output
+    assert "1 of 2 runs finished" in res.output and "skipped bc__mujoco_Hopper-v5__oracle__b10__s1" in res.output
