@@ -13,7 +13,7 @@ every ``--eval-every`` updates:
   (0 on average, where Hopper's true reward is about +3 per step) drive it?
 * ``fall-anchor``: the chi^2 term of the unlabelled terminal transitions (the falls, where the implicit reward
   is ``Q(s, a)`` itself) weighted ``--fall-weight`` times: is the one term that ties ``Q`` at a fall to 0, on
-  about 1 transition in 224, too weak against what the critic generalises from the states before a fall?
+  about 1 transition in 223, too weak against what the critic generalises from the states before a fall?
 
 Each (intervention, seed) is saved to ``<out>/<intervention>-s<seed>.json`` when it ends and is not run again;
 ``--report-only`` prints the table of the saved runs.
