@@ -344,7 +344,7 @@ def sweep_cmd(
     running it again resumes unfinished runs. Read the results with `pbrl report OUT`."""
     import logging
 
-    from pbrl.app.sweep import base_config, expand_grid, run_sweep  # lazy: torch, SB3 (pbrl --help start-up)
+    from pbrl.app.sweep import BUSY, base_config, expand_grid, run_sweep  # lazy: torch, SB3 (--help start-up)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tracking = _tracking(track, wandb_project, wandb_entity)
@@ -364,7 +364,7 @@ def sweep_cmd(
         raise _fail(str(e)) from None
     failed = {k: v for k, v in res.items() if "error" in v}
     stopped = {k: v for k, v in res.items() if v.get("state") in ("interrupted", "not_started")}
-    busy = {k: v for k, v in res.items() if v.get("state") == "busy"}
+    busy = {k: v for k, v in res.items() if v.get("state") == BUSY}
     done = len(res) - len(failed) - len(stopped) - len(busy)
     console.print(f"{done} of {len(res)} runs finished in {out}; `pbrl report {out}` compares them")
     for k, v in failed.items():

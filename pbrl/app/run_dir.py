@@ -96,6 +96,19 @@ def _unlockable(path: Path, e: OSError) -> None:
                 "second process training it", path, type(e).__name__, e)
 
 
+def _flock(fd: int, mode: int, path: Path, run_dir: str | os.PathLike) -> bool:
+    """``flock(fd, mode | LOCK_NB)``: True when taken; :class:`RunBusy` naming the holder's pid when another
+    process holds it; False (with a warning) on a file system without ``flock``."""
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        raise RunBusy(_busy_message(Path(run_dir), os.pread(fd, 32, 0).decode(errors="replace").strip())) from None
+    except OSError as e:
+        _unlockable(path, e)
+        return False
+
+
 def check_not_busy(run_dir: str | os.PathLike) -> None:
     """Raise :class:`RunBusy` if another process holds ``run_dir``'s lock; creates and changes nothing (a run
     directory without a lock file is not busy). A shared lock taken and let go at once: it fails only while
@@ -108,11 +121,7 @@ def check_not_busy(run_dir: str | os.PathLike) -> None:
     except OSError as e:
         return _unlockable(path, e)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise RunBusy(_busy_message(Path(run_dir), os.pread(fd, 32, 0).decode(errors="replace").strip())) from None
-    except OSError as e:
-        _unlockable(path, e)
+        _flock(fd, fcntl.LOCK_SH, path, run_dir)
     finally:
         os.close(fd)  # closing the descriptor releases a lock taken here
 
@@ -131,20 +140,11 @@ def run_lock(*run_dirs: str | os.PathLike) -> Iterator[None]:
             if fcntl is None:
                 break
             path = lock_path(d)
-            missing = [q for q in (path.parent, *path.parent.parents) if not q.exists()]
+            made += [q for q in (path, path.parent, *path.parent.parents) if not q.exists()]
             path.parent.mkdir(parents=True, exist_ok=True)
-            made += sorted(missing, key=lambda q: len(q.parts), reverse=True)
-            existed = path.exists()
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             fds.append(fd)
-            if not existed:
-                made.insert(0, path)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunBusy(_busy_message(Path(d), os.pread(fd, 32, 0).decode(errors="replace").strip())) from None
-            except OSError as e:
-                _unlockable(path, e)
+            if not _flock(fd, fcntl.LOCK_EX, path, d):
                 continue
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
